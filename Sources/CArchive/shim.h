@@ -1,0 +1,8 @@
+#ifndef FROST_CARCHIVE_SHIM_H
+#define FROST_CARCHIVE_SHIM_H
+#include <archive.h>
+#include <archive_entry.h>
+
+/* AE_IFREG is a cast macro that Swift does not import. */
+static inline unsigned int frost_ae_ifreg(void) { return AE_IFREG; }
+#endif

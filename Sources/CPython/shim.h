@@ -1,0 +1,70 @@
+#ifndef FROST_CPYTHON_SHIM_H
+#define FROST_CPYTHON_SHIM_H
+/* features.h first, or the module clashes with Glibc's (fds_bits ... not present). */
+#include <features.h>
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <marshal.h>
+#include <frameobject.h>
+
+/* Macros and static inline helpers that Swift cannot call or see directly. */
+
+static inline PyObject *frost_none(void) { return Py_None; }
+static inline PyObject *frost_true(void) { return Py_True; }
+static inline PyObject *frost_false(void) { return Py_False; }
+static inline PyObject *frost_not_implemented(void) { return Py_NotImplemented; }
+
+static inline void frost_incref(PyObject *o) { Py_INCREF(o); }
+static inline void frost_decref(PyObject *o) { Py_DECREF(o); }
+static inline void frost_xdecref(PyObject *o) { Py_XDECREF(o); }
+static inline Py_ssize_t frost_refcount(PyObject *o) { return Py_REFCNT(o); }
+
+static inline PyTypeObject *frost_type(PyObject *o) { return Py_TYPE(o); }
+static inline const char *frost_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
+
+static inline int frost_is_str(PyObject *o) { return PyUnicode_Check(o); }
+static inline int frost_is_bytes(PyObject *o) { return PyBytes_Check(o); }
+static inline int frost_is_int(PyObject *o) { return PyLong_Check(o); }
+static inline int frost_is_bool(PyObject *o) { return PyBool_Check(o); }
+static inline int frost_is_tuple(PyObject *o) { return PyTuple_Check(o); }
+static inline int frost_is_list(PyObject *o) { return PyList_Check(o); }
+static inline int frost_is_dict(PyObject *o) { return PyDict_Check(o); }
+static inline int frost_is_code(PyObject *o) { return PyCode_Check(o); }
+static inline int frost_is_float(PyObject *o) { return PyFloat_Check(o); }
+
+/* Native objects defined from Swift carry one pointer (an retained Swift object) after
+   the PyObject header. */
+typedef struct {
+    PyObject_HEAD
+    void *payload;
+} FrostNativeObject;
+
+static inline Py_ssize_t frost_native_basicsize(void) { return (Py_ssize_t)sizeof(FrostNativeObject); }
+static inline void *frost_native_payload(PyObject *o) { return ((FrostNativeObject *)o)->payload; }
+static inline void frost_native_set_payload(PyObject *o, void *p) { ((FrostNativeObject *)o)->payload = p; }
+
+/* tp_dealloc for heap types: free the object and drop the reference it held on its type. */
+static inline void frost_native_free(PyObject *o) {
+    PyTypeObject *type = Py_TYPE(o);
+    type->tp_free(o);
+    Py_DECREF(type);
+}
+
+static inline PyObject *frost_native_alloc(PyTypeObject *type) {
+    return type->tp_alloc(type, 0);
+}
+
+/* A PyModuleDef needs PyModuleDef_HEAD_INIT; it must live as long as the module. */
+static inline PyModuleDef *frost_module_def_new(const char *name, const char *doc, PyMethodDef *methods) {
+    PyModuleDef *def = (PyModuleDef *)PyMem_RawCalloc(1, sizeof(PyModuleDef));
+    PyModuleDef init = { PyModuleDef_HEAD_INIT, name, doc, -1, methods, NULL, NULL, NULL, NULL };
+    *def = init;
+    return def;
+}
+
+static inline int frost_is_initialized_status_error(PyStatus status) { return PyStatus_Exception(status); }
+
+static inline long frost_python_version_hex(void) { return PY_VERSION_HEX; }
+static inline int frost_python_major(void) { return PY_MAJOR_VERSION; }
+static inline int frost_python_minor(void) { return PY_MINOR_VERSION; }
+#endif

@@ -1,0 +1,403 @@
+import CArchive
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Limits that make a hostile archive (zip bomb, huge table) fail early with an error.
+public struct ArchiveLimits: Sendable {
+    /// The largest uncompressed size of one entry.
+    public var maximumEntrySize: Int
+    /// The largest sum of the uncompressed sizes of all entries.
+    public var maximumTotalSize: Int
+    /// The largest number of entries.
+    public var maximumEntryCount: Int
+
+    public init(maximumEntrySize: Int = 512 << 20, maximumTotalSize: Int = 4 << 30,
+                maximumEntryCount: Int = 1_000_000) {
+        self.maximumEntrySize = maximumEntrySize
+        self.maximumTotalSize = maximumTotalSize
+        self.maximumEntryCount = maximumEntryCount
+    }
+
+    public static let `default` = ArchiveLimits()
+}
+
+/// One entry of a mounted archive's table of contents.
+public struct ArchiveEntry: Sendable, Equatable {
+    /// The path inside the archive; directories end with `/`.
+    public let path: String
+    public let compression: ZipCompression
+    public let compressedSize: Int
+    public let uncompressedSize: Int
+    public let crc32: UInt32
+    /// The local header's offset from the start of the zip data.
+    let localHeaderOffset: Int
+    /// Where the next entry (or the central directory) starts: the entry must end before.
+    let spanEnd: Int
+    let nameLength: Int
+
+    public var isDirectory: Bool { path.hasSuffix("/") }
+}
+
+/// A zip archive opened for reading: its table of contents is parsed and checked once,
+/// then entries are read into memory on demand, by path, from any thread.
+///
+/// Nothing is extracted to disk. The archive may stand on its own or be appended to the
+/// end of an executable (the offset of the zip data within the file is found from the
+/// end-of-central-directory record, as zipimport does).
+public final class MountedArchive: @unchecked Sendable {
+    // @unchecked: every stored property is immutable after init; reads use pread on the
+    // shared descriptor, which has no file position to race on.
+
+    /// The file's path as given.
+    public let path: String
+    /// Where the zip data starts in the file (non-zero when appended to an executable).
+    public let baseOffset: Int
+    /// Every entry by path.
+    public let entries: [String: ArchiveEntry]
+    /// Every directory, explicit or implied by an entry's path, as "a/b/" (root is "").
+    public let directories: Set<String>
+    public let limits: ArchiveLimits
+    private let fd: Int32
+
+    /// Opens and checks `path`; throws an `ArchiveError` naming the archive and the
+    /// offending entry for anything broken or hostile.
+    public init(path: String, limits: ArchiveLimits = .default) throws {
+        self.path = path
+        self.limits = limits
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw ArchiveError(.cannotOpen, archive: path, "cannot open: \(FileIO.errnoText())")
+        }
+        do {
+            let table = try TableOfContents.read(fd: fd, archive: path, limits: limits)
+            self.baseOffset = table.baseOffset
+            self.entries = table.entries
+            self.directories = table.directories
+        } catch {
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Sorted entry paths.
+    public var paths: [String] { entries.keys.sorted(by: ZipWriter.byteOrder) }
+
+    public func contains(_ path: String) -> Bool { entries[path] != nil }
+
+    /// The names directly inside `directory` ("" for the root, else "a/b/"), each with
+    /// whether it is a directory. Sorted.
+    public func children(of directory: String) -> [(name: String, isDirectory: Bool)] {
+        var seen: [String: Bool] = [:]
+        let prefix = directory
+        for candidate in directories where candidate.count > prefix.count && candidate.hasPrefix(prefix) {
+            let rest = candidate.dropFirst(prefix.count)
+            if let slash = rest.firstIndex(of: "/"), rest.index(after: slash) == rest.endIndex {
+                seen[String(rest.dropLast())] = true
+            }
+        }
+        for candidate in entries.keys where !candidate.hasSuffix("/") && candidate.hasPrefix(prefix) {
+            let rest = candidate.dropFirst(prefix.count)
+            if !rest.contains("/") { seen[String(rest)] = false }
+        }
+        return seen.keys.sorted(by: ZipWriter.byteOrder).map { ($0, seen[$0]!) }
+    }
+
+    /// Reads one file entry into memory, checking its size and CRC.
+    public func read(_ entryPath: String) throws -> [UInt8] {
+        guard let entry = entries[entryPath] else {
+            if directories.contains(entryPath.hasSuffix("/") ? entryPath : entryPath + "/") {
+                throw ArchiveError(.isADirectory, archive: path, entry: entryPath, "is a directory")
+            }
+            throw ArchiveError(.noSuchEntry, archive: path, entry: entryPath, "no such entry")
+        }
+        if entry.isDirectory {
+            throw ArchiveError(.isADirectory, archive: path, entry: entryPath, "is a directory")
+        }
+        return try EntryReader.read(entry, fd: fd, baseOffset: baseOffset, archive: path)
+    }
+}
+
+/// Little-endian field access over a byte array, bounds-checked by the callers.
+extension Array where Element == UInt8 {
+    @inline(__always) func u16(_ i: Int) -> Int { Int(self[i]) | Int(self[i + 1]) << 8 }
+    @inline(__always) func u32(_ i: Int) -> Int {
+        Int(self[i]) | Int(self[i + 1]) << 8 | Int(self[i + 2]) << 16 | Int(self[i + 3]) << 24
+    }
+    @inline(__always) mutating func setU16(_ i: Int, _ v: Int) {
+        self[i] = UInt8(v & 0xFF); self[i + 1] = UInt8((v >> 8) & 0xFF)
+    }
+    @inline(__always) mutating func setU32(_ i: Int, _ v: Int) {
+        for k in 0..<4 { self[i + k] = UInt8((v >> (8 * k)) & 0xFF) }
+    }
+}
+
+enum ZipSignature {
+    static let localHeader = 0x0403_4B50
+    static let centralHeader = 0x0201_4B50
+    static let endOfCentralDirectory = 0x0605_4B50
+    static let zip64Locator = 0x0706_4B50
+}
+
+/// Parses and checks the end-of-central-directory record and the central directory.
+enum TableOfContents {
+    struct Result {
+        var baseOffset: Int
+        var entries: [String: ArchiveEntry]
+        var directories: Set<String>
+    }
+
+    static func read(fd: Int32, archive: String, limits: ArchiveLimits) throws -> Result {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw ArchiveError(.cannotOpen, archive: archive, "cannot stat: \(FileIO.errnoText())")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ArchiveError(.cannotOpen, archive: archive, "not a regular file")
+        }
+        let fileSize = Int(info.st_size)
+        if fileSize == 0 {
+            throw ArchiveError(.empty, archive: archive, "the file is empty")
+        }
+        let eocdSize = 22
+        guard fileSize >= eocdSize else {
+            throw ArchiveError(.notAZip, archive: archive, "\(fileSize) bytes is too small to be a zip archive")
+        }
+        // The record sits at the end, followed by a comment of at most 65535 bytes.
+        let tailSize = min(fileSize, eocdSize + 0xFFFF)
+        let tailStart = fileSize - tailSize
+        let tail = try FileIO.readExactly(fd, count: tailSize, at: tailStart, archive: archive,
+                                          what: "the end of the file")
+        var eocd = -1
+        var i = tailSize - eocdSize
+        while i >= 0 {
+            if tail[i] == 0x50, tail[i + 1] == 0x4B, tail[i + 2] == 5, tail[i + 3] == 6,
+               i + eocdSize + tail.u16(i + 20) == tailSize {
+                eocd = i
+                break
+            }
+            i -= 1
+        }
+        guard eocd >= 0 else {
+            throw ArchiveError(.notAZip, archive: archive, "no end-of-central-directory record: not a zip archive, or truncated")
+        }
+        if eocd >= 20, tail.u32(eocd - 20) == ZipSignature.zip64Locator {
+            throw ArchiveError(.unsupported, archive: archive, "Zip64 archive: not supported (CPython's zipimport cannot read it either)")
+        }
+        let diskNumber = tail.u16(eocd + 4), cdDisk = tail.u16(eocd + 6)
+        let entriesOnDisk = tail.u16(eocd + 8), entryCount = tail.u16(eocd + 10)
+        let cdSize = tail.u32(eocd + 12), cdOffset = tail.u32(eocd + 16)
+        guard diskNumber == 0, cdDisk == 0, entriesOnDisk == entryCount else {
+            throw ArchiveError(.unsupported, archive: archive, "multi-disk (split) archive")
+        }
+        if entryCount == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF {
+            throw ArchiveError(.unsupported, archive: archive, "Zip64 markers in the end record")
+        }
+        guard entryCount <= limits.maximumEntryCount else {
+            throw ArchiveError(.archiveTooLarge, archive: archive,
+                               "\(entryCount) entries, over the limit of \(limits.maximumEntryCount)")
+        }
+        let eocdInFile = tailStart + eocd
+        // Data before the zip (an executable it is appended to) shifts every offset.
+        let baseOffset = eocdInFile - cdSize - cdOffset
+        guard baseOffset >= 0 else {
+            throw ArchiveError(.truncated, archive: archive,
+                               "the central directory (offset \(cdOffset), \(cdSize) bytes) lies outside the file")
+        }
+        let cd = try FileIO.readExactly(fd, count: cdSize, at: baseOffset + cdOffset, archive: archive,
+                                        what: "the central directory")
+
+        struct Raw { var path: String; var method: Int; var csize: Int; var usize: Int; var crc: Int
+                     var offset: Int; var nameLength: Int }
+        var raws: [Raw] = []
+        raws.reserveCapacity(entryCount)
+        var names = Set<String>()
+        var total = 0
+        var p = 0
+        for index in 0..<entryCount {
+            guard p + 46 <= cd.count else {
+                throw ArchiveError(.truncated, archive: archive, "central directory ends inside record \(index)")
+            }
+            guard cd.u32(p) == ZipSignature.centralHeader else {
+                throw ArchiveError(.corrupt, archive: archive, "bad signature for central directory record \(index)")
+            }
+            let madeBy = cd.u16(p + 4), flags = cd.u16(p + 8), method = cd.u16(p + 10)
+            let crc = cd.u32(p + 16), csize = cd.u32(p + 20), usize = cd.u32(p + 24)
+            let nameLength = cd.u16(p + 28), extraLength = cd.u16(p + 30), commentLength = cd.u16(p + 32)
+            let externalAttributes = cd.u32(p + 38), offset = cd.u32(p + 42)
+            let recordEnd = p + 46 + nameLength + extraLength + commentLength
+            guard recordEnd <= cd.count else {
+                throw ArchiveError(.truncated, archive: archive, "central directory record \(index) runs past its end")
+            }
+            guard let name = String(validating: cd[(p + 46)..<(p + 46 + nameLength)], as: UTF8.self) else {
+                throw ArchiveError(.corrupt, archive: archive, "entry \(index): name is not valid UTF-8")
+            }
+            p = recordEnd
+            try EntryPath.validate(name, archive: archive, allowDirectory: true)
+            guard names.insert(name).inserted else {
+                throw ArchiveError(.duplicateEntry, archive: archive, entry: name, "appears more than once")
+            }
+            if madeBy >> 8 == 3 {  // Unix: the file type is in the high bits of the attributes.
+                let type = (externalAttributes >> 16) & 0o170000
+                switch type {
+                case 0, 0o100000: break
+                case 0o040000 where name.hasSuffix("/"): break
+                case 0o120000:
+                    throw ArchiveError(.notARegularFile, archive: archive, entry: name, "symbolic link")
+                case 0o040000:
+                    throw ArchiveError(.corrupt, archive: archive, entry: name, "directory mode on a file name")
+                default:
+                    throw ArchiveError(.notARegularFile, archive: archive, entry: name,
+                                       "device, fifo or socket (mode \(String(type, radix: 8)))")
+                }
+            }
+            if flags & 1 != 0 {
+                throw ArchiveError(.unsupported, archive: archive, entry: name, "encrypted entry")
+            }
+            guard method == 0 || method == 8 else {
+                throw ArchiveError(.unsupported, archive: archive, entry: name,
+                                   "compression method \(method) (only stored and deflate are supported)")
+            }
+            if csize == 0xFFFF_FFFF || usize == 0xFFFF_FFFF || offset == 0xFFFF_FFFF {
+                throw ArchiveError(.unsupported, archive: archive, entry: name, "Zip64 entry")
+            }
+            if name.hasSuffix("/"), usize != 0 {
+                throw ArchiveError(.corrupt, archive: archive, entry: name, "directory entry with \(usize) bytes of data")
+            }
+            guard usize <= limits.maximumEntrySize else {
+                throw ArchiveError(.entryTooLarge, archive: archive, entry: name,
+                                   "\(usize) bytes uncompressed, over the limit of \(limits.maximumEntrySize)")
+            }
+            if method == 0, csize != usize {
+                throw ArchiveError(.corrupt, archive: archive, entry: name, "stored entry whose sizes differ")
+            }
+            // Deflate cannot expand data more than 1032 times: more is a forged size.
+            if method == 8, usize > csize * 1032 + 1024 {
+                throw ArchiveError(.entryTooLarge, archive: archive, entry: name,
+                                   "declares \(usize) bytes from \(csize) compressed: impossible ratio (zip bomb)")
+            }
+            total += usize
+            guard total <= limits.maximumTotalSize else {
+                throw ArchiveError(.archiveTooLarge, archive: archive, entry: name,
+                                   "entries add up to more than \(limits.maximumTotalSize) bytes")
+            }
+            raws.append(Raw(path: name, method: method, csize: csize, usize: usize, crc: crc,
+                            offset: offset, nameLength: nameLength))
+        }
+
+        // Each entry must fit between its local header and the next one: overlapping
+        // entries (a known zip-bomb construction) and entries running into the central
+        // directory are refused.
+        let order = raws.indices.sorted { raws[$0].offset < raws[$1].offset }
+        var entries: [String: ArchiveEntry] = [:]
+        entries.reserveCapacity(raws.count)
+        for (rank, index) in order.enumerated() {
+            let raw = raws[index]
+            let spanEnd = rank + 1 < order.count ? raws[order[rank + 1]].offset : cdOffset
+            if raw.offset + 30 + raw.nameLength + raw.csize > spanEnd {
+                throw ArchiveError(.corrupt, archive: archive, entry: raw.path,
+                                   "its data overlaps the next entry or the central directory")
+            }
+            entries[raw.path] = ArchiveEntry(
+                path: raw.path, compression: raw.method == 0 ? .stored : .deflate,
+                compressedSize: raw.csize, uncompressedSize: raw.usize, crc32: UInt32(raw.crc),
+                localHeaderOffset: raw.offset, spanEnd: spanEnd, nameLength: raw.nameLength)
+        }
+
+        var directories: Set<String> = [""]
+        for name in entries.keys {
+            var prefix = name.hasSuffix("/") ? String(name.dropLast()) : name
+            if name.hasSuffix("/") { directories.insert(name) }
+            while let slash = prefix.lastIndex(of: "/") {
+                prefix = String(prefix[..<slash])
+                if !directories.insert(prefix + "/").inserted { break }
+            }
+        }
+        for name in entries.keys where !name.hasSuffix("/") && directories.contains(name + "/") {
+            throw ArchiveError(.duplicateEntry, archive: archive, entry: name, "is both a file and a directory")
+        }
+        return Result(baseOffset: baseOffset, entries: entries, directories: directories)
+    }
+}
+
+/// Reads one entry: its local header is checked against the central directory, then the
+/// bytes are decompressed by libarchive, never past the declared size.
+enum EntryReader {
+    static func read(_ entry: ArchiveEntry, fd: Int32, baseOffset: Int, archive: String) throws -> [UInt8] {
+        let headerOffset = baseOffset + entry.localHeaderOffset
+        var header = try FileIO.readExactly(fd, count: 30, at: headerOffset, archive: archive, entry: entry.path,
+                                            what: "the local header")
+        guard header.u32(0) == ZipSignature.localHeader else {
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "bad local header signature")
+        }
+        let nameLength = header.u16(26), extraLength = header.u16(28)
+        guard nameLength == entry.nameLength else {
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "local header name differs from the central directory")
+        }
+        let dataStart = 30 + nameLength + extraLength
+        guard entry.localHeaderOffset + dataStart + entry.compressedSize <= entry.spanEnd else {
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "data overlaps the next entry")
+        }
+        let rest = try FileIO.readExactly(fd, count: nameLength + extraLength + entry.compressedSize,
+                                          at: headerOffset + 30, archive: archive, entry: entry.path,
+                                          what: "the entry data")
+        guard rest[0..<nameLength].elementsEqual(entry.path.utf8) else {
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "local header name differs from the central directory")
+        }
+        if entry.uncompressedSize == 0 { return [] }
+        // Patch the header copy with the central directory's sizes and CRC and clear the
+        // data-descriptor flag: the reader then knows exactly how much to read and checks
+        // the CRC itself.
+        header.setU16(6, header.u16(6) & ~0x0008)
+        header.setU16(8, entry.compression == .stored ? 0 : 8)
+        header.setU32(14, Int(entry.crc32))
+        header.setU32(18, entry.compressedSize)
+        header.setU32(22, entry.uncompressedSize)
+        let single = header + rest
+        return try decompress(single, entry: entry, archive: archive)
+    }
+
+    static func decompress(_ single: [UInt8], entry: ArchiveEntry, archive: String) throws -> [UInt8] {
+        let handle = try LibArchiveHandle(.read, archiveName: archive)
+        let a = handle.pointer
+        try handle.check(archive_read_support_format_zip_streamable(a), "enabling the zip reader", entry: entry.path)
+        return try single.withUnsafeBytes { raw in
+            try handle.check(archive_read_open_memory(a, raw.baseAddress, raw.count), "opening the entry",
+                             entry: entry.path, kind: .corrupt)
+            var header: OpaquePointer?
+            try handle.check(archive_read_next_header(a, &header), "reading the entry header",
+                             entry: entry.path, kind: .corrupt)
+            var output = [UInt8](repeating: 0, count: entry.uncompressedSize)
+            var filled = 0
+            var overflow: UInt8 = 0
+            while true {
+                let n: Int
+                if filled < output.count {
+                    n = output.withUnsafeMutableBytes { out in
+                        archive_read_data(a, out.baseAddress! + filled, out.count - filled)
+                    }
+                } else {
+                    // Ask for one byte more than declared: any byte here is a lie in the header.
+                    n = archive_read_data(a, &overflow, 1)
+                }
+                let count = try handle.check(count: n, "decompressing", entry: entry.path, kind: .corrupt)
+                if count == 0 { break }
+                if filled >= output.count {
+                    throw ArchiveError(.entryTooLarge, archive: archive, entry: entry.path,
+                                       "decompresses to more than the declared \(entry.uncompressedSize) bytes")
+                }
+                filled += count
+            }
+            guard filled == entry.uncompressedSize else {
+                throw ArchiveError(.corrupt, archive: archive, entry: entry.path,
+                                   "decompressed to \(filled) bytes, \(entry.uncompressedSize) declared")
+            }
+            return output
+        }
+    }
+}

@@ -1,0 +1,2 @@
+import CPython
+func probe() -> Int { frost_python_version_hex() }
