@@ -20,6 +20,7 @@ static inline void frost_xdecref(PyObject *o) { Py_XDECREF(o); }
 static inline Py_ssize_t frost_refcount(PyObject *o) { return Py_REFCNT(o); }
 
 static inline PyTypeObject *frost_type(PyObject *o) { return Py_TYPE(o); }
+static inline PyObject *frost_type_object(PyObject *o) { return (PyObject *)Py_TYPE(o); }
 static inline const char *frost_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
 
 static inline int frost_is_str(PyObject *o) { return PyUnicode_Check(o); }
@@ -62,7 +63,24 @@ static inline PyModuleDef *frost_module_def_new(const char *name, const char *do
     return def;
 }
 
+/* Whether the calling OS thread holds the GIL. Thread states are only ever used on the
+   thread that created them, so the current holder's thread id identifies the thread. */
+static inline int frost_gil_held_by_this_thread(void) {
+    PyThreadState *t = _PyThreadState_UncheckedGet();
+    return t != NULL && t->thread_id == PyThread_get_thread_ident();
+}
+
+typedef PyObject *(*FrostFastCall)(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+static inline PyCFunction frost_as_pycfunction(FrostFastCall f) { return (PyCFunction)(void (*)(void))f; }
+static inline Py_ssize_t frost_vectorcall_nargs(Py_ssize_t n) { return PyVectorcall_NARGS((size_t)n); }
+
 static inline int frost_is_initialized_status_error(PyStatus status) { return PyStatus_Exception(status); }
+
+static inline unsigned long frost_native_type_flags(void) {
+    return Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE;
+}
+static inline int frost_python_api_version(void) { return PYTHON_API_VERSION; }
+static inline PyObject *frost_module_create(PyModuleDef *def) { return PyModule_Create2(def, PYTHON_API_VERSION); }
 
 static inline long frost_python_version_hex(void) { return PY_VERSION_HEX; }
 static inline int frost_python_major(void) { return PY_MAJOR_VERSION; }

@@ -1,2 +1,0 @@
-import CPython
-func probe() -> Int { frost_python_version_hex() }

@@ -1,0 +1,319 @@
+@preconcurrency import CPython
+
+/// An owned, strong reference to a Python object.
+///
+/// The reference is released when the Swift object goes away. Every operation must run
+/// with the GIL held by the calling thread (inside `PythonThreadState.withGIL`,
+/// `Python.withGIL`, or a native callback); the release alone is safe anywhere: without
+/// the GIL it takes it for the moment of the release, and after finalisation it does
+/// nothing.
+public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked: the pointer is only dereferenced under the GIL (see above).
+    public let pointer: UnsafeMutablePointer<PyObject>
+
+    /// Takes ownership of a new reference (as returned by most C API functions).
+    public init(owning pointer: UnsafeMutablePointer<PyObject>) {
+        self.pointer = pointer
+    }
+
+    /// Adds a reference to a borrowed pointer and owns that.
+    public init(borrowing pointer: UnsafeMutablePointer<PyObject>) {
+        frost_incref(pointer)
+        self.pointer = pointer
+    }
+
+    deinit {
+        if frost_gil_held_by_this_thread() != 0 {
+            frost_decref(pointer)
+        } else if Py_IsInitialized() != 0 {
+            let state = PyGILState_Ensure()
+            frost_decref(pointer)
+            PyGILState_Release(state)
+        }
+        // After finalisation the object is gone with the interpreter: nothing to release.
+    }
+
+    /// Wraps a new reference, or throws the pending Python exception when it is NULL.
+    public static func check(_ pointer: UnsafeMutablePointer<PyObject>?) throws -> PythonObject {
+        guard let pointer else { throw PythonError.fetch() }
+        return PythonObject(owning: pointer)
+    }
+
+    /// Hands the reference to C code that steals it (the Swift object no longer owns one).
+    public func newReference() -> UnsafeMutablePointer<PyObject> {
+        frost_incref(pointer)
+        return pointer
+    }
+
+    // MARK: Constants and conversions from Swift
+
+    public static var none: PythonObject { PythonObject(borrowing: frost_none()) }
+    public static var `true`: PythonObject { PythonObject(borrowing: frost_true()) }
+    public static var `false`: PythonObject { PythonObject(borrowing: frost_false()) }
+
+    public convenience init(_ string: String) throws {
+        let p = string.withCString { PyUnicode_FromStringAndSize($0, string.utf8.count) }
+        guard let p else { throw PythonError.fetch() }
+        self.init(owning: p)
+    }
+
+    public convenience init(_ value: Int) throws {
+        guard let p = PyLong_FromSsize_t(value) else { throw PythonError.fetch() }
+        self.init(owning: p)
+    }
+
+    public convenience init(bool value: Bool) {
+        self.init(borrowing: value ? frost_true() : frost_false())
+    }
+
+    public convenience init(bytes: [UInt8]) throws {
+        let p = bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buffer.count, 1)) {
+                PyBytes_FromStringAndSize($0, buffer.count)
+            }
+        }
+        guard let p else { throw PythonError.fetch() }
+        self.init(owning: p)
+    }
+
+    public static func bytes(_ raw: UnsafeRawBufferPointer) throws -> PythonObject {
+        try check(PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count))
+    }
+
+    public static func tuple(_ items: [PythonObject]) throws -> PythonObject {
+        let t = try check(PyTuple_New(items.count))
+        for (i, item) in items.enumerated() {
+            PyTuple_SetItem(t.pointer, i, item.newReference())  // steals
+        }
+        return t
+    }
+
+    public static func list(_ items: [PythonObject]) throws -> PythonObject {
+        let l = try check(PyList_New(items.count))
+        for (i, item) in items.enumerated() {
+            PyList_SetItem(l.pointer, i, item.newReference())  // steals
+        }
+        return l
+    }
+
+    public static func dict(_ items: [(String, PythonObject)] = []) throws -> PythonObject {
+        let d = try check(PyDict_New())
+        for (key, value) in items { try d.setItem(key, value) }
+        return d
+    }
+
+    // MARK: Conversions to Swift
+
+    public var isNone: Bool { pointer == frost_none() }
+    public var typeName: String { String(cString: frost_type_name(pointer)) }
+    public var referenceCount: Int { frost_refcount(pointer) }
+    public var isString: Bool { frost_is_str(pointer) != 0 }
+    public var isBytes: Bool { frost_is_bytes(pointer) != 0 }
+    public var isInt: Bool { frost_is_int(pointer) != 0 }
+    public var isCode: Bool { frost_is_code(pointer) != 0 }
+
+    /// The `str` value as Swift text; throws TypeError for other types.
+    public func asString() throws -> String {
+        guard frost_is_str(pointer) != 0 else {
+            throw PythonError.raise(.typeError, "expected str, got \(typeName)")
+        }
+        var size: Py_ssize_t = 0
+        guard let utf8 = PyUnicode_AsUTF8AndSize(pointer, &size) else { throw PythonError.fetch() }
+        return utf8.withMemoryRebound(to: UInt8.self, capacity: size) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: size), as: UTF8.self)
+        }
+    }
+
+    public func asInt() throws -> Int {
+        let v = PyLong_AsSsize_t(pointer)
+        if v == -1, PyErr_Occurred() != nil { throw PythonError.fetch() }
+        return v
+    }
+
+    public func asBytes() throws -> [UInt8] {
+        guard frost_is_bytes(pointer) != 0 else {
+            throw PythonError.raise(.typeError, "expected bytes, got \(typeName)")
+        }
+        let size = PyBytes_Size(pointer)
+        let data = PyBytes_AsString(pointer)!
+        return data.withMemoryRebound(to: UInt8.self, capacity: size) {
+            Array(UnsafeBufferPointer(start: $0, count: size))
+        }
+    }
+
+    public func isTrue() throws -> Bool {
+        let r = PyObject_IsTrue(pointer)
+        if r < 0 { throw PythonError.fetch() }
+        return r == 1
+    }
+
+    /// `str(self)`.
+    public func str() throws -> String {
+        try PythonObject.check(PyObject_Str(pointer)).asString()
+    }
+
+    /// `repr(self)`.
+    public func repr() throws -> String {
+        try PythonObject.check(PyObject_Repr(pointer)).asString()
+    }
+
+    /// `repr(self)`; safe from any thread (it takes the GIL when needed), since
+    /// `description` gets called by logging and test tools anywhere.
+    public var description: String {
+        guard Py_IsInitialized() != 0 else { return "<Python object after finalisation>" }
+        return Python.withGIL { (try? repr()) ?? "<\(typeName) object>" }
+    }
+
+    // MARK: Attributes, items, calls
+
+    public func attribute(_ name: String) throws -> PythonObject {
+        try PythonObject.check(PyObject_GetAttrString(pointer, name))
+    }
+
+    /// The attribute, or nil when it does not exist (other errors still throw).
+    public func attributeIfPresent(_ name: String) throws -> PythonObject? {
+        if PyObject_HasAttrString(pointer, name) == 0 { return nil }
+        return try attribute(name)
+    }
+
+    public func setAttribute(_ name: String, _ value: PythonObject) throws {
+        if PyObject_SetAttrString(pointer, name, value.pointer) != 0 { throw PythonError.fetch() }
+    }
+
+    public func item(_ key: String) throws -> PythonObject? {
+        let k = try PythonObject(key)
+        guard let v = PyDict_GetItemWithError(pointer, k.pointer) else {
+            if PyErr_Occurred() != nil { throw PythonError.fetch() }
+            return nil
+        }
+        return PythonObject(borrowing: v)
+    }
+
+    public func setItem(_ key: String, _ value: PythonObject) throws {
+        let k = try PythonObject(key)
+        if PyObject_SetItem(pointer, k.pointer, value.pointer) != 0 { throw PythonError.fetch() }
+    }
+
+    /// `self[range] = value` for lists.
+    public func setItem(slice range: Range<Int>, _ value: PythonObject) throws {
+        if PyList_SetSlice(pointer, range.lowerBound, range.upperBound, value.pointer) != 0 {
+            throw PythonError.fetch()
+        }
+    }
+
+    /// Calls the object with positional and keyword arguments.
+    @discardableResult
+    public func call(_ args: [PythonObject] = [], keywords: [(String, PythonObject)] = []) throws -> PythonObject {
+        let argsTuple = try PythonObject.tuple(args)
+        let kwargs = keywords.isEmpty ? nil : try PythonObject.dict(keywords)
+        return try PythonObject.check(PyObject_Call(pointer, argsTuple.pointer, kwargs?.pointer))
+    }
+
+    /// Calls the method `name` with positional and keyword arguments.
+    @discardableResult
+    public func callMethod(_ name: String, _ args: [PythonObject] = [],
+                           keywords: [(String, PythonObject)] = []) throws -> PythonObject {
+        try attribute(name).call(args, keywords: keywords)
+    }
+
+    /// The items of any iterable.
+    public func elements() throws -> [PythonObject] {
+        let iterator = try PythonObject.check(PyObject_GetIter(pointer))
+        var result: [PythonObject] = []
+        while let next = PyIter_Next(iterator.pointer) {
+            result.append(PythonObject(owning: next))
+        }
+        if PyErr_Occurred() != nil { throw PythonError.fetch() }
+        return result
+    }
+
+    public static func === (a: PythonObject, b: PythonObject) -> Bool { a.pointer == b.pointer }
+}
+
+/// Module-level helpers that need the GIL.
+public enum Python {
+    /// `import name` (a dotted name returns the leaf module).
+    public static func importModule(_ name: String) throws -> PythonObject {
+        try PythonObject.check(PyImport_ImportModule(name))
+    }
+
+    /// The `sys` module.
+    public static func sys() throws -> PythonObject { try importModule("sys") }
+
+    /// Runs `source` as a module body in `globals` (a dict) and returns it.
+    @discardableResult
+    public static func run(_ source: String, filename: String = "<frost>",
+                           globals: PythonObject? = nil) throws -> PythonObject {
+        let namespace = try globals ?? PythonObject.dict([("__builtins__", try importModule("builtins"))])
+        let code = try compile(source, filename: filename)
+        _ = try PythonObject.check(PyEval_EvalCode(code.pointer, namespace.pointer, namespace.pointer))
+        return namespace
+    }
+
+    /// Evaluates one expression in `globals`.
+    public static func evaluate(_ expression: String, globals: PythonObject? = nil) throws -> PythonObject {
+        let namespace = try globals ?? PythonObject.dict([("__builtins__", try importModule("builtins"))])
+        let code = try PythonObject.check(Py_CompileStringExFlags(expression, "<frost>", Py_eval_input, nil, -1))
+        return try PythonObject.check(PyEval_EvalCode(code.pointer, namespace.pointer, namespace.pointer))
+    }
+
+    /// Compiles module source; `source` may carry a PEP 263 coding line.
+    public static func compile(_ source: String, filename: String) throws -> PythonObject {
+        try compile(bytes: Array(source.utf8), filename: filename)
+    }
+
+    public static func compile(bytes: [UInt8], filename: String) throws -> PythonObject {
+        let name = try PythonObject(filename)
+        var terminated = bytes
+        terminated.append(0)
+        if bytes.contains(0) {
+            throw PythonError.raise(.syntaxError, "source code of \(filename) contains a NUL byte")
+        }
+        return try terminated.withUnsafeBufferPointer { buffer in
+            try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                try PythonObject.check(Py_CompileStringObject($0, name.pointer, Py_file_input, nil, -1))
+            }
+        }
+    }
+
+    /// Unmarshals a code object (the body of a .pyc after its 16-byte header).
+    public static func unmarshalCode(_ bytes: ArraySlice<UInt8>, filename: String) throws -> PythonObject {
+        let object = try bytes.withUnsafeBufferPointer { buffer in
+            try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                try PythonObject.check(PyMarshal_ReadObjectFromString($0, buffer.count))
+            }
+        }
+        guard object.isCode else {
+            throw PythonError.raise(.importError, "\(filename) does not hold a code object (found \(object.typeName))")
+        }
+        return object
+    }
+
+    /// The 4-byte magic number that starts every .pyc this interpreter accepts.
+    public static var bytecodeMagic: [UInt8] {
+        let magic = PyImport_GetMagicNumber()
+        return (0..<4).map { UInt8((magic >> (8 * $0)) & 0xFF) }
+    }
+
+    /// Executes a code object in a module's namespace.
+    public static func exec(code: PythonObject, in namespace: PythonObject) throws {
+        _ = try PythonObject.check(PyEval_EvalCode(code.pointer, namespace.pointer, namespace.pointer))
+    }
+
+    /// Runs `body` holding the GIL from any thread, via PyGILState (about 11 µs a call):
+    /// for occasional calls only. Python work belongs on a `PythonThread`.
+    public static func withGIL<R>(_ body: () throws -> R) rethrows -> R {
+        if frost_gil_held_by_this_thread() != 0 { return try body() }
+        let state = PyGILState_Ensure()
+        defer { PyGILState_Release(state) }
+        return try body()
+    }
+
+    /// Whether the calling thread holds the GIL.
+    public static var gilIsHeld: Bool { frost_gil_held_by_this_thread() != 0 }
+
+    /// The version of the Python this code is linked against, e.g. "3.11".
+    public static var linkedVersion: String { "\(frost_python_major()).\(frost_python_minor())" }
+    public static var linkedMajor: Int { Int(frost_python_major()) }
+    public static var linkedMinor: Int { Int(frost_python_minor()) }
+}

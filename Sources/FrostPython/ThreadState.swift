@@ -1,0 +1,179 @@
+@preconcurrency import CPython
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A long-lived Python thread state bound to one OS thread.
+///
+/// Taking the GIL through it costs well under a microsecond, against about 11 µs for
+/// `PyGILState_Ensure` per call. It must only be used on the thread it belongs to.
+public final class PythonThreadState: @unchecked Sendable {
+    // @unchecked: confined to its owner thread, which `withGIL` checks.
+    let state: UnsafeMutablePointer<PyThreadState>
+    let owner: pthread_t
+    private let owned: Bool
+    private var deleted = false
+
+    init(adopting state: UnsafeMutablePointer<PyThreadState>, owned: Bool = false) {
+        self.state = state
+        self.owner = pthread_self()
+        self.owned = owned
+    }
+
+    /// Runs `body` holding the GIL. Nested calls on the same thread just run `body`.
+    public func withGIL<R>(_ body: () throws -> R) rethrows -> R {
+        precondition(pthread_equal(owner, pthread_self()) != 0, "a Python thread state used on a foreign thread")
+        precondition(!deleted, "a deleted Python thread state was used")
+        if frost_gil_held_by_this_thread() != 0 { return try body() }
+        PyEval_RestoreThread(state)
+        defer { _ = PyEval_SaveThread() }
+        return try body()
+    }
+
+    /// Runs `body` with the GIL released (for blocking work inside a Python call), then
+    /// takes it back.
+    public func withoutGIL<R>(_ body: () throws -> R) rethrows -> R {
+        precondition(frost_gil_held_by_this_thread() != 0, "withoutGIL needs the GIL held")
+        let saved = PyEval_SaveThread()
+        defer { PyEval_RestoreThread(saved) }
+        return try body()
+    }
+
+    func acquire() {
+        if frost_gil_held_by_this_thread() == 0 { PyEval_RestoreThread(state) }
+    }
+
+    /// Deletes a thread state made by `makeThreadStateForCurrentThread`.
+    public func delete() {
+        guard owned, !deleted, Py_IsInitialized() != 0 else { return }
+        precondition(pthread_equal(owner, pthread_self()) != 0, "a Python thread state deleted on a foreign thread")
+        deleted = true
+        if frost_gil_held_by_this_thread() == 0 { PyEval_RestoreThread(state) }
+        PyThreadState_Clear(state)
+        PyThreadState_DeleteCurrent()  // also releases the GIL
+    }
+}
+
+/// A dedicated OS thread that runs Python work, with one thread state for its life.
+///
+/// Work comes in as closures; each runs holding the GIL. Python never runs on the NIO
+/// event loop or in Swift's cooperative pool: callers hand it to one of these.
+public final class PythonThread: @unchecked Sendable {
+    // @unchecked: the queue is guarded by `mutex`; everything else is set before start.
+    public let name: String
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var queue: [() -> Void] = []
+    private var stopping = false
+    private var thread: pthread_t? = nil
+    private let interpreter: Interpreter
+
+    public init(interpreter: Interpreter, name: String) throws {
+        self.interpreter = interpreter
+        self.name = name
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var handle = pthread_t()
+        let status = pthread_create(&handle, nil, { raw in
+            let worker = Unmanaged<PythonThread>.fromOpaque(raw!).takeRetainedValue()
+            worker.runLoop()
+            return nil
+        }, context)
+        guard status == 0 else {
+            Unmanaged<PythonThread>.fromOpaque(context).release()
+            throw InterpreterError("cannot start thread \(name): \(String(cString: strerror(status)))")
+        }
+        thread = handle
+    }
+
+    deinit {
+        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(&condition)
+    }
+
+    /// Runs `body` on this thread with the GIL held and returns its result; the caller
+    /// waits. Must not be called from this thread itself.
+    public func perform<R>(_ body: @escaping () throws -> R) throws -> R {
+        let box = ResultBox<R>()
+        enqueue {
+            do { box.result = .success(try body()) } catch { box.result = .failure(error) }
+            box.signal()
+        }
+        return try box.wait().get()
+    }
+
+    /// Queues `body` to run with the GIL held, without waiting for it.
+    public func submit(_ body: @escaping () -> Void) {
+        enqueue(body)
+    }
+
+    /// Finishes the queued work, deletes the thread state and joins the thread.
+    public func stop() {
+        pthread_mutex_lock(&mutex)
+        stopping = true
+        pthread_cond_signal(&condition)
+        pthread_mutex_unlock(&mutex)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    private func enqueue(_ job: @escaping () -> Void) {
+        pthread_mutex_lock(&mutex)
+        precondition(!stopping, "work submitted to stopped Python thread \(name)")
+        queue.append(job)
+        pthread_cond_signal(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private func runLoop() {
+        let state = interpreter.makeThreadStateForCurrentThread()
+        while true {
+            pthread_mutex_lock(&mutex)
+            while queue.isEmpty && !stopping { pthread_cond_wait(&condition, &mutex) }
+            if queue.isEmpty && stopping {
+                pthread_mutex_unlock(&mutex)
+                break
+            }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            pthread_mutex_unlock(&mutex)
+            state.withGIL {
+                for job in batch { job() }
+            }
+        }
+        state.delete()
+    }
+}
+
+/// A one-shot result handed from a Python thread to a waiting caller.
+final class ResultBox<R>: @unchecked Sendable {
+    var result: Result<R, Error>?
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var done = false
+
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(&condition)
+    }
+
+    func signal() {
+        pthread_mutex_lock(&mutex)
+        done = true
+        pthread_cond_signal(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    func wait() -> Result<R, Error> {
+        pthread_mutex_lock(&mutex)
+        while !done { pthread_cond_wait(&condition, &mutex) }
+        pthread_mutex_unlock(&mutex)
+        return result!
+    }
+}

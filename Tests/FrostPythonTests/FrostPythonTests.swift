@@ -1,0 +1,263 @@
+import Foundation
+import Testing
+import FrostPython
+
+/// Payload whose instances count themselves, to prove native objects release them.
+final class Counted {
+    nonisolated(unsafe) static var live = 0
+    static let lock = NSLock()
+    var label: String
+    var hits = 0
+    init(_ label: String) {
+        self.label = label
+        Counted.lock.lock(); Counted.live += 1; Counted.lock.unlock()
+    }
+    deinit { Counted.lock.lock(); Counted.live -= 1; Counted.lock.unlock() }
+}
+
+let countedType: NativeType<Counted> = {
+    let type = NativeType<Counted>("_frost_test.Counted", doc: "A counted test object.")
+    type.attribute("Label", get: { try PythonObject($0.label) }, set: { $0.label = try $1.asString() })
+    type.attribute("Hits", get: { try PythonObject($0.hits) })
+    type.method("Hit") { payload in { args, keywords in
+        let by = try keywords.first { $0.0 == "by" }?.1.asInt() ?? args.first?.asInt() ?? 1
+        if by < 0 { throw PythonError.raise(.valueError, "cannot hit by \(by)") }
+        payload.hits += by
+        return try PythonObject(payload.hits)
+    } }
+    type.describe = { "<Counted \($0.label)>" }
+    return type
+}()
+
+let testModule = NativeModule(name: "_frost_test", doc: "test module") { module in
+    try module.setAttribute("Counted", countedType.typeObject())
+    try module.setAttribute("make", Python.function("make") { args, _ in
+        try countedType.wrap(Counted(try args.first?.asString() ?? "anon"))
+    })
+    try module.setAttribute("ANSWER", PythonObject(42))
+}
+
+/// One interpreter per test process, started with an exact search path.
+enum TestInterpreter {
+    static let extraDirectory = NSTemporaryDirectory() + "frost-python-tests-path"
+    static let shared: Interpreter = {
+        try? FileManager.default.createDirectory(atPath: extraDirectory, withIntermediateDirectories: true)
+        try! "VALUE = 'from the extra directory'\n".write(toFile: extraDirectory + "/extra_module.py",
+                                                           atomically: true, encoding: .utf8)
+        return try! Interpreter.start(InterpreterConfiguration(
+            executable: "/usr/bin/frost-test-loader", searchPath: [extraDirectory], standardLibrary: .linkedPython,
+            arguments: ["frost-test", "--flag"], builtinModules: [testModule]))
+    }()
+
+    static func run<R>(_ body: () throws -> R) rethrows -> R {
+        _ = shared
+        return try Python.withGIL(body)
+    }
+}
+
+@Suite(.serialized) struct InterpreterTests {
+    @Test func startsIsolatedWithExactlyTheGivenSearchPath() throws {
+        try TestInterpreter.run {
+            let sys = try Python.sys()
+            let path = try sys.attribute("path").elements().map { try $0.asString() }
+            #expect(path == [TestInterpreter.extraDirectory] + TestInterpreter.shared.standardLibraryPath)
+            let flags = try sys.attribute("flags")
+            #expect(try flags.attribute("isolated").asInt() == 1)
+            #expect(try flags.attribute("ignore_environment").asInt() == 1)
+            #expect(try flags.attribute("no_site").asInt() == 1)
+            #expect(try flags.attribute("no_user_site").asInt() == 1)
+            #expect(try flags.attribute("utf8_mode").asInt() == 1)
+            #expect(try sys.attribute("frozen").isTrue())
+            #expect(try sys.attribute("modules").callMethod("__contains__", [PythonObject("site")]).isTrue() == false)
+            #expect(try sys.attribute("argv").elements().map { try $0.asString() } == ["frost-test", "--flag"])
+            #expect(try sys.attribute("executable").asString() == "/usr/bin/frost-test-loader")
+            #expect(try Python.importModule("extra_module").attribute("VALUE").asString() == "from the extra directory")
+            #expect(Python.linkedVersion == "\(Python.linkedMajor).\(Python.linkedMinor)")
+            let version = try sys.attribute("version_info")
+            #expect(try version.attribute("minor").asInt() == Python.linkedMinor)
+        }
+    }
+
+    @Test func secondStartIsRefused() {
+        _ = TestInterpreter.shared
+        #expect(throws: InterpreterError.self) {
+            _ = try Interpreter.start(InterpreterConfiguration(executable: "/x", searchPath: []))
+        }
+    }
+
+    @Test func linkedStandardLibraryPathPointsAtTheLinkedPython() {
+        _ = TestInterpreter.shared
+        #expect(TestInterpreter.shared.standardLibraryPath.contains { $0.hasSuffix("python\(Python.linkedVersion)") })
+        #expect(TestInterpreter.shared.standardLibraryPath.contains { $0.hasSuffix("lib-dynload") })
+    }
+}
+
+@Suite struct ErrorConversionTests {
+    @Test func exceptionsCarryTypeMessageAndTraceback() throws {
+        try TestInterpreter.run {
+            let source = """
+            def inner(x):
+                raise ValueError(f"bad value {x!r}")
+            def outer():
+                inner(41 + 1)
+            outer()
+            """
+            do {
+                try Python.run(source, filename: "/srv/app/failing.py")
+                Issue.record("no error thrown")
+            } catch let error as PythonError {
+                #expect(error.typeName == "ValueError")
+                #expect(error.message == "bad value 42")
+                #expect(error.description == "ValueError: bad value 42")
+                #expect(error.traceback.hasPrefix("Traceback (most recent call last):"))
+                #expect(error.traceback.contains("File \"/srv/app/failing.py\", line 2, in inner"))
+                #expect(error.traceback.contains("in outer"))
+                #expect(error.traceback.hasSuffix("ValueError: bad value 42\n"))
+                #expect(error.exception != nil)
+            }
+        }
+    }
+
+    @Test func userExceptionClassesAreQualified() throws {
+        try TestInterpreter.run {
+            let namespace = try PythonObject.dict([("__builtins__", try Python.importModule("builtins")),
+                                                   ("__name__", try PythonObject("myapp.errors"))])
+            do {
+                try Python.run("class AppError(Exception): pass\nraise AppError('boom')", globals: namespace)
+                Issue.record("no error thrown")
+            } catch let error as PythonError {
+                #expect(error.typeName == "myapp.errors.AppError")
+                #expect(error.message == "boom")
+            }
+        }
+    }
+
+    @Test func syntaxErrorsAndSwiftRaisedErrors() throws {
+        try TestInterpreter.run {
+            #expect(throws: PythonError.self) { try Python.compile("def broken(:\n", filename: "broken.py") }
+            do { _ = try Python.compile("def broken(:\n", filename: "broken.py") } catch let error as PythonError {
+                #expect(error.typeName == "SyntaxError")
+            }
+            let error = PythonError.raise(.importError, "no module named nothing")
+            #expect(error.typeName == "ImportError")
+            #expect(error.message == "no module named nothing")
+            do { _ = try PythonObject(5).asString() } catch let e as PythonError { #expect(e.typeName == "TypeError") }
+        }
+    }
+}
+
+@Suite(.serialized) struct NativeTypeTests {
+    @Test func builtinModuleRegisteredBeforeStartUpImports() throws {
+        try TestInterpreter.run {
+            let module = try Python.importModule("_frost_test")
+            #expect(try module.attribute("ANSWER").asInt() == 42)
+            let sys = try Python.sys()
+            let names = try sys.attribute("builtin_module_names").elements().map { try $0.asString() }
+            #expect(names.contains("_frost_test"))
+        }
+    }
+
+    @Test func attributesMethodsAndErrorsBehaveLikePython() throws {
+        try TestInterpreter.run {
+            let namespace = try PythonObject.dict([("__builtins__", try Python.importModule("builtins"))])
+            try Python.run("""
+            import _frost_test
+            c = _frost_test.make("first")
+            results = [c.Label, c.Hit(), c.Hit(5), c.Hit(by=10), c.Hits, repr(c), type(c).__name__]
+            c.Label = "renamed"
+            results.append(c.Label)
+            errors = []
+            for action in (lambda: setattr(c, "Hits", 3), lambda: setattr(c, "Nope", 1),
+                           lambda: c.Hit(-1), lambda: _frost_test.Counted(), lambda: c.Missing,
+                           lambda: setattr(c, "Label", 7)):
+                try:
+                    action()
+                except Exception as e:
+                    errors.append(type(e).__name__)
+            """, globals: namespace)
+            let results = try #require(try namespace.item("results")).elements()
+            #expect(try results[0].asString() == "first")
+            #expect(try results[1...4].map { try $0.asInt() } == [1, 6, 16, 16])
+            #expect(try results[5].asString() == "<Counted first>")
+            #expect(try results[6].asString() == "Counted")
+            #expect(try results[7].asString() == "renamed")
+            let errors = try #require(try namespace.item("errors")).elements().map { try $0.asString() }
+            #expect(errors == ["AttributeError", "AttributeError", "ValueError", "TypeError", "AttributeError", "TypeError"])
+        }
+    }
+
+    @Test func noLeakAcross100kNativeObjects() throws {
+        try TestInterpreter.run {
+            let before = Counted.live
+            let typeObject = try countedType.typeObject()
+            let typeReferences = typeObject.referenceCount
+            for i in 0..<100_000 {
+                let object = try countedType.wrap(Counted("n\(i)"))
+                if i % 10_000 == 0 {
+                    _ = try object.callMethod("Hit", [try PythonObject(2)])
+                    #expect(countedType.payload(of: object)?.hits == 2)
+                }
+            }
+            #expect(Counted.live == before)
+            // Objects made from Python code are freed as well, including bound methods.
+            let namespace = try PythonObject.dict([("__builtins__", try Python.importModule("builtins"))])
+            try Python.run("""
+            import _frost_test
+            for i in range(100000):
+                o = _frost_test.make(str(i))
+                o.Hit(by=1)
+            del o
+            """, globals: namespace)
+            #expect(Counted.live == before)
+            #expect(typeObject.referenceCount == typeReferences)
+        }
+    }
+
+    @Test func payloadOfRejectsOtherObjects() throws {
+        try TestInterpreter.run {
+            let text = try PythonObject("text")
+            #expect(countedType.payload(of: text) == nil)
+        }
+    }
+}
+
+@Suite struct PythonThreadTests {
+    @Test func dedicatedThreadsKeepOneThreadStateAndRunConcurrently() throws {
+        let interpreter = TestInterpreter.shared
+        let threads = try (0..<4).map { try PythonThread(interpreter: interpreter, name: "py-\($0)") }
+        defer { threads.forEach { $0.stop() } }
+        let idents = try threads.map { thread in
+            try (0..<3).map { _ in
+                try thread.perform { try Python.importModule("threading").callMethod("get_ident").asInt() }
+            }
+        }
+        for perThread in idents { #expect(Set(perThread).count == 1) }
+        #expect(Set(idents.map { $0[0] }).count == 4)
+
+        let results = ResultCollector()
+        DispatchQueue.concurrentPerform(iterations: 4) { index in
+            let value = try? threads[index].perform {
+                try Python.evaluate("sum(i * i for i in range(\(10_000 * (index + 1))))").asInt()
+            }
+            results.set(index, value ?? -1)
+        }
+        for index in 0..<4 {
+            let n = 10_000 * (index + 1)
+            #expect(results.get(index) == (n - 1) * n * (2 * n - 1) / 6)
+        }
+    }
+
+    @Test func errorsComeBackToTheCaller() throws {
+        let thread = try PythonThread(interpreter: TestInterpreter.shared, name: "py-errors")
+        defer { thread.stop() }
+        #expect(throws: PythonError.self) { try thread.perform { try Python.evaluate("1/0") } }
+        #expect(try thread.perform { try Python.evaluate("6*7").asInt() } == 42)
+    }
+}
+
+final class ResultCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int: Int] = [:]
+    func set(_ key: Int, _ value: Int) { lock.lock(); values[key] = value; lock.unlock() }
+    func get(_ key: Int) -> Int? { lock.lock(); defer { lock.unlock() }; return values[key] }
+}
