@@ -82,6 +82,17 @@ static inline unsigned long frost_native_type_flags(void) {
 static inline int frost_python_api_version(void) { return PYTHON_API_VERSION; }
 static inline PyObject *frost_module_create(PyModuleDef *def) { return PyModule_Create2(def, PYTHON_API_VERSION); }
 
+static inline PyObject *frost_call1(PyObject *callable, PyObject *arg) {
+    PyObject *args = PyTuple_Pack(1, arg);
+    if (args == NULL) return NULL;
+    PyObject *result = PyObject_Call(callable, args, NULL);
+    Py_DECREF(args);
+    return result;
+}
+
+/* PyTuple_Pack is variadic. */
+static inline PyObject *PyTuple_Pack3(PyObject *a, PyObject *b, PyObject *c) { return PyTuple_Pack(3, a, b, c); }
+
 static inline long frost_python_version_hex(void) { return PY_VERSION_HEX; }
 static inline int frost_python_major(void) { return PY_MAJOR_VERSION; }
 static inline int frost_python_minor(void) { return PY_MINOR_VERSION; }

@@ -28,7 +28,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public let qualifiedName: String
     public let doc: String
     public private(set) var attributes: [String: NativeAttribute<Payload>] = [:]
-    public private(set) var methods: [String: (Payload) -> NativeCall] = [:]
+    public private(set) var methods: [String: (Payload, PythonObject) -> NativeCall] = [:]
     public var describe: ((Payload) -> String)?
     private var typePointer: UnsafeMutablePointer<PyObject>?
     private var methodDefinitions: [String: UnsafeMutablePointer<PyMethodDef>] = [:]
@@ -45,7 +45,9 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         attributes[name] = NativeAttribute(get: get, set: set)
     }
 
-    public func method(_ name: String, _ body: @escaping (Payload) -> NativeCall) {
+    /// Defines a method: `body` gets the payload and the Python object itself (`self`)
+    /// and returns the call.
+    public func method(_ name: String, _ body: @escaping (Payload, PythonObject) -> NativeCall) {
         precondition(typePointer == nil, "define methods before the type is created")
         methods[name] = body
         methodDefinitions[name] = NativeFunctionBox.methodDefinition(name: name)
@@ -89,11 +91,12 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     // MARK: NativeTypeDefinition
 
-    func getAttribute(_ payload: AnyObject, name: String) throws -> PythonObject? {
+    func getAttribute(_ payload: AnyObject, object: UnsafeMutablePointer<PyObject>, name: String) throws -> PythonObject? {
         guard let payload = payload as? Payload else { return nil }
         if let attribute = attributes[name] { return try attribute.get(payload) }
         if let method = methods[name], let definition = methodDefinitions[name] {
-            return try NativeFunctionBox.function(definition: definition, call: method(payload))
+            return try NativeFunctionBox.function(definition: definition,
+                                                  call: method(payload, PythonObject(borrowing: object)))
         }
         return nil
     }
@@ -123,7 +126,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 }
 
 protocol NativeTypeDefinition: AnyObject {
-    func getAttribute(_ payload: AnyObject, name: String) throws -> PythonObject?
+    func getAttribute(_ payload: AnyObject, object: UnsafeMutablePointer<PyObject>, name: String) throws -> PythonObject?
     func setAttribute(_ payload: AnyObject, name: String, value: PythonObject?) throws -> Bool
     func represent(_ payload: AnyObject) -> String
 }
@@ -154,7 +157,7 @@ private let nativeGetAttribute: @convention(c) (UnsafeMutablePointer<PyObject>?,
     if let (definition, payload) = NativeTypeRegistry.lookup(object),
        let key = try? PythonObject(borrowing: name).asString() {
         do {
-            if let value = try definition.getAttribute(payload, name: key) { return value.newReference() }
+            if let value = try definition.getAttribute(payload, object: object, name: key) { return value.newReference() }
         } catch {
             error.raiseInPython()
             return nil

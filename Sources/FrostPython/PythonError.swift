@@ -46,21 +46,32 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
     }
 
     /// Creates (without raising) an exception of a builtin type, for throwing from Swift.
+    /// No traceback is formatted: this runs on hot paths (a path hook refusing a path)
+    /// and must not import anything.
     public static func raise(_ type: Builtin, _ message: String) -> PythonError {
-        PyErr_SetString(type.pointer, message)
-        return fetch()
+        let name = String(cString: UnsafeRawPointer(type.pointer).assumingMemoryBound(to: PyTypeObject.self).pointee.tp_name)
+        guard let text = PyUnicode_FromString(message) else {
+            PyErr_Clear()
+            return PythonError(typeName: name, message: message, traceback: "", exception: nil)
+        }
+        defer { frost_decref(text) }
+        guard let instance = frost_call1(type.pointer, text) else {
+            PyErr_Clear()
+            return PythonError(typeName: name, message: message, traceback: "", exception: nil)
+        }
+        return PythonError(typeName: name, message: message, traceback: "", exception: PythonObject(owning: instance))
     }
 
-    /// Raises an exception of any class with positional arguments, and returns it as an error.
+    /// Creates an exception of any class from positional arguments, for throwing from Swift.
     public static func raise(_ type: PythonObject, args: [PythonObject]) -> PythonError {
         do {
             let instance = try type.call(args)
-            PyErr_SetObject(frost_type_object(instance.pointer), instance.pointer)
+            let message = rawString(PyObject_Str(instance.pointer)) ?? ""
+            return PythonError(typeName: qualifiedName(type.pointer), message: message, traceback: "", exception: instance)
         } catch {
             return error as? PythonError ?? PythonError(typeName: "RuntimeError", message: "\(error)",
                                                         traceback: "", exception: nil)
         }
-        return fetch()
     }
 
     init(typeName: String, message: String, traceback: String, exception: PythonObject?) {
@@ -70,24 +81,27 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
         self.exception = exception
     }
 
-    /// Takes the pending exception (the error indicator is cleared). Needs the GIL.
+    /// Takes the pending exception (the error indicator is cleared) and formats its
+    /// traceback. Needs the GIL. Uses raw C calls only, so a failure while describing
+    /// the exception can never come back here.
     public static func fetch() -> PythonError {
         var type: UnsafeMutablePointer<PyObject>?
         var value: UnsafeMutablePointer<PyObject>?
         var traceback: UnsafeMutablePointer<PyObject>?
         PyErr_Fetch(&type, &value, &traceback)
-        guard type != nil else {
+        guard let type else {
             return PythonError(typeName: "SystemError", message: "an error was reported without a Python exception",
                                traceback: "", exception: nil)
         }
-        PyErr_NormalizeException(&type, &value, &traceback)
+        var normalizedType: UnsafeMutablePointer<PyObject>? = type
+        PyErr_NormalizeException(&normalizedType, &value, &traceback)
         if let value, let traceback { PyException_SetTraceback(value, traceback) }
-        let typeObject = type.map { PythonObject(owning: $0) }
+        let typeObject = normalizedType.map { PythonObject(owning: $0) }
         let valueObject = value.map { PythonObject(owning: $0) }
         let tracebackObject = traceback.map { PythonObject(owning: $0) }
 
-        let name = qualifiedName(typeObject)
-        let message = (try? valueObject?.str()) ?? ""
+        let name = typeObject.map { qualifiedName($0.pointer) } ?? "Exception"
+        let message = valueObject.flatMap { rawString(PyObject_Str($0.pointer)) } ?? ""
         var formatted = ""
         if let typeObject, let valueObject {
             formatted = format(typeObject, valueObject, tracebackObject) ?? ""
@@ -105,23 +119,45 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
         }
     }
 
-    private static func qualifiedName(_ type: PythonObject?) -> String {
-        guard let type else { return "Exception" }
-        let name = (try? type.attribute("__qualname__").asString()) ?? "Exception"
-        let module = (try? type.attribute("__module__").asString()) ?? "builtins"
+    /// "module.QualName", or just the name for builtins; raw C calls only.
+    private static func qualifiedName(_ type: UnsafeMutablePointer<PyObject>) -> String {
+        let name = rawString(PyObject_GetAttrString(type, "__qualname__")) ?? "Exception"
+        let module = rawString(PyObject_GetAttrString(type, "__module__")) ?? "builtins"
         return module == "builtins" ? name : "\(module).\(name)"
     }
 
-    private static func format(_ type: PythonObject, _ value: PythonObject, _ tb: PythonObject?) -> String? {
-        // The traceback module may be missing in a broken bundle: fall back to nothing.
-        guard let module = try? Python.importModule("traceback"),
-              let lines = try? module.callMethod("format_exception", [type, value, tb ?? .none]),
-              let joined = try? PythonObject("").callMethod("join", [lines]).asString()
-        else {
+    /// Takes a new reference to a str and returns its text (nil, error cleared, otherwise).
+    private static func rawString(_ object: UnsafeMutablePointer<PyObject>?) -> String? {
+        guard let object else { PyErr_Clear(); return nil }
+        defer { frost_decref(object) }
+        var size: Py_ssize_t = 0
+        guard frost_is_str(object) != 0, let utf8 = PyUnicode_AsUTF8AndSize(object, &size) else {
             PyErr_Clear()
             return nil
         }
-        return joined
+        return utf8.withMemoryRebound(to: UInt8.self, capacity: size) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: size), as: UTF8.self)
+        }
+    }
+
+    /// `traceback.format_exception` with raw C calls: a failure here must not come back
+    /// into `fetch` (importing `traceback` can itself be what fails).
+    private static func format(_ type: PythonObject, _ value: PythonObject, _ tb: PythonObject?) -> String? {
+        guard let module = PyImport_ImportModule("traceback") else { PyErr_Clear(); return nil }
+        defer { frost_decref(module) }
+        guard let function = PyObject_GetAttrString(module, "format_exception") else { PyErr_Clear(); return nil }
+        defer { frost_decref(function) }
+        guard let args = PyTuple_Pack3(type.pointer, value.pointer, (tb ?? .none).pointer) else { PyErr_Clear(); return nil }
+        defer { frost_decref(args) }
+        guard let lines = PyObject_Call(function, args, nil) else { PyErr_Clear(); return nil }
+        defer { frost_decref(lines) }
+        guard let empty = PyUnicode_FromString(""), let joined = PyUnicode_Join(empty, lines) else { PyErr_Clear(); return nil }
+        defer { frost_decref(empty); frost_decref(joined) }
+        var size: Py_ssize_t = 0
+        guard let utf8 = PyUnicode_AsUTF8AndSize(joined, &size) else { PyErr_Clear(); return nil }
+        return utf8.withMemoryRebound(to: UInt8.self, capacity: size) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: size), as: UTF8.self)
+        }
     }
 }
 

@@ -1,1 +1,8 @@
-print("stub")
+// The generic executable copied into every bundle as `_NAME` (the loader) and `NAME`
+// (the console). It imports no Foundation: Glibc, FrostRuntime and what they need.
+#if canImport(Glibc)
+import Glibc
+#endif
+import FrostRuntime
+
+exit(LoaderMain.run(CommandLine.arguments))

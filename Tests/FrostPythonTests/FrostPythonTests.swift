@@ -19,7 +19,7 @@ let countedType: NativeType<Counted> = {
     let type = NativeType<Counted>("_frost_test.Counted", doc: "A counted test object.")
     type.attribute("Label", get: { try PythonObject($0.label) }, set: { $0.label = try $1.asString() })
     type.attribute("Hits", get: { try PythonObject($0.hits) })
-    type.method("Hit") { payload in { args, keywords in
+    type.method("Hit") { payload, _ in { args, keywords in
         let by = try keywords.first { $0.0 == "by" }?.1.asInt() ?? args.first?.asInt() ?? 1
         if by < 0 { throw PythonError.raise(.valueError, "cannot hit by \(by)") }
         payload.hits += by

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The shape of a bundle directory, shared by the packager (which writes it) and the
+/// loader (which finds everything relative to its own path):
+///
+///     dist/NAME/
+///       _NAME          loader: serves the entry module NAME
+///       NAME           console/installer: runs NAME as __main__
+///       NAME.zip       the library archive (or appended to the executable itself)
+///       lib/           python3XY.zip (stdlib), lib-dynload/, shared libraries
+///       bundle.json    manifest
+public struct BundleLayout: Sendable, Equatable {
+    /// The directory that holds the executable.
+    public let directory: String
+    /// The executable's file name (`_hello` or `hello`).
+    public let executableName: String
+    /// The bundle name: the executable name without its leading underscore.
+    public let name: String
+    /// Whether the executable is the loader (`_NAME`) or the console/installer (`NAME`).
+    public let role: Role
+
+    public enum Role: String, Sendable {
+        case loader
+        case console
+    }
+
+    /// Derives the layout from the executable's absolute path.
+    public init(executablePath: String) {
+        let slash = executablePath.lastIndex(of: "/")
+        directory = slash.map { $0 == executablePath.startIndex ? "/" : String(executablePath[..<$0]) } ?? "."
+        executableName = slash.map { String(executablePath[executablePath.index(after: $0)...]) } ?? executablePath
+        if executableName.hasPrefix("_") && executableName.count > 1 {
+            name = String(executableName.dropFirst())
+            role = .loader
+        } else {
+            name = executableName
+            role = .console
+        }
+    }
+
+    public var executablePath: String { join(directory, executableName) }
+    /// `NAME.zip` beside the executable.
+    public var archivePath: String { join(directory, name + ".zip") }
+    public var libraryDirectory: String { join(directory, "lib") }
+    public var manifestPath: String { join(directory, "bundle.json") }
+
+    /// The standard library archive inside `lib/` for Python `major.minor`.
+    public func standardLibraryArchive(major: Int, minor: Int) -> String {
+        join(libraryDirectory, "python\(major)\(minor).zip")
+    }
+
+    /// Extension modules of the standard library inside `lib/`.
+    public var extensionModuleDirectory: String { join(libraryDirectory, "lib-dynload") }
+
+    /// Whether the bundle carries its own standard library.
+    public func hasOwnStandardLibrary(major: Int, minor: Int) -> Bool {
+        FileSystem.isRegularFile(standardLibraryArchive(major: major, minor: minor))
+    }
+
+    /// A Python module name is dotted identifiers; the bundle name must be one to be
+    /// importable. Returns what is wrong, or nil.
+    public static func problemWithModuleName(_ name: String) -> String? {
+        if name.isEmpty { return "the module name is empty" }
+        for part in name.split(separator: ".", omittingEmptySubsequences: false) {
+            guard let first = part.unicodeScalars.first else {
+                return "'\(name)' has an empty component"
+            }
+            let isStart: (Unicode.Scalar) -> Bool = { $0 == "_" || $0.properties.isXIDStart }
+            let isContinue: (Unicode.Scalar) -> Bool = { $0 == "_" || $0.properties.isXIDContinue }
+            if !isStart(first) || !part.unicodeScalars.dropFirst().allSatisfy(isContinue) {
+                return "'\(name)' is not a valid Python module name"
+            }
+        }
+        return nil
+    }
+}
+
+func join(_ directory: String, _ name: String) -> String {
+    directory.hasSuffix("/") ? directory + name : directory + "/" + name
+}
+
+/// The few file-system queries the layout needs, without Foundation.
+public enum FileSystem {
+    public static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The running executable's absolute path (`/proc/self/exe` on Linux).
+    public static func currentExecutablePath() -> String? {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = buffer.withUnsafeMutableBufferPointer { raw in
+            raw.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) {
+                readlink("/proc/self/exe", $0, raw.count - 1)
+            }
+        }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n], as: UTF8.self)
+    }
+}

@@ -1,0 +1,250 @@
+import FrostArchive
+import FrostBundle
+import FrostPython
+
+/// A start-up or shutdown failure: one line that says what failed and where, plus the
+/// Python traceback when Python raised.
+public struct LoaderError: Error, CustomStringConvertible, Sendable {
+    public enum Stage: String, Sendable {
+        case usage, archive, interpreter, entryModule = "import", factory, version, terminate, run
+    }
+
+    public let stage: Stage
+    public let message: String
+    public let traceback: String?
+
+    public init(_ stage: Stage, _ message: String, traceback: String? = nil) {
+        self.stage = stage
+        self.message = message
+        self.traceback = traceback?.isEmpty == true ? nil : traceback
+    }
+
+    public var description: String { message }
+}
+
+/// How the bundle's standard library was found, for `--check` and logs.
+public enum StandardLibraryOrigin: Sendable, Equatable {
+    /// The bundle's own `lib/`.
+    case bundle(paths: [String])
+    /// No `lib/` in the bundle: the linked Python's (development only).
+    case linkedPython(paths: [String])
+
+    public var summary: String {
+        switch self {
+        case .bundle(let paths): return "the bundle's lib/ (\(paths.joined(separator: ", ")))"
+        case .linkedPython(let paths):
+            return "the linked Python, for development: the bundle has no lib/ (\(paths.joined(separator: ", ")))"
+        }
+    }
+}
+
+/// The objects a bundle's entry module provides once its factories have run.
+public struct LoadedEntry {
+    public let module: PythonObject
+    /// Where the module came from (`__file__`).
+    public let file: String
+    public let extensionObject: PythonObject?
+    public let extensionInfo: ExtensionVersionInfo?
+    public let filterObject: PythonObject?
+    public let filterInfo: FilterVersionInfo?
+}
+
+/// Mounts the bundle, starts the interpreter and loads the entry module.
+///
+/// Create it on the thread that owns the interpreter's lifecycle; its Python work runs
+/// under that thread's state (`withGIL`).
+public final class Loader {
+    /// IIS's HSE_TERM_MUST_UNLOAD, passed to Terminate* at shutdown.
+    public static let terminateMustUnload = 2
+
+    public let layout: BundleLayout
+    public let moduleName: String
+    public let archivePath: String
+    public let archive: MountedArchive
+    public let standardLibrary: StandardLibraryOrigin
+    public let interpreter: Interpreter
+
+    /// Finds and mounts the archive, then starts an isolated interpreter whose search
+    /// path is the archive and the bundle's standard library.
+    public init(executablePath: String, moduleOverride: String? = nil, arguments: [String] = []) throws {
+        let layout = BundleLayout(executablePath: executablePath)
+        self.layout = layout
+        let name = moduleOverride ?? layout.name
+        if let problem = BundleLayout.problemWithModuleName(name) {
+            throw LoaderError(.usage, "cannot load module from \(executablePath): \(problem)")
+        }
+        moduleName = name
+        let (mainArchivePath, mainArchive) = try Loader.mountArchive(layout)
+        (archivePath, archive) = (mainArchivePath, mainArchive)
+
+        var searchPath = [mainArchivePath]
+        var mounts = [(mainArchivePath, mainArchive)]
+        let source: StandardLibrarySource
+        if layout.hasOwnStandardLibrary(major: Python.linkedMajor, minor: Python.linkedMinor) {
+            let stdlibPath = layout.standardLibraryArchive(major: Python.linkedMajor, minor: Python.linkedMinor)
+            do {
+                mounts.append((stdlibPath, try MountedArchive(path: stdlibPath)))
+            } catch {
+                throw LoaderError(.archive, "cannot mount the standard library: \(error)")
+            }
+            searchPath += [stdlibPath, layout.extensionModuleDirectory]
+            source = .inSearchPath
+        } else {
+            source = .linkedPython
+        }
+
+        do {
+            interpreter = try Interpreter.start(InterpreterConfiguration(
+                executable: executablePath, searchPath: searchPath, standardLibrary: source,
+                home: layout.libraryDirectory, arguments: [executablePath] + arguments,
+                builtinModules: [ArchiveImportSystem.builtinModule, IsapiNative.builtinModule]))
+        } catch {
+            throw LoaderError(.interpreter, "cannot start Python \(Python.linkedVersion): \(error)")
+        }
+        let stdlib = interpreter.standardLibraryPath.filter { $0 != mainArchivePath }
+        standardLibrary = source == .inSearchPath ? .bundle(paths: stdlib) : .linkedPython(paths: stdlib)
+        try interpreter.mainThreadState.withGIL {
+            for (path, mounted) in mounts { ArchiveImportSystem.register(mounted, at: path) }
+            do {
+                try ArchiveImportSystem.install()
+            } catch let error as PythonError {
+                throw LoaderError(.interpreter, "cannot install the archive importer: \(error)", traceback: error.traceback)
+            }
+        }
+    }
+
+    /// Runs `body` holding the GIL on the lifecycle thread.
+    public func withGIL<R>(_ body: () throws -> R) rethrows -> R {
+        try interpreter.mainThreadState.withGIL(body)
+    }
+
+    /// Imports the entry module, runs `__ExtensionFactory__()` and/or
+    /// `__FilterFactory__()` and their Version calls.
+    public func loadEntry() throws -> LoadedEntry {
+        try withGIL {
+            let module = try importEntryModule()
+            let file = (try? module.attribute("__file__").asString()) ?? archivePath
+            let where_ = "module '\(moduleName)' (\(file))"
+            let extensionFactory = try? module.attributeIfPresent("__ExtensionFactory__")
+            let filterFactory = try? module.attributeIfPresent("__FilterFactory__")
+            guard extensionFactory != nil || filterFactory != nil else {
+                throw LoaderError(.factory, "\(where_) defines neither __ExtensionFactory__() nor __FilterFactory__()")
+            }
+            var extensionObject: PythonObject?, extensionInfo: ExtensionVersionInfo?
+            if let factory = extensionFactory ?? nil {
+                let object = try call(.factory, "\(moduleName).__ExtensionFactory__()") { try factory.call() }
+                let info = ExtensionVersionInfo()
+                _ = try call(.version, "GetExtensionVersion of \(moduleName)'s extension") {
+                    try object.callMethod("GetExtensionVersion", [try IsapiNative.extensionVersionType.wrap(info)])
+                }
+                (extensionObject, extensionInfo) = (object, info)
+            }
+            var filterObject: PythonObject?, filterInfo: FilterVersionInfo?
+            if let factory = filterFactory ?? nil {
+                let object = try call(.factory, "\(moduleName).__FilterFactory__()") { try factory.call() }
+                let info = FilterVersionInfo()
+                _ = try call(.version, "GetFilterVersion of \(moduleName)'s filter") {
+                    try object.callMethod("GetFilterVersion", [try IsapiNative.filterVersionType.wrap(info)])
+                }
+                (filterObject, filterInfo) = (object, info)
+            }
+            return LoadedEntry(module: module, file: file, extensionObject: extensionObject, extensionInfo: extensionInfo,
+                               filterObject: filterObject, filterInfo: filterInfo)
+        }
+    }
+
+    /// Calls `TerminateExtension` / `TerminateFilter`; returns what was terminated.
+    public func terminate(_ entry: LoadedEntry) throws -> [String] {
+        try withGIL {
+            var done: [String] = []
+            let status = try PythonObject(Loader.terminateMustUnload)
+            if let object = entry.extensionObject {
+                _ = try call(.terminate, "TerminateExtension of \(moduleName)'s extension") {
+                    try object.callMethod("TerminateExtension", [status])
+                }
+                done.append("extension")
+            }
+            if let object = entry.filterObject {
+                _ = try call(.terminate, "TerminateFilter of \(moduleName)'s filter") {
+                    try object.callMethod("TerminateFilter", [status])
+                }
+                done.append("filter")
+            }
+            return done
+        }
+    }
+
+    /// Console mode: runs the entry module as `__main__` (like `python -m NAME`) and
+    /// returns the exit status, honouring `SystemExit`.
+    public func runAsMain() throws -> Int32 {
+        try withGIL {
+            do {
+                let runpy = try Python.importModule("runpy")
+                try runpy.callMethod("run_module", [try PythonObject(moduleName)],
+                                     keywords: [("run_name", try PythonObject("__main__")), ("alter_sys", .true)])
+                return 0
+            } catch let error as PythonError where error.typeName == "SystemExit" {
+                return Loader.exitStatus(of: error)
+            } catch let error as PythonError {
+                if error.typeName == "ImportError",
+                   error.message.hasPrefix("No module named \(moduleName)") || error.message.contains("No module named '\(moduleName)'") {
+                    throw LoaderError(.entryModule, "module '\(moduleName)' not found in \(archivePath)")
+                }
+                throw LoaderError(.run, "\(moduleName) raised \(error)", traceback: error.traceback)
+            }
+        }
+    }
+
+    /// Flushes and finalises Python (atexit handlers run); false when that failed.
+    @discardableResult
+    public func finalize() -> Bool { interpreter.finalize() }
+
+    // MARK: - Internals
+
+    private func importEntryModule() throws -> PythonObject {
+        do {
+            return try Python.importModule(moduleName)
+        } catch let error as PythonError {
+            let missing = (try? error.exception?.attribute("name").asString()) ?? nil
+            if error.typeName == "ModuleNotFoundError", missing == moduleName {
+                throw LoaderError(.entryModule, "module '\(moduleName)' not found in \(archivePath)")
+            }
+            throw LoaderError(.entryModule, "importing module '\(moduleName)' from \(archivePath) failed: \(error)",
+                              traceback: error.traceback)
+        }
+    }
+
+    private func call(_ stage: LoaderError.Stage, _ what: String, _ body: () throws -> PythonObject) throws -> PythonObject {
+        do {
+            return try body()
+        } catch let error as PythonError {
+            throw LoaderError(stage, "\(what) raised \(error)", traceback: error.traceback)
+        }
+    }
+
+    static func exitStatus(of error: PythonError) -> Int32 {
+        guard let code = try? error.exception?.attribute("code") else { return 0 }
+        if code.isNone { return 0 }
+        if code.isInt, let value = try? code.asInt() { return Int32(truncatingIfNeeded: value) }
+        printError((try? code.str()) ?? "")
+        return 1
+    }
+
+    private static func mountArchive(_ layout: BundleLayout) throws -> (String, MountedArchive) {
+        if FileSystem.isRegularFile(layout.archivePath) {
+            do {
+                return (layout.archivePath, try MountedArchive(path: layout.archivePath))
+            } catch {
+                throw LoaderError(.archive, "cannot mount the bundle archive: \(error)")
+            }
+        }
+        // No NAME.zip: the archive may be appended to the executable itself.
+        do {
+            return (layout.executablePath, try MountedArchive(path: layout.executablePath))
+        } catch let error as ArchiveError where error.kind == .notAZip || error.kind == .truncated {
+            throw LoaderError(.archive, "no archive: neither \(layout.archivePath) exists nor is one appended to \(layout.executablePath)")
+        } catch {
+            throw LoaderError(.archive, "cannot mount the archive appended to the executable: \(error)")
+        }
+    }
+}
