@@ -60,6 +60,8 @@ public final class MountedArchive: @unchecked Sendable {
     /// Every directory, explicit or implied by an entry's path, as "a/b/" (root is "").
     public let directories: Set<String>
     public let limits: ArchiveLimits
+    /// Directory → its direct children, sorted (built once at mount).
+    private let childrenIndex: [String: [(name: String, isDirectory: Bool)]]
     private let fd: Int32
 
     /// Opens and checks `path`; throws an `ArchiveError` naming the archive and the
@@ -76,6 +78,7 @@ public final class MountedArchive: @unchecked Sendable {
             self.baseOffset = table.baseOffset
             self.entries = table.entries
             self.directories = table.directories
+            self.childrenIndex = TableOfContents.childrenIndex(entries: table.entries, directories: table.directories)
         } catch {
             close(fd)
             throw error
@@ -93,19 +96,7 @@ public final class MountedArchive: @unchecked Sendable {
     /// The names directly inside `directory` ("" for the root, else "a/b/"), each with
     /// whether it is a directory. Sorted.
     public func children(of directory: String) -> [(name: String, isDirectory: Bool)] {
-        var seen: [String: Bool] = [:]
-        let prefix = directory
-        for candidate in directories where candidate.count > prefix.count && candidate.hasPrefix(prefix) {
-            let rest = candidate.dropFirst(prefix.count)
-            if let slash = rest.firstIndex(of: "/"), rest.index(after: slash) == rest.endIndex {
-                seen[String(rest.dropLast())] = true
-            }
-        }
-        for candidate in entries.keys where !candidate.hasSuffix("/") && candidate.hasPrefix(prefix) {
-            let rest = candidate.dropFirst(prefix.count)
-            if !rest.contains("/") { seen[String(rest)] = false }
-        }
-        return seen.keys.sorted(by: ZipWriter.byteOrder).map { ($0, seen[$0]!) }
+        childrenIndex[directory] ?? []
     }
 
     /// Reads one file entry into memory, checking its size and CRC.
@@ -322,6 +313,30 @@ enum TableOfContents {
             throw ArchiveError(.duplicateEntry, archive: archive, entry: name, "is both a file and a directory")
         }
         return Result(baseOffset: baseOffset, entries: entries, directories: directories)
+    }
+}
+
+extension TableOfContents {
+    static func childrenIndex(entries: [String: ArchiveEntry], directories: Set<String>)
+        -> [String: [(name: String, isDirectory: Bool)]] {
+        var index: [String: [(name: String, isDirectory: Bool)]] = [:]
+        func parent(of path: String) -> (String, String) {
+            let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+            guard let slash = trimmed.lastIndex(of: "/") else { return ("", trimmed) }
+            return (String(trimmed[...slash]), String(trimmed[trimmed.index(after: slash)...]))
+        }
+        for directory in directories where !directory.isEmpty {
+            let (up, name) = parent(of: directory)
+            index[up, default: []].append((name, true))
+        }
+        for path in entries.keys where !path.hasSuffix("/") {
+            let (up, name) = parent(of: path)
+            index[up, default: []].append((name, false))
+        }
+        for key in index.keys {
+            index[key]!.sort { ZipWriter.byteOrder($0.name, $1.name) }
+        }
+        return index
     }
 }
 

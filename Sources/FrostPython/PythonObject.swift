@@ -295,8 +295,15 @@ public enum Python {
         return (0..<4).map { UInt8((magic >> (8 * $0)) & 0xFF) }
     }
 
-    /// Executes a code object in a module's namespace.
+    /// Executes a code object in a module's namespace, as the builtin `exec` does: a
+    /// namespace without `__builtins__` gets the current builtins first (some modules
+    /// read `globals()["__builtins__"]`).
     public static func exec(code: PythonObject, in namespace: PythonObject) throws {
+        if PyDict_GetItemString(namespace.pointer, "__builtins__") == nil {
+            if PyDict_SetItemString(namespace.pointer, "__builtins__", PyEval_GetBuiltins()) != 0 {
+                throw PythonError.fetch()
+            }
+        }
         _ = try PythonObject.check(PyEval_EvalCode(code.pointer, namespace.pointer, namespace.pointer))
     }
 

@@ -5,13 +5,16 @@ import FrostPython
 /// inside it this importer serves (zipimport's `archive` and `prefix`).
 final class ArchiveImporter {
     let archive: MountedArchive
+    /// Extension modules stored in the archive (see `ModuleIndex.extensionModules`).
+    let extensionModules: [String: String]
     /// The archive's path as it stands on `sys.path`.
     let archivePath: String
     /// "" for the root, else "pkg/sub/".
     let prefix: String
 
-    init(archive: MountedArchive, archivePath: String, prefix: String) {
+    init(archive: MountedArchive, extensionModules: [String: String], archivePath: String, prefix: String) {
         self.archive = archive
+        self.extensionModules = extensionModules
         self.archivePath = archivePath
         self.prefix = prefix
     }
@@ -39,7 +42,7 @@ final class ArchiveImporter {
 /// tools that introspect loaders work as with zipimport.
 public enum ArchiveImportSystem {
     /// Mounted archives by their `sys.path` entry; touched under the GIL only.
-    nonisolated(unsafe) static var mounts: [String: MountedArchive] = [:]
+    nonisolated(unsafe) static var mounts: [String: (archive: MountedArchive, extensionModules: [String: String])] = [:]
     nonisolated(unsafe) static var moduleSpecClass: PythonObject?
     nonisolated(unsafe) static var decodeSource: PythonObject?
 
@@ -145,7 +148,7 @@ public enum ArchiveImportSystem {
 
     /// Registers `archive` under `path` (its sys.path entry). Needs the GIL.
     public static func register(_ archive: MountedArchive, at path: String) {
-        mounts[path] = archive
+        mounts[path] = (archive, ModuleIndex.extensionModules(in: archive))
     }
 
     /// Puts the path hook first in `sys.path_hooks` and forgets cached finders, so every
@@ -159,15 +162,17 @@ public enum ArchiveImportSystem {
     }
 
     static func importer(forPath path: String) throws -> PythonObject {
-        for (archivePath, archive) in mounts {
+        for (archivePath, (archive, extensionModules)) in mounts {
             if path == archivePath {
-                return try importerType.wrap(ArchiveImporter(archive: archive, archivePath: archivePath, prefix: ""))
+                return try importerType.wrap(ArchiveImporter(archive: archive, extensionModules: extensionModules,
+                                                             archivePath: archivePath, prefix: ""))
             }
             if path.hasPrefix(archivePath + "/") {
                 var prefix = String(path.dropFirst(archivePath.count + 1))
                 if !prefix.hasSuffix("/") { prefix += "/" }
                 guard archive.directories.contains(prefix) else { break }
-                return try importerType.wrap(ArchiveImporter(archive: archive, archivePath: archivePath, prefix: prefix))
+                return try importerType.wrap(ArchiveImporter(archive: archive, extensionModules: extensionModules,
+                                                             archivePath: archivePath, prefix: prefix))
             }
         }
         throw PythonError.raise(.importError, "not a mounted frost archive: \(path)")
@@ -175,7 +180,8 @@ public enum ArchiveImportSystem {
 
     static func findSpec(_ importer: ArchiveImporter, _ this: PythonObject, _ fullname: String) throws -> PythonObject? {
         guard let location = importer.location(fullname) else {
-            if let so = ModuleIndex.extensionModuleEntry(fullname, prefix: importer.prefix, in: importer.archive) {
+            let tail = fullname.split(separator: ".").last.map(String.init) ?? fullname
+            if let so = importer.extensionModules[importer.prefix + tail] {
                 throw PythonError.raise(.importError, """
                     extension module \(importer.pathInSys(so)) cannot be loaded from inside the archive \
                     (frost never extracts files); the packager puts extension modules in lib/

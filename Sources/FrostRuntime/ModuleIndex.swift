@@ -34,14 +34,18 @@ public enum ModuleIndex {
         return nil
     }
 
-    /// An extension module (`.so`) for `fullname` stored in the archive: it cannot be
-    /// loaded from there (nothing is extracted), which deserves its own message.
-    public static func extensionModuleEntry(_ fullname: String, prefix: String, in archive: MountedArchive) -> String? {
-        let tail = fullname.split(separator: ".").last.map(String.init) ?? fullname
-        let base = prefix + tail + "."
-        return archive.children(of: prefix).first { child in
-            !child.isDirectory && (prefix + child.name).hasPrefix(base) && child.name.hasSuffix(".so")
-        }.map { prefix + $0.name }
+    /// Extension modules (`.so`) stored in the archive, by module path ("pkg/_speedups"
+    /// for "pkg/_speedups.cpython-311-x86_64-linux-gnu.so"). They cannot be loaded from
+    /// there (nothing is extracted), which deserves its own message; built once per
+    /// archive so that a miss costs one lookup.
+    public static func extensionModules(in archive: MountedArchive) -> [String: String] {
+        var found: [String: String] = [:]
+        for path in archive.entries.keys where path.hasSuffix(".so") {
+            let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+            guard let dot = path[slash...].firstIndex(of: ".") else { continue }
+            found[String(path[..<dot])] = path
+        }
+        return found
     }
 
     /// The modules directly inside `prefix`, as `pkgutil.iter_modules` lists them:
