@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing frost needs, when it is missing (Debian; run as root).
+set -euo pipefail
+packages=(
+    python3 python3-dev pkg-config                 # the CPython frost embeds and freezes with
+    libarchive-dev                                 # zip reading and writing (linked statically)
+    zlib1g-dev liblzma-dev libzstd-dev libbz2-dev nettle-dev   # what static libarchive needs
+)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+    if [ -x /opt/swift/usr/bin/swift ]; then
+        echo "setup: add /opt/swift/usr/bin to PATH" >&2
+    else
+        echo "setup: Swift 6 is needed (swift not on PATH)" >&2
+    fi
+    exit 1
+fi
