@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // libarchive, linked statically so that a bundle carries only what zip reading
@@ -36,23 +37,50 @@ let package = Package(
             ]
         ),
         .target(name: "FrostPython", dependencies: ["CPython"]),
-        .target(name: "FrostBundle"),
+        .target(name: "FrostBundle", dependencies: ["FrostArchive"]),
         .target(
             name: "FrostRuntime",
             dependencies: ["FrostArchive", "FrostPython", "FrostBundle"]
         ),
-        .executableTarget(name: "frost-stub", dependencies: ["FrostRuntime"]),
+        // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
+        // also applies to the dependencies of extension modules Python dlopens) to the
+        // bundle's lib/, where libpython and every needed shared library are copied.
+        .executableTarget(
+            name: "frost-stub",
+            dependencies: ["FrostRuntime"],
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib", "-Xlinker", "--disable-new-dtags",
+                              "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib"]),
+            ]
+        ),
+        // The isapi package's sources, shipped with the packager as a resource.
+        .target(
+            name: "IsapiPackage",
+            path: "Python",
+            exclude: ["tests"],
+            sources: ["IsapiPackage.swift"],
+            resources: [.copy("isapi")]
+        ),
+        .target(
+            name: "FrostFreeze",
+            dependencies: [
+                "FrostArchive", "FrostBundle", "IsapiPackage",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            resources: [.copy("Resources/hidden-imports.json"), .copy("Resources/analyse.py")]
+        ),
         .executableTarget(
             name: "frost",
             dependencies: [
-                "FrostArchive", "FrostBundle",
+                "FrostArchive", "FrostBundle", "FrostFreeze",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "FrostArchiveTests", dependencies: ["FrostArchive"]),
         .testTarget(name: "FrostPythonTests", dependencies: ["FrostPython"]),
-        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle"]),
+        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
+        .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["FrostArchive", "FrostBundle", "frost-stub", "frost"]

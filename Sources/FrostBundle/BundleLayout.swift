@@ -56,6 +56,12 @@ public struct BundleLayout: Sendable, Equatable {
     /// Extension modules of the standard library inside `lib/`.
     public var extensionModuleDirectory: String { join(libraryDirectory, "lib-dynload") }
 
+    /// Extension modules of third-party packages, at their package paths.
+    public var siteExtensionDirectory: String { join(libraryDirectory, "site-packages") }
+
+    /// certifi's CA bundle, copied out of the archive so OpenSSL can read it.
+    public var certificateFile: String { join(libraryDirectory, "cacert.pem") }
+
     /// Whether the bundle carries its own standard library.
     public func hasOwnStandardLibrary(major: Int, minor: Int) -> Bool {
         FileSystem.isRegularFile(standardLibraryArchive(major: major, minor: minor))

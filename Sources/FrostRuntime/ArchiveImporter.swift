@@ -1,4 +1,5 @@
 import FrostArchive
+import FrostBundle
 import FrostPython
 
 /// The state behind one `_frost.ArchiveImporter`: a mounted archive and the directory
@@ -7,14 +8,18 @@ final class ArchiveImporter {
     let archive: MountedArchive
     /// Extension modules stored in the archive (see `ModuleIndex.extensionModules`).
     let extensionModules: [String: String]
+    /// Where the bundle keeps extension modules of archive packages (lib/site-packages).
+    let extensionRoot: String?
     /// The archive's path as it stands on `sys.path`.
     let archivePath: String
     /// "" for the root, else "pkg/sub/".
     let prefix: String
 
-    init(archive: MountedArchive, extensionModules: [String: String], archivePath: String, prefix: String) {
+    init(archive: MountedArchive, extensionModules: [String: String], extensionRoot: String?, archivePath: String,
+         prefix: String) {
         self.archive = archive
         self.extensionModules = extensionModules
+        self.extensionRoot = extensionRoot
         self.archivePath = archivePath
         self.prefix = prefix
     }
@@ -42,7 +47,8 @@ final class ArchiveImporter {
 /// tools that introspect loaders work as with zipimport.
 public enum ArchiveImportSystem {
     /// Mounted archives by their `sys.path` entry; touched under the GIL only.
-    nonisolated(unsafe) static var mounts: [String: (archive: MountedArchive, extensionModules: [String: String])] = [:]
+    nonisolated(unsafe) static var mounts: [String: (archive: MountedArchive, extensionModules: [String: String],
+                                                     extensionRoot: String?)] = [:]
     nonisolated(unsafe) static var moduleSpecClass: PythonObject?
     nonisolated(unsafe) static var decodeSource: PythonObject?
 
@@ -146,9 +152,11 @@ public enum ArchiveImportSystem {
         })
     }
 
-    /// Registers `archive` under `path` (its sys.path entry). Needs the GIL.
-    public static func register(_ archive: MountedArchive, at path: String) {
-        mounts[path] = (archive, ModuleIndex.extensionModules(in: archive))
+    /// Registers `archive` under `path` (its sys.path entry). Packages of the archive
+    /// whose directory also exists below `extensionRoot` get that directory on their
+    /// `__path__`, so their extension modules load from the file system. Needs the GIL.
+    public static func register(_ archive: MountedArchive, at path: String, extensionRoot: String? = nil) {
+        mounts[path] = (archive, ModuleIndex.extensionModules(in: archive), extensionRoot)
     }
 
     /// Puts the path hook first in `sys.path_hooks` and forgets cached finders, so every
@@ -162,17 +170,18 @@ public enum ArchiveImportSystem {
     }
 
     static func importer(forPath path: String) throws -> PythonObject {
-        for (archivePath, (archive, extensionModules)) in mounts {
+        for (archivePath, (archive, extensionModules, extensionRoot)) in mounts {
             if path == archivePath {
                 return try importerType.wrap(ArchiveImporter(archive: archive, extensionModules: extensionModules,
-                                                             archivePath: archivePath, prefix: ""))
+                                                             extensionRoot: extensionRoot, archivePath: archivePath, prefix: ""))
             }
             if path.hasPrefix(archivePath + "/") {
                 var prefix = String(path.dropFirst(archivePath.count + 1))
                 if !prefix.hasSuffix("/") { prefix += "/" }
                 guard archive.directories.contains(prefix) else { break }
                 return try importerType.wrap(ArchiveImporter(archive: archive, extensionModules: extensionModules,
-                                                             archivePath: archivePath, prefix: prefix))
+                                                             extensionRoot: extensionRoot, archivePath: archivePath,
+                                                             prefix: prefix))
             }
         }
         throw PythonError.raise(.importError, "not a mounted frost archive: \(path)")
@@ -205,8 +214,11 @@ public enum ArchiveImportSystem {
         ])
         try spec.setAttribute("has_location", .true)
         if let directory = location.packageDirectory {
-            let search = try PythonObject.list([try PythonObject(importer.pathInSys(String(directory.dropLast())))])
-            try spec.setAttribute("submodule_search_locations", search)
+            var locations = [try PythonObject(importer.pathInSys(String(directory.dropLast())))]
+            if let root = importer.extensionRoot, FileSystem.isDirectory(root + "/" + directory) {
+                locations.append(try PythonObject(root + "/" + String(directory.dropLast())))
+            }
+            try spec.setAttribute("submodule_search_locations", try PythonObject.list(locations))
         }
         return spec
     }

@@ -1,6 +1,9 @@
 import FrostArchive
 import FrostBundle
 import FrostPython
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A start-up or shutdown failure: one line that says what failed and where, plus the
 /// Python traceback when Python raised.
@@ -63,6 +66,8 @@ public final class Loader {
     public let archive: MountedArchive
     public let standardLibrary: StandardLibraryOrigin
     public let interpreter: Interpreter
+    /// The manifest the archives were checked against (nil for a hand-assembled bundle).
+    public let manifest: BundleManifest?
 
     /// Finds and mounts the archive, then starts an isolated interpreter whose search
     /// path is the archive and the bundle's standard library.
@@ -74,6 +79,7 @@ public final class Loader {
             throw LoaderError(.usage, "cannot load module from \(executablePath): \(problem)")
         }
         moduleName = name
+        manifest = try Loader.checkManifest(layout)
         let (mainArchivePath, mainArchive) = try Loader.mountArchive(layout)
         (archivePath, archive) = (mainArchivePath, mainArchive)
 
@@ -89,10 +95,16 @@ public final class Loader {
             }
             searchPath += [stdlibPath, layout.extensionModuleDirectory]
             source = .inSearchPath
+            if FileSystem.isDirectory(layout.siteExtensionDirectory) { searchPath.append(layout.siteExtensionDirectory) }
         } else {
             source = .linkedPython
         }
 
+        // certifi's CA bundle, when the bundle has it, is what ssl uses by default (OpenSSL
+        // reads SSL_CERT_FILE; set now, while the process has one thread).
+        if FileSystem.isRegularFile(layout.certificateFile), getenv("SSL_CERT_FILE") == nil {
+            setenv("SSL_CERT_FILE", layout.certificateFile, 1)
+        }
         do {
             interpreter = try Interpreter.start(InterpreterConfiguration(
                 executable: executablePath, searchPath: searchPath, standardLibrary: source,
@@ -104,7 +116,10 @@ public final class Loader {
         let stdlib = interpreter.standardLibraryPath.filter { $0 != mainArchivePath }
         standardLibrary = source == .inSearchPath ? .bundle(paths: stdlib) : .linkedPython(paths: stdlib)
         try interpreter.mainThreadState.withGIL {
-            for (path, mounted) in mounts { ArchiveImportSystem.register(mounted, at: path) }
+            let extensionRoot = FileSystem.isDirectory(layout.siteExtensionDirectory) ? layout.siteExtensionDirectory : nil
+            for (path, mounted) in mounts {
+                ArchiveImportSystem.register(mounted, at: path, extensionRoot: path == mainArchivePath ? extensionRoot : nil)
+            }
             do {
                 try ArchiveImportSystem.install()
             } catch let error as PythonError {
@@ -228,6 +243,25 @@ public final class Loader {
         if code.isInt, let value = try? code.asInt() { return Int32(truncatingIfNeeded: value) }
         printError((try? code.str()) ?? "")
         return 1
+    }
+
+    /// A bundle built by frost carries bundle.json: its archives must match it before
+    /// anything runs. Hand-assembled bundles (no manifest) are not checked.
+    private static func checkManifest(_ layout: BundleLayout) throws -> BundleManifest? {
+        let manifest: BundleManifest?
+        do {
+            manifest = try BundleManifest.load(bundleDirectory: layout.directory)
+        } catch {
+            throw LoaderError(.archive, "unreadable manifest: \(error)")
+        }
+        guard let manifest else { return nil }
+        let differences = BundleVerifier.verifyArchives(bundleDirectory: layout.directory, manifest: manifest)
+        if let first = differences.first {
+            throw LoaderError(.archive, "the bundle does not match \(layout.manifestPath): \(first)"
+                              + (differences.count > 1 ? " and \(differences.count - 1) more" : "")
+                              + "; refusing to start (frost verify \(layout.directory) lists every difference)")
+        }
+        return manifest
     }
 
     private static func mountArchive(_ layout: BundleLayout) throws -> (String, MountedArchive) {

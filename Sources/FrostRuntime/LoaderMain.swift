@@ -46,6 +46,15 @@ public enum LoaderMain {
         let label = layout.executableName
         let rest = Array(arguments.dropFirst())
 
+        if layout.role == .console, BundleLayout.problemWithModuleName(layout.name) != nil {
+            // The generic stub itself (frost-stub), not yet copied into a bundle.
+            if rest.first == "--version" {
+                printLine("frost loader for Python \(Python.linkedVersion)")
+                return 0
+            }
+            printError("\(label): this is the generic frost loader; frost build copies it into a bundle as _NAME and NAME")
+            return 2
+        }
         if layout.role == .console {
             return runConsole(executablePath: executablePath, label: label, arguments: rest)
         }
@@ -88,6 +97,11 @@ public enum LoaderMain {
             printLine("bundle: \(loader.layout.directory) (loader \(label), module \(loader.moduleName))")
             printLine("archive: \(loader.archivePath) (\(loader.archive.entries.count) entries)")
             printLine("python: \(Python.linkedVersion), standard library from \(loader.standardLibrary.summary)")
+            if let manifest = loader.manifest {
+                printLine("manifest: archives match bundle.json (\(manifest.files.count) files recorded)")
+            } else {
+                printLine("manifest: none (a hand-assembled bundle: not verified)")
+            }
             let entry = try loader.loadEntry()
             printLine("module: \(loader.moduleName) from \(entry.file)")
             if let info = entry.extensionInfo {

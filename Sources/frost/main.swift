@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import FrostArchive
+import FrostBundle
+import FrostFreeze
 
 @main
 struct Frost: ParsableCommand {
@@ -8,7 +10,7 @@ struct Frost: ParsableCommand {
         commandName: "frost",
         abstract: "Freeze Python web extensions into self-contained Linux bundles.",
         version: "0.1.0",
-        subcommands: [ArchiveCommand.self]
+        subcommands: [BuildCommand.self, InitCommand.self, InspectCommand.self, VerifyCommand.self, ArchiveCommand.self]
     )
 }
 
@@ -132,5 +134,257 @@ enum DirectoryWalk {
         }
         try walk("")
         return result
+    }
+}
+
+/// Exit codes: 0 success, 1 a build or verification failure, 2 a bad spec or usage.
+enum ExitStatus {
+    static let failure: Int32 = 1
+    static let badInput: Int32 = 2
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// The frost-stub next to this executable (as `swift build` and installs lay them out).
+func defaultStubPath() -> String {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    let beside = executable.deletingLastPathComponent().appendingPathComponent("frost-stub").path
+    if FileManager.default.fileExists(atPath: beside) { return beside }
+    if let self = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+        return URL(fileURLWithPath: self).deletingLastPathComponent().appendingPathComponent("frost-stub").path
+    }
+    return beside
+}
+
+struct BuildCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Freeze a script and everything it imports into dist/NAME/.",
+        discussion: """
+            INPUT is a spec (Bundles/NAME.toml), a pyproject.toml with [tool.frost], or a \
+            script (.py). Flags override the file: scalar flags replace its value, list flags \
+            (--include, --exclude, --package, --resource) add to it.
+            """)
+
+    @Argument(help: "A spec (.toml), a pyproject.toml or a script (.py).")
+    var input: String
+
+    @Option(help: "Bundle and entry module name.") var name: String?
+    @Option(help: "The interpreter to freeze with (default /usr/bin/python3).") var python: String?
+    @Option(help: "A requirements file to install into the build venv.") var requirements: String?
+    @Option(name: .customLong("include"), help: "A module to include (repeatable).") var includes: [String] = []
+    @Option(name: .customLong("exclude"), help: "A module to exclude (repeatable).") var excludes: [String] = []
+    @Option(name: .customLong("package"), help: "A whole package to include (repeatable).") var packages: [String] = []
+    @Option(name: .customLong("resource"), help: "SOURCE=ARCHIVE_PATH (repeatable).") var resources: [String] = []
+    @Option(help: "Bytecode optimisation level: 0, 1 or 2.") var optimize: Int?
+    @Flag(inversion: .prefixedNo, help: "Deflate archive entries.") var compress: Bool?
+    @Option(help: "Default listen address (HOST:PORT or unix:PATH).") var listen: String?
+    @Option(help: "Default number of workers, or auto.") var workers: String?
+    @Option(help: "Where NAME/ is written.") var dist: String = "dist"
+    @Option(help: "The frost-stub executable to use as the loader.") var stub: String?
+    @Flag(help: "Print nothing but errors.") var quiet = false
+    @Flag(help: "Print the build report as JSON.") var json = false
+
+    func run() throws {
+        var overrides = SpecOverrides()
+        overrides.name = name
+        overrides.python = python
+        overrides.requirements = requirements
+        overrides.includes = includes
+        overrides.excludes = excludes
+        overrides.packages = packages
+        overrides.resources = resources
+        overrides.optimize = optimize
+        overrides.compress = compress
+        overrides.listen = listen
+        overrides.workers = workers
+        let spec: BuildSpec
+        do {
+            spec = try SpecLoader.load(input, overrides: overrides)
+        } catch let error as SpecError {
+            printError("frost: \(error)")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        let options = BuildOptions(distDirectory: dist, stubPath: stub ?? defaultStubPath())
+        let builder = Builder(spec: spec, options: options, progress: .automatic(quiet: quiet || json))
+        if quiet && !json { builder.onWarning = { _ in } }
+        do {
+            let report = try builder.build()
+            if json {
+                print(report.json.serialized(), terminator: "")
+            } else if !quiet {
+                print(report.summary)
+            }
+        } catch let error as BuildError {
+            printError("frost: \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+    }
+}
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Write a starting spec for a script.")
+
+    @Argument(help: "The entry script (.py).") var script: String
+    @Option(name: .shortAndLong, help: "Where to write the spec (default: Bundles/NAME.toml, or NAME.toml).")
+    var output: String?
+
+    func run() throws {
+        guard script.hasSuffix(".py"), FileManager.default.fileExists(atPath: script) else {
+            printError("frost: \(script): not an existing .py file")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        let name = URL(fileURLWithPath: script).deletingPathExtension().lastPathComponent
+        let target = output ?? (FileManager.default.fileExists(atPath: "Bundles") ? "Bundles/\(name).toml" : "\(name).toml")
+        guard !FileManager.default.fileExists(atPath: target) else {
+            printError("frost: \(target) exists; not overwriting it")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        let specDirectory = URL(fileURLWithPath: target).deletingLastPathComponent().standardizedFileURL.path
+        let scriptPath = URL(fileURLWithPath: script).standardizedFileURL.path
+        let relative = relativePath(from: specDirectory, to: scriptPath)
+        let text = """
+            # frost build \(target)
+            name = "\(name)"
+            script = "\(relative)"
+            # python = "/usr/bin/python3"          # the interpreter whose libpython the loader links
+            # requirements = "requirements.txt"    # installed into a cached build venv
+            # includes = []                         # modules imported in ways the analysis cannot see
+            # excludes = []                         # modules never to bundle
+            # packages = []                         # whole packages, with all submodules and data
+            # optimize = 0                          # bytecode optimisation: 0, 1 or 2
+            # compress = true                       # deflate archive entries
+            # listen = "127.0.0.1:8000"
+            # workers = 1                           # or "auto"
+
+            # [resources]                           # "source" = "path in the archive"
+            # "static" = "static"
+
+            """
+        try text.write(toFile: target, atomically: true, encoding: .utf8)
+        print("wrote \(target)")
+    }
+
+    func relativePath(from directory: String, to file: String) -> String {
+        let base = directory.split(separator: "/"), target = file.split(separator: "/")
+        var common = 0
+        while common < base.count, common < target.count, base[common] == target[common] { common += 1 }
+        let up = Array(repeating: "..", count: base.count - common)
+        return (up + target[common...].map(String.init)).joined(separator: "/")
+    }
+}
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Show a bundle's manifest, entries, sizes and largest modules.")
+
+    @Argument(help: "A bundle directory (dist/NAME) or an archive.") var target: String
+    @Flag(help: "Print JSON.") var json = false
+    @Option(help: "How many of the largest entries to list.") var top = 10
+
+    func run() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) else {
+            printError("frost: \(target): no such file or directory")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        var object: [String: JSON] = [:]
+        var archives: [String] = []
+        if isDirectory.boolValue {
+            guard let manifest = try BundleManifest.load(bundleDirectory: target) else {
+                printError("frost: \(target): no bundle.json (not a bundle built by frost build)")
+                throw ExitCode(ExitStatus.badInput)
+            }
+            object["name"] = .string(manifest.name)
+            object["entry"] = .string(manifest.entry)
+            object["python"] = .object(["version": .string(manifest.pythonVersion), "magic": .string(manifest.bytecodeMagic)])
+            object["options"] = .object(manifest.options)
+            object["files"] = .object(manifest.files.mapValues { .number(Double($0.size)) })
+            object["total_bytes"] = .number(Double(manifest.files.values.reduce(0) { $0 + $1.size }))
+            archives = manifest.archives.keys.sorted().map { target + "/" + $0 }
+        } else {
+            archives = [target]
+        }
+        var archiveReports: [String: JSON] = [:]
+        for path in archives {
+            let mounted = try MountedArchive(path: path)
+            let entries = mounted.entries.values.filter { !$0.isDirectory }
+            let largest = entries.sorted { ($0.uncompressedSize, $1.path) > ($1.uncompressedSize, $0.path) }.prefix(top)
+            archiveReports[URL(fileURLWithPath: path).lastPathComponent] = .object([
+                "entries": .number(Double(entries.count)),
+                "uncompressed_bytes": .number(Double(entries.reduce(0) { $0 + $1.uncompressedSize })),
+                "compressed_bytes": .number(Double(entries.reduce(0) { $0 + $1.compressedSize })),
+                "largest": .array(largest.map { .object(["path": .string($0.path), "bytes": .number(Double($0.uncompressedSize))]) }),
+            ])
+        }
+        object["archives"] = .object(archiveReports)
+        if json {
+            print(JSON.object(object).serialized(), terminator: "")
+            return
+        }
+        if let name = object["name"]?.string {
+            print("bundle: \(name) (entry module \(object["entry"]?.string ?? name))")
+            print("python: \(object["python"]?["version"]?.string ?? "?") (bytecode magic \(object["python"]?["magic"]?.string ?? "?"))")
+            let options = (object["options"]?.object ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\(compact($0.value))" }.joined(separator: " ")
+            print("options: \(options)")
+            let files = object["files"]?.object ?? [:]
+            print("files: \(files.count), \(object["total_bytes"]?.int ?? 0) bytes")
+            for (path, size) in files.sorted(by: { $0.key < $1.key }) where !path.hasPrefix("lib/lib-dynload/") {
+                print(String(format: "  %10d  %@", size.int ?? 0, path as NSString))
+            }
+            let dynload = files.filter { $0.key.hasPrefix("lib/lib-dynload/") }
+            if !dynload.isEmpty {
+                print(String(format: "  %10d  lib/lib-dynload/ (%d modules)", dynload.values.reduce(0) { $0 + ($1.int ?? 0) }, dynload.count))
+            }
+        }
+        for (name, report) in archiveReports.sorted(by: { $0.key < $1.key }) {
+            print("archive \(name): \(report["entries"]?.int ?? 0) entries, \(report["uncompressed_bytes"]?.int ?? 0) bytes "
+                  + "(\(report["compressed_bytes"]?.int ?? 0) compressed); largest:")
+            for item in report["largest"]?.array ?? [] {
+                print(String(format: "  %10d  %@", item["bytes"]?.int ?? 0, (item["path"]?.string ?? "") as NSString))
+            }
+        }
+    }
+
+    func compact(_ value: JSON) -> String {
+        switch value {
+        case .string(let s): return s
+        case .array(let items): return "[" + items.map(compact).joined(separator: ",") + "]"
+        case .object(let o): return "{" + o.keys.sorted().map { "\($0):\(compact(o[$0]!))" }.joined(separator: ",") + "}"
+        default: return value.serialized().trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Re-hash a bundle against its manifest and list every difference.")
+
+    @Argument(help: "A bundle directory (dist/NAME).") var bundle: String
+
+    func run() throws {
+        let manifest: BundleManifest
+        do {
+            guard let loaded = try BundleManifest.load(bundleDirectory: bundle) else {
+                printError("frost: \(bundle): no bundle.json")
+                throw ExitCode(ExitStatus.badInput)
+            }
+            manifest = loaded
+        } catch let error as ManifestError {
+            printError("frost: \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+        let differences = BundleVerifier.verify(bundleDirectory: bundle, manifest: manifest)
+        for difference in differences { print(difference) }
+        if differences.isEmpty {
+            print("ok: \(manifest.files.count) files and \(manifest.archives.values.reduce(0) { $0 + $1.count }) archive entries match bundle.json")
+        } else {
+            printError("frost: \(differences.count) difference\(differences.count == 1 ? "" : "s") from bundle.json")
+            throw ExitCode(ExitStatus.failure)
+        }
     }
 }

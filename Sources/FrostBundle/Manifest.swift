@@ -1,0 +1,274 @@
+import FrostArchive
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bundle.json`: what the bundle is and a SHA-256 for every file and archive entry.
+public struct BundleManifest: Equatable, Sendable {
+    public static let fileName = "bundle.json"
+    public static let formatVersion = 1
+
+    public struct FileRecord: Equatable, Sendable {
+        public var sha256: String
+        public var size: Int
+        public init(sha256: String, size: Int) { self.sha256 = sha256; self.size = size }
+    }
+
+    public var name: String
+    /// The entry module.
+    public var entry: String
+    /// "3.11.2".
+    public var pythonVersion: String
+    /// The bytecode magic number, hex ("a70d0d0a").
+    public var bytecodeMagic: String
+    /// The build options as given (spec and flags), for the record.
+    public var options: [String: JSON]
+    /// Every file of the bundle except the manifest, by path relative to the bundle.
+    public var files: [String: FileRecord]
+    /// For each archive (relative path), every entry's SHA-256.
+    public var archives: [String: [String: String]]
+
+    public init(name: String, entry: String, pythonVersion: String, bytecodeMagic: String,
+                options: [String: JSON] = [:], files: [String: FileRecord] = [:], archives: [String: [String: String]] = [:]) {
+        self.name = name
+        self.entry = entry
+        self.pythonVersion = pythonVersion
+        self.bytecodeMagic = bytecodeMagic
+        self.options = options
+        self.files = files
+        self.archives = archives
+    }
+
+    public var json: JSON {
+        .object([
+            "format": .number(Double(BundleManifest.formatVersion)),
+            "name": .string(name),
+            "entry": .string(entry),
+            "python": .object(["version": .string(pythonVersion), "magic": .string(bytecodeMagic)]),
+            "options": .object(options),
+            "files": .object(files.mapValues { .object(["sha256": .string($0.sha256), "size": .number(Double($0.size))]) }),
+            "archives": .object(archives.mapValues { .object($0.mapValues { .string($0) }) }),
+        ])
+    }
+
+    public init(json: JSON, source: String) throws {
+        func fail(_ what: String) -> ManifestError { ManifestError(path: source, message: what) }
+        guard json["format"]?.int == BundleManifest.formatVersion else {
+            throw fail("unsupported manifest format \(json["format"].map { "\($0)" } ?? "(missing)"); rebuild the bundle")
+        }
+        guard let name = json["name"]?.string, let entry = json["entry"]?.string,
+              let version = json["python"]?["version"]?.string, let magic = json["python"]?["magic"]?.string,
+              let files = json["files"]?.object, let archives = json["archives"]?.object else {
+            throw fail("missing name, entry, python, files or archives")
+        }
+        var records: [String: FileRecord] = [:]
+        for (path, value) in files {
+            guard let hash = value["sha256"]?.string, let size = value["size"]?.int else { throw fail("bad record for \(path)") }
+            records[path] = FileRecord(sha256: hash, size: size)
+        }
+        var entries: [String: [String: String]] = [:]
+        for (archive, value) in archives {
+            guard let object = value.object else { throw fail("bad entry list for \(archive)") }
+            var hashes: [String: String] = [:]
+            for (entry, hash) in object {
+                guard let hash = hash.string else { throw fail("bad hash for \(archive):\(entry)") }
+                hashes[entry] = hash
+            }
+            entries[archive] = hashes
+        }
+        self.init(name: name, entry: entry, pythonVersion: version, bytecodeMagic: magic,
+                  options: json["options"]?.object ?? [:], files: records, archives: entries)
+    }
+
+    /// Reads `bundle.json` from a bundle directory; nil when there is none.
+    public static func load(bundleDirectory: String) throws -> BundleManifest? {
+        let path = join(bundleDirectory, fileName)
+        guard FileSystem.isRegularFile(path) else { return nil }
+        let bytes = try FileSystem.readFile(path)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ManifestError(path: path, message: "not UTF-8")
+        }
+        do {
+            return try BundleManifest(json: try JSON.parse(text), source: path)
+        } catch let error as JSON.ParseError {
+            throw ManifestError(path: path, message: error.description)
+        }
+    }
+}
+
+public struct ManifestError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// One way a bundle differs from its manifest.
+public struct BundleDifference: Equatable, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        case missing, changed, unexpected, unreadable
+        case entryMissing = "entry missing", entryChanged = "entry changed", entryUnexpected = "entry unexpected"
+    }
+    public let kind: Kind
+    public let path: String
+    public let detail: String
+
+    public var description: String { "\(kind.rawValue): \(path)\(detail.isEmpty ? "" : " (\(detail))")" }
+}
+
+/// Compares a bundle directory with its manifest.
+public enum BundleVerifier {
+    /// Everything: every file's hash, files the manifest does not list, and every entry
+    /// of every archive.
+    public static func verify(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
+        var differences: [BundleDifference] = []
+        let present = (try? FileSystem.listFiles(below: bundleDirectory)) ?? []
+        var seen = Set<String>()
+        for file in present where file.path != BundleManifest.fileName {
+            seen.insert(file.path)
+            if !file.isRegular {
+                differences.append(BundleDifference(kind: .unexpected, path: file.path, detail: "not a regular file"))
+            } else if manifest.files[file.path] == nil {
+                differences.append(BundleDifference(kind: .unexpected, path: file.path, detail: "not in the manifest"))
+            }
+        }
+        for (path, record) in manifest.files.sorted(by: { $0.key < $1.key }) {
+            guard seen.contains(path) else {
+                differences.append(BundleDifference(kind: .missing, path: path, detail: ""))
+                continue
+            }
+            differences += check(file: path, record: record, in: bundleDirectory)
+        }
+        for (archivePath, expected) in manifest.archives.sorted(by: { $0.key < $1.key }) {
+            differences += checkEntries(archivePath, expected: expected, in: bundleDirectory)
+        }
+        return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
+    }
+
+    /// What the loader checks before it starts: the archives' own hashes.
+    public static func verifyArchives(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
+        manifest.archives.keys.sorted().flatMap { archive -> [BundleDifference] in
+            guard let record = manifest.files[archive] else {
+                return [BundleDifference(kind: .missing, path: archive, detail: "archive without a file record")]
+            }
+            return check(file: archive, record: record, in: bundleDirectory)
+        }
+    }
+
+    static func check(file path: String, record: BundleManifest.FileRecord, in directory: String) -> [BundleDifference] {
+        do {
+            let (hash, size) = try FileSystem.sha256(ofFile: join(directory, path))
+            if hash != record.sha256 || size != record.size {
+                return [BundleDifference(kind: .changed, path: path,
+                                         detail: size != record.size ? "\(size) bytes, manifest says \(record.size)" : "SHA-256 differs")]
+            }
+            return []
+        } catch {
+            return [BundleDifference(kind: .unreadable, path: path, detail: "\(error)")]
+        }
+    }
+
+    static func checkEntries(_ archivePath: String, expected: [String: String], in directory: String) -> [BundleDifference] {
+        let mounted: MountedArchive
+        do {
+            mounted = try MountedArchive(path: join(directory, archivePath))
+        } catch {
+            return [BundleDifference(kind: .unreadable, path: archivePath, detail: "\(error)")]
+        }
+        var differences: [BundleDifference] = []
+        for entry in mounted.paths where !entry.hasSuffix("/") {
+            guard let hash = expected[entry] else {
+                differences.append(BundleDifference(kind: .entryUnexpected, path: "\(archivePath):\(entry)", detail: ""))
+                continue
+            }
+            do {
+                if SHA256.hex(try mounted.read(entry)) != hash {
+                    differences.append(BundleDifference(kind: .entryChanged, path: "\(archivePath):\(entry)", detail: ""))
+                }
+            } catch {
+                differences.append(BundleDifference(kind: .unreadable, path: "\(archivePath):\(entry)", detail: "\(error)"))
+            }
+        }
+        for entry in expected.keys where !mounted.contains(entry) {
+            differences.append(BundleDifference(kind: .entryMissing, path: "\(archivePath):\(entry)", detail: ""))
+        }
+        return differences
+    }
+}
+
+extension FileSystem {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let path: String
+        public let message: String
+        public var description: String { "\(path): \(message)" }
+    }
+
+    public struct ListedFile: Sendable, Equatable {
+        public let path: String
+        public let isRegular: Bool
+    }
+
+    /// Every non-directory below `root`, relative and sorted; symbolic links are listed
+    /// (not followed) and reported as not regular.
+    public static func listFiles(below root: String) throws -> [ListedFile] {
+        var result: [ListedFile] = []
+        func walk(_ relative: String) throws {
+            let absolute = relative.isEmpty ? root : join(root, relative)
+            guard let directory = opendir(absolute) else {
+                throw Failure(path: absolute, message: String(cString: strerror(errno)))
+            }
+            defer { closedir(directory) }
+            var names: [String] = []
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            for name in names.sorted() {
+                let child = relative.isEmpty ? name : relative + "/" + name
+                var info = stat()
+                guard lstat(join(root, child), &info) == 0 else { continue }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: try walk(child)
+                case S_IFREG: result.append(ListedFile(path: child, isRegular: true))
+                default: result.append(ListedFile(path: child, isRegular: false))
+                }
+            }
+        }
+        try walk("")
+        return result
+    }
+
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(path: path, message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: String(cString: strerror(errno))) }
+            if n == 0 { break }
+            result.append(contentsOf: buffer[..<n])
+        }
+        return result
+    }
+
+    /// The SHA-256 (hex) and size of a file, read in blocks.
+    public static func sha256(ofFile path: String) throws -> (String, Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(path: path, message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var size = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: String(cString: strerror(errno))) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(buffer: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            size += n
+        }
+        return (SHA256.hexString(hasher.finalize()), size)
+    }
+}

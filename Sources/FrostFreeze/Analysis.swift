@@ -1,0 +1,96 @@
+import Foundation
+
+/// What the target interpreter found (the JSON written by `analyse.py`).
+public struct Analysis: Decodable, Sendable {
+    public struct PythonInfo: Decodable, Sendable {
+        public let version: String
+        public let major: Int
+        public let minor: Int
+        public let magic: String
+        public let libpython: String?
+        public let dynload: String
+        public let stdlib: [String]
+        public let site: [String]
+        public let executable: String
+    }
+
+    public struct Module: Decodable, Sendable {
+        public let name: String
+        public let file: String
+        public let package: Bool
+        /// "app", "isapi", "site" or "stdlib".
+        public let category: String
+        /// "source" or "extension".
+        public let kind: String
+        /// Where it goes: in an archive for sources, below lib/ for extensions.
+        public let archive_path: String
+        public let pyc: String?
+        public let root: String
+        public let distribution: String?
+    }
+
+    public struct Warning: Decodable, Sendable, Equatable {
+        /// "missing" or "dynamic".
+        public let kind: String
+        public let module: String?
+        public let importer: String?
+        public let file: String?
+        public let line: Int?
+        public let category: String?
+        public let message: String
+
+        public var description: String {
+            var location = ""
+            if let file { location = file + (line.map { ":\($0)" } ?? "") + ": " }
+            return "warning: \(location)\(message)"
+        }
+    }
+
+    public struct DataFile: Decodable, Sendable {
+        public let source: String
+        public let archive: String
+    }
+
+    public let python: PythonInfo
+    public let modules: [Module]
+    public let warnings: [Warning]
+    public let stdlib_missing_skipped: Int
+    public let package_data: [DataFile]
+    public let distributions: [String]
+}
+
+/// Runs the target interpreter.
+enum PythonRunner {
+    struct Failure: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], input: Data? = nil,
+                    environment: [String: String]? = nil) throws -> (status: Int32, stdout: Data, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe(), err = Pipe(), inPipe = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = inPipe
+        do { try process.run() } catch {
+            throw Failure(message: "cannot run \(executable): \(error.localizedDescription)")
+        }
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        if let input { inPipe.fileHandleForWriting.write(input) }
+        try? inPipe.fileHandleForWriting.close()
+        group.wait()
+        process.waitUntilExit()
+        return (process.terminationStatus, outData, String(decoding: errData, as: UTF8.self))
+    }
+}

@@ -1,0 +1,320 @@
+import Foundation
+import FrostBundle
+import TOMLKit
+
+/// What to freeze and how: from a spec file (`Bundles/NAME.toml`), a pyproject.toml's
+/// `[tool.frost]`, or a bare script, with command-line flags applied on top.
+public struct BuildSpec: Equatable, Sendable {
+    public struct Resource: Equatable, Sendable {
+        /// A file or directory on disk (absolute).
+        public var source: String
+        /// Where it goes in the archive (relative, `/`-separated).
+        public var destination: String
+    }
+
+    public enum Workers: Equatable, Sendable {
+        case count(Int)
+        case auto
+    }
+
+    /// The bundle and entry module name.
+    public var name: String
+    /// The entry script (absolute).
+    public var script: String
+    /// The interpreter whose libpython the loader links.
+    public var python: String = "/usr/bin/python3"
+    /// A requirements file installed into a cached build venv (absolute).
+    public var requirements: String?
+    /// Extra modules to include (with what they import).
+    public var includes: [String] = []
+    /// Modules never to include.
+    public var excludes: [String] = []
+    /// Whole packages, with every submodule and data file.
+    public var packages: [String] = []
+    public var resources: [Resource] = []
+    /// Bytecode optimisation level, 0–2.
+    public var optimize: Int = 0
+    /// Deflate archive entries (stored when false).
+    public var compress: Bool = true
+    /// Default listen address of the loader.
+    public var listen: String = "127.0.0.1:8000"
+    public var workers: Workers = .count(1)
+    /// The file the spec came from (nil for a bare script).
+    public var specFile: String?
+
+    /// The options as recorded in the manifest.
+    public var manifestOptions: [String: JSON] {
+        var options: [String: JSON] = [
+            "optimize": .number(Double(optimize)),
+            "compress": .bool(compress),
+            "listen": .string(listen),
+            "includes": .array(includes.map { .string($0) }),
+            "excludes": .array(excludes.map { .string($0) }),
+            "packages": .array(packages.map { .string($0) }),
+            "resources": .object(Dictionary(uniqueKeysWithValues: resources.map {
+                ($0.destination, JSON.string(URL(fileURLWithPath: $0.source).lastPathComponent))
+            })),
+            "python": .string(python),
+        ]
+        switch workers {
+        case .auto: options["workers"] = .string("auto")
+        case .count(let n): options["workers"] = .number(Double(n))
+        }
+        return options
+    }
+}
+
+/// A problem with the spec: names the file, the key and the line.
+public struct SpecError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let file: String
+    public let line: Int?
+    public let key: String?
+    public let message: String
+
+    public var description: String {
+        var location = file
+        if let line { location += ":\(line)" }
+        if let key { return "\(location): key '\(key)': \(message)" }
+        return "\(location): \(message)"
+    }
+}
+
+/// Command-line flags: scalar flags replace the spec's value; list flags add to it.
+public struct SpecOverrides: Sendable {
+    public var name: String?
+    public var python: String?
+    public var requirements: String?
+    public var includes: [String] = []
+    public var excludes: [String] = []
+    public var packages: [String] = []
+    /// "SOURCE=DESTINATION"
+    public var resources: [String] = []
+    public var optimize: Int?
+    public var compress: Bool?
+    public var listen: String?
+    public var workers: String?
+    public init() {}
+}
+
+public enum SpecLoader {
+    static let knownKeys = ["name", "script", "python", "requirements", "includes", "excludes", "packages",
+                            "resources", "optimize", "compress", "listen", "workers"]
+
+    /// Loads a spec from `path` (a .toml spec, a pyproject.toml or a .py script) and
+    /// applies `overrides`. Paths in a spec file are relative to the file's directory.
+    public static func load(_ path: String, overrides: SpecOverrides = SpecOverrides(),
+                            currentDirectory: String = FileManager.default.currentDirectoryPath) throws -> BuildSpec {
+        let absolute = resolve(path, against: currentDirectory)
+        guard FileManager.default.fileExists(atPath: absolute) else {
+            throw SpecError(file: path, line: nil, key: nil, message: "no such file")
+        }
+        var spec: BuildSpec
+        if absolute.hasSuffix(".py") {
+            let stem = URL(fileURLWithPath: absolute).deletingPathExtension().lastPathComponent
+            spec = BuildSpec(name: stem, script: absolute)
+        } else if absolute.hasSuffix(".toml") {
+            let isPyproject = URL(fileURLWithPath: absolute).lastPathComponent == "pyproject.toml"
+            spec = try loadToml(absolute, displayPath: path, tablePath: isPyproject ? ["tool", "frost"] : [])
+        } else {
+            throw SpecError(file: path, line: nil, key: nil,
+                            message: "expected a spec (.toml), a pyproject.toml or a script (.py)")
+        }
+        try apply(overrides, to: &spec, currentDirectory: currentDirectory)
+        try validate(spec, file: path)
+        return spec
+    }
+
+    static func resolve(_ path: String, against directory: String) -> String {
+        let url = path.hasPrefix("/") ? URL(fileURLWithPath: path) : URL(fileURLWithPath: directory).appendingPathComponent(path)
+        return url.standardizedFileURL.path
+    }
+
+    static func loadToml(_ absolute: String, displayPath: String, tablePath: [String]) throws -> BuildSpec {
+        let text: String
+        do { text = try String(contentsOfFile: absolute, encoding: .utf8) } catch {
+            throw SpecError(file: displayPath, line: nil, key: nil, message: "cannot read: \(error.localizedDescription)")
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw SpecError(file: displayPath, line: error.source.begin.line, key: nil, message: "TOML syntax: \(error.description)")
+        }
+        var table = root
+        for part in tablePath {
+            guard let next = table[part]?.table else {
+                throw SpecError(file: displayPath, line: nil, key: nil,
+                                message: "no [\(tablePath.joined(separator: "."))] table")
+            }
+            table = next
+        }
+        let lines = KeyLines(text: text, tablePath: tablePath)
+        let directory = URL(fileURLWithPath: absolute).deletingLastPathComponent().path
+        func fail(_ key: String, _ message: String) -> SpecError {
+            SpecError(file: displayPath, line: lines.line(of: key), key: key, message: message)
+        }
+        for key in table.keys where !knownKeys.contains(key) {
+            throw fail(key, "unknown key (known keys: \(knownKeys.joined(separator: ", ")))")
+        }
+        func string(_ key: String) throws -> String? {
+            guard let value = table[key] else { return nil }
+            guard let s = value.string else { throw fail(key, "expected a string, found \(value.type)") }
+            return s
+        }
+        func strings(_ key: String) throws -> [String] {
+            guard let value = table[key] else { return [] }
+            guard let array = value.array else { throw fail(key, "expected an array of strings, found \(value.type)") }
+            return try array.map {
+                guard let s = $0.string else { throw fail(key, "expected an array of strings, found an element of type \($0.type)") }
+                return s
+            }
+        }
+        guard let script = try string("script") else {
+            throw SpecError(file: displayPath, line: nil, key: "script", message: "missing (the entry script to freeze)")
+        }
+        let scriptPath = resolve(script, against: directory)
+        var spec = BuildSpec(
+            name: try string("name") ?? URL(fileURLWithPath: scriptPath).deletingPathExtension().lastPathComponent,
+            script: scriptPath)
+        spec.specFile = absolute
+        if let python = try string("python") { spec.python = python.contains("/") ? resolve(python, against: directory) : python }
+        if let requirements = try string("requirements") { spec.requirements = resolve(requirements, against: directory) }
+        spec.includes = try strings("includes")
+        spec.excludes = try strings("excludes")
+        spec.packages = try strings("packages")
+        if let value = table["resources"] {
+            guard let resources = value.table else {
+                throw fail("resources", "expected a table of \"source\" = \"archive path\", found \(value.type)")
+            }
+            for source in resources.keys.sorted() {
+                guard let destination = resources[source]?.string else {
+                    throw fail("resources", "the archive path for '\(source)' must be a string")
+                }
+                spec.resources.append(.init(source: resolve(source, against: directory), destination: destination))
+            }
+        }
+        if let value = table["optimize"] {
+            guard let level = value.int else { throw fail("optimize", "expected an integer 0, 1 or 2, found \(value.type)") }
+            spec.optimize = level
+        }
+        if let value = table["compress"] {
+            guard let flag = value.bool else { throw fail("compress", "expected true or false, found \(value.type)") }
+            spec.compress = flag
+        }
+        if let listen = try string("listen") { spec.listen = listen }
+        if let value = table["workers"] {
+            if let n = value.int { spec.workers = .count(n) } else if value.string == "auto" { spec.workers = .auto } else {
+                throw fail("workers", "expected a number of workers or \"auto\", found \(value.type)")
+            }
+        }
+        do {
+            try validate(spec, file: displayPath)
+        } catch let error as SpecError where error.line == nil && error.key != nil {
+            throw SpecError(file: error.file, line: lines.line(of: error.key!), key: error.key, message: error.message)
+        }
+        return spec
+    }
+
+    static func apply(_ overrides: SpecOverrides, to spec: inout BuildSpec, currentDirectory: String) throws {
+        if let name = overrides.name { spec.name = name }
+        if let python = overrides.python { spec.python = python.contains("/") ? resolve(python, against: currentDirectory) : python }
+        if let requirements = overrides.requirements { spec.requirements = resolve(requirements, against: currentDirectory) }
+        spec.includes += overrides.includes
+        spec.excludes += overrides.excludes
+        spec.packages += overrides.packages
+        for resource in overrides.resources {
+            let parts = resource.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw SpecError(file: "command line", line: nil, key: "resource",
+                                message: "'\(resource)' is not SOURCE=ARCHIVE_PATH")
+            }
+            spec.resources.append(.init(source: resolve(parts[0], against: currentDirectory), destination: parts[1]))
+        }
+        if let optimize = overrides.optimize { spec.optimize = optimize }
+        if let compress = overrides.compress { spec.compress = compress }
+        if let listen = overrides.listen { spec.listen = listen }
+        if let workers = overrides.workers {
+            if workers == "auto" { spec.workers = .auto } else if let n = Int(workers) { spec.workers = .count(n) } else {
+                throw SpecError(file: "command line", line: nil, key: "workers", message: "'\(workers)' is not a number or auto")
+            }
+        }
+    }
+
+    /// Checks values, whatever their origin.
+    static func validate(_ spec: BuildSpec, file: String) throws {
+        func fail(_ key: String, _ message: String) -> SpecError { SpecError(file: file, line: nil, key: key, message: message) }
+        if spec.name.contains(".") { throw fail("name", "'\(spec.name)' must be a plain module name (no dots)") }
+        if let problem = BundleLayout.problemWithModuleName(spec.name) { throw fail("name", problem) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spec.script, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw fail("script", "no such file: \(spec.script)")
+        }
+        guard spec.script.hasSuffix(".py") else { throw fail("script", "\(spec.script) is not a .py file") }
+        let python = spec.python
+        if python.contains("/") {
+            guard FileManager.default.isExecutableFile(atPath: python) else { throw fail("python", "no such interpreter: \(python)") }
+        }
+        if let requirements = spec.requirements, !FileManager.default.fileExists(atPath: requirements) {
+            throw fail("requirements", "no such file: \(requirements)")
+        }
+        for (key, names) in [("includes", spec.includes), ("excludes", spec.excludes), ("packages", spec.packages)] {
+            for name in names where BundleLayout.problemWithModuleName(name) != nil {
+                throw fail(key, "'\(name)' is not a module name")
+            }
+        }
+        for resource in spec.resources {
+            guard FileManager.default.fileExists(atPath: resource.source) else {
+                throw fail("resources", "no such file or directory: \(resource.source)")
+            }
+            let parts = resource.destination.split(separator: "/", omittingEmptySubsequences: false)
+            if resource.destination.hasPrefix("/") || parts.contains("..") || parts.contains(".") || resource.destination.contains("\\") {
+                throw fail("resources", "archive path '\(resource.destination)' must be relative, without '.' or '..'")
+            }
+        }
+        guard (0...2).contains(spec.optimize) else { throw fail("optimize", "must be 0, 1 or 2, not \(spec.optimize)") }
+        if !ListenAddress.isValid(spec.listen) {
+            throw fail("listen", "'\(spec.listen)' is not HOST:PORT (port 1-65535) or unix:PATH")
+        }
+        if case .count(let n) = spec.workers, n < 0 || n > 1024 {
+            throw fail("workers", "must be between 0 and 1024 or \"auto\", not \(n)")
+        }
+    }
+}
+
+enum ListenAddress {
+    static func isValid(_ address: String) -> Bool {
+        if address.hasPrefix("unix:") { return address.count > 5 }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return false }
+        let host = address[..<colon]
+        return !host.isEmpty && (1...65535).contains(port)
+    }
+}
+
+/// Finds the line on which a key of the spec's table is defined: TOMLKit reports lines
+/// for syntax errors only.
+struct KeyLines {
+    private var lines: [String: Int] = [:]
+
+    init(text: String, tablePath: [String]) {
+        var current: [String] = []
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") {
+                let header = line.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                current = header.split(separator: ".").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
+                // A sub-table of the spec table ([resources], [tool.frost.resources]).
+                if current.count == tablePath.count + 1, Array(current.prefix(tablePath.count)) == tablePath,
+                   lines[current.last!] == nil {
+                    lines[current.last!] = index + 1
+                }
+                continue
+            }
+            guard current == tablePath, let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
+            let key = line[..<equals].trimmingCharacters(in: CharacterSet(charactersIn: "\"' \t"))
+            let top = key.split(separator: ".").first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"' ")) } ?? key
+            if lines[top] == nil { lines[top] = index + 1 }
+        }
+    }
+
+    func line(of key: String) -> Int? { lines[key] }
+}

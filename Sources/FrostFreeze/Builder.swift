@@ -1,0 +1,436 @@
+import Foundation
+import FrostArchive
+import FrostBundle
+import IsapiPackage
+
+/// A build failure other than a bad spec.
+public struct BuildError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where the build puts things and how it talks.
+public struct BuildOptions: Sendable {
+    /// The directory that receives `NAME/`.
+    public var distDirectory: String
+    /// The frost-stub executable to copy in as the loader and console.
+    public var stubPath: String
+    /// Caches: build venvs, compiled bytecode, up-to-date stamps.
+    public var cacheDirectory: String
+
+    public init(distDirectory: String, stubPath: String, cacheDirectory: String = BuildOptions.defaultCacheDirectory) {
+        self.distDirectory = distDirectory
+        self.stubPath = stubPath
+        self.cacheDirectory = cacheDirectory
+    }
+
+    public static var defaultCacheDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["FROST_CACHE"], !explicit.isEmpty { return explicit }
+        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
+        return base + "/frost"
+    }
+}
+
+/// What a build produced, for the summary and `--json`.
+public struct BuildReport: Sendable {
+    public var name: String
+    public var output: String
+    public var upToDate: Bool
+    public var moduleCounts: [String: Int]
+    public var extensionModules: Int
+    public var sharedLibraries: Int
+    public var sizes: [(part: String, bytes: Int)]
+    public var fileCount: Int
+    public var warnings: [String]
+    public var seconds: Double
+
+    public var json: JSON {
+        .object([
+            "name": .string(name), "output": .string(output), "up_to_date": .bool(upToDate),
+            "modules": .object(moduleCounts.mapValues { .number(Double($0)) }),
+            "extension_modules": .number(Double(extensionModules)),
+            "shared_libraries": .number(Double(sharedLibraries)),
+            "sizes": .object(Dictionary(uniqueKeysWithValues: sizes.map { ($0.part, JSON.number(Double($0.bytes))) })),
+            "files": .number(Double(fileCount)),
+            "warnings": .array(warnings.map { .string($0) }),
+            "seconds": .number((seconds * 1000).rounded() / 1000),
+        ])
+    }
+
+    public var summary: String {
+        var lines: [String] = []
+        let state = upToDate ? "up to date" : "built"
+        lines.append("\(state): \(output) in \(String(format: "%.1f", seconds)) s")
+        let counts = ["app", "isapi", "site", "stdlib"].compactMap { key in moduleCounts[key].map { "\($0) \(key)" } }
+        lines.append("modules: \(counts.joined(separator: ", ")); \(extensionModules) extension modules; \(sharedLibraries) shared libraries")
+        for (part, bytes) in sizes { lines.append(String(format: "  %-28@ %10@", part as NSString, formatBytes(bytes) as NSString)) }
+        lines.append("  \(fileCount) files")
+        if !warnings.isEmpty { lines.append("\(warnings.count) warning\(warnings.count == 1 ? "" : "s") (above)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
+    if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10)) }
+    return "\(bytes) B"
+}
+
+/// Freezes a spec into `dist/NAME/`.
+public final class Builder {
+    /// Modules the loader itself needs at run time, whatever the script imports.
+    static let runtimeModules = ["encodings", "traceback", "runpy", "types", "importlib.resources.abc", "linecache"]
+    /// Packages always included whole.
+    static let wholePackages = ["encodings", "isapi"]
+    /// Standard-library parts no server bundle runs (GUI, IDE, test suite, installers);
+    /// excluded unless the spec includes them.
+    static let defaultExcludes = ["tkinter", "_tkinter", "idlelib", "lib2to3", "ensurepip", "turtle", "turtledemo",
+                                  "test", "pydoc_data"]
+    /// Modules the loader provides itself (builtin, native).
+    static let providedModules = ["_isapi", "_frost", "_frost_resources"]
+
+    let spec: BuildSpec
+    let options: BuildOptions
+    let progress: BuildProgress
+    /// Warnings printed as they are found.
+    public var onWarning: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
+    public init(spec: BuildSpec, options: BuildOptions, progress: BuildProgress) {
+        self.spec = spec
+        self.options = options
+        self.progress = progress
+    }
+
+    var output: String { URL(fileURLWithPath: options.distDirectory).appendingPathComponent(spec.name).path }
+
+    public func build() throws -> BuildReport {
+        let started = Date()
+        let fm = FileManager.default
+        let stages = 6
+
+        progress.stage(1, stages, "checking the interpreter and the loader")
+        let loaderPython = try loaderPythonVersion()
+        let python = try buildInterpreter()
+        let stampPath = options.cacheDirectory + "/stamps/" + SHA256.hex(Array(output.utf8)) + ".json"
+        if let report = try upToDateReport(stampPath: stampPath, started: started) { return report }
+
+        progress.stage(2, stages, "analysing imports with \(python)")
+        let analysis = try analyse(python: python)
+        guard "\(analysis.python.major).\(analysis.python.minor)" == loaderPython else {
+            throw BuildError("the loader runs Python \(loaderPython) but \(spec.python) is Python \(analysis.python.version): "
+                             + "set python to an interpreter of \(loaderPython)")
+        }
+        var warnings: [String] = []
+        for warning in analysis.warnings {
+            warnings.append(warning.description)
+            onWarning(warning.description)
+        }
+        let byCategory = Dictionary(grouping: analysis.modules, by: \.category)
+        progress.detail("\(analysis.modules.count) modules")
+
+        // Everything is written to a staging directory next to the output, then swapped in.
+        try fm.createDirectory(atPath: options.distDirectory, withIntermediateDirectories: true)
+        let staging = options.distDirectory + "/.\(spec.name).building-\(getpid())"
+        try? fm.removeItem(atPath: staging)
+        try fm.createDirectory(atPath: staging + "/lib", withIntermediateDirectories: true)
+        defer { try? fm.removeItem(atPath: staging) }
+
+        progress.stage(3, stages, "writing \(spec.name).zip")
+        let archiveName = spec.name + ".zip"
+        var archive = ZipWriter(defaultCompression: spec.compress ? .deflate : .stored)
+        for module in analysis.modules where module.kind == "source" && module.category != "stdlib" {
+            try archive.add(module.archive_path, contents: try bytes(module.pyc!))
+        }
+        for data in analysis.package_data { try archive.add(data.archive, contents: try bytes(data.source)) }
+        for distribution in analysis.distributions {
+            let directory = URL(fileURLWithPath: distribution)
+            for file in try DirectoryListing.files(below: distribution) {
+                try archive.add(directory.lastPathComponent + "/" + file, contents: try bytes(distribution + "/" + file))
+            }
+        }
+        for resource in spec.resources {
+            var isDirectory: ObjCBool = false
+            _ = fm.fileExists(atPath: resource.source, isDirectory: &isDirectory)
+            if isDirectory.boolValue {
+                for file in try DirectoryListing.files(below: resource.source) {
+                    try archive.add(resource.destination + "/" + file, contents: try bytes(resource.source + "/" + file))
+                }
+            } else {
+                try archive.add(resource.destination, contents: try bytes(resource.source))
+            }
+        }
+        try archive.write(to: staging + "/" + archiveName)
+
+        progress.stage(4, stages, "writing the standard library")
+        let stdlibName = "lib/python\(analysis.python.major)\(analysis.python.minor).zip"
+        var stdlib = ZipWriter(defaultCompression: spec.compress ? .deflate : .stored)
+        for module in byCategory["stdlib", default: []] where module.kind == "source" {
+            try stdlib.add(module.archive_path, contents: try bytes(module.pyc!))
+        }
+        try stdlib.write(to: staging + "/" + stdlibName)
+        var extensionFiles: [String] = []
+        for module in analysis.modules where module.kind == "extension" {
+            let target = module.category == "stdlib" ? "lib/lib-dynload/" + URL(fileURLWithPath: module.file).lastPathComponent
+                : "lib/site-packages/" + module.archive_path
+            try copy(module.file, to: staging + "/" + target)
+            extensionFiles.append(module.file)
+        }
+        if let certifi = analysis.modules.first(where: { $0.name == "certifi" && $0.package }) {
+            let pem = URL(fileURLWithPath: certifi.file).deletingLastPathComponent().appendingPathComponent("cacert.pem").path
+            if fm.fileExists(atPath: pem) { try copy(pem, to: staging + "/lib/cacert.pem") }
+        }
+
+        progress.stage(5, stages, "collecting shared libraries")
+        guard let libpython = analysis.python.libpython else {
+            throw BuildError("\(python) has no shared libpython (built without --enable-shared); the loader needs one")
+        }
+        let resolver = LibraryResolver()
+        let libraries: [LibraryResolver.Resolved]
+        do {
+            libraries = try resolver.closure(of: [options.stubPath, libpython] + extensionFiles)
+        } catch let error as LibraryResolver.Unresolved {
+            throw BuildError("cannot collect shared libraries: \(error)")
+        }
+        let siteRoots = analysis.python.site
+        for library in libraries {
+            if let root = siteRoots.first(where: { library.path.hasPrefix($0 + "/") }) {
+                // Libraries vendored in site-packages (foo.libs/) keep their place, so
+                // the RUNPATH of the extension modules that use them still points there.
+                try copy(library.path, to: staging + "/lib/site-packages/" + String(library.path.dropFirst(root.count + 1)))
+            } else {
+                try copy(library.path, to: staging + "/lib/" + library.name)
+            }
+        }
+
+        progress.stage(6, stages, "writing the loaders and bundle.json")
+        try installStub(to: staging + "/_" + spec.name)
+        // The console is the same executable: a hard link (tar and rsync -H keep it one file).
+        try FileManager.default.linkItem(atPath: staging + "/_" + spec.name, toPath: staging + "/" + spec.name)
+        let manifest = try makeManifest(directory: staging, analysis: analysis, archives: [archiveName, stdlibName])
+        try Data(manifest.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + BundleManifest.fileName))
+
+        // Swap the new bundle in.
+        let old = options.distDirectory + "/.\(spec.name).old-\(getpid())"
+        if fm.fileExists(atPath: output) { try fm.moveItem(atPath: output, toPath: old) }
+        try fm.moveItem(atPath: staging, toPath: output)
+        try? fm.removeItem(atPath: old)
+
+        var counts: [String: Int] = [:]
+        for (category, modules) in byCategory { counts[category] = modules.filter { $0.kind == "source" }.count }
+        let report = BuildReport(
+            name: spec.name, output: output, upToDate: false, moduleCounts: counts,
+            extensionModules: extensionFiles.count, sharedLibraries: libraries.count + 0,
+            sizes: try partSizes(), fileCount: manifest.files.count + 1, warnings: warnings,
+            seconds: Date().timeIntervalSince(started))
+        try writeStamp(stampPath, analysis: analysis, report: report)
+        return report
+    }
+
+    // MARK: - Steps
+
+    /// The Python version the stub links, from the stub itself.
+    func loaderPythonVersion() throws -> String {
+        guard FileManager.default.isExecutableFile(atPath: options.stubPath) else {
+            throw BuildError("no loader at \(options.stubPath): build frost-stub (swift build) or pass --stub")
+        }
+        let result = try PythonRunner.run(options.stubPath, ["--version"])
+        let text = String(decoding: result.stdout, as: UTF8.self)
+        guard result.status == 0, let version = text.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
+              !version.isEmpty else {
+            throw BuildError("\(options.stubPath) --version failed: \(result.stderr)")
+        }
+        return version
+    }
+
+    /// The interpreter to analyse with: the spec's, or a cached venv of it with the
+    /// requirements installed.
+    func buildInterpreter() throws -> String {
+        guard let requirements = spec.requirements else { return spec.python }
+        let requirementsText = try String(contentsOfFile: requirements, encoding: .utf8)
+        let version = try PythonRunner.run(spec.python, ["-I", "-c", "import sys; print(sys.version)"])
+        let key = SHA256.hex(Array((spec.python + "\n" + String(decoding: version.stdout, as: UTF8.self) + "\n" + requirementsText).utf8))
+        let venv = options.cacheDirectory + "/venvs/" + String(key.prefix(24))
+        let python = venv + "/bin/python"
+        if FileManager.default.fileExists(atPath: venv + "/.frost-complete") { return python }
+        progress.detail("creating a build venv for \(URL(fileURLWithPath: requirements).lastPathComponent)")
+        try? FileManager.default.removeItem(atPath: venv)
+        try FileManager.default.createDirectory(atPath: options.cacheDirectory + "/venvs", withIntermediateDirectories: true)
+        let create = try PythonRunner.run(spec.python, ["-I", "-m", "venv", venv])
+        guard create.status == 0 else {
+            throw BuildError("cannot create a venv with \(spec.python) (on Debian: apt-get install python3-venv): \(create.stderr)")
+        }
+        progress.detail("installing \(URL(fileURLWithPath: requirements).lastPathComponent)")
+        let install = try PythonRunner.run(python, ["-I", "-m", "pip", "install", "--disable-pip-version-check",
+                                                    "--no-input", "-q", "-r", requirements])
+        guard install.status == 0 else {
+            throw BuildError("pip could not install \(requirements):\n\(install.stderr)")
+        }
+        _ = FileManager.default.createFile(atPath: venv + "/.frost-complete", contents: Data())
+        return python
+    }
+
+    func analyse(python: String) throws -> Analysis {
+        let hiddenData = try Data(contentsOf: Bundle.module.url(forResource: "hidden-imports", withExtension: "json")!)
+        var hidden = (try JSONSerialization.jsonObject(with: hiddenData) as? [String: Any]) ?? [:]
+        hidden = hidden.filter { !$0.key.hasPrefix("_") }
+        let request: [String: Any] = [
+            "name": spec.name, "script": spec.script,
+            "isapi_parent": IsapiPackage.directory.deletingLastPathComponent().path,
+            "optimize": spec.optimize, "cache": options.cacheDirectory + "/bytecode",
+            "includes": spec.includes,
+            "excludes": spec.excludes + Builder.defaultExcludes.filter { !spec.includes.contains($0) && !spec.packages.contains($0) },
+            "packages": spec.packages,
+            "provided_modules": Builder.providedModules,
+            "runtime_modules": Builder.runtimeModules.filter { !spec.excludes.contains($0) },
+            "whole_packages": Builder.wholePackages,
+            "hidden": hidden,
+        ]
+        let script = Bundle.module.url(forResource: "analyse", withExtension: "py")!.path
+        let result = try PythonRunner.run(python, ["-I", script],
+                                          input: try JSONSerialization.data(withJSONObject: request))
+        guard result.status == 0 else {
+            let lastLine = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+            if lastLine.contains("SyntaxError") || result.stderr.contains("SyntaxError") {
+                throw BuildError("the analysis could not compile a module:\n\(result.stderr)")
+            }
+            throw BuildError("the analysis failed with \(python):\n\(result.stderr)")
+        }
+        do {
+            return try JSONDecoder().decode(Analysis.self, from: result.stdout)
+        } catch {
+            throw BuildError("the analysis wrote an unreadable report: \(error)")
+        }
+    }
+
+    func installStub(to path: String) throws {
+        // Stripped of debug sections; deterministic for the same input.
+        let strip = ["/usr/bin/strip", "/bin/strip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        if let strip {
+            let result = try PythonRunner.run(strip, ["--strip-all", "-o", path, options.stubPath])
+            guard result.status == 0 else { throw BuildError("strip failed on \(options.stubPath): \(result.stderr)") }
+        } else {
+            try copy(options.stubPath, to: path)
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+    }
+
+    func makeManifest(directory: String, analysis: Analysis, archives: [String]) throws -> BundleManifest {
+        var manifest = BundleManifest(name: spec.name, entry: spec.name, pythonVersion: analysis.python.version,
+                                      bytecodeMagic: analysis.python.magic, options: spec.manifestOptions)
+        for file in try FileSystem.listFiles(below: directory) {
+            let (hash, size) = try FileSystem.sha256(ofFile: directory + "/" + file.path)
+            manifest.files[file.path] = .init(sha256: hash, size: size)
+        }
+        for archive in archives {
+            let mounted = try MountedArchive(path: directory + "/" + archive)
+            var entries: [String: String] = [:]
+            for entry in mounted.paths where !entry.hasSuffix("/") { entries[entry] = SHA256.hex(try mounted.read(entry)) }
+            manifest.archives[archive] = entries
+        }
+        return manifest
+    }
+
+    func partSizes() throws -> [(part: String, bytes: Int)] {
+        var parts: [String: Int] = [:]
+        for file in try FileSystem.listFiles(below: output) {
+            let size = (try? FileManager.default.attributesOfItem(atPath: output + "/" + file.path)[.size] as? Int) ?? 0
+            let part: String
+            switch file.path {
+            case "_" + spec.name, spec.name: part = "loader and console"
+            case spec.name + ".zip": part = spec.name + ".zip"
+            case let p where p.hasPrefix("lib/python") && p.hasSuffix(".zip"): part = "standard library (zip)"
+            case let p where p.hasPrefix("lib/lib-dynload/"): part = "lib-dynload"
+            case let p where p.hasPrefix("lib/site-packages/"): part = "site-packages extensions"
+            case let p where p.hasPrefix("lib/libpython"): part = "libpython"
+            case let p where p.hasPrefix("lib/"): part = "shared libraries"
+            default: part = "other"
+            }
+            parts[part, default: 0] += size
+        }
+        let total = parts.values.reduce(0, +)
+        return parts.sorted { $0.value > $1.value }.map { ($0.key, $0.value) } + [("total", total)]
+    }
+
+    // MARK: - Up-to-date check
+
+    /// The inputs of the last build: the spec, the stub and every file it read.
+    func fingerprint(files: [String]) -> String {
+        var text = "\(spec)\n"
+        for path in [options.stubPath, spec.python] + files {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+            let size = attributes?[.size] as? Int ?? -1
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
+            text += "\(path)\t\(size)\t\(modified)\n"
+        }
+        return SHA256.hex(Array(text.utf8))
+    }
+
+    func writeStamp(_ path: String, analysis: Analysis, report: BuildReport) throws {
+        var files = analysis.modules.map(\.file) + analysis.package_data.map(\.source)
+        files += spec.resources.map(\.source)
+        if let requirements = spec.requirements { files.append(requirements) }
+        let stamp: JSON = .object([
+            "fingerprint": .string(fingerprint(files: files)),
+            "files": .array(files.map { .string($0) }),
+            "manifest": .string(try FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0),
+            "report": report.json,
+        ])
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(stamp.serialized().utf8).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// When nothing the last build read has changed and the bundle is as it left it,
+    /// the build is skipped.
+    func upToDateReport(stampPath: String, started: Date) throws -> BuildReport? {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: stampPath)),
+              let stamp = try? JSON.parse(String(decoding: data, as: UTF8.self)),
+              let files = stamp["files"]?.array?.compactMap(\.string),
+              stamp["fingerprint"]?.string == fingerprint(files: files),
+              let manifestHash = stamp["manifest"]?.string,
+              (try? FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0) == manifestHash,
+              let manifest = try? BundleManifest.load(bundleDirectory: output),
+              BundleVerifier.verifyArchives(bundleDirectory: output, manifest: manifest).isEmpty,
+              let previous = stamp["report"] else { return nil }
+        // Quick check of the other files: present with the recorded size.
+        for (path, record) in manifest.files {
+            let size = (try? FileManager.default.attributesOfItem(atPath: output + "/" + path)[.size] as? Int) ?? -1
+            if size != record.size { return nil }
+        }
+        var counts: [String: Int] = [:]
+        for (key, value) in previous["modules"]?.object ?? [:] { counts[key] = value.int ?? 0 }
+        let sizes = (previous["sizes"]?.object ?? [:]).map { ($0.key, $0.value.int ?? 0) }.sorted { $0.1 > $1.1 }
+        return BuildReport(name: spec.name, output: output, upToDate: true, moduleCounts: counts,
+                           extensionModules: previous["extension_modules"]?.int ?? 0,
+                           sharedLibraries: previous["shared_libraries"]?.int ?? 0, sizes: sizes,
+                           fileCount: previous["files"]?.int ?? 0,
+                           warnings: previous["warnings"]?.array?.compactMap(\.string) ?? [],
+                           seconds: Date().timeIntervalSince(started))
+    }
+
+    // MARK: - Files
+
+    func bytes(_ path: String) throws -> [UInt8] {
+        do { return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw BuildError("cannot read \(path): \(error.localizedDescription)")
+        }
+    }
+
+    func copy(_ source: String, to destination: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if fm.fileExists(atPath: destination) { return }
+        let data = try Data(contentsOf: URL(fileURLWithPath: source))
+        guard fm.createFile(atPath: destination, contents: data) else { throw BuildError("cannot write \(destination)") }
+        let executable = ELFReader.isELF(destination)
+        try fm.setAttributes([.posixPermissions: executable ? 0o755 : 0o644], ofItemAtPath: destination)
+    }
+}
+
+/// Regular files below a directory, relative and sorted, skipping __pycache__.
+enum DirectoryListing {
+    static func files(below root: String) throws -> [String] {
+        try FileSystem.listFiles(below: root).filter { $0.isRegular && !$0.path.contains("__pycache__/") }.map(\.path)
+    }
+}

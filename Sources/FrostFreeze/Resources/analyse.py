@@ -1,0 +1,271 @@
+"""frost's module analysis, run by the target interpreter.
+
+Reads a JSON request on stdin, writes a JSON report on stdout. It finds the module
+graph from the entry script with the interpreter's own import machinery and bytecode
+(modulefinder), so conditional and relative imports resolve as they would at run time,
+and compiles every pure-Python module to an unchecked-hash .pyc in a content-keyed cache.
+"""
+import ast
+import dis
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import modulefinder
+import os
+import sys
+import sysconfig
+
+request = json.load(sys.stdin)
+entry_name = request["name"]
+script = os.path.realpath(request["script"])
+script_dir = os.path.dirname(script)
+isapi_parent = os.path.realpath(request["isapi_parent"])
+optimize = request["optimize"]
+cache = request["cache"]
+excludes = set(request["excludes"])
+provided = set(request["provided_modules"])
+requested_missing = []
+
+paths = sysconfig.get_paths()
+stdlib_dirs = {os.path.realpath(p) for p in (paths["stdlib"], paths["platstdlib"])}
+dynload = os.path.realpath(sysconfig.get_config_var("DESTSHARED") or os.path.join(paths["platstdlib"], "lib-dynload"))
+interpreter_path = [os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)]
+site_dirs = [p for p in interpreter_path if os.path.basename(p) in ("site-packages", "dist-packages")]
+search_path = [script_dir, isapi_parent] + [p for p in interpreter_path if p not in (script_dir, isapi_parent)]
+
+
+def under(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def category_of(path):
+    real = os.path.realpath(path)
+    if under(real, isapi_parent + "/isapi"):
+        return "isapi"
+    if any(under(real, s) for s in site_dirs):
+        return "site"
+    if under(real, dynload) or any(under(real, s) for s in stdlib_dirs):
+        return "stdlib"
+    return "app"
+
+
+def root_of(path):
+    real = os.path.realpath(path)
+    roots = sorted((p for p in search_path if under(real, p)), key=len, reverse=True)
+    return roots[0] if roots else os.path.dirname(real)
+
+
+class Finder(modulefinder.ModuleFinder):
+    """ModuleFinder that remembers on which line each import stands."""
+
+    def scan_code(self, co, m):
+        lines = m.__dict__.setdefault("_import_lines", {})
+        line = co.co_firstlineno
+        for instruction in dis.get_instructions(co):
+            if instruction.starts_line:
+                line = instruction.starts_line
+            if instruction.opname == "IMPORT_NAME":
+                lines.setdefault(instruction.argval, line)
+        super().scan_code(co, m)
+
+
+finder = Finder(path=search_path, excludes=list(excludes))
+with open(script, "rb") as source:
+    finder.load_module(entry_name, source, script, (".py", "rb", 1))
+
+
+def safe_import(name):
+    if name in excludes or any(name.startswith(e + ".") for e in excludes):
+        return
+    try:
+        finder.import_hook(name)
+    except ImportError:
+        requested_missing.append(name)
+
+
+for name in request["runtime_modules"] + request["includes"]:
+    safe_import(name)
+
+
+def walk_package(name):
+    """Every submodule of a package on disk."""
+    module = finder.modules.get(name)
+    if module is None or not module.__path__:
+        return
+    for directory in module.__path__:
+        for entry in sorted(os.listdir(directory)):
+            full = os.path.join(directory, entry)
+            if entry == "__pycache__":
+                continue
+            if os.path.isdir(full) and os.path.exists(os.path.join(full, "__init__.py")):
+                safe_import(f"{name}.{entry}")
+                walk_package(f"{name}.{entry}")
+            elif entry.endswith(".py") and entry != "__init__.py":
+                safe_import(f"{name}.{entry[:-3]}")
+            elif entry.endswith(".so"):
+                safe_import(f"{name}.{entry.split('.')[0]}")
+
+
+for package in request["packages"] + request["whole_packages"]:
+    safe_import(package)
+    walk_package(package)
+
+# Known hidden imports, until nothing new appears.
+hidden = request["hidden"]
+done = set()
+while True:
+    todo = [top for top in {n.split(".")[0] for n in finder.modules} if top in hidden and top not in done]
+    if not todo:
+        break
+    for top in todo:
+        done.add(top)
+        for name in hidden[top]:
+            safe_import(name)
+
+# Distributions that own site modules.
+owner = {}
+distributions = {}
+for dist in importlib.metadata.distributions(path=site_dirs):
+    try:
+        files = dist.files or []
+    except Exception:
+        files = []
+    dist_path = getattr(dist, "_path", None)
+    for f in files:
+        owner[os.path.realpath(str(dist.locate_file(f)))] = str(dist_path) if dist_path else None
+
+magic = importlib.util.MAGIC_NUMBER
+
+
+def compile_to_cache(source_path, display_name):
+    with open(source_path, "rb") as f:
+        source = f.read()
+    key = hashlib.sha256(source + b"\0" + display_name.encode() + b"\0" + str(optimize).encode() + magic).hexdigest()
+    target = os.path.join(cache, key[:2], key + ".pyc")
+    if not os.path.exists(target):
+        code = compile(source, display_name, "exec", dont_inherit=True, optimize=optimize)
+        data = importlib._bootstrap_external._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temporary = target + f".{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, target)
+    return target
+
+
+modules = []
+warnings = []
+for name in sorted(finder.modules):
+    module = finder.modules[name]
+    file = module.__file__
+    if name in excludes:
+        continue
+    if file is None:
+        continue  # builtin or frozen-only
+    category = category_of(file)
+    is_package = bool(module.__path__)
+    record = {"name": name, "file": os.path.realpath(file), "package": is_package, "category": category}
+    if file.endswith(".py"):
+        record["kind"] = "source"
+        relative = name.replace(".", "/") + ("/__init__.py" if is_package else ".py")
+        record["archive_path"] = relative + "c"
+        record["pyc"] = compile_to_cache(file, relative)
+        if category in ("app", "site"):
+            try:
+                tree = ast.parse(open(file, "rb").read(), file)
+            except SyntaxError:
+                tree = None
+            for node in ast.walk(tree) if tree else []:
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                func = node.func
+                called = (func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None)
+                if called in ("import_module", "__import__") and not (
+                        isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                    warnings.append({"kind": "dynamic", "file": os.path.realpath(file), "line": node.lineno,
+                                     "module": name, "category": category,
+                                     "message": f"{called}() with a computed name: frost cannot see which module it loads; "
+                                                f"add it to includes"})
+    elif file.endswith(".so"):
+        record["kind"] = "extension"
+        record["archive_path"] = os.path.relpath(os.path.realpath(file), root_of(file))
+    else:
+        continue
+    record["root"] = root_of(file)
+    if category == "site":
+        record["distribution"] = owner.get(os.path.realpath(file))
+    modules.append(record)
+
+# Missing modules: reported with the importing file and line, except those imported by
+# the standard library itself (platform modules that do not exist here).
+missing, maybe = finder.any_missing_maybe()
+skipped = 0
+for name in sorted(set(requested_missing)):
+    warnings.append({"kind": "missing", "module": name, "importer": None, "file": None, "line": None,
+                     "category": "app", "message": f"module {name} (from includes, packages or hidden imports) not found"})
+for name in missing:
+    if name in provided or name.split(".")[0] in excludes:
+        continue
+    importers = sorted(finder.badmodules.get(name, {}))
+    reported = False
+    for importer in importers:
+        # "-": modulefinder's anonymous importer ("from . import x" resolved against the
+        # parent package), which the module's own entry below covers.
+        source = finder.modules.get(importer)
+        if source is None or source.__file__ is None or category_of(source.__file__) == "stdlib":
+            continue
+        lines = source.__dict__.get("_import_lines", {})
+        line = lines.get(name)
+        if line is None:
+            for candidate, candidate_line in lines.items():
+                if name.startswith(candidate + ".") or candidate.startswith(name + ".") or name.endswith("." + candidate):
+                    line = candidate_line
+                    break
+        warnings.append({"kind": "missing", "module": name, "importer": importer,
+                         "file": os.path.realpath(source.__file__), "line": line,
+                         "category": category_of(source.__file__),
+                         "message": f"module {name} not found"})
+        reported = True
+    if not reported:
+        skipped += 1
+
+# Data files of site packages that contributed modules (templates, certificates, ...).
+package_data = []
+tops = {}
+for record in modules:
+    if record["category"] == "site" and record["package"] and "." not in record["name"]:
+        tops[record["name"]] = os.path.dirname(record["file"])
+for top, directory in sorted(tops.items()):
+    for current, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for f in sorted(files):
+            if f.endswith((".py", ".pyc", ".pyo", ".so", ".pyi")):
+                continue
+            full = os.path.join(current, f)
+            package_data.append({"source": full, "archive": os.path.relpath(full, os.path.dirname(directory))})
+
+used_distributions = sorted({r["distribution"] for r in modules if r.get("distribution")})
+libdir = sysconfig.get_config_var("LIBDIR") or ""
+multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+soname = sysconfig.get_config_var("INSTSONAME") or ""
+libpython = next((os.path.join(d, soname) for d in (os.path.join(libdir, multiarch), libdir)
+                  if soname and os.path.exists(os.path.join(d, soname))), None)
+
+json.dump({
+    "python": {
+        "version": ".".join(map(str, sys.version_info[:3])),
+        "major": sys.version_info[0], "minor": sys.version_info[1],
+        "magic": magic.hex(),
+        "libpython": libpython,
+        "dynload": dynload,
+        "stdlib": sorted(stdlib_dirs),
+        "site": site_dirs,
+        "executable": sys.executable,
+    },
+    "modules": modules,
+    "warnings": warnings,
+    "stdlib_missing_skipped": skipped,
+    "package_data": package_data,
+    "distributions": used_distributions,
+}, sys.stdout, indent=1, sort_keys=True)
