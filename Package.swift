@@ -83,7 +83,9 @@ let package = Package(
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FrostArchive", "FrostBundle", "frost-stub", "frost"]
+            // frost-stub is not a dependency (its static-stdlib link flags would apply to
+            // the test bundle); `swift build` builds it, and the tests find it beside themselves.
+            dependencies: ["FrostArchive", "FrostBundle", "FrostFreeze", "frost"]
         ),
     ],
     swiftLanguageModes: [.v6]
