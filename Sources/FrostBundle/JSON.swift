@@ -35,6 +35,7 @@ public enum JSON: Equatable, Sendable {
         if case .number(let n) = self, n.rounded() == n, abs(n) < 9e15 { return Int(n) }
         return nil
     }
+    public var double: Double? { if case .number(let n) = self { return n }; return nil }
     public var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var array: [JSON]? { if case .array(let a) = self { return a }; return nil }
     public var object: [String: JSON]? { if case .object(let o) = self { return o }; return nil }

@@ -45,3 +45,84 @@ import FrostBundle
         #expect(FileSystem.currentExecutablePath()?.hasPrefix("/") == true)
     }
 }
+
+import Foundation
+import FrostArchive
+
+@Suite struct HashAndJSONTests {
+    @Test func sha256MatchesKnownVectorsAndSha256sum() throws {
+        #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let long = (0..<100_003).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let path = NSTemporaryDirectory() + "frost-sha-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(long))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        process.arguments = [path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let expected = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64)
+        process.waitUntilExit()
+        #expect(SHA256.hex(long) == String(expected))
+        #expect(try FileSystem.sha256(ofFile: path).0 == String(expected))
+        var incremental = SHA256()
+        incremental.update(long[..<7]); incremental.update(long[7..<70_000]); incremental.update(long[70_000...])
+        #expect(SHA256.hexString(incremental.finalize()) == String(expected))
+    }
+
+    @Test func jsonRoundTripsDeterministically() throws {
+        let value: JSON = .object(["b": .array([.number(1), .bool(true), .null]), "a": .string("é \"q\" \n\u{01}"),
+                                   "c": .object([:]), "n": .number(-2.5)])
+        let text = value.serialized()
+        #expect(try JSON.parse(text) == value)
+        #expect(text.hasPrefix("{\n  \"a\":"))
+        #expect(try JSON.parse("[\"\\ud83d\\ude00\"]") == .array([.string("😀")]))
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"unterminated", "[1] 2", "{\"a\":\"\\x\"}"] {
+            #expect(throws: JSON.ParseError.self, "\(bad)") { _ = try JSON.parse(bad) }
+        }
+    }
+
+    @Test func manifestRoundTripsAndVerifierFindsEveryKindOfDifference() throws {
+        let root = NSTemporaryDirectory() + "frost-manifest-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/lib", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var writer = ZipWriter()
+        try writer.add("a.py", text: "A = 1\n")
+        try writer.add("b.py", text: "B = 2\n")
+        try writer.write(to: root + "/app.zip")
+        _ = FileManager.default.createFile(atPath: root + "/lib/libx.so", contents: Data("lib".utf8))
+        var manifest = BundleManifest(name: "app", entry: "app", pythonVersion: "3.11.2", bytecodeMagic: "a70d0d0a")
+        for file in try FileSystem.listFiles(below: root) {
+            let (hash, size) = try FileSystem.sha256(ofFile: root + "/" + file.path)
+            manifest.files[file.path] = .init(sha256: hash, size: size)
+        }
+        let mounted = try MountedArchive(path: root + "/app.zip")
+        manifest.archives["app.zip"] = Dictionary(uniqueKeysWithValues: try mounted.paths.map { ($0, SHA256.hex(try mounted.read($0))) })
+        try Data(manifest.json.serialized().utf8).write(to: URL(fileURLWithPath: root + "/bundle.json"))
+        let loaded = try #require(try BundleManifest.load(bundleDirectory: root))
+        #expect(loaded == manifest)
+        #expect(BundleVerifier.verify(bundleDirectory: root, manifest: loaded).isEmpty)
+
+        _ = FileManager.default.createFile(atPath: root + "/lib/libx.so", contents: Data("liB".utf8))
+        _ = FileManager.default.createFile(atPath: root + "/extra.txt", contents: Data())
+        let differences = BundleVerifier.verify(bundleDirectory: root, manifest: loaded)
+        #expect(differences.map(\.description) == ["unexpected: extra.txt (not in the manifest)", "changed: lib/libx.so (SHA-256 differs)"])
+        #expect(BundleVerifier.verifyArchives(bundleDirectory: root, manifest: loaded).isEmpty)
+
+        var other = ZipWriter()
+        try other.add("a.py", text: "A = 9\n")
+        try other.add("c.py", text: "C = 3\n")
+        try other.write(to: root + "/app.zip")
+        let archiveDifferences = BundleVerifier.verify(bundleDirectory: root, manifest: loaded).map(\.description)
+        #expect(archiveDifferences.contains("changed: app.zip (SHA-256 differs)") || archiveDifferences.contains { $0.hasPrefix("changed: app.zip") })
+        #expect(archiveDifferences.contains("entry changed: app.zip:a.py"))
+        #expect(archiveDifferences.contains("entry missing: app.zip:b.py"))
+        #expect(archiveDifferences.contains("entry unexpected: app.zip:c.py"))
+        #expect(!BundleVerifier.verifyArchives(bundleDirectory: root, manifest: loaded).isEmpty)
+
+        try Data("{not json".utf8).write(to: URL(fileURLWithPath: root + "/bundle.json"))
+        #expect(throws: ManifestError.self) { _ = try BundleManifest.load(bundleDirectory: root) }
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+import Testing
+import FrostBundle
+
+/// A bytecode/venv cache shared by the build tests of one run (builds stay fast), and
+/// private ones where a test needs to prove independence from the cache.
+enum BuildCache {
+    static let shared = NSTemporaryDirectory() + "frost-test-cache-\(getpid())"
+}
+
+struct Build {
+    let result: ProcessResult
+    let dist: String
+    let name: String
+    var bundle: String { dist + "/" + name }
+}
+
+/// Runs `frost build` with the stub built beside the tests.
+func frostBuild(_ arguments: [String], dist: String, cache: String = BuildCache.shared,
+                currentDirectory: String? = nil) throws -> ProcessResult {
+    try runProcess(Products.frost, ["build"] + arguments + ["--dist", dist, "--stub", Products.stub],
+                   environment: ["FROST_CACHE": cache, "HOME": NSTemporaryDirectory()], timeout: 300)
+}
+
+func specs() throws -> [String] {
+    let directory = Repository.root.appendingPathComponent("Bundles").path
+    return try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".toml") }.sorted()
+        .map { directory + "/" + $0 }
+}
+
+/// glibc's own files: the dynamic linker, libc and libm (and what they need: nothing).
+func makeGlibcOnlyRoot(at root: String) throws {
+    let fm = FileManager.default
+    for directory in ["lib/x86_64-linux-gnu", "lib64", "proc", "app"] {
+        try fm.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: true)
+    }
+    // The real files, not the symbolic links that name them on the host.
+    func copyResolved(_ source: String, _ target: String) throws {
+        try fm.copyItem(atPath: URL(fileURLWithPath: source).resolvingSymlinksInPath().path, toPath: root + "/" + target)
+    }
+    for library in ["libc.so.6", "libm.so.6"] {
+        try copyResolved("/lib/x86_64-linux-gnu/" + library, "lib/x86_64-linux-gnu/" + library)
+    }
+    try copyResolved("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2")
+}
+
+@Suite(.serialized) struct BuildEndToEndTests {
+    @Test func everyBundleSpecBuildsAndChecks() throws {
+        let scratch = ScratchDirectory("bundles")
+        let all = try specs()
+        #expect(!all.isEmpty)
+        for spec in all {
+            let result = try frostBuild([spec, "--quiet"], dist: scratch.path)
+            #expect(result.status == 0, "\(spec): \(result.output)")
+            let name = URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+            let check = try runProcess(scratch.path("\(name)/_\(name)"), ["--check"])
+            #expect(check.status == 0, "\(name): \(check.output)")
+            #expect(check.stdout.contains("standard library from the bundle's lib/"))
+            #expect(check.stdout.contains("manifest: archives match bundle.json"))
+            #expect(check.stdout.hasSuffix("check: ok\n"))
+        }
+    }
+
+    @Test func helloBundleHasTheDesignedLayout() throws {
+        let scratch = ScratchDirectory("layout")
+        let result = try frostBuild([Repository.root.appendingPathComponent("Bundles/hello.toml").path, "--json"],
+                                    dist: scratch.path)
+        #expect(result.status == 0, "\(result.output)")
+        let report = try JSON.parse(result.stdout)
+        #expect(report["name"]?.string == "hello")
+        #expect(report["up_to_date"]?.bool == false)
+        #expect((report["modules"]?["app"]?.int ?? 0) == 1)
+        #expect((report["modules"]?["stdlib"]?.int ?? 0) > 100)
+        let bundle = scratch.path("hello")
+        let fm = FileManager.default
+        for file in ["_hello", "hello", "hello.zip", "bundle.json", "lib/python311.zip", "lib/libpython3.11.so.1.0",
+                     "lib/lib-dynload"] {
+            #expect(fm.fileExists(atPath: bundle + "/" + file), "\(file)")
+        }
+        for glibc in ["libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2"] {
+            #expect(!fm.fileExists(atPath: bundle + "/lib/" + glibc))
+        }
+        let manifest = try #require(try BundleManifest.load(bundleDirectory: bundle))
+        #expect(manifest.entry == "hello")
+        #expect(manifest.pythonVersion.hasPrefix("3.11"))
+        #expect(manifest.archives["hello.zip"]?["hello.pyc"] != nil)
+        #expect(manifest.archives["hello.zip"]?["isapi/simple.pyc"] != nil)
+        #expect(manifest.archives["lib/python311.zip"]?["encodings/utf_8.pyc"] != nil)
+        #expect(manifest.archives["lib/python311.zip"]?["tkinter/__init__.pyc"] == nil)
+        let inspect = try runProcess(Products.frost, ["inspect", bundle])
+        #expect(inspect.status == 0)
+        #expect(inspect.stdout.contains("bundle: hello (entry module hello)"))
+        #expect(inspect.stdout.contains("archive python311.zip:"))
+        let verify = try runProcess(Products.frost, ["verify", bundle])
+        #expect(verify.status == 0, "\(verify.output)")
+        #expect(verify.stdout.hasPrefix("ok: "))
+    }
+
+    @Test func twoBuildsAreByteIdenticalWhateverTheCache() throws {
+        let first = ScratchDirectory("repro-a"), second = ScratchDirectory("repro-b")
+        let cacheA = ScratchDirectory("cache-a"), cacheB = ScratchDirectory("cache-b")
+        let spec = Repository.root.appendingPathComponent("Bundles/hello.toml").path
+        #expect(try frostBuild([spec, "--quiet"], dist: first.path, cache: cacheA.path).status == 0)
+        // The second cache is warmed by an unrelated build first, so bytecode comes from a
+        // process that compiled other things before.
+        let other = ScratchDirectory("repro-other")
+        try "import json, csv\nprint(json, csv)\n".write(toFile: other.path("other.py"), atomically: true, encoding: .utf8)
+        #expect(try frostBuild([other.path("other.py"), "--quiet"], dist: other.path("dist"), cache: cacheB.path).status == 0)
+        #expect(try frostBuild([spec, "--quiet"], dist: second.path, cache: cacheB.path).status == 0)
+        let files = try FileSystem.listFiles(below: first.path("hello")).map(\.path)
+        #expect(try FileSystem.listFiles(below: second.path("hello")).map(\.path) == files)
+        for file in files {
+            let a = try Data(contentsOf: URL(fileURLWithPath: first.path("hello/" + file)))
+            let b = try Data(contentsOf: URL(fileURLWithPath: second.path("hello/" + file)))
+            #expect(a == b, "\(file) differs")
+        }
+    }
+
+    @Test func secondBuildWithNothingChangedIsUpToDate() throws {
+        let scratch = ScratchDirectory("incremental")
+        try "import helper\nfrom isapi.simple import SimpleExtension\ndef __ExtensionFactory__():\n    return SimpleExtension()\n"
+            .write(toFile: scratch.path("inc.py"), atomically: true, encoding: .utf8)
+        try "VALUE = 1\n".write(toFile: scratch.path("helper.py"), atomically: true, encoding: .utf8)
+        let dist = scratch.path("dist")
+        let first = try frostBuild([scratch.path("inc.py"), "--json"], dist: dist)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(try JSON.parse(first.stdout)["up_to_date"]?.bool == false)
+        let second = try frostBuild([scratch.path("inc.py"), "--json"], dist: dist)
+        let report = try JSON.parse(second.stdout)
+        #expect(report["up_to_date"]?.bool == true)
+        #expect((report["seconds"]?.double ?? 99) < 5)
+        // A changed module is rebuilt.
+        try "VALUE = 2\n".write(toFile: scratch.path("helper.py"), atomically: true, encoding: .utf8)
+        let third = try frostBuild([scratch.path("inc.py"), "--json"], dist: dist)
+        #expect(try JSON.parse(third.stdout)["up_to_date"]?.bool == false)
+        // So is a bundle damaged since.
+        try Data("junk".utf8).write(to: URL(fileURLWithPath: dist + "/inc/inc.zip"))
+        let fourth = try frostBuild([scratch.path("inc.py"), "--json"], dist: dist)
+        #expect(try JSON.parse(fourth.stdout)["up_to_date"]?.bool == false)
+        #expect(try runProcess(dist + "/inc/_inc", ["--check"]).status == 0)
+    }
+
+    @Test func deployedIntoAGlibcOnlyRootItRuns() throws {
+        let scratch = ScratchDirectory("chroot")
+        #expect(try frostBuild([Repository.root.appendingPathComponent("Bundles/hello.toml").path, "--quiet"],
+                               dist: scratch.path("dist")).status == 0)
+        let root = scratch.path("root")
+        try makeGlibcOnlyRoot(at: root)
+        let copy = try runProcess("/bin/cp", ["-a", scratch.path("dist/hello"), root + "/app/hello"])
+        #expect(copy.status == 0)
+        // Every file of the root is glibc's or the bundle's.
+        let outside = try FileSystem.listFiles(below: root).map(\.path).filter { !$0.hasPrefix("app/") }
+        #expect(Set(outside) == ["lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libm.so.6", "lib64/ld-linux-x86-64.so.2"])
+        // /proc as in any container (the dynamic linker expands $ORIGIN through it), in a
+        // private mount namespace that goes away with the process.
+        let result = try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c",
+            "mount -t proc proc \"$1/proc\" && exec /usr/sbin/chroot \"$1\" /app/hello/_hello --check", "sh", root])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.stdout.contains("bundle: /app/hello (loader _hello, module hello)"))
+        #expect(result.stdout.contains("standard library from the bundle's lib/ (/app/hello/lib/python311.zip"))
+        #expect(result.stdout.hasSuffix("check: ok\n"))
+    }
+
+    @Test func runsWithTheSystemPythonMasked() throws {
+        let scratch = ScratchDirectory("masked")
+        #expect(try frostBuild([Repository.root.appendingPathComponent("Bundles/hello.toml").path, "--quiet"],
+                               dist: scratch.path).status == 0)
+        let script = """
+            mount -t tmpfs tmpfs /usr/lib/python3.11 && \
+            mount --bind /dev/null /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 && \
+            if /usr/bin/python3 -c pass 2>/dev/null; then echo "SYSTEM PYTHON STILL WORKS"; exit 3; fi && \
+            exec "$1" --check
+            """
+        let result = try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, "sh", scratch.path("hello/_hello")])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.stdout.hasSuffix("check: ok\n"))
+    }
+
+    @Test func verifyCatchesFlippedBytesAndTheLoaderRefuses() throws {
+        let scratch = ScratchDirectory("flip")
+        #expect(try frostBuild([Repository.root.appendingPathComponent("Bundles/hello.toml").path, "--quiet"],
+                               dist: scratch.path).status == 0)
+        let bundle = scratch.path("hello")
+        func flip(_ file: String, at offset: UInt64) throws {
+            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: bundle + "/" + file))
+            try handle.seek(toOffset: offset)
+            let byte = try handle.read(upToCount: 1)![0]
+            try handle.seek(toOffset: offset)
+            try handle.write(contentsOf: Data([byte ^ 0xFF]))
+            try handle.close()
+        }
+        try flip("lib/libpython3.11.so.1.0", at: 5000)
+        let libFlip = try runProcess(Products.frost, ["verify", bundle])
+        #expect(libFlip.status == 1)
+        #expect(libFlip.stdout.contains("changed: lib/libpython3.11.so.1.0 (SHA-256 differs)"))
+        try flip("lib/libpython3.11.so.1.0", at: 5000)  // back
+        #expect(try runProcess(Products.frost, ["verify", bundle]).status == 0)
+
+        try flip("hello.zip", at: 40)
+        let archiveFlip = try runProcess(Products.frost, ["verify", bundle])
+        #expect(archiveFlip.status == 1)
+        #expect(archiveFlip.stdout.contains("changed: hello.zip (SHA-256 differs)"))
+        let loader = try runProcess(bundle + "/_hello", ["--check"])
+        #expect(loader.status == 1)
+        #expect(loader.stderr.hasPrefix("_hello: error: the bundle does not match \(bundle)/bundle.json: changed: hello.zip (SHA-256 differs)"))
+    }
+
+    @Test func specErrorsExitTwoAndWriteNothing() throws {
+        let scratch = ScratchDirectory("specerr")
+        let spec = scratch.path("bad.toml")
+        try "script = \"app.py\"\nworkers = -3\n".write(toFile: spec, atomically: true, encoding: .utf8)
+        try "print(1)\n".write(toFile: scratch.path("app.py"), atomically: true, encoding: .utf8)
+        let result = try frostBuild([spec], dist: scratch.path("dist"))
+        #expect(result.status == 2)
+        #expect(result.stderr.hasPrefix("frost: \(spec):2: key 'workers': must be between 0 and 1024"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("dist")))
+        let unknown = try frostBuild([scratch.path("nothing.toml")], dist: scratch.path("dist"))
+        #expect(unknown.status == 2)
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("dist")))
+    }
+
+    @Test func unresolvableAndDynamicImportsAreWarnedWithFileAndLine() throws {
+        let scratch = ScratchDirectory("warn")
+        try """
+            import importlib
+            from isapi.simple import SimpleExtension
+
+            try:
+                import frost_no_such_module
+            except ImportError:
+                frost_no_such_module = None
+
+            def load(name):
+                return importlib.import_module(name)
+
+            def __ExtensionFactory__():
+                return SimpleExtension()
+            """.write(toFile: scratch.path("warned.py"), atomically: true, encoding: .utf8)
+        let result = try frostBuild([scratch.path("warned.py")], dist: scratch.path("dist"))
+        #expect(result.status == 0, "\(result.output)")
+        let script = URL(fileURLWithPath: scratch.path("warned.py")).resolvingSymlinksInPath().path
+        #expect(result.stderr.contains("warning: \(script):5: module frost_no_such_module not found"), "\(result.stderr)")
+        #expect(result.stderr.contains("warning: \(script):10: import_module() with a computed name"), "\(result.stderr)")
+        #expect(result.stdout.contains("2 warnings"))
+        #expect(try runProcess(scratch.path("dist/warned/_warned"), ["--check"]).status == 0)
+    }
+}

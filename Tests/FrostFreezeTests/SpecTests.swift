@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+@testable import FrostFreeze
+
+final class SpecDirectory {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "frost-spec-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path + "/app", withIntermediateDirectories: true)
+        try! "print('hi')\n".write(toFile: path + "/app/main.py", atomically: true, encoding: .utf8)
+        try! "flask\n".write(toFile: path + "/app/requirements.txt", atomically: true, encoding: .utf8)
+        try! FileManager.default.createDirectory(atPath: path + "/app/static", withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func write(_ name: String, _ text: String) -> String {
+        let file = path + "/" + name
+        try! text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
+
+func specError(_ body: () throws -> Void) -> SpecError? {
+    do { try body(); return nil } catch let error as SpecError { return error } catch { return nil }
+}
+
+@Suite struct SpecLoaderTests {
+    @Test func fullSpecLoadsWithPathsRelativeToTheFile() throws {
+        let dir = SpecDirectory()
+        let file = dir.write("site.toml", """
+            name = "site"
+            script = "app/main.py"
+            requirements = "app/requirements.txt"
+            includes = ["json", "email.mime.text"]
+            excludes = ["tkinter"]
+            packages = ["email"]
+            optimize = 2
+            compress = false
+            listen = "0.0.0.0:9000"
+            workers = "auto"
+
+            [resources]
+            "app/static" = "static"
+            """)
+        let spec = try SpecLoader.load(file)
+        #expect(spec.name == "site")
+        #expect(spec.script == dir.path + "/app/main.py")
+        #expect(spec.requirements == dir.path + "/app/requirements.txt")
+        #expect(spec.includes == ["json", "email.mime.text"])
+        #expect(spec.excludes == ["tkinter"])
+        #expect(spec.packages == ["email"])
+        #expect(spec.optimize == 2)
+        #expect(spec.compress == false)
+        #expect(spec.listen == "0.0.0.0:9000")
+        #expect(spec.workers == .auto)
+        #expect(spec.resources == [.init(source: dir.path + "/app/static", destination: "static")])
+        #expect(spec.python == "/usr/bin/python3")
+    }
+
+    @Test func flagsOverrideScalarsAndExtendLists() throws {
+        let dir = SpecDirectory()
+        let file = dir.write("s.toml", "script = \"app/main.py\"\noptimize = 1\nincludes = [\"json\"]\n")
+        var overrides = SpecOverrides()
+        overrides.name = "renamed"
+        overrides.optimize = 2
+        overrides.includes = ["csv"]
+        overrides.workers = "4"
+        let spec = try SpecLoader.load(file, overrides: overrides)
+        #expect(spec.name == "renamed")
+        #expect(spec.optimize == 2)
+        #expect(spec.includes == ["json", "csv"])
+        #expect(spec.workers == .count(4))
+    }
+
+    @Test func pyprojectToolFrostTable() throws {
+        let dir = SpecDirectory()
+        let file = dir.write("pyproject.toml", """
+            [project]
+            name = "whatever"
+
+            [tool.frost]
+            script = "app/main.py"
+            optimize = 1
+            """)
+        let spec = try SpecLoader.load(file)
+        #expect(spec.name == "main")
+        #expect(spec.optimize == 1)
+        let bare = dir.write("other/pyproject.toml".replacingOccurrences(of: "other/", with: ""), "[project]\nname='x'\n")
+        #expect(specError { _ = try SpecLoader.load(bare) }?.message == "no [tool.frost] table")
+    }
+
+    @Test func bareScriptGetsDefaults() throws {
+        let dir = SpecDirectory()
+        let spec = try SpecLoader.load(dir.path + "/app/main.py")
+        #expect(spec.name == "main")
+        #expect(spec.optimize == 0 && spec.compress && spec.listen == "127.0.0.1:8000" && spec.workers == .count(1))
+    }
+
+    @Test func errorsNameTheFileTheKeyAndTheLine() {
+        let dir = SpecDirectory()
+        let unknown = dir.write("u.toml", "script = \"app/main.py\"\n\noptimise = 2\n")
+        let e1 = specError { _ = try SpecLoader.load(unknown) }
+        #expect(e1?.key == "optimise")
+        #expect(e1?.line == 3)
+        #expect(e1?.description.hasPrefix("\(unknown):3: key 'optimise': unknown key") == true)
+
+        let wrongType = dir.write("t.toml", "script = \"app/main.py\"\noptimize = \"high\"\n")
+        let e2 = specError { _ = try SpecLoader.load(wrongType) }
+        #expect(e2?.description == "\(wrongType):2: key 'optimize': expected an integer 0, 1 or 2, found string")
+
+        let missingScript = dir.write("m.toml", "name = \"x\"\nscript = \"app/nope.py\"\n")
+        let e3 = specError { _ = try SpecLoader.load(missingScript) }
+        #expect(e3?.key == "script")
+        #expect(e3?.line == 2)
+        #expect(e3?.message.hasPrefix("no such file") == true)
+
+        let badValue = dir.write("b.toml", "script = \"app/main.py\"\n\n\noptimize = 7\n")
+        #expect(specError { _ = try SpecLoader.load(badValue) }?.description == "\(badValue):4: key 'optimize': must be 0, 1 or 2, not 7")
+
+        let syntax = dir.write("s.toml", "script = \"app/main.py\"\nname = \n")
+        let e5 = specError { _ = try SpecLoader.load(syntax) }
+        #expect(e5?.line == 2)
+        #expect(e5?.message.hasPrefix("TOML syntax") == true)
+
+        let listen = dir.write("l.toml", "script = \"app/main.py\"\nlisten = \"nowhere\"\n")
+        #expect(specError { _ = try SpecLoader.load(listen) }?.line == 2)
+
+        let resource = dir.write("r.toml", "script = \"app/main.py\"\n[resources]\n\"app/missing\" = \"x\"\n")
+        let e7 = specError { _ = try SpecLoader.load(resource) }
+        #expect(e7?.key == "resources")
+        #expect(e7?.line == 2)
+
+        let noScript = dir.write("n.toml", "name = \"x\"\n")
+        #expect(specError { _ = try SpecLoader.load(noScript) }?.key == "script")
+        #expect(specError { _ = try SpecLoader.load(dir.path + "/none.toml") }?.message == "no such file")
+        #expect(specError { _ = try SpecLoader.load(dir.write("x.txt", "")) } != nil)
+        let badName = dir.write("bn.toml", "script = \"app/main.py\"\nname = \"my-app\"\n")
+        #expect(specError { _ = try SpecLoader.load(badName) }?.line == 2)
+    }
+
+    @Test func keyLinesFollowTables() {
+        let lines = KeyLines(text: """
+            [project]
+            name = "p"
+            [tool.frost]
+            # comment = 1
+            name = "x"
+            "optimize" = 1
+            [tool.frost.resources]
+            "a" = "b"
+            """, tablePath: ["tool", "frost"])
+        #expect(lines.line(of: "name") == 5)
+        #expect(lines.line(of: "optimize") == 6)
+        #expect(lines.line(of: "resources") == 7)
+        #expect(lines.line(of: "comment") == nil)
+    }
+}
+
+@Suite struct ELFTests {
+    static let libpython = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+
+    @Test func readsNeededLibrariesAndSoname() throws {
+        let info = try ELFReader.read(ELFTests.libpython)
+        #expect(info.soname == "libpython3.11.so.1.0")
+        #expect(info.needed.contains("libc.so.6"))
+        #expect(info.needed.contains("libexpat.so.1"))
+        #expect(ELFReader.isELF(ELFTests.libpython))
+        #expect(!ELFReader.isELF("/etc/passwd"))
+        #expect(throws: ELFError.self) { try ELFReader.read("/etc/passwd") }
+    }
+
+    @Test func closureLeavesGlibcOut() throws {
+        let resolved = try LibraryResolver().closure(of: [ELFTests.libpython])
+        let names = resolved.map(\.name)
+        #expect(names.contains("libexpat.so.1"))
+        #expect(names.contains("libz.so.1"))
+        #expect(!names.contains("libc.so.6"))
+        #expect(!names.contains("libm.so.6"))
+        for library in resolved { #expect(FileManager.default.fileExists(atPath: library.path)) }
+    }
+
+    @Test func unresolvableLibrariesAreReported() {
+        let resolver = LibraryResolver(searchDirectories: ["/nonexistent"])
+        #expect(throws: LibraryResolver.Unresolved.self) { _ = try resolver.closure(of: [ELFTests.libpython]) }
+    }
+}
