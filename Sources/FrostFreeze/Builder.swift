@@ -122,11 +122,8 @@ public final class Builder {
             throw BuildError("the loader runs Python \(loaderPython) but \(spec.python) is Python \(analysis.python.version): "
                              + "set python to an interpreter of \(loaderPython)")
         }
-        var warnings: [String] = []
-        for warning in analysis.warnings {
-            warnings.append(warning.description)
-            onWarning(warning.description)
-        }
+        let warnings = Builder.presentWarnings(analysis.warnings)
+        warnings.forEach(onWarning)
         let byCategory = Dictionary(grouping: analysis.modules, by: \.category)
         progress.detail("\(analysis.modules.count) modules")
 
@@ -226,6 +223,35 @@ public final class Builder {
             seconds: Date().timeIntervalSince(started))
         try writeStamp(stampPath, analysis: analysis, report: report)
         return report
+    }
+
+    /// Warnings about the application's own code one by one; those inside third-party
+    /// packages one line per missing module (or per package for computed imports).
+    static func presentWarnings(_ warnings: [Analysis.Warning]) -> [String] {
+        var lines = warnings.filter { $0.category != "site" }.map(\.description)
+        let site = warnings.filter { $0.category == "site" }
+        for (module, group) in Dictionary(grouping: site.filter { $0.kind == "missing" }, by: { $0.module ?? "?" })
+            .sorted(by: { $0.key < $1.key }) {
+            let first = group[0]
+            let location = (first.file.map(shortSitePath) ?? "?") + (first.line.map { ":\($0)" } ?? "")
+            let more = group.count > 1 ? " and \(group.count - 1) more place\(group.count > 2 ? "s" : "")" : ""
+            lines.append("warning: module \(module) not found, imported in third-party code at \(location)\(more)")
+        }
+        let dynamic = site.filter { $0.kind == "dynamic" }
+        for (package, group) in Dictionary(grouping: dynamic, by: { ($0.module ?? "?").split(separator: ".").first.map(String.init) ?? "?" })
+            .sorted(by: { $0.key < $1.key }) {
+            let first = group[0]
+            lines.append("warning: \(group.count) call\(group.count == 1 ? "" : "s") with computed module names in \(package) "
+                         + "(first at \(first.file.map(shortSitePath) ?? "?"):\(first.line ?? 0)); add what they load to includes if it is missing")
+        }
+        return lines
+    }
+
+    static func shortSitePath(_ path: String) -> String {
+        for marker in ["/site-packages/", "/dist-packages/"] {
+            if let range = path.range(of: marker) { return String(path[range.upperBound...]) }
+        }
+        return path
     }
 
     // MARK: - Steps

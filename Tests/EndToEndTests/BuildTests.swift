@@ -245,3 +245,31 @@ func makeGlibcOnlyRoot(at root: String) throws {
         #expect(try runProcess(scratch.path("dist/warned/_warned"), ["--check"]).status == 0)
     }
 }
+
+@Suite struct FlaskSampleTests {
+    @Test func flaskSiteFreezesWithItsPackagesAndRendersFromTheArchive() throws {
+        let scratch = ScratchDirectory("flask")
+        let build = try frostBuild([Repository.root.appendingPathComponent("Bundles/flask_site.toml").path, "--quiet"],
+                                   dist: scratch.path)
+        #expect(build.status == 0, "\(build.output)")
+        let bundle = scratch.path("flask_site")
+        let manifest = try #require(try BundleManifest.load(bundleDirectory: bundle))
+        let archive = try #require(manifest.archives["flask_site.zip"])
+        #expect(archive["flask/__init__.pyc"] != nil)
+        #expect(archive["flask/sansio/app.pyc"] != nil)  // a namespace package inside flask
+        #expect(archive["site_app/templates/index.html"] != nil)
+        #expect(archive["site_app/static/style.css"] != nil)
+        #expect(archive.keys.contains { $0.hasPrefix("flask-3.1.3.dist-info/") })
+        #expect(manifest.files.keys.contains { $0.hasPrefix("lib/site-packages/markupsafe/_speedups") })
+
+        let check = try runProcess(bundle + "/_flask_site", ["--check"])
+        #expect(check.status == 0, "\(check.output)")
+        let selftest = try runProcess(bundle + "/flask_site", ["selftest"])
+        #expect(selftest.status == 0, "\(selftest.output)")
+        #expect(selftest.stdout.contains("/ 200 text/html"))
+        #expect(selftest.stdout.contains("<h1>Frozen Flask</h1>"))
+        #expect(selftest.stdout.contains("Flask 3.1.3, frozen by frost; markupsafe escapes with C speedups."))
+        #expect(selftest.stdout.contains("/static/style.css 200 text/css"))
+        #expect(selftest.stdout.contains("/static/../site_app/__init__.py 404"))
+    }
+}

@@ -8,6 +8,7 @@ and compiles every pure-Python module to an unchecked-hash .pyc in a content-key
 import ast
 import dis
 import hashlib
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import json
@@ -68,6 +69,26 @@ class Finder(modulefinder.ModuleFinder):
             if instruction.opname == "IMPORT_NAME":
                 lines.setdefault(instruction.argval, line)
         super().scan_code(co, m)
+
+    def find_module(self, name, path, parent=None):
+        try:
+            return super().find_module(name, path, parent)
+        except AttributeError:
+            # A namespace package (a spec without a loader): modulefinder cannot follow
+            # it by itself; treat its directory as a package without __init__.
+            spec = importlib.machinery.PathFinder.find_spec(name, path if path is not None else self.path)
+            if spec is not None and spec.loader is None and spec.submodule_search_locations:
+                return None, list(spec.submodule_search_locations)[0], ("", "", modulefinder._PKG_DIRECTORY)
+            raise ImportError(f"No module named {name!r}", name=name)
+
+    def load_package(self, fqname, pathname):
+        if any(os.path.exists(os.path.join(pathname, "__init__" + suffix))
+               for suffix in importlib.machinery.all_suffixes()):
+            return super().load_package(fqname, pathname)
+        module = self.add_module(fqname)
+        module.__file__ = None  # a namespace package has no code
+        module.__path__ = [pathname]
+        return module
 
 
 finder = Finder(path=search_path, excludes=list(excludes))
@@ -204,10 +225,31 @@ skipped = 0
 for name in sorted(set(requested_missing)):
     warnings.append({"kind": "missing", "module": name, "importer": None, "file": None, "line": None,
                      "category": "app", "message": f"module {name} (from includes, packages or hidden imports) not found"})
+def package_of(module_name):
+    module = finder.modules.get(module_name)
+    if module is not None and module.__path__:
+        return module_name
+    return module_name.rpartition(".")[0]
+
+
+def is_attribute_import(name, importer):
+    """`from pkg import Name` (absolute or relative) where pkg was found: Name is an
+    attribute, not a missing module."""
+    parent = name.rpartition(".")[0]
+    if not parent:
+        return False
+    candidates = [parent]
+    package = package_of(importer)
+    while package:
+        candidates.append(package + "." + parent)
+        package = package.rpartition(".")[0]
+    return any(c in finder.modules for c in candidates)
+
+
 for name in missing:
     if name in provided or name.split(".")[0] in excludes:
         continue
-    importers = sorted(finder.badmodules.get(name, {}))
+    importers = sorted(i for i in finder.badmodules.get(name, {}) if not is_attribute_import(name, i))
     reported = False
     for importer in importers:
         # "-": modulefinder's anonymous importer ("from . import x" resolved against the
@@ -230,11 +272,14 @@ for name in missing:
     if not reported:
         skipped += 1
 
-# Data files of site packages that contributed modules (templates, certificates, ...).
+# Data files of site packages that contributed modules (templates, certificates, ...)
+# and of the packages the spec names.
 package_data = []
 tops = {}
 for record in modules:
-    if record["category"] == "site" and record["package"] and "." not in record["name"]:
+    if not record["package"] or record["category"] == "stdlib":
+        continue
+    if (record["category"] == "site" and "." not in record["name"]) or record["name"] in request["packages"]:
         tops[record["name"]] = os.path.dirname(record["file"])
 for top, directory in sorted(tops.items()):
     for current, dirs, files in os.walk(directory):
@@ -243,7 +288,8 @@ for top, directory in sorted(tops.items()):
             if f.endswith((".py", ".pyc", ".pyo", ".so", ".pyi")):
                 continue
             full = os.path.join(current, f)
-            package_data.append({"source": full, "archive": os.path.relpath(full, os.path.dirname(directory))})
+            base = os.path.dirname(directory) if "." not in top else directory[: -len(top.replace(".", "/"))].rstrip("/")
+            package_data.append({"source": full, "archive": os.path.relpath(full, base)})
 
 used_distributions = sorted({r["distribution"] for r in modules if r.get("distribution")})
 libdir = sysconfig.get_config_var("LIBDIR") or ""

@@ -1,0 +1,238 @@
+"""WSGI (PEP 3333) applications as ISAPI extensions.
+
+    from isapi.wsgi import ISAPIThreadPoolHandler
+    def __ExtensionFactory__():
+        return ISAPIThreadPoolHandler(app)
+
+``ISAPISimpleHandler`` runs the application in ``HttpExtensionProc``;
+``ISAPIThreadPoolHandler`` runs it on the extension's worker threads. Both take a root
+application and/or sub-applications by keyword: with ``ISAPISimpleHandler(blog=app1,
+shop=app2)`` a request for ``/blog/post/1`` goes to ``app1`` with ``SCRIPT_NAME``
+extended by ``/blog`` and ``PATH_INFO`` ``/post/1``; requests no sub-application takes
+go to the root application (or get a 404).
+"""
+import sys
+
+from isapi import ExtensionError, isapicon, simple, threaded_extension
+
+__all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper"]
+
+
+def _text(value):
+    """Server variables and ECB strings arrive as bytes: WSGI wants latin-1 str."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _variable(ecb, name, default=""):
+    try:
+        return _text(ecb.GetServerVariable(name))
+    except ExtensionError:
+        return default
+
+
+class ISAPIInputWrapper:
+    """``wsgi.input``: the request body, read from the ECB as the application asks."""
+
+    def __init__(self, ecb):
+        self._ecb = ecb
+        self._remaining = max(int(ecb.TotalBytes or 0), 0)
+        preloaded = ecb.AvailableData or b""
+        self._buffer = bytes(preloaded[: self._remaining])
+        self._remaining -= len(self._buffer)
+
+    def _fill(self, wanted):
+        while len(self._buffer) < wanted and self._remaining > 0:
+            chunk = self._ecb.ReadClient(min(self._remaining, max(wanted - len(self._buffer), 65536)))
+            if not chunk:
+                self._remaining = 0
+                break
+            self._remaining -= len(chunk)
+            self._buffer += chunk
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            self._fill(sys.maxsize)
+            data, self._buffer = self._buffer, b""
+            return data
+        self._fill(size)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size=-1):
+        while b"\n" not in self._buffer and self._remaining > 0:
+            self._fill(len(self._buffer) + 8192)
+        end = self._buffer.find(b"\n") + 1 or len(self._buffer)
+        if size is not None and size >= 0:
+            end = min(end, size)
+        data, self._buffer = self._buffer[:end], self._buffer[end:]
+        return data
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class _Response:
+    """start_response and the body writes of one request."""
+
+    def __init__(self, ecb):
+        self.ecb = ecb
+        self.status = None
+        self.headers = None
+        self.sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError(f"bad WSGI status {status!r}")
+        for name, value in headers:
+            if not isinstance(name, str) or not isinstance(value, str) or "\n" in value or "\r" in value:
+                raise ValueError(f"bad WSGI header {name!r}: {value!r}")
+        self.status, self.headers = status, list(headers)
+        return self.write
+
+    def send_headers(self):
+        if self.sent:
+            return
+        if self.status is None:
+            raise AssertionError("the application wrote a body before calling start_response")
+        self.sent = True
+        self.ecb.HttpStatusCode = int(self.status[:3])
+        text = "".join(f"{name}: {value}\r\n" for name, value in self.headers) + "\r\n"
+        self.ecb.SendResponseHeaders(self.status, text, False)
+
+    def write(self, data):
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
+        self.send_headers()
+        if data:
+            self.ecb.WriteClient(bytes(data))
+
+
+class _WSGIHandlerMixin:
+    def __init__(self, rootapp=None, **apps):
+        self.rootapp = rootapp
+        self.apps = apps
+
+    def select(self, path_info):
+        """The application for a path and the SCRIPT_NAME/PATH_INFO split it gets."""
+        if self.apps:
+            segment = path_info.lstrip("/").split("/", 1)[0]
+            if segment in self.apps:
+                prefix = "/" + segment
+                return self.apps[segment], prefix, path_info[len(prefix):] if path_info.startswith(prefix) else path_info
+        return self.rootapp, "", path_info
+
+    def environ(self, ecb, multithread):
+        path_info = _text(ecb.PathInfo) or _variable(ecb, "PATH_INFO")
+        script_name = _variable(ecb, "SCRIPT_NAME")
+        if script_name and path_info.startswith(script_name) and script_name != path_info:
+            path_info = path_info[len(script_name):]
+        elif script_name == path_info:
+            script_name = ""
+        https = _variable(ecb, "HTTPS", "off").lower() in ("on", "1")
+        environ = {
+            "REQUEST_METHOD": _text(ecb.Method),
+            "SCRIPT_NAME": script_name.rstrip("/"),
+            "PATH_INFO": path_info,
+            "QUERY_STRING": _text(ecb.QueryString),
+            "CONTENT_TYPE": _text(ecb.ContentType),
+            "SERVER_NAME": _variable(ecb, "SERVER_NAME", "localhost"),
+            "SERVER_PORT": _variable(ecb, "SERVER_PORT", "443" if https else "80"),
+            "SERVER_PROTOCOL": _variable(ecb, "SERVER_PROTOCOL", "HTTP/1.1"),
+            "REMOTE_ADDR": _variable(ecb, "REMOTE_ADDR"),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if https else "http",
+            "wsgi.input": ISAPIInputWrapper(ecb),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "isapi.ecb": ecb,
+        }
+        total = int(ecb.TotalBytes or 0)
+        if total:
+            environ["CONTENT_LENGTH"] = str(total)
+        for optional in ("REMOTE_HOST", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE"):
+            value = _variable(ecb, optional)
+            if value:
+                environ[optional] = value
+        for line in _variable(ecb, "ALL_HTTP").split("\n"):
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name.startswith("HTTP_") and name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                environ[name] = value.strip()
+        return environ
+
+    def handle(self, ecb, multithread):
+        environ = self.environ(ecb, multithread)
+        app, prefix, path_info = self.select(environ["PATH_INFO"])
+        response = _Response(ecb)
+        if app is None:
+            response.start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            response.write(b"Not Found\n")
+            return
+        environ["SCRIPT_NAME"] += prefix
+        environ["PATH_INFO"] = path_info
+        result = app(environ, response.start_response)
+        try:
+            for data in result:
+                response.write(data)
+            response.send_headers()  # an empty body still sends its headers
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+
+class ISAPISimpleHandler(_WSGIHandlerMixin, simple.SimpleExtension):
+    """Runs the WSGI application in HttpExtensionProc, one request at a time per call."""
+
+    def __init__(self, rootapp=None, **apps):
+        simple.SimpleExtension.__init__(self)
+        _WSGIHandlerMixin.__init__(self, rootapp, **apps)
+
+    def HttpExtensionProc(self, ecb):
+        self.handle(ecb, multithread=False)
+        return isapicon.HSE_STATUS_SUCCESS
+
+
+class ISAPIThreadPoolHandler(_WSGIHandlerMixin, threaded_extension.ThreadPoolExtension):
+    """Runs the WSGI application on the extension's pool of worker threads."""
+
+    def __init__(self, rootapp=None, **apps):
+        threaded_extension.ThreadPoolExtension.__init__(self)
+        _WSGIHandlerMixin.__init__(self, rootapp, **apps)
+
+    def Dispatch(self, ecb):
+        # A failure goes to HandleDispatchError (500, traceback logged), which ends the
+        # session itself.
+        self.handle(ecb, multithread=True)
+        ecb.DoneWithSession()
