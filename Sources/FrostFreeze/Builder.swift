@@ -280,9 +280,15 @@ public final class Builder {
         let venv = options.cacheDirectory + "/venvs/" + String(key.prefix(24))
         let python = venv + "/bin/python"
         if FileManager.default.fileExists(atPath: venv + "/.frost-complete") { return python }
+        // Another build may be making the same venv: one at a time, then look again.
+        try FileManager.default.createDirectory(atPath: options.cacheDirectory + "/venvs", withIntermediateDirectories: true)
+        let lock = open(venv + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw BuildError("cannot lock \(venv).lock: \(String(cString: strerror(errno)))") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
+        if FileManager.default.fileExists(atPath: venv + "/.frost-complete") { return python }
         progress.detail("creating a build venv for \(URL(fileURLWithPath: requirements).lastPathComponent)")
         try? FileManager.default.removeItem(atPath: venv)
-        try FileManager.default.createDirectory(atPath: options.cacheDirectory + "/venvs", withIntermediateDirectories: true)
         let create = try PythonRunner.run(spec.python, ["-I", "-m", "venv", venv])
         guard create.status == 0 else {
             throw BuildError("cannot create a venv with \(spec.python) (on Debian: apt-get install python3-venv): \(create.stderr)")

@@ -201,8 +201,8 @@ public final class Loader {
             } catch let error as PythonError where error.typeName == "SystemExit" {
                 return Loader.exitStatus(of: error)
             } catch let error as PythonError {
-                if error.typeName == "ImportError",
-                   error.message.hasPrefix("No module named \(moduleName)") || error.message.contains("No module named '\(moduleName)'") {
+                // runpy's own message when the module is not there at all.
+                if error.typeName == "ImportError", error.message == "No module named \(moduleName)" {
                     throw LoaderError(.entryModule, "module '\(moduleName)' not found in \(archivePath)")
                 }
                 throw LoaderError(.run, "\(moduleName) raised \(error)", traceback: error.traceback)

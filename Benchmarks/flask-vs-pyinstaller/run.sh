@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The Flask sample frozen by frost and by PyInstaller (one-dir, served by waitress), side
+# by side in one run: build time, dist size (bytes, files), and time from exec to the
+# first answer. Usage: Benchmarks/flask-vs-pyinstaller/run.sh [ROUNDS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+rounds=${1:-10}
+python=/usr/bin/python3
+work=$(mktemp -d /tmp/frost-vs-pyinstaller.XXXXXX)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
+
+cd "$repo"
+swift build -c release --product frost-stub >/dev/null
+swift build -c release --product frost >/dev/null
+bin=$(swift build -c release --show-bin-path)
+sample=$repo/Samples/flask_site
+
+ms() { $python -c 'import sys,time; print(int(time.time()*1000))'; }
+
+# frost: the build venv is made once (pip is not what is measured); the bytecode cache
+# starts empty, as on a first build.
+export FROST_CACHE=$work/frost-cache
+"$bin/frost" build Bundles/flask_site.toml --dist "$work/warmup" --quiet
+rm -rf "$FROST_CACHE/bytecode" "$FROST_CACHE/stamps"
+start=$(ms); "$bin/frost" build Bundles/flask_site.toml --dist "$work/frost" --quiet; frost_build=$(( $(ms) - start ))
+start=$(ms); "$bin/frost" build Bundles/flask_site.toml --dist "$work/frost" --quiet; frost_rebuild=$(( $(ms) - start ))
+
+# PyInstaller: its own venv with the same Flask, waitress and PyInstaller.
+$python -m venv "$work/pyi-venv"
+"$work/pyi-venv/bin/pip" install -q --disable-pip-version-check -r "$sample/requirements.txt" waitress pyinstaller
+cp -r "$sample/site_app" "$here/serve_waitress.py" "$work/"
+start=$(ms)
+(cd "$work" && "$work/pyi-venv/bin/pyinstaller" --onedir --noconfirm --log-level ERROR --distpath "$work/pyi-dist" \
+    --workpath "$work/pyi-build" --specpath "$work" --add-data "site_app/templates:site_app/templates" \
+    --add-data "site_app/static:site_app/static" serve_waitress.py >/dev/null)
+pyi_build=$(( $(ms) - start ))
+
+frost_dir=$work/frost/flask_site
+pyi_dir=$work/pyi-dist/serve_waitress
+# Bytes as stored (hard links once, as du counts them) and regular files.
+frost_bytes=$(du -sb "$frost_dir" | cut -f1); frost_files=$(find "$frost_dir" -type f | wc -l)
+pyi_bytes=$(du -sb "$pyi_dir" | cut -f1); pyi_files=$(find "$pyi_dir" -type f | wc -l)
+
+# Exec to first answer. PyInstaller: to the first HTTP 200 from waitress. frost: the
+# loader does not serve HTTP yet, so what is timed is exec to the first 200 rendered by
+# the frozen app through Flask's test client (the console's selftest), then exit.
+first_http_200() {  # command... ; prints ms from exec to the first 200
+    local port=$(( 20000 + RANDOM % 20000 )) begin pid
+    begin=$(ms)
+    "$@" "$port" >/dev/null 2>&1 & pid=$!
+    for _ in $(seq 500); do
+        if curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null | grep -q 200; then break; fi
+        sleep 0.005
+    done
+    echo $(( $(ms) - begin ))
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
+pyi_times=(); frost_times=()
+for _ in $(seq "$rounds"); do
+    pyi_times+=("$(first_http_200 "$pyi_dir/serve_waitress")")
+    begin=$(ms); "$frost_dir/flask_site" selftest >/dev/null; frost_times+=("$(( $(ms) - begin ))")
+done
+
+$python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_files" "$pyi_bytes" "$pyi_files" \
+    "${frost_times[*]}" "${pyi_times[*]}" <<'PY'
+import statistics, sys
+fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
+ft = [int(x) for x in sys.argv[8].split()]
+pt = [int(x) for x in sys.argv[9].split()]
+print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
+print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
+print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
+print(f"{'dist size (MiB)':28}{fbytes/2**20:>14.1f}{pbytes/2**20:>14.1f}{fbytes/pbytes:>8.2f}")
+print(f"{'dist files':28}{ffiles:>14}{pfiles:>14}{ffiles/pfiles:>8.2f}")
+fm, pm = statistics.median(ft), statistics.median(pt)
+print(f"{'exec to first 200 (ms, med)':28}{fm:>14.0f}{pm:>14.0f}{fm/pm:>8.2f}")
+print("  frost: rendered in-process via the console selftest (the loader does not serve HTTP yet);")
+print("  PyInstaller: HTTP 200 from waitress, polled every 5 ms")
+PY
