@@ -2,7 +2,7 @@
 # Installs what building and testing frost needs, when it is missing (Debian; run as root).
 set -euo pipefail
 packages=(
-    python3 python3-dev pkg-config                 # the CPython frost embeds and freezes with
+    python3 python3-dev python3-venv pkg-config    # the CPython frost embeds and freezes with
     libarchive-dev                                 # zip reading and writing (linked statically)
     zlib1g-dev liblzma-dev libzstd-dev libbz2-dev nettle-dev   # what static libarchive needs
 )

@@ -366,11 +366,11 @@ public final class Builder {
 
     func partSizes() throws -> [(part: String, bytes: Int)] {
         var parts: [String: Int] = [:]
-        for file in try FileSystem.listFiles(below: output) {
+        for file in try FileSystem.listFiles(below: output) where file.path != spec.name {  // the console is a hard link
             let size = (try? FileManager.default.attributesOfItem(atPath: output + "/" + file.path)[.size] as? Int) ?? 0
             let part: String
             switch file.path {
-            case "_" + spec.name, spec.name: part = "loader and console"
+            case "_" + spec.name: part = "loader (console: a hard link)"
             case spec.name + ".zip": part = spec.name + ".zip"
             case let p where p.hasPrefix("lib/python") && p.hasSuffix(".zip"): part = "standard library (zip)"
             case let p where p.hasPrefix("lib/lib-dynload/"): part = "lib-dynload"
