@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import FrostBundle
 
-/// A bytecode/venv cache shared by the build tests of one run (builds stay fast), and
-/// private ones where a test needs to prove independence from the cache.
+/// A bytecode/venv cache shared by the build tests (and kept between runs: everything in
+/// it is keyed by content and venv creation is locked), and private ones where a test
+/// needs to prove independence from the cache.
 enum BuildCache {
-    static let shared = NSTemporaryDirectory() + "frost-test-cache-\(getpid())"
+    static let shared = NSTemporaryDirectory() + "frost-test-cache"
 }
 
 struct Build {
