@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // libarchive, linked statically so that a bundle carries only what zip reading
@@ -57,9 +58,19 @@ let package = Package(
         // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
         // also applies to the dependencies of extension modules Python dlopens) to the
         // bundle's lib/, where libpython and every needed shared library are copied.
+        // The HTTP host: SwiftNIO in front, the Python extension behind, on Python threads.
+        .target(
+            name: "FrostServer",
+            dependencies: [
+                "FrostPython", "FrostRuntime", "FrostBundle",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "frost-stub",
-            dependencies: ["FrostRuntime"],
+            dependencies: ["FrostServer"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--disable-new-dtags",
@@ -94,6 +105,7 @@ let package = Package(
         .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
+        .testTarget(name: "FrostServerTests", dependencies: ["FrostServer"]),
         .testTarget(
             name: "EndToEndTests",
             // frost-stub is not a dependency (its static-stdlib link flags would apply to

@@ -316,6 +316,15 @@ public enum Python {
         return try body()
     }
 
+    /// Runs blocking work with the GIL released, from any thread that holds it (the
+    /// equivalent of Py_BEGIN_ALLOW_THREADS ... Py_END_ALLOW_THREADS).
+    public static func withoutGIL<R>(_ body: () throws -> R) rethrows -> R {
+        precondition(frost_gil_held_by_this_thread() != 0, "withoutGIL needs the GIL held")
+        let saved = PyEval_SaveThread()
+        defer { PyEval_RestoreThread(saved) }
+        return try body()
+    }
+
     /// Whether the calling thread holds the GIL.
     public static var gilIsHeld: Bool { frost_gil_held_by_this_thread() != 0 }
 

@@ -1,23 +1,10 @@
 import FrostBundle
 import FrostPython
+import FrostRuntime
+import FrostServer
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Writes straight to a file descriptor, unbuffered like Python's own stdio here, so
-/// Swift's and Python's output stay in order.
-func writeOut(_ text: String, to fd: Int32) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        bytes = bytes.dropFirst(n)
-    }
-}
-
-func printLine(_ text: String) { writeOut(text + "\n", to: 1) }
-func printError(_ text: String) { writeOut(text + "\n", to: 2) }
 
 /// The command line of the generic executable in every bundle.
 ///
@@ -25,14 +12,21 @@ func printError(_ text: String) { writeOut(text + "\n", to: 2) }
 /// runs NAME as `__main__` with the remaining arguments.
 public enum LoaderMain {
     public static let usage = """
-        usage: _NAME --check [--module NAME]
+        usage: _NAME [--listen HOST:PORT | --listen unix:PATH] [--threads N] [--debug] [--no-access-log]
+               _NAME --check [--module NAME]
                NAME [ARGUMENTS...]        (the console: runs module NAME as __main__)
 
+          --listen ADDR    where to serve HTTP (default: the bundle's listen option, else 127.0.0.1:8000;
+                           port 0 picks a free port)
+          --threads N      Python threads serving requests concurrently (default 8)
+          --debug          show Python tracebacks to clients (never in production)
+          --no-access-log  no Combined Log Format lines on stdout
           --check          mount the archive, import the entry module, run its factories
                            and Version calls, print what it provides, call Terminate*, exit
           --module NAME    load module NAME instead of the one named by this executable
           --version        print the frost and Python versions
           --help           this text
+        SIGTERM or SIGINT stop the server gracefully: requests in flight finish, Terminate* runs.
         """
 
     /// Runs the command line and returns the process exit status: 0 success, 1 a
@@ -61,11 +55,31 @@ public enum LoaderMain {
 
         var check = false
         var module: String?
+        var listen: String?
+        var threads = 8
+        var debug = false
+        var accessLog = true
         var index = 0
+        func value(_ option: String) -> String? {
+            if rest[index].hasPrefix(option + "=") { return String(rest[index].dropFirst(option.count + 1)) }
+            guard index + 1 < rest.count else { return nil }
+            index += 1
+            return rest[index]
+        }
         while index < rest.count {
             let argument = rest[index]
             switch argument {
             case "--check": check = true
+            case "--debug": debug = true
+            case "--no-access-log": accessLog = false
+            case _ where argument == "--listen" || argument.hasPrefix("--listen="):
+                guard let address = value("--listen") else { return usageError(label, "--listen needs an address") }
+                listen = address
+            case _ where argument == "--threads" || argument.hasPrefix("--threads="):
+                guard let text = value("--threads"), let count = Int(text), (1...256).contains(count) else {
+                    return usageError(label, "--threads needs a number from 1 to 256")
+                }
+                threads = count
             case "--help", "-h":
                 printLine(usage)
                 return 0
@@ -85,10 +99,11 @@ public enum LoaderMain {
             }
             index += 1
         }
-        guard check else {
-            return usageError(label, "serving HTTP is not available in this build yet; run with --check")
+        if check {
+            return runCheck(executablePath: executablePath, label: label, module: module)
         }
-        return runCheck(executablePath: executablePath, label: label, module: module)
+        return runServer(executablePath: executablePath, label: label, module: module, listen: listen,
+                         threads: threads, debug: debug, accessLog: accessLog)
     }
 
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
@@ -118,6 +133,45 @@ public enum LoaderMain {
                 return 1
             }
             printLine("check: ok")
+            return 0
+        } catch {
+            return report(label, error)
+        }
+    }
+
+    /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully.
+    static func runServer(executablePath: String, label: String, module: String?, listen: String?,
+                          threads: Int, debug: Bool, accessLog: Bool) -> Int32 {
+        // Block the stop signals in every thread (threads inherit the mask); the main
+        // thread waits for them with sigwait.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        do {
+            let loader = try Loader(executablePath: executablePath, moduleOverride: module)
+            let entry = try loader.loadEntry()
+            let address = listen ?? loader.manifest?.options["listen"]?.string ?? "127.0.0.1:8000"
+            let host: Host
+            do {
+                host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
+                    listen: address, pythonThreads: threads, debug: debug, accessLog: accessLog,
+                    physicalPath: loader.layout.directory))
+            } catch {
+                throw LoaderError(.run, "cannot start the server: \(error)")
+            }
+            let bound: String
+            do { bound = try host.start() } catch { throw LoaderError(.run, "\(error)") }
+            let scheme = bound.hasPrefix("unix:") ? "" : "http://"
+            printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(threads) Python threads")
+            var received: Int32 = 0
+            while sigwait(&signals, &received) != 0 {}
+            printLine("frost: \(received == SIGTERM ? "SIGTERM" : "SIGINT"): stopping; requests in flight finish")
+            host.shutdown()
+            _ = try loader.terminate(entry)
+            loader.finalize()
+            printLine("frost: stopped")
             return 0
         } catch {
             return report(label, error)

@@ -1,0 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes straight to a file descriptor, unbuffered like Python's own stdio in the
+/// loader, so Swift's and Python's output stay in order.
+public func writeOut(_ text: String, to fd: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+/// A line on stdout.
+public func printLine(_ text: String) { writeOut(text + "\n", to: 1) }
+/// A line on stderr.
+public func printError(_ text: String) { writeOut(text + "\n", to: 2) }

@@ -1,0 +1,215 @@
+import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a response could not be written or a body not read.
+public struct ExchangeError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// One request and its response, shared by the connection's event loop (which feeds
+/// the body in and writes the response out) and the Python thread that serves it.
+///
+/// The body is streamed: at most `highWater` bytes wait here; above that the connection
+/// stops reading until Python has consumed them. Writes block the Python thread (which
+/// releases the GIL) until the connection has taken the bytes, so a slow client holds
+/// back the writer instead of filling memory.
+final class HTTPExchange: @unchecked Sendable {
+    // @unchecked: mutable state is guarded by `monitor`, or confined to the event loop.
+    static let highWater = 256 * 1024
+    static let lowWater = 64 * 1024
+
+    let connectionID: Int
+    let head: HTTPRequestHead
+    let localAddress: SocketAddress?
+    let remoteAddress: SocketAddress?
+    let eventLoop: EventLoop
+    let received: Double
+    private let context: ChannelHandlerContext
+    private let connection: HTTPConnectionHandler
+
+    private let monitor = Monitor()
+    private var chunks: [ByteBuffer] = []
+    private var buffered = 0
+    private var bodyEnded = false
+    private var closed = false
+    private var readsPaused = false
+    private(set) var bodyBytesRead = 0
+
+    // Response state, guarded by `monitor`.
+    private(set) var headersSent = false
+    private(set) var finished = false
+    private var keepAlive = true
+    private var suppressBody = false
+    private(set) var statusCode = 200
+    private(set) var bytesSent = 0
+
+    init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler) {
+        self.connectionID = connectionID
+        self.head = head
+        self.context = context
+        self.connection = connection
+        self.eventLoop = context.eventLoop
+        self.localAddress = context.channel.localAddress
+        self.remoteAddress = context.channel.remoteAddress
+        self.received = monotonicSeconds()
+        self.keepAlive = head.isKeepAlive
+    }
+
+    /// Content-Length, or nil (chunked or no body).
+    var declaredLength: Int? { head.headers.first(name: "content-length").flatMap { Int($0) } }
+    var isChunked: Bool { head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") } }
+
+    // MARK: Request body (event loop side)
+
+    /// Adds a piece of body; returns whether the connection should stop reading for now.
+    func appendBody(_ buffer: ByteBuffer) -> Bool {
+        monitor.locked {
+            chunks.append(buffer)
+            buffered += buffer.readableBytes
+            monitor.broadcast()
+            if buffered >= HTTPExchange.highWater { readsPaused = true }
+            return readsPaused
+        }
+    }
+
+    func endBody() {
+        monitor.locked {
+            bodyEnded = true
+            monitor.broadcast()
+        }
+    }
+
+    func connectionClosed() {
+        monitor.locked {
+            closed = true
+            monitor.broadcast()
+        }
+    }
+
+    // MARK: Request body (Python side; the caller has released the GIL)
+
+    /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
+    func readBody(maximum: Int) throws -> [UInt8] {
+        var resume = false
+        let bytes: [UInt8] = try monitor.locked {
+            while chunks.isEmpty && !bodyEnded && !closed { monitor.wait() }
+            if chunks.isEmpty {
+                if bodyEnded { return [] }
+                throw ExchangeError(message: "the client closed the connection before sending the whole body")
+            }
+            var out: [UInt8] = []
+            while out.count < maximum, !chunks.isEmpty {
+                var first = chunks[0]
+                let take = min(maximum - out.count, first.readableBytes)
+                out += first.readBytes(length: take)!
+                if first.readableBytes == 0 { chunks.removeFirst() } else { chunks[0] = first }
+            }
+            buffered -= out.count
+            bodyBytesRead += out.count
+            if readsPaused && buffered <= HTTPExchange.lowWater {
+                readsPaused = false
+                resume = true
+            }
+            return out
+        }
+        if resume { eventLoop.execute { self.connection.resumeReading(self.context) } }
+        return bytes
+    }
+
+    /// What has arrived and not been read yet, without waiting (IIS's AvailableData).
+    func peekAvailable() -> [UInt8] {
+        monitor.locked { chunks.reduce(into: [UInt8]()) { $0 += $1.readableBytesView } }
+    }
+
+    // MARK: Response (Python side)
+
+    /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
+    /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
+    func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
+        var responseHeaders = HTTPHeaders(headers)
+        let (isHead, version): (Bool, HTTPVersion) = (head.method == .HEAD, head.version)
+        try monitor.locked {
+            guard !headersSent else { throw ExchangeError(message: "response headers were already sent") }
+            guard !closed else { throw ExchangeError(message: "the client closed the connection") }
+            headersSent = true
+            statusCode = status
+            suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
+            let hasLength = responseHeaders.contains(name: "content-length")
+            if !hasLength && !suppressBody {
+                if version.major == 1 && version.minor >= 1 {
+                    if !responseHeaders.contains(name: "transfer-encoding") {
+                        responseHeaders.add(name: "transfer-encoding", value: "chunked")
+                    }
+                } else {
+                    keepAlive = false
+                }
+            }
+            if responseHeaders["connection"].contains(where: { $0.lowercased() == "close" }) { keepAlive = false }
+            if !keepAlive {
+                responseHeaders.replaceOrAdd(name: "connection", value: "close")
+            } else if version.major == 1 && version.minor == 0 {
+                responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
+            }
+        }
+        let responseHead = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status, reasonPhrase: reason),
+                                            headers: responseHeaders)
+        try submit { promise in
+            self.context.writeAndFlush(self.connection.wrapOutboundOut(.head(responseHead)), promise: promise)
+        }
+    }
+
+    /// Writes body bytes and waits until the connection has taken them.
+    func writeBody(_ bytes: [UInt8]) throws {
+        let (suppress, alreadyFinished) = monitor.locked { (suppressBody, finished) }
+        if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
+        guard !bytes.isEmpty, !suppress else { return }
+        try submit { promise in
+            var buffer = self.context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            self.context.writeAndFlush(self.connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: promise)
+        }
+        monitor.locked { bytesSent += bytes.count }
+    }
+
+    /// Ends the response (once); afterwards the connection reads the next request or closes.
+    /// Returns false when it had already been finished.
+    @discardableResult
+    func finish() -> Bool {
+        let close: Bool? = monitor.locked {
+            guard !finished else { return nil }
+            finished = true
+            monitor.broadcast()
+            return !keepAlive || (!bodyEnded && !closed)  // an unread body cannot be skipped safely
+        }
+        guard let close else { return false }
+        eventLoop.execute {
+            self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                if close { self.context.close(promise: nil) }
+                self.connection.exchangeFinished(self, context: self.context)
+            }
+        }
+        return true
+    }
+
+    var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    private func submit(_ operation: @escaping @Sendable (EventLoopPromise<Void>) -> Void) throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute { operation(promise) }
+        do {
+            try promise.futureResult.wait()
+        } catch {
+            throw ExchangeError(message: "the connection failed: \(error)")
+        }
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

@@ -1,0 +1,267 @@
+import FrostPython
+import FrostRuntime
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the host listens and runs.
+public struct HostConfiguration: Sendable {
+    /// "HOST:PORT" (port 0 picks a free one) or "unix:PATH".
+    public var listen: String
+    /// Python threads serving requests concurrently.
+    public var pythonThreads: Int
+    /// Show tracebacks to clients (never in production).
+    public var debug: Bool
+    /// Combined Log Format lines on stdout.
+    public var accessLog: Bool
+    /// How long a stop waits for requests in flight.
+    public var shutdownGrace: Double
+    /// The bundle directory (APPL_PHYSICAL_PATH).
+    public var physicalPath: String
+
+    public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: Bool = true,
+                shutdownGrace: Double = 30, physicalPath: String) {
+        self.listen = listen
+        self.pythonThreads = pythonThreads
+        self.debug = debug
+        self.accessLog = accessLog
+        self.shutdownGrace = shutdownGrace
+        self.physicalPath = physicalPath
+    }
+}
+
+public struct HostError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The HTTP host of one bundle: SwiftNIO in front, the extension behind it on a pool of
+/// Python threads. The event loops never touch Python.
+public final class Host: ExchangeDispatcher, @unchecked Sendable {
+    // @unchecked: counters are guarded by `monitor`; the rest is set up before serving.
+    /// HSE_STATUS_* values.
+    static let statusPending = 3
+    static let statusError = 4
+
+    let configuration: HostConfiguration
+    let site: SiteContext
+    private let extensionObject: PythonObject?
+    private let group: MultiThreadedEventLoopGroup
+    private let pool: PythonThreadPool
+    private var serverChannel: Channel?
+    private let monitor = Monitor()
+    private var inFlight = 0
+    private var nextConnectionID = 0
+    nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
+
+    public init(interpreter: Interpreter, entry: LoadedEntry, configuration: HostConfiguration) throws {
+        self.configuration = configuration
+        self.site = SiteContext(physicalPath: configuration.physicalPath)
+        self.extensionObject = entry.extensionObject
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
+        self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
+    }
+
+    /// Binds and starts serving; returns the address it listens on.
+    @discardableResult
+    public func start() throws -> String {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 512)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPConnectionHandler(connectionID: self.connectionID(), dispatcher: self))
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+        let listen = configuration.listen
+        do {
+            if listen.hasPrefix("unix:") {
+                serverChannel = try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
+                                                   cleanupExistingSocketFile: true).wait()
+            } else {
+                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+                    throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
+                }
+                var host = String(listen[..<colon])
+                if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+                serverChannel = try bootstrap.bind(host: host, port: port).wait()
+            }
+        } catch let error as HostError {
+            throw error
+        } catch {
+            throw HostError(message: "cannot listen on \(listen): \(error)")
+        }
+        if listen.hasPrefix("unix:") { return listen }
+        guard let address = serverChannel?.localAddress, let ip = address.ipAddress, let port = address.port else { return listen }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), closes
+    /// the connections and stops the Python threads. Terminate* is the caller's.
+    public func shutdown() {
+        try? serverChannel?.close().wait()
+        let limit = deadline(afterSeconds: configuration.shutdownGrace)
+        monitor.locked {
+            while inFlight > 0 { if !monitor.wait(until: limit) { break } }
+        }
+        try? group.syncShutdownGracefully()
+        pool.stop()
+    }
+
+    private func connectionID() -> Int {
+        monitor.locked {
+            nextConnectionID += 1
+            return nextConnectionID
+        }
+    }
+
+    // MARK: ExchangeDispatcher (event loop)
+
+    func dispatch(_ exchange: HTTPExchange) {
+        monitor.locked { inFlight += 1 }
+        pool.submit { self.serve(exchange) }
+    }
+
+    func completed(_ exchange: HTTPExchange) {
+        monitor.locked {
+            inFlight -= 1
+            monitor.broadcast()
+        }
+        if configuration.accessLog { AccessLog.write(exchange) }
+    }
+
+    // MARK: Serving (Python thread, GIL held)
+
+    private func serve(_ exchange: HTTPExchange) {
+        guard let extensionObject else {
+            Python.withoutGIL { respondPlain(exchange, 404, "Not Found", "Not Found\n") }
+            return
+        }
+        let block: ControlBlock
+        let ecb: PythonObject
+        do {
+            block = try ControlBlock(exchange: exchange, host: self)
+            ecb = try Host.controlBlockType.wrap(block)
+        } catch {
+            Python.withoutGIL { respondPlain(exchange, 400, "Bad Request", "Bad Request\n") }
+            return
+        }
+        do {
+            let result = try extensionObject.callMethod("HttpExtensionProc", [ecb])
+            let status = result.isInt ? (try? result.asInt()) ?? 1 : 1
+            if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
+            Python.withoutGIL { complete(block, failed: status == Host.statusError) }
+        } catch let error as PythonError {
+            logError("HttpExtensionProc raised \(error) for \(exchange.head.method.rawValue) \(exchange.head.uri)", error.traceback)
+            let traceback = configuration.debug ? error.traceback : nil
+            Python.withoutGIL { fail(block, traceback: traceback) }
+        } catch {
+            Python.withoutGIL { fail(block, traceback: nil) }
+        }
+    }
+
+    /// Ends a request: headers first if the extension never sent any.
+    func complete(_ block: ControlBlock, failed: Bool) {
+        let exchange = block.exchange
+        if !exchange.headersSent {
+            if failed {
+                respondPlain(exchange, 500, "Internal Server Error", "Internal Server Error\n")
+                return
+            }
+            try? exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
+                                   headers: [("Content-Length", "0")])
+        }
+        exchange.finish()
+    }
+
+    private func fail(_ block: ControlBlock, traceback: String?) {
+        let exchange = block.exchange
+        guard !exchange.headersSent else {
+            exchange.finish()
+            return
+        }
+        var body = "<!doctype html><title>500 Internal Server Error</title><h1>Internal Server Error</h1>"
+            + "<p>The server could not complete the request.</p>\n"
+        if let traceback { body += "<pre>\(htmlEscaped(traceback))</pre>\n" }
+        respondPlain(exchange, 500, "Internal Server Error", body, contentType: "text/html; charset=utf-8")
+    }
+
+    private func respondPlain(_ exchange: HTTPExchange, _ status: Int, _ reason: String, _ body: String,
+                              contentType: String = "text/plain; charset=utf-8") {
+        let bytes = Array(body.utf8)
+        try? exchange.sendHead(status: status, reason: reason,
+                               headers: [("Content-Type", contentType), ("Content-Length", String(bytes.count))])
+        try? exchange.writeBody(bytes)
+        exchange.finish()
+    }
+
+    /// A body written before any headers gets a plain 200 (or HttpStatusCode) head.
+    func sendImplicitHeadersIfNeeded(_ block: ControlBlock) throws {
+        guard !block.exchange.headersSent else { return }
+        try Python.withoutGIL {
+            try block.exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
+                                        headers: [("Content-Type", "text/html")])
+        }
+    }
+
+    func reportUnhealthy(_ reason: String) {
+        logError("the extension reports itself unhealthy: \(reason)", nil)
+    }
+
+    /// `isapi.ExtensionError(errno, strerror, funcname)`, or OSError without the package.
+    func extensionError(_ errno: Int, _ message: String?, _ function: String) -> PythonError {
+        do {
+            if Host.extensionErrorClass == nil {
+                Host.extensionErrorClass = try Python.importModule("isapi").attribute("ExtensionError")
+            }
+            return PythonError.raise(Host.extensionErrorClass!, args: [
+                try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
+            ])
+        } catch {
+            return PythonError.raise(.osError, "\(function): \(message ?? "error \(errno)")")
+        }
+    }
+
+    func logError(_ message: String, _ traceback: String?) {
+        var text = "frost: \(message)\n"
+        if let traceback { text += traceback }
+        writeAll(2, text)
+    }
+}
+
+func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+/// Combined Log Format lines on stdout.
+enum AccessLog {
+    static func write(_ exchange: HTTPExchange) {
+        let head = exchange.head
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let length = strftime(&buffer, buffer.count, "%d/%b/%Y:%H:%M:%S +0000", &parts)
+        let date = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let remote = exchange.remoteAddress?.ipAddress ?? "-"
+        let referer = head.headers.first(name: "referer") ?? "-"
+        let agent = head.headers.first(name: "user-agent") ?? "-"
+        let line = "\(remote) - - [\(date)] \"\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\" "
+            + "\(exchange.statusCode) \(exchange.bytesSent) \"\(referer)\" \"\(agent)\"\n"
+        writeAll(1, line)
+    }
+}

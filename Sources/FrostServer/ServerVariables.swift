@@ -1,0 +1,102 @@
+import NIOCore
+import NIOHTTP1
+
+/// The CGI/IIS server variables of a request, computed from the request itself.
+struct ServerVariables {
+    let exchange: HTTPExchange
+    let site: SiteContext
+
+    /// The path part of the request target, as sent.
+    var rawPath: String {
+        let uri = exchange.head.uri
+        return String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+    }
+
+    var queryString: String {
+        let parts = exchange.head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return parts.count > 1 ? String(parts[1]) : ""
+    }
+
+    /// PATH_INFO is the decoded path (IIS decodes it).
+    var pathInfo: String { percentDecoded(rawPath) }
+
+    var serverName: String {
+        if let host = exchange.head.headers.first(name: "host") {
+            if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
+            return String(host.split(separator: ":").first ?? "")
+        }
+        return exchange.localAddress?.ipAddress ?? "localhost"
+    }
+
+    func value(_ name: String) -> String? {
+        let headers = exchange.head.headers
+        switch name {
+        case "ALL_HTTP":
+            return headers.map { "HTTP_" + cgiName($0.name) + ":" + $0.value + "\n" }.joined()
+        case "ALL_RAW":
+            return headers.map { $0.name + ": " + $0.value + "\r\n" }.joined()
+        case "APPL_PHYSICAL_PATH": return site.physicalPath.hasSuffix("/") ? site.physicalPath : site.physicalPath + "/"
+        case "APPL_MD_PATH": return "/LM/W3SVC/1/ROOT"
+        case "AUTH_TYPE", "AUTH_USER", "LOGON_USER", "REMOTE_USER", "AUTH_PASSWORD": return ""
+        case "CONTENT_LENGTH": return exchange.declaredLength.map(String.init) ?? (exchange.isChunked ? "" : "0")
+        case "CONTENT_TYPE": return headers.first(name: "content-type") ?? ""
+        case "GATEWAY_INTERFACE": return "CGI/1.1"
+        case "HTTPS": return site.secure ? "on" : "off"
+        case "HTTP_VERSION", "SERVER_PROTOCOL": return "HTTP/\(exchange.head.version.major).\(exchange.head.version.minor)"
+        case "INSTANCE_ID": return "1"
+        case "LOCAL_ADDR": return exchange.localAddress?.ipAddress ?? ""
+        case "PATH_INFO": return pathInfo
+        case "PATH_TRANSLATED": return site.physicalPath + pathInfo
+        case "QUERY_STRING": return queryString
+        case "REMOTE_ADDR", "REMOTE_HOST": return exchange.remoteAddress?.ipAddress ?? ""
+        case "REMOTE_PORT": return exchange.remoteAddress?.port.map(String.init) ?? ""
+        case "REQUEST_METHOD": return exchange.head.method.rawValue
+        case "REQUEST_URI", "HTTP_URL", "CACHE_URL", "UNENCODED_URL": return exchange.head.uri
+        case "SCRIPT_NAME": return site.scriptName
+        case "SERVER_NAME": return serverName
+        case "SERVER_PORT": return exchange.localAddress?.port.map(String.init) ?? ""
+        case "SERVER_PORT_SECURE": return site.secure ? "1" : "0"
+        case "SERVER_SOFTWARE": return site.serverSoftware
+        case "URL": return rawPath
+        default:
+            if name.hasPrefix("HTTP_") {
+                let wanted = String(name.dropFirst(5))
+                let values = headers.filter { cgiName($0.name) == wanted }.map(\.value)
+                return values.isEmpty ? nil : values.joined(separator: ", ")
+            }
+            if name.hasPrefix("HEADER_") {
+                let wanted = String(name.dropFirst(7)).lowercased()
+                let values = headers.filter { $0.name.lowercased() == wanted }.map(\.value)
+                return values.isEmpty ? nil : values.joined(separator: ", ")
+            }
+            return nil
+        }
+    }
+
+    func cgiName(_ header: String) -> String {
+        String(header.uppercased().map { $0 == "-" ? "_" : $0 })
+    }
+}
+
+/// What the host knows about where a request runs (a site configuration comes later).
+struct SiteContext: Sendable {
+    var physicalPath: String
+    var scriptName: String = ""
+    var secure = false
+    var serverSoftware = "frost/0.1"
+}
+
+func percentDecoded(_ text: String) -> String {
+    var bytes: [UInt8] = []
+    var iterator = Array(text.utf8)[...]
+    while let byte = iterator.popFirst() {
+        if byte == UInt8(ascii: "%"), iterator.count >= 2,
+           let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
+            bytes.append(value)
+            iterator = iterator.dropFirst(2)
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
