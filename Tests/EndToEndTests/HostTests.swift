@@ -1,0 +1,320 @@
+import Foundation
+import Testing
+import FrostBundle
+
+enum HostFixture {
+    static let module = #"""
+    """hosttest: one behaviour of the host per path."""
+    import hashlib, json, sys, threading, time
+    from isapi import ExtensionError, isapicon
+    from isapi.simple import SimpleExtension
+
+    gate = threading.Event()
+
+    def reply(ecb, body, status="200 OK", content_type="application/json"):
+        if isinstance(body, str):
+            body = body.encode()
+        ecb.SendResponseHeaders(status, f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n", False)
+        ecb.WriteClient(body)
+        return isapicon.HSE_STATUS_SUCCESS
+
+    class Extension(SimpleExtension):
+        "host test"
+
+        def HttpExtensionProc(self, ecb):
+            path = ecb.PathInfo.decode()
+            if path == "/vars":
+                out = {}
+                for name in ecb.QueryString.decode().split(","):
+                    try:
+                        value = ecb.GetServerVariable(name)
+                        out[name] = [type(value).__name__, value.decode() if isinstance(value, bytes) else value]
+                    except ExtensionError as error:
+                        out[name] = ["error", error.errno, error.funcname]
+                out["default"] = ecb.GetServerVariable("NO_SUCH_VARIABLE", b"fallback").decode()
+                return reply(ecb, json.dumps(out))
+            if path == "/attrs":
+                return reply(ecb, json.dumps({
+                    "Method": repr(ecb.Method), "QueryString": repr(ecb.QueryString), "PathInfo": repr(ecb.PathInfo),
+                    "ContentType": repr(ecb.ContentType), "TotalBytes": ecb.TotalBytes, "Version": ecb.Version,
+                    "ConnID": type(ecb.ConnID).__name__, "KeepAlive": ecb.IsKeepAlive()}))
+            if path == "/echo":
+                digest, total, reads, largest = hashlib.sha256(), 0, 0, 0
+                data = ecb.AvailableData
+                while True:
+                    if data:
+                        digest.update(data); total += len(data); largest = max(largest, len(data)); reads += 1
+                    if ecb.TotalBytes != 0xFFFFFFFF and total >= ecb.TotalBytes:
+                        break
+                    data = ecb.ReadClient(65536)
+                    if not data:
+                        break
+                return reply(ecb, json.dumps({"bytes": total, "sha256": digest.hexdigest(), "reads": reads, "largest": largest}))
+            if path == "/chunked":
+                ecb.SendResponseHeaders("200 OK", "Content-Type: text/plain\r\n\r\n", False)
+                for i in range(3):
+                    print("line", i, file=ecb)
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/fail":
+                raise ValueError("secret detail")
+            if path == "/pending":
+                def later():
+                    time.sleep(0.2)
+                    reply(ecb, "finished on another thread", content_type="text/plain")
+                    ecb.DoneWithSession()
+                threading.Thread(target=later).start()
+                return isapicon.HSE_STATUS_PENDING
+            if path == "/block":
+                released = gate.wait(20)
+                gate.clear()
+                return reply(ecb, "released" if released else "timed out", content_type="text/plain")
+            if path == "/release":
+                gate.set()
+                return reply(ecb, "ok", content_type="text/plain")
+            if path == "/slow":
+                time.sleep(1.0)
+                return reply(ecb, "slow done", content_type="text/plain")
+            if path == "/redirect":
+                ecb.Redirect("/target")
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/badheader":
+                try:
+                    ecb.SendResponseHeaders("200 OK", "X-Bad: a\x00b\r\n\r\n", False)
+                except ValueError as error:
+                    return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
+                return reply(ecb, "accepted", content_type="text/plain")
+            if path == "/status":
+                ecb.HttpStatusCode = 201
+                return isapicon.HSE_STATUS_SUCCESS
+            return reply(ecb, "hello " + path, content_type="text/plain")
+
+        def TerminateExtension(self, status):
+            print("TERMINATED", status, flush=True)
+
+    def __ExtensionFactory__():
+        return Extension()
+    """#
+
+    static func start(_ scratch: ScratchDirectory, arguments: [String] = []) throws -> RunningServer {
+        let loader = try makeBundle(in: scratch, name: "hosttest", files: ["hosttest.py": module])
+        return try RunningServer(loader: loader, arguments: arguments)
+    }
+}
+
+func json(_ response: RawConnection.Response) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
+}
+
+@Suite struct HostEndToEndTests {
+    @Test func keepAliveAndPipelinedRequestsAnswerInOrder() throws {
+        let scratch = ScratchDirectory("host-basic")
+        let server = try HostFixture.start(scratch)
+        let connection = try RawConnection(port: server.port)
+        try connection.send("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        let first = try connection.readResponse(), second = try connection.readResponse()
+        #expect(first.status == 200 && first.text == "hello /one")
+        #expect(second.text == "hello /two")
+        try connection.send("HEAD /three HTTP/1.1\r\nHost: a\r\n\r\n")
+        let head = try connection.readResponse(forHead: true)
+        #expect(head.status == 200 && head.header("content-length") == "12")
+        let old = try server.request("GET /old HTTP/1.0\r\n\r\n")
+        #expect(old.text == "hello /old")
+        let stopped = server.stop()
+        #expect(stopped.status == 0)
+        #expect(stopped.stdout.contains("\"GET /one HTTP/1.1\" 200 10"))
+        #expect(stopped.stdout.contains("TERMINATED 2"))
+    }
+
+    @Test func serverVariablesAndAttributesFollowIIS() throws {
+        let scratch = ScratchDirectory("host-vars")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let names = "REQUEST_METHOD,QUERY_STRING,PATH_INFO,URL,SERVER_PROTOCOL,SERVER_PORT,SERVER_NAME,REMOTE_ADDR,"
+            + "HTTP_X_CUSTOM,HEADER_X-Custom,ALL_HTTP,CONTENT_LENGTH,HTTPS,SERVER_SOFTWARE,UNICODE_PATH_INFO,BOGUS_NAME"
+        let response = try server.get("/vars?\(names)", headers: "X-Custom: yes\r\n")
+        let vars = try json(response)
+        func value(_ name: String) -> [Any]? { vars[name] as? [Any] }
+        #expect(value("REQUEST_METHOD")?[1] as? String == "GET")
+        #expect(value("REQUEST_METHOD")?[0] as? String == "bytes")
+        #expect(value("QUERY_STRING")?[1] as? String == names)
+        #expect(value("PATH_INFO")?[1] as? String == "/vars")
+        #expect(value("URL")?[1] as? String == "/vars")
+        #expect(value("SERVER_PROTOCOL")?[1] as? String == "HTTP/1.1")
+        #expect(value("SERVER_PORT")?[1] as? String == String(server.port))
+        #expect(value("SERVER_NAME")?[1] as? String == "test.local")
+        #expect(value("REMOTE_ADDR")?[1] as? String == "127.0.0.1")
+        #expect(value("HTTP_X_CUSTOM")?[1] as? String == "yes")
+        #expect(value("HEADER_X-Custom")?[1] as? String == "yes")
+        #expect((value("ALL_HTTP")?[1] as? String)?.contains("HTTP_X_CUSTOM:yes\n") == true)
+        #expect(value("HTTPS")?[1] as? String == "off")
+        #expect(value("UNICODE_PATH_INFO")?[0] as? String == "str")
+        #expect(value("BOGUS_NAME")?[0] as? String == "error")
+        #expect(value("BOGUS_NAME")?[1] as? Int == 1413)
+        #expect(vars["default"] as? String == "fallback")
+
+        let attrs = try json(try server.request(
+            "POST /attrs?a=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"))
+        #expect(attrs["Method"] as? String == "b'POST'")
+        #expect(attrs["QueryString"] as? String == "b'a=1'")
+        #expect(attrs["PathInfo"] as? String == "b'/attrs'")
+        #expect(attrs["ContentType"] as? String == "b'text/plain'")
+        #expect(attrs["TotalBytes"] as? Int == 3)
+        #expect((attrs["Version"] as? Int ?? 0) >= 0x60000)
+        #expect(attrs["ConnID"] as? String == "int")
+    }
+
+    @Test func largeUploadIsReadInPiecesWithBoundedMemory() throws {
+        let scratch = ScratchDirectory("host-upload")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let size = 100 * 1024 * 1024
+        let connection = try RawConnection(port: server.port)
+        try connection.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\nConnection: close\r\n\r\n")
+        var hasher = SHA256()
+        let piece = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        for _ in 0..<100 {
+            try connection.send(piece)
+            hasher.update(piece)
+        }
+        let result = try json(try connection.readResponse())
+        #expect(result["bytes"] as? Int == size)
+        #expect(result["sha256"] as? String == SHA256.hexString(hasher.finalize()))
+        #expect((result["reads"] as? Int ?? 0) > 100)
+        #expect((result["largest"] as? Int ?? Int.max) <= 65536 * 2)
+        // The body never sat in memory whole: the loader's peak resident size stays far
+        // below the 100 MiB it received.
+        let status = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
+        let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+            .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? Int.max
+        #expect(peak < 80 * 1024, "peak RSS \(peak) kB")
+
+        let chunked = try server.request("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                         + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        #expect(try json(chunked)["bytes"] as? Int == 11)
+    }
+
+    @Test func responsesWithoutLengthAreChunkedAndStatusOnlyWorks() throws {
+        let scratch = ScratchDirectory("host-chunked")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let chunked = try server.get("/chunked")
+        #expect(chunked.header("transfer-encoding") == "chunked")
+        #expect(chunked.text == "line 0\nline 1\nline 2\n")
+        let status = try server.get("/status")
+        #expect(status.status == 201)
+        #expect(status.body.isEmpty)
+        let redirect = try server.get("/redirect")
+        #expect(redirect.status == 302)
+        #expect(redirect.header("location") == "/target")
+        let bad = try server.get("/badheader")
+        #expect(bad.status == 400)
+        #expect(bad.text.hasPrefix("refused: bad value for response header"))
+    }
+
+    @Test func exceptionsGiveAGeneric500AndALoggedTraceback() throws {
+        let scratch = ScratchDirectory("host-fail")
+        let server = try HostFixture.start(scratch)
+        let response = try server.get("/fail")
+        #expect(response.status == 500)
+        #expect(response.text.contains("Internal Server Error"))
+        #expect(!response.text.contains("secret detail"))
+        let after = try server.get("/still-alive")
+        #expect(after.text == "hello /still-alive")
+        let stopped = server.stop()
+        #expect(stopped.stderr.contains("HttpExtensionProc raised ValueError: secret detail for GET /fail"))
+        #expect(stopped.stderr.contains("Traceback (most recent call last):"))
+
+        let debugScratch = ScratchDirectory("host-debug")
+        let debugServer = try HostFixture.start(debugScratch, arguments: ["--debug"])
+        defer { _ = debugServer.stop() }
+        let debug = try debugServer.get("/fail")
+        #expect(debug.status == 500)
+        #expect(debug.text.contains("ValueError: secret detail"))
+    }
+
+    @Test func pendingRequestsEndWithDoneWithSessionFromAnotherThread() throws {
+        let scratch = ScratchDirectory("host-pending")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let response = try server.get("/pending")
+        #expect(response.text == "finished on another thread")
+    }
+
+    @Test func requestsOnDifferentConnectionsRunConcurrently() throws {
+        let scratch = ScratchDirectory("host-concurrent")
+        let server = try HostFixture.start(scratch, arguments: ["--threads", "2"])
+        defer { _ = server.stop() }
+        // /block waits for /release: served one at a time, it would time out.
+        let blocked = try RawConnection(port: server.port)
+        try blocked.send("GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        usleep(200_000)
+        #expect(try server.get("/release").text == "ok")
+        #expect(try blocked.readResponse().text == "released")
+    }
+
+    @Test func sigtermLetsTheRequestInFlightFinish() throws {
+        let scratch = ScratchDirectory("host-sigterm")
+        let server = try HostFixture.start(scratch)
+        let connection = try RawConnection(port: server.port)
+        try connection.send("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        usleep(300_000)
+        kill(server.process.processIdentifier, SIGTERM)
+        let response = try connection.readResponse()
+        #expect(response.status == 200)
+        #expect(response.text == "slow done")
+        let stopped = server.stop()
+        #expect(stopped.status == 0)
+        #expect(stopped.stdout.contains("SIGTERM: stopping"))
+        #expect(stopped.stdout.contains("TERMINATED 2"))
+        #expect(stopped.stdout.hasSuffix("frost: stopped\n"))
+    }
+
+    @Test func expectContinueIsAnsweredBeforeTheBody() throws {
+        let scratch = ScratchDirectory("host-continue")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let connection = try RawConnection(port: server.port)
+        try connection.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        var interim = [UInt8](repeating: 0, count: 64)
+        let n = recv(connection.fd, &interim, interim.count, 0)
+        #expect(String(decoding: interim[..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 100 Continue"))
+        try connection.send("data")
+        #expect(try json(try connection.readResponse())["bytes"] as? Int == 4)
+    }
+
+    @Test func unixSocketListening() throws {
+        let scratch = ScratchDirectory("host-unix")
+        let loader = try makeBundle(in: scratch, name: "hosttest", files: ["hosttest.py": HostFixture.module])
+        let socketPath = scratch.path("frost.sock")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: loader)
+        process.arguments = ["--listen", "unix:" + socketPath]
+        process.standardOutput = Pipe()
+        try process.run()
+        defer { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) { usleep(50_000) }
+        let curl = try runProcess("/usr/bin/curl", ["-s", "--unix-socket", socketPath, "http://localhost/over-unix"])
+        #expect(curl.stdout == "hello /over-unix")
+    }
+
+    @Test func builtSamplesAnswerOverHTTP() throws {
+        let scratch = ScratchDirectory("host-samples")
+        for name in ["hello", "flask_site"] {
+            let build = try frostBuild([Repository.root.appendingPathComponent("Bundles/\(name).toml").path, "--quiet"],
+                                       dist: scratch.path)
+            #expect(build.status == 0, "\(build.output)")
+        }
+        let hello = try RunningServer(loader: scratch.path("hello/_hello"))
+        #expect(try hello.get("/").text == "Hello, world!\n")
+        #expect(hello.stop().status == 0)
+        let flask = try RunningServer(loader: scratch.path("flask_site/_flask_site"))
+        let page = try flask.get("/")
+        #expect(page.status == 200)
+        #expect(page.text.contains("<h1>Frozen Flask</h1>"))
+        let css = try flask.get("/static/style.css")
+        #expect(css.status == 200 && css.header("content-type")?.hasPrefix("text/css") == true)
+        #expect(try flask.get("/hello/frost").text.contains("Hello, frost!"))
+        #expect(try flask.get("/missing").status == 404)
+        #expect(flask.stop().status == 0)
+    }
+}
