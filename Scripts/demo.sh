@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, as far as it goes today: freeze Samples/hello.py with `frost build` into
-# dist/hello/ and run the loader's --check. (Serving HTTP arrives with the host.)
+# The main job: freeze Samples/hello.py with `frost build` into dist/hello/ and serve it on
+# 127.0.0.1 (PORT, default 8000) in the foreground; Ctrl-C stops it gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
@@ -9,4 +9,6 @@ swift build -c release --product frost-stub
 swift build -c release --product frost
 bin=$(swift build -c release --show-bin-path)
 "$bin/frost" build Bundles/hello.toml
-dist/hello/_hello --check
+port=${PORT:-8000}
+echo "try: curl http://127.0.0.1:$port/"
+exec dist/hello/_hello --listen "127.0.0.1:$port"
