@@ -19,19 +19,73 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private let connectionID: Int
     private let dispatcher: ExchangeDispatcher
+    private let limits: HostLimits
     private var current: HTTPExchange?
     private var readsPaused = false
     private var readPending = false
+    private var rejecting = false
+    private var bodyBytes = 0
+    private var timer: Scheduled<Void>?
 
-    init(connectionID: Int, dispatcher: ExchangeDispatcher) {
+    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits) {
         self.connectionID = connectionID
         self.dispatcher = dispatcher
+        self.limits = limits
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context, limits.headerTimeout) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context, limits.headerTimeout)
+        context.fireChannelActive()
+    }
+
+    /// Closes the connection unless a request head arrives in time.
+    private func arm(_ context: ChannelHandlerContext, _ seconds: Double) {
+        timer?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+            bound.value.close(promise: nil)
+        }
+    }
+
+    /// Answers a request the limits refuse, from the event loop, and closes.
+    private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String) {
+        rejecting = true
+        let body = Array((text + "\n").utf8)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        let responseHead = HTTPResponseHead(version: head.version, status: status, headers: [
+            "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
+        ])
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if rejecting { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
-            let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self)
+            timer?.cancel()
+            timer = nil
+            if head.uri.utf8.count > limits.maxURIBytes {
+                return reject(context, head, .uriTooLong, "URI Too Long: at most \(limits.maxURIBytes) bytes")
+            }
+            let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+            if head.headers.count > limits.maxHeaderCount || headerBytes > limits.maxHeaderBytes {
+                return reject(context, head, .requestHeaderFieldsTooLarge,
+                              "Request Header Fields Too Large: at most \(limits.maxHeaderCount) fields, \(limits.maxHeaderBytes) bytes")
+            }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
+                return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
+            }
+            bodyBytes = 0
+            let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
+                                        bodyTimeout: limits.bodyTimeout)
             current = exchange
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 let interim = HTTPResponseHead(version: head.version, status: .continue)
@@ -39,6 +93,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
             dispatcher.dispatch(exchange)
         case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            if bodyBytes > limits.maxBodyBytes {
+                // A chunked body over the limit: the request cannot be completed.
+                current?.abortBody()
+                return
+            }
             if let current, current.appendBody(buffer) { readsPaused = true }
         case .end:
             current?.endBody()
@@ -66,11 +126,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if current === exchange {
             current = nil
             resumeReading(context)
+            if context.channel.isActive { arm(context, limits.idleTimeout) }
         }
         dispatcher.completed(exchange)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
         current?.connectionClosed()
         context.fireChannelInactive()
     }

@@ -32,6 +32,9 @@ final class HTTPExchange: @unchecked Sendable {
     private let connection: HTTPConnectionHandler
 
     private let monitor = Monitor()
+    /// The per-request deadline, cancelled when the response is finished.
+    var deadline: Scheduled<Void>?
+    let bodyTimeout: Double
     private var chunks: [ByteBuffer] = []
     private var buffered = 0
     private var bodyEnded = false
@@ -47,8 +50,10 @@ final class HTTPExchange: @unchecked Sendable {
     private(set) var statusCode = 200
     private(set) var bytesSent = 0
 
-    init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler) {
+    init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
+         bodyTimeout: Double) {
         self.connectionID = connectionID
+        self.bodyTimeout = bodyTimeout
         self.head = head
         self.context = context
         self.connection = connection
@@ -95,10 +100,17 @@ final class HTTPExchange: @unchecked Sendable {
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
     func readBody(maximum: Int) throws -> [UInt8] {
         var resume = false
+        let limit = FrostServer.deadline(afterSeconds: bodyTimeout)
+        var timedOut = false
         let bytes: [UInt8] = try monitor.locked {
-            while chunks.isEmpty && !bodyEnded && !closed { monitor.wait() }
+            while chunks.isEmpty && !bodyEnded && !closed {
+                if !monitor.wait(until: limit) { timedOut = true; break }
+            }
             if chunks.isEmpty {
                 if bodyEnded { return [] }
+                if timedOut {
+                    throw ExchangeError(message: "no request body arrived for \(Int(bodyTimeout)) s")
+                }
                 throw ExchangeError(message: "the client closed the connection before sending the whole body")
             }
             var out: [UInt8] = []
@@ -118,6 +130,12 @@ final class HTTPExchange: @unchecked Sendable {
         }
         if resume { eventLoop.execute { self.connection.resumeReading(self.context) } }
         return bytes
+    }
+
+    /// A body that went over the limit, or a dead client: reads fail from now on.
+    func abortBody() {
+        connectionClosed()
+        eventLoop.execute { self.context.close(promise: nil) }
     }
 
     /// What has arrived and not been read yet, without waiting (IIS's AvailableData).
@@ -187,6 +205,7 @@ final class HTTPExchange: @unchecked Sendable {
         }
         guard let close else { return false }
         eventLoop.execute {
+            self.deadline?.cancel()
             self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
                 if close { self.context.close(promise: nil) }
                 self.connection.exchangeFinished(self, context: self.context)
@@ -196,6 +215,40 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// The request deadline passed (event loop): answers 504 if nothing was sent, else
+    /// cuts the connection. Returns whether the request was still running.
+    func deadlineExpired() -> Bool {
+        let headers: Bool? = monitor.locked {
+            guard !finished else { return nil }
+            finished = true
+            let sent = headersSent
+            headersSent = true
+            statusCode = sent ? statusCode : 504
+            monitor.broadcast()
+            return sent
+        }
+        guard let headersWereSent = headers else { return false }
+        if headersWereSent {
+            context.close(promise: nil)
+            connection.exchangeFinished(self, context: context)
+            return true
+        }
+        let body = Array("Gateway Timeout: the application did not answer in time\n".utf8)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        let responseHead = HTTPResponseHead(version: head.version, status: .gatewayTimeout, headers: [
+            "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
+        ])
+        context.write(connection.wrapOutboundOut(.head(responseHead)), promise: nil)
+        context.write(connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        monitor.locked { bytesSent = body.count }
+        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            self.context.close(promise: nil)
+            self.connection.exchangeFinished(self, context: self.context)
+        }
+        return true
+    }
 
     private func submit(_ operation: @escaping @Sendable (EventLoopPromise<Void>) -> Void) throws {
         let promise = eventLoop.makePromise(of: Void.self)

@@ -7,6 +7,29 @@ import NIOPosix
 import Glibc
 #endif
 
+/// Limits that keep bad or slow clients from holding the host (defaults in parentheses).
+public struct HostLimits: Sendable {
+    /// Request target length (8 KiB): longer gets 414.
+    public var maxURIBytes = 8 * 1024
+    /// Header fields (100) and their total size (32 KiB): more gets 431.
+    public var maxHeaderCount = 100
+    public var maxHeaderBytes = 32 * 1024
+    /// Request body (1 GiB): a larger Content-Length gets 413; a chunked body that runs
+    /// over is cut off.
+    public var maxBodyBytes = 1 << 30
+    /// Seconds for a new connection to deliver a complete request head (10).
+    public var headerTimeout = 10.0
+    /// Seconds a keep-alive connection may wait for its next request (60).
+    public var idleTimeout = 60.0
+    /// Seconds Python waits for more body bytes before the request fails (30).
+    public var bodyTimeout = 30.0
+    /// Seconds a request may take from head to finished response (300): then 504, or the
+    /// connection is cut if the headers already went out.
+    public var requestTimeout = 300.0
+
+    public init() {}
+}
+
 /// How the host listens and runs.
 public struct HostConfiguration: Sendable {
     /// "HOST:PORT" (port 0 picks a free one) or "unix:PATH".
@@ -21,9 +44,11 @@ public struct HostConfiguration: Sendable {
     public var shutdownGrace: Double
     /// The bundle directory (APPL_PHYSICAL_PATH).
     public var physicalPath: String
+    public var limits: HostLimits
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: Bool = true,
-                shutdownGrace: Double = 30, physicalPath: String) {
+                shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits()) {
+        self.limits = limits
         self.listen = listen
         self.pythonThreads = pythonThreads
         self.debug = debug
@@ -76,7 +101,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionHandler(connectionID: self.connectionID(), dispatcher: self))
+                        HTTPConnectionHandler(connectionID: self.connectionID(), dispatcher: self,
+                                              limits: self.configuration.limits))
                 }
             }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -127,6 +153,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
+        let limit = configuration.limits.requestTimeout
+        exchange.deadline = exchange.eventLoop.scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
+            if exchange.deadlineExpired() {
+                self.logError("request deadline of \(Int(limit)) s passed: \(exchange.head.method.rawValue) \(exchange.head.uri) "
+                              + "(the Python thread serving it is still busy)", nil)
+            }
+        }
         pool.submit { self.serve(exchange) }
     }
 

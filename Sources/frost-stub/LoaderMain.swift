@@ -21,6 +21,11 @@ public enum LoaderMain {
           --threads N      Python threads serving requests concurrently (default 8)
           --debug          show Python tracebacks to clients (never in production)
           --no-access-log  no Combined Log Format lines on stdout
+          --max-uri BYTES, --max-headers N, --max-header-bytes BYTES, --max-body BYTES
+                           request limits (8192, 100, 32768, 1073741824): 414, 431, 413
+          --header-timeout S, --idle-timeout S, --body-timeout S, --request-timeout S
+                           time-outs (10, 60, 30, 300): slow connections are closed; a request
+                           over its deadline gets 504
           --check          mount the archive, import the entry module, run its factories
                            and Version calls, print what it provides, call Terminate*, exit
           --module NAME    load module NAME instead of the one named by this executable
@@ -59,6 +64,7 @@ public enum LoaderMain {
         var threads = 8
         var debug = false
         var accessLog = true
+        var limits = HostLimits()
         var index = 0
         func value(_ option: String) -> String? {
             if rest[index].hasPrefix(option + "=") { return String(rest[index].dropFirst(option.count + 1)) }
@@ -75,6 +81,28 @@ public enum LoaderMain {
             case _ where argument == "--listen" || argument.hasPrefix("--listen="):
                 guard let address = value("--listen") else { return usageError(label, "--listen needs an address") }
                 listen = address
+            case _ where ["--max-uri", "--max-headers", "--max-header-bytes", "--max-body"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
+                let option = String(argument.split(separator: "=").first!)
+                guard let text = value(option), let number = Int(text), number > 0 else {
+                    return usageError(label, "\(option) needs a positive number")
+                }
+                switch option {
+                case "--max-uri": limits.maxURIBytes = number
+                case "--max-headers": limits.maxHeaderCount = number
+                case "--max-header-bytes": limits.maxHeaderBytes = number
+                default: limits.maxBodyBytes = number
+                }
+            case _ where ["--header-timeout", "--idle-timeout", "--body-timeout", "--request-timeout"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
+                let option = String(argument.split(separator: "=").first!)
+                guard let text = value(option), let seconds = Double(text), seconds > 0 else {
+                    return usageError(label, "\(option) needs a positive number of seconds")
+                }
+                switch option {
+                case "--header-timeout": limits.headerTimeout = seconds
+                case "--idle-timeout": limits.idleTimeout = seconds
+                case "--body-timeout": limits.bodyTimeout = seconds
+                default: limits.requestTimeout = seconds
+                }
             case _ where argument == "--threads" || argument.hasPrefix("--threads="):
                 guard let text = value("--threads"), let count = Int(text), (1...256).contains(count) else {
                     return usageError(label, "--threads needs a number from 1 to 256")
@@ -103,7 +131,7 @@ public enum LoaderMain {
             return runCheck(executablePath: executablePath, label: label, module: module)
         }
         return runServer(executablePath: executablePath, label: label, module: module, listen: listen,
-                         threads: threads, debug: debug, accessLog: accessLog)
+                         threads: threads, debug: debug, accessLog: accessLog, limits: limits)
     }
 
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
@@ -141,7 +169,7 @@ public enum LoaderMain {
 
     /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully.
     static func runServer(executablePath: String, label: String, module: String?, listen: String?,
-                          threads: Int, debug: Bool, accessLog: Bool) -> Int32 {
+                          threads: Int, debug: Bool, accessLog: Bool, limits: HostLimits) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait.
         var signals = sigset_t()
@@ -157,7 +185,7 @@ public enum LoaderMain {
             do {
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: accessLog,
-                    physicalPath: loader.layout.directory))
+                    physicalPath: loader.layout.directory, limits: limits))
             } catch {
                 throw LoaderError(.run, "cannot start the server: \(error)")
             }

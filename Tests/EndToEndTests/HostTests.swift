@@ -318,3 +318,56 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(flask.stop().status == 0)
     }
 }
+
+@Suite struct HostLimitTests {
+    @Test func oversizedRequestsAreRefusedWithoutReachingPython() throws {
+        let scratch = ScratchDirectory("host-limits")
+        let server = try HostFixture.start(scratch, arguments: ["--max-uri", "100", "--max-headers", "10",
+                                                                "--max-body", "1000"])
+        defer { _ = server.stop() }
+        let longURI = try server.get("/" + String(repeating: "a", count: 200))
+        #expect(longURI.status == 414)
+        let manyHeaders = try server.get("/h", headers: (0..<20).map { "X-H\($0): v\r\n" }.joined())
+        #expect(manyHeaders.status == 431)
+        let bigBody = try server.request("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        #expect(bigBody.status == 413)
+        #expect(bigBody.text.hasPrefix("Payload Too Large"))
+        #expect(try server.get("/fine").text == "hello /fine")
+    }
+
+    @Test func slowClientsAreDroppedAndOthersStillServed() throws {
+        let scratch = ScratchDirectory("host-slow")
+        let server = try HostFixture.start(scratch, arguments: ["--header-timeout", "1", "--idle-timeout", "1",
+                                                                "--body-timeout", "1", "--threads", "2"])
+        defer { _ = server.stop() }
+        // A head that never completes.
+        let slowloris = try RawConnection(port: server.port)
+        try slowloris.send("GET /never HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        // A keep-alive connection that goes quiet after one request.
+        let idle = try RawConnection(port: server.port)
+        try idle.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try idle.readResponse().text == "hello /one")
+        // A body that stops arriving while Python waits for it.
+        let stalled = try RawConnection(port: server.port)
+        try stalled.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        #expect(try server.get("/meanwhile").text == "hello /meanwhile")
+        usleep(2_500_000)
+        #expect(slowloris.isClosedByServer())
+        #expect(idle.isClosedByServer())
+        let stalledResponse = try? stalled.readResponse()
+        #expect(stalledResponse == nil || stalledResponse?.status == 500)
+        // The Python threads are free again.
+        #expect(try server.get("/after").text == "hello /after")
+        #expect(try server.get("/after2").text == "hello /after2")
+    }
+
+    @Test func aHungHandlerGets504AtItsDeadline() throws {
+        let scratch = ScratchDirectory("host-deadline")
+        let server = try HostFixture.start(scratch, arguments: ["--request-timeout", "1"])
+        defer { _ = server.stop() }
+        let response = try server.get("/block")  // waits 20 s for a release that never comes
+        #expect(response.status == 504)
+        #expect(response.text.hasPrefix("Gateway Timeout"))
+        #expect(try server.get("/release").status == 200)  // frees the blocked thread
+    }
+}
