@@ -23,7 +23,7 @@ final class ControlBlock {
     init(exchange: HTTPExchange, host: Host) throws {
         self.exchange = exchange
         self.host = host
-        self.variables = ServerVariables(exchange: exchange, site: host.site)
+        self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site)
         let available = exchange.peekAvailable()
         self.preloaded = available.isEmpty ? [] : try exchange.readBody(maximum: min(available.count, 48 * 1024))
     }

@@ -201,7 +201,9 @@ final class HTTPExchange: @unchecked Sendable {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            return !keepAlive || (!bodyEnded && !closed)  // an unread body cannot be skipped safely
+            // An unread body cannot be skipped safely; a request without one has nothing to skip.
+            let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
+            return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
         }
         guard let close else { return false }
         eventLoop.execute {
@@ -215,6 +217,53 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// Where the request was routed (set on the event loop before Python sees it).
+    var site: SiteContext?
+
+    /// A complete response written from the event loop (static files, errors before
+    /// Python): head, optional body, end; then keep-alive or close like any response.
+    func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)] = [], text: String?) {
+        var all = headers
+        var body: IOData?
+        var length = 0
+        if let text {
+            let bytes = Array((text + "\n").utf8)
+            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            body = .byteBuffer(buffer)
+            length = bytes.count
+            all += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", String(length))]
+        }
+        respondOnLoop(status: status, headers: all, body: body, bodyLength: length)
+    }
+
+    func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)], body: IOData?, bodyLength: Int,
+                       onWritten: (@Sendable () -> Void)? = nil) {
+        var responseHeaders = HTTPHeaders(headers)
+        let close: Bool = monitor.locked {
+            headersSent = true
+            finished = true
+            statusCode = Int(status.code)
+            bytesSent = bodyLength
+            let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
+            return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
+        }
+        if close {
+            responseHeaders.replaceOrAdd(name: "connection", value: "close")
+        } else if head.version.major == 1 && head.version.minor == 0 {
+            responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+        deadline?.cancel()
+        context.write(connection.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status,
+                                                                        headers: responseHeaders))), promise: nil)
+        if let body, head.method != .HEAD { context.write(connection.wrapOutboundOut(.body(body)), promise: nil) }
+        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            onWritten?()
+            if close { self.context.close(promise: nil) }
+            self.connection.exchangeFinished(self, context: self.context)
+        }
+    }
 
     /// The request deadline passed (event loop): answers 504 if nothing was sent, else
     /// cuts the connection. Returns whether the request was still running.

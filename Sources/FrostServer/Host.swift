@@ -45,10 +45,13 @@ public struct HostConfiguration: Sendable {
     /// The bundle directory (APPL_PHYSICAL_PATH).
     public var physicalPath: String
     public var limits: HostLimits
+    /// Virtual directories and script maps; nil: the extension handles every URL.
+    public var site: Site?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: Bool = true,
-                shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits()) {
+                shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
         self.limits = limits
+        self.site = site
         self.listen = listen
         self.pythonThreads = pythonThreads
         self.debug = debug
@@ -153,6 +156,19 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
+        if let routes = configuration.site {
+            let path = percentDecoded(String(exchange.head.uri.split(separator: "?", maxSplits: 1,
+                                                                   omittingEmptySubsequences: false).first ?? ""))
+            switch routes.route(path) {
+            case .notFound:
+                return exchange.respondOnLoop(status: .notFound, text: "Not Found")
+            case .file(let directory, let relative):
+                return StaticFiles.serve(exchange, directory: directory, relative: relative)
+            case .extensionCall(let directory, let scriptName, let pathInfo):
+                exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
+                                            secure: site.secure, serverSoftware: site.serverSoftware)
+            }
+        }
         let limit = configuration.limits.requestTimeout
         exchange.deadline = exchange.eventLoop.scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
             if exchange.deadlineExpired() {

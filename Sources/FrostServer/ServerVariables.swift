@@ -17,8 +17,8 @@ struct ServerVariables {
         return parts.count > 1 ? String(parts[1]) : ""
     }
 
-    /// PATH_INFO is the decoded path (IIS decodes it).
-    var pathInfo: String { percentDecoded(rawPath) }
+    /// PATH_INFO is the decoded path (IIS decodes it) below the virtual directory.
+    var pathInfo: String { site.pathInfo ?? percentDecoded(rawPath) }
 
     var serverName: String {
         if let host = exchange.head.headers.first(name: "host") {
@@ -78,10 +78,12 @@ struct ServerVariables {
     }
 }
 
-/// What the host knows about where a request runs (a site configuration comes later).
+/// Where a request runs: its virtual directory's physical path and the split of its path.
 struct SiteContext: Sendable {
     var physicalPath: String
     var scriptName: String = ""
+    /// The part of the path after the virtual directory (nil: the whole decoded path).
+    var pathInfo: String? = nil
     var secure = false
     var serverSoftware = "frost/0.1"
 }

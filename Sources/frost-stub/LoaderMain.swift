@@ -19,6 +19,8 @@ public enum LoaderMain {
           --listen ADDR    where to serve HTTP (default: the bundle's listen option, else 127.0.0.1:8000;
                            port 0 picks a free port)
           --threads N      Python threads serving requests concurrently (default 8)
+          --site FILE      virtual directories and script maps (JSON, as the installer writes it);
+                           URLs no script map takes are static files
           --debug          show Python tracebacks to clients (never in production)
           --no-access-log  no Combined Log Format lines on stdout
           --max-uri BYTES, --max-headers N, --max-header-bytes BYTES, --max-body BYTES
@@ -65,6 +67,7 @@ public enum LoaderMain {
         var debug = false
         var accessLog = true
         var limits = HostLimits()
+        var siteFile: String?
         var index = 0
         func value(_ option: String) -> String? {
             if rest[index].hasPrefix(option + "=") { return String(rest[index].dropFirst(option.count + 1)) }
@@ -103,6 +106,9 @@ public enum LoaderMain {
                 case "--body-timeout": limits.bodyTimeout = seconds
                 default: limits.requestTimeout = seconds
                 }
+            case _ where argument == "--site" || argument.hasPrefix("--site="):
+                guard let file = value("--site") else { return usageError(label, "--site needs a file") }
+                siteFile = file
             case _ where argument == "--threads" || argument.hasPrefix("--threads="):
                 guard let text = value("--threads"), let count = Int(text), (1...256).contains(count) else {
                     return usageError(label, "--threads needs a number from 1 to 256")
@@ -131,7 +137,7 @@ public enum LoaderMain {
             return runCheck(executablePath: executablePath, label: label, module: module)
         }
         return runServer(executablePath: executablePath, label: label, module: module, listen: listen,
-                         threads: threads, debug: debug, accessLog: accessLog, limits: limits)
+                         threads: threads, debug: debug, accessLog: accessLog, limits: limits, siteFile: siteFile)
     }
 
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
@@ -169,7 +175,7 @@ public enum LoaderMain {
 
     /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully.
     static func runServer(executablePath: String, label: String, module: String?, listen: String?,
-                          threads: Int, debug: Bool, accessLog: Bool, limits: HostLimits) -> Int32 {
+                          threads: Int, debug: Bool, accessLog: Bool, limits: HostLimits, siteFile: String?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait.
         var signals = sigset_t()
@@ -178,6 +184,12 @@ public enum LoaderMain {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         do {
+            var site: Site?
+            if let siteFile {
+                do { site = try Site.load(siteFile) } catch {
+                    throw LoaderError(.usage, "bad site configuration: \(error)")
+                }
+            }
             let loader = try Loader(executablePath: executablePath, moduleOverride: module)
             let entry = try loader.loadEntry()
             let address = listen ?? loader.manifest?.options["listen"]?.string ?? "127.0.0.1:8000"
@@ -185,7 +197,7 @@ public enum LoaderMain {
             do {
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: accessLog,
-                    physicalPath: loader.layout.directory, limits: limits))
+                    physicalPath: loader.layout.directory, limits: limits, site: site))
             } catch {
                 throw LoaderError(.run, "cannot start the server: \(error)")
             }

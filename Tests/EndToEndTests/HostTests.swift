@@ -371,3 +371,71 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(try server.get("/release").status == 200)  // frees the blocked thread
     }
 }
+
+@Suite struct SiteAndStaticFileTests {
+    @Test func virtualDirectoriesScriptMapsAndStaticFiles() throws {
+        let scratch = ScratchDirectory("host-site")
+        let loader = try makeBundle(in: scratch, name: "hosttest", files: ["hosttest.py": HostFixture.module])
+        let www = scratch.path("www"), py = scratch.path("py")
+        for directory in [www + "/sub", www + "/withindex", py] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let content = (0..<1000).map { "line \($0)\n" }.joined()
+        try content.write(toFile: www + "/page.txt", atomically: true, encoding: .utf8)
+        try "<p>index</p>".write(toFile: www + "/withindex/index.html", atomically: true, encoding: .utf8)
+        try "body{}".write(toFile: www + "/sub/style.css", atomically: true, encoding: .utf8)
+        try "secret".write(toFile: scratch.path("secret.txt"), atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: www + "/escape.txt", withDestinationPath: scratch.path("secret.txt"))
+        try "plain".write(toFile: py + "/readme.txt", atomically: true, encoding: .utf8)
+        let siteFile = scratch.path("site.json")
+        try """
+            {"virtual_directories": [
+              {"name": "/", "path": "\(www)", "script_maps": []},
+              {"name": "/app", "path": "\(www)", "script_maps": ["*"]},
+              {"name": "/py", "path": "\(py)", "script_maps": [".py"]}]}
+            """.write(toFile: siteFile, atomically: true, encoding: .utf8)
+        let server = try RunningServer(loader: loader, arguments: ["--site", siteFile])
+        defer { _ = server.stop() }
+
+        let file = try server.get("/page.txt")
+        #expect(file.status == 200)
+        #expect(file.text == content)
+        #expect(file.header("content-type") == "text/plain; charset=utf-8")
+        let etag = try #require(file.header("etag"))
+        let modified = try #require(file.header("last-modified"))
+        #expect(file.header("accept-ranges") == "bytes")
+        #expect(try server.get("/page.txt", headers: "If-None-Match: \(etag)\r\n").status == 304)
+        #expect(try server.get("/page.txt", headers: "If-Modified-Since: \(modified)\r\n").status == 304)
+        let part = try server.get("/page.txt", headers: "Range: bytes=7-13\r\n")
+        #expect(part.status == 206)
+        #expect(part.text == "line 1\n")
+        #expect(part.header("content-range") == "bytes 7-13/\(content.utf8.count)")
+        #expect(try server.get("/page.txt", headers: "Range: bytes=999999-\r\n").status == 416)
+        let head = try server.request("HEAD /sub/style.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(head.status == 200 && head.header("content-length") == "6" && head.header("content-type") == "text/css; charset=utf-8")
+        #expect(try server.get("/withindex/").text == "<p>index</p>")
+        #expect(try server.get("/sub/").status == 403)
+        #expect(try server.request("POST /page.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").status == 405)
+        for attempt in ["/../secret.txt", "/%2e%2e/secret.txt", "/sub/..%2f..%2fsecret.txt", "/sub/%2E%2E/%2E%2E/secret.txt",
+                        "/escape.txt", "/./page.txt", "/nothing.txt"] {
+            let response = try server.get(attempt)
+            #expect(response.status == 404, "\(attempt)")
+            #expect(!response.text.contains("secret"), "\(attempt)")
+        }
+        // Keep-alive across static responses.
+        let connection = try RawConnection(port: server.port)
+        try connection.send("GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /sub/style.css HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try connection.readResponse().text == content)
+        #expect(try connection.readResponse().text == "body{}")
+
+        // The extension behind /app (wildcard) and /py (.py script map).
+        let vars = try json(try server.get("/app/vars?SCRIPT_NAME,PATH_INFO,URL,APPL_PHYSICAL_PATH,PATH_TRANSLATED"))
+        #expect((vars["SCRIPT_NAME"] as? [Any])?[1] as? String == "/app")
+        #expect((vars["PATH_INFO"] as? [Any])?[1] as? String == "/vars")
+        #expect((vars["URL"] as? [Any])?[1] as? String == "/app/vars")
+        #expect((vars["APPL_PHYSICAL_PATH"] as? [Any])?[1] as? String == www + "/")
+        #expect((vars["PATH_TRANSLATED"] as? [Any])?[1] as? String == www + "/vars")
+        #expect(try server.get("/py/run.py").text == "hello /run.py")
+        #expect(try server.get("/py/readme.txt").text == "plain")
+    }
+}
