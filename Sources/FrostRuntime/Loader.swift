@@ -189,6 +189,23 @@ public final class Loader {
         }
     }
 
+    /// For `InternalReloadException`, on a Python thread that holds the GIL: terminates the
+    /// running extension, re-imports the entry module, runs `__ExtensionFactory__()` and
+    /// calls `GetExtensionVersion(None)`, as pywin32 does after a reload.
+    public func reloadExtension(_ running: PythonObject?) throws -> PythonObject? {
+        if let running { _ = try? running.callMethod("TerminateExtension", [try PythonObject(Loader.terminateMustUnload)]) }
+        let modules = try Python.sys().attribute("modules")
+        if try modules.item(moduleName) != nil { try modules.callMethod("pop", [try PythonObject(moduleName)]) }
+        try Python.importModule("importlib").callMethod("invalidate_caches")
+        let module = try importEntryModule()
+        guard let factory = try module.attributeIfPresent("__ExtensionFactory__") else { return nil }
+        let object = try call(.factory, "\(moduleName).__ExtensionFactory__()") { try factory.call() }
+        _ = try call(.version, "GetExtensionVersion of \(moduleName)'s extension") {
+            try object.callMethod("GetExtensionVersion", [.none])
+        }
+        return object
+    }
+
     /// Console mode: runs the entry module as `__main__` (like `python -m NAME`) and
     /// returns the exit status, honouring `SystemExit`.
     public func runAsMain() throws -> Int32 {

@@ -121,6 +121,10 @@ extension Host {
             }
             return .none
         } }
+        type.method("MapURLToPath") { block, _ in { args, keywords in
+            let url = try textArgument(try requiredArgument(args, keywords, 0, "url"))
+            return try bytes(block.host.mapURLToPath(url))
+        } }
         type.method("IsKeepAlive") { block, _ in { _, _ in PythonObject(bool: block.exchange.isKeepAlive) } }
         let done: (ControlBlock, PythonObject) -> NativeCall = { block, _ in { _, _ in
             Python.withoutGIL { block.host.complete(block, failed: false) }

@@ -34,6 +34,8 @@ public struct HostLimits: Sendable {
 public struct HostConfiguration: Sendable {
     /// "HOST:PORT" (port 0 picks a free one) or "unix:PATH".
     public var listen: String
+    /// Python's stdout and stderr as tagged lines on the server's stderr.
+    public var tagPythonOutput: Bool = true
     /// Python threads serving requests concurrently.
     public var pythonThreads: Int
     /// Show tracebacks to clients (never in production).
@@ -76,7 +78,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     let configuration: HostConfiguration
     let site: SiteContext
-    private let extensionObject: PythonObject?
+    /// The running extension; replaced when it asks for a reload. Read and written only
+    /// with the GIL held.
+    nonisolated(unsafe) private var extensionObject: PythonObject?
+    private let reload: (() throws -> PythonObject?)?
     private let group: MultiThreadedEventLoopGroup
     private let pool: PythonThreadPool
     private var serverChannel: Channel?
@@ -85,10 +90,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var nextConnectionID = 0
     nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
 
-    public init(interpreter: Interpreter, entry: LoadedEntry, configuration: HostConfiguration) throws {
+    /// `reload` re-imports the entry module and returns the new extension (it runs on a
+    /// Python thread holding the GIL) for `InternalReloadException`.
+    public init(interpreter: Interpreter, entry: LoadedEntry, configuration: HostConfiguration,
+                reload: (() throws -> PythonObject?)? = nil) throws {
         self.configuration = configuration
         self.site = SiteContext(physicalPath: configuration.physicalPath)
         self.extensionObject = entry.extensionObject
+        self.reload = reload
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
     }
@@ -190,7 +199,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     // MARK: Serving (Python thread, GIL held)
 
     private func serve(_ exchange: HTTPExchange) {
-        guard let extensionObject else {
+        guard extensionObject != nil else {
             Python.withoutGIL { respondPlain(exchange, 404, "Not Found", "Not Found\n") }
             return
         }
@@ -204,7 +213,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return
         }
         do {
-            let result = try extensionObject.callMethod("HttpExtensionProc", [ecb])
+            var current = extensionObject!
+            var result: PythonObject
+            do {
+                result = try current.callMethod("HttpExtensionProc", [ecb])
+            } catch let error as PythonError where isReloadRequest(error) {
+                current = try reloadExtension(replacing: current)
+                result = try current.callMethod("HttpExtensionProc", [ecb])  // the request again
+            }
             let status = result.isInt ? (try? result.asInt()) ?? 1 : 1
             if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
             Python.withoutGIL { complete(block, failed: status == Host.statusError) }
@@ -215,6 +231,22 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         } catch {
             Python.withoutGIL { fail(block, traceback: nil) }
         }
+    }
+
+    private func isReloadRequest(_ error: PythonError) -> Bool {
+        error.typeName == "isapi.InternalReloadException" || error.typeName.hasSuffix(".InternalReloadException")
+    }
+
+    /// `InternalReloadException`: the extension that raised it is replaced, unless another
+    /// request already did that (then the current one serves). GIL held throughout.
+    private func reloadExtension(replacing failed: PythonObject) throws -> PythonObject {
+        guard let current = extensionObject else { throw PythonError.raise(.runtimeError, "no extension to reload") }
+        if !(current === failed) { return current }
+        guard let reload else { throw PythonError.raise(.runtimeError, "this host cannot reload the extension") }
+        logError("InternalReloadException: reloading the entry module", nil)
+        guard let fresh = try reload() else { throw PythonError.raise(.runtimeError, "the reloaded module has no extension") }
+        extensionObject = fresh
+        return fresh
     }
 
     /// Ends a request: headers first if the extension never sent any.
@@ -259,6 +291,26 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             try block.exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
                                         headers: [("Content-Type", "text/html")])
         }
+    }
+
+    /// The physical path a URL maps to: through the site's virtual directories, else
+    /// below the bundle directory. `..` components do not climb out.
+    func mapURLToPath(_ url: String) -> String {
+        let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        var base = site.physicalPath
+        var rest = path
+        if let routes = configuration.site {
+            switch routes.route(path) {
+            case .extensionCall(let directory, _, let pathInfo): (base, rest) = (directory.path, pathInfo)
+            case .file(let directory, let relative): (base, rest) = (directory.path, relative)
+            case .notFound: break
+            }
+        }
+        var parts: [Substring] = []
+        for part in rest.split(separator: "/") where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + parts.joined(separator: "/")
     }
 
     func reportUnhealthy(_ reason: String) {

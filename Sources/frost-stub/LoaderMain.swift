@@ -191,13 +191,20 @@ public enum LoaderMain {
                 }
             }
             let loader = try Loader(executablePath: executablePath, moduleOverride: module)
+            try loader.withGIL {
+                do { try PythonOutput.install() } catch { throw LoaderError(.run, "cannot redirect Python's output: \(error)") }
+            }
             let entry = try loader.loadEntry()
             let address = listen ?? loader.manifest?.options["listen"]?.string ?? "127.0.0.1:8000"
             let host: Host
             do {
+                var current = entry.extensionObject
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: accessLog,
-                    physicalPath: loader.layout.directory, limits: limits, site: site))
+                    physicalPath: loader.layout.directory, limits: limits, site: site), reload: {
+                        current = try loader.reloadExtension(current)
+                        return current
+                    })
             } catch {
                 throw LoaderError(.run, "cannot start the server: \(error)")
             }

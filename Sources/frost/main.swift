@@ -10,7 +10,8 @@ struct Frost: ParsableCommand {
         commandName: "frost",
         abstract: "Freeze Python web extensions into self-contained Linux bundles.",
         version: "0.1.0",
-        subcommands: [BuildCommand.self, InitCommand.self, InspectCommand.self, VerifyCommand.self, ArchiveCommand.self]
+        subcommands: [BuildCommand.self, RunCommand.self, InitCommand.self, InspectCommand.self, VerifyCommand.self,
+                      ArchiveCommand.self]
     )
 }
 
@@ -386,5 +387,53 @@ struct VerifyCommand: ParsableCommand {
             printError("frost: \(differences.count) difference\(differences.count == 1 ? "" : "s") from bundle.json")
             throw ExitCode(ExitStatus.failure)
         }
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Build a spec if needed, then serve it in the foreground.",
+        discussion: """
+            `frost run Bundles/NAME.toml` builds (or finds up to date) dist/NAME and runs its \
+            loader; `frost run dist/NAME` runs an existing bundle. Arguments after -- go to the \
+            loader (--listen, --threads, --site, ...).
+            """)
+
+    @Argument(help: "A spec (.toml), a script (.py) or a bundle directory.") var target: String
+    @Option(help: "Where NAME/ is written when building.") var dist: String = "dist"
+    @Option(help: "The frost-stub executable to use as the loader.") var stub: String?
+    @Argument(parsing: .postTerminator, help: "Arguments for the loader.") var loaderArguments: [String] = []
+
+    func run() throws {
+        var isDirectory: ObjCBool = false
+        var bundle = target
+        if !(FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            let spec: BuildSpec
+            do { spec = try SpecLoader.load(target) } catch let error as SpecError {
+                printError("frost: \(error)")
+                throw ExitCode(ExitStatus.badInput)
+            }
+            let builder = Builder(spec: spec, options: BuildOptions(distDirectory: dist, stubPath: stub ?? defaultStubPath()),
+                                  progress: .automatic(quiet: false))
+            do {
+                let report = try builder.build()
+                printError(report.upToDate ? "frost: \(report.output) is up to date" : "frost: built \(report.output)")
+                bundle = report.output
+            } catch let error as BuildError {
+                printError("frost: \(error)")
+                throw ExitCode(ExitStatus.failure)
+            }
+        }
+        guard let manifest = try? BundleManifest.load(bundleDirectory: bundle) else {
+            printError("frost: \(bundle) is not a bundle (no bundle.json)")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        let loader = URL(fileURLWithPath: bundle).appendingPathComponent("_" + manifest.name).path
+        // Replace this process: signals (Ctrl-C, SIGTERM) reach the loader directly.
+        var argv: [UnsafeMutablePointer<CChar>?] = ([loader] + loaderArguments).map { strdup($0) } + [nil]
+        execv(loader, &argv)
+        printError("frost: cannot run \(loader): \(String(cString: strerror(errno)))")
+        throw ExitCode(ExitStatus.failure)
     }
 }

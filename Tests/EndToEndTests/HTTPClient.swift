@@ -124,11 +124,16 @@ final class RunningServer {
     private let output: Pipe
     private let collector: OutputCollector
 
-    init(loader: String, arguments: [String] = []) throws {
+    convenience init(loader: String, arguments: [String] = []) throws {
+        try self.init(command: loader, arguments: ["--listen", "127.0.0.1:0"] + arguments)
+    }
+
+    init(command: String, arguments: [String]) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: loader)
-        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
-        process.environment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"]
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = arguments
+        process.environment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "FROST_CACHE": BuildCache.shared,
+                               "HOME": NSTemporaryDirectory()]
         output = Pipe()
         let errors = Pipe()
         process.standardOutput = output

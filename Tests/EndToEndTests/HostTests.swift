@@ -10,6 +10,9 @@ enum HostFixture {
     from isapi.simple import SimpleExtension
 
     gate = threading.Event()
+    import builtins
+    builtins.frost_loads = getattr(builtins, "frost_loads", 0) + 1
+    builtins.frost_versions = getattr(builtins, "frost_versions", [])
 
     def reply(ecb, body, status="200 OK", content_type="application/json"):
         if isinstance(body, str):
@@ -20,6 +23,10 @@ enum HostFixture {
 
     class Extension(SimpleExtension):
         "host test"
+
+        def GetExtensionVersion(self, vi):
+            builtins.frost_versions.append("vi" if vi is not None else None)
+            SimpleExtension.GetExtensionVersion(self, vi)
 
         def HttpExtensionProc(self, ecb):
             path = ecb.PathInfo.decode()
@@ -83,6 +90,20 @@ enum HostFixture {
                 except ValueError as error:
                     return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
                 return reply(ecb, "accepted", content_type="text/plain")
+            if path == "/print":
+                print("from the handler")
+                print("no newline yet", end="")
+                sys.stdout.flush()
+                print("to stderr", file=sys.stderr)
+                return reply(ecb, "printed", content_type="text/plain")
+            if path == "/map":
+                return reply(ecb, ecb.MapURLToPath("/a/../b/c.txt"), content_type="text/plain")
+            if path == "/reload":
+                import builtins
+                if builtins.frost_loads == 1:
+                    from isapi import InternalReloadException
+                    raise InternalReloadException
+                return reply(ecb, f"loads={builtins.frost_loads} versions={builtins.frost_versions}", content_type="text/plain")
             if path == "/status":
                 ecb.HttpStatusCode = 201
                 return isapicon.HSE_STATUS_SUCCESS
@@ -122,7 +143,7 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         let stopped = server.stop()
         #expect(stopped.status == 0)
         #expect(stopped.stdout.contains("\"GET /one HTTP/1.1\" 200 10"))
-        #expect(stopped.stdout.contains("TERMINATED 2"))
+        #expect(stopped.stderr.contains("python stdout: TERMINATED 2"))
     }
 
     @Test func serverVariablesAndAttributesFollowIIS() throws {
@@ -265,7 +286,7 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         let stopped = server.stop()
         #expect(stopped.status == 0)
         #expect(stopped.stdout.contains("SIGTERM: stopping"))
-        #expect(stopped.stdout.contains("TERMINATED 2"))
+        #expect(stopped.stderr.contains("python stdout: TERMINATED 2"))
         #expect(stopped.stdout.hasSuffix("frost: stopped\n"))
     }
 
@@ -437,5 +458,48 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect((vars["PATH_TRANSLATED"] as? [Any])?[1] as? String == www + "/vars")
         #expect(try server.get("/py/run.py").text == "hello /run.py")
         #expect(try server.get("/py/readme.txt").text == "plain")
+    }
+}
+
+
+@Suite struct HostRuntimeTests {
+    @Test func pythonOutputGoesToTheLogTaggedLineByLine() throws {
+        let scratch = ScratchDirectory("host-print")
+        let server = try HostFixture.start(scratch)
+        #expect(try server.get("/print").text == "printed")
+        let stopped = server.stop()
+        #expect(stopped.stderr.contains("python stdout: from the handler\n"))
+        #expect(stopped.stderr.contains("python stdout: no newline yet\n"))
+        #expect(stopped.stderr.contains("python stderr: to stderr\n"))
+        #expect(!stopped.stdout.contains("from the handler"))
+    }
+
+    @Test func internalReloadExceptionReloadsAndReissuesTheRequest() throws {
+        let scratch = ScratchDirectory("host-reload")
+        let server = try HostFixture.start(scratch)
+        let response = try server.get("/reload")
+        #expect(response.status == 200)
+        #expect(response.text == "loads=2 versions=['vi', None]")
+        #expect(try server.get("/after").text == "hello /after")
+        let stopped = server.stop()
+        #expect(stopped.stderr.contains("InternalReloadException: reloading the entry module"))
+    }
+
+    @Test func mapURLToPathFollowsTheBundleDirectory() throws {
+        let scratch = ScratchDirectory("host-map")
+        let server = try HostFixture.start(scratch)
+        defer { _ = server.stop() }
+        let real = URL(fileURLWithPath: scratch.path).resolvingSymlinksInPath().path
+        let mapped = try server.get("/map").text
+        #expect(mapped == scratch.path + "/b/c.txt" || mapped == real + "/b/c.txt")
+    }
+
+    @Test func frostRunBuildsAndServesASpec() throws {
+        let scratch = ScratchDirectory("frost-run")
+        let server = try RunningServer(command: Products.frost, arguments: [
+            "run", Repository.root.appendingPathComponent("Bundles/hello.toml").path, "--dist", scratch.path,
+            "--stub", Products.stub, "--", "--listen", "127.0.0.1:0"])
+        #expect(try server.get("/").text == "Hello, world!\n")
+        #expect(server.stop().status == 0)
     }
 }
