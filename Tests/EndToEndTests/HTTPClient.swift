@@ -128,12 +128,18 @@ final class RunningServer {
         try self.init(command: loader, arguments: ["--listen", "127.0.0.1:0"] + arguments)
     }
 
-    init(command: String, arguments: [String]) throws {
-        process = Process()
+    convenience init(command: String, arguments: [String]) throws {
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: command)
         process.arguments = arguments
         process.environment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "FROST_CACHE": BuildCache.shared,
                                "HOME": NSTemporaryDirectory()]
+        try self.init(process: process)
+    }
+
+    /// Starts a configured process that prints "... http://127.0.0.1:PORT ..." first.
+    init(process: Process) throws {
+        self.process = process
         output = Pipe()
         let errors = Pipe()
         process.standardOutput = output

@@ -503,3 +503,32 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(server.stop().status == 0)
     }
 }
+
+@Suite struct RedirectorSampleTests {
+    @Test func redirectorProxiesToItsUpstream() throws {
+        let scratch = ScratchDirectory("redirector")
+        for name in ["hello", "redirector"] {
+            let build = try frostBuild([Repository.root.appendingPathComponent("Bundles/\(name).toml").path, "--quiet"],
+                                       dist: scratch.path)
+            #expect(build.status == 0, "\(build.output)")
+        }
+        let upstream = try RunningServer(loader: scratch.path("hello/_hello"))
+        defer { _ = upstream.stop() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: scratch.path("redirector/_redirector"))
+        process.arguments = ["--listen", "127.0.0.1:0"]
+        process.environment = ["FROST_REDIRECTOR_UPSTREAM": "http://127.0.0.1:\(upstream.port)"]
+        let proxy = try RunningServer(process: process)
+        defer { _ = proxy.stop() }
+        let response = try proxy.get("/anything?x=1")
+        #expect(response.status == 200)
+        #expect(response.text == "Hello, world!\n")
+        #expect(response.header("content-type") == "text/plain")
+        let posted = try proxy.request("POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        #expect(posted.text == "Hello, world!\n")
+        let stopped = upstream.stop()
+        #expect(stopped.stdout.contains("\"GET /anything?x=1 HTTP/1.1\" 200"))
+        #expect(stopped.stdout.contains("\"POST /form HTTP/1.1\" 200"))
+        #expect(try proxy.get("/down").status == 502)
+    }
+}
