@@ -334,7 +334,305 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     func logError(_ message: String, _ traceback: String?) {
         var text = "frost: \(message)\n"
         if let traceback { text += traceback }
-        writeAll(2, text)
+        writeOut(text, to: 2)
+    }
+}
+
+/// Combined Log Format lines on stdout.
+    public var accessLog: Bool
+    /// How long a stop waits for requests in flight.
+    public var shutdownGrace: Double
+    /// The bundle directory (APPL_PHYSICAL_PATH).
+    public var physicalPath: String
+    public var limits: HostLimits
+    /// Virtual directories and script maps; nil: the extension handles every URL.
+    public var site: Site?
+
+    public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: Bool = true,
+                shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
+        self.limits = limits
+        self.site = site
+        self.listen = listen
+        self.pythonThreads = pythonThreads
+        self.debug = debug
+        self.accessLog = accessLog
+        self.shutdownGrace = shutdownGrace
+        self.physicalPath = physicalPath
+    }
+}
+
+public struct HostError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The HTTP host of one bundle: SwiftNIO in front, the extension behind it on a pool of
+/// Python threads. The event loops never touch Python.
+public final class Host: ExchangeDispatcher, @unchecked Sendable {
+    // @unchecked: counters are guarded by `monitor`; the rest is set up before serving.
+    /// HSE_STATUS_* values.
+    static let statusPending = 3
+    static let statusError = 4
+
+    let configuration: HostConfiguration
+    let site: SiteContext
+    /// The running extension; replaced when it asks for a reload. Read and written only
+    /// with the GIL held.
+    nonisolated(unsafe) private var extensionObject: PythonObject?
+    private let reload: (() throws -> PythonObject?)?
+    private let group: MultiThreadedEventLoopGroup
+    private let pool: PythonThreadPool
+    private var serverChannel: Channel?
+    private let monitor = Monitor()
+    private var inFlight = 0
+    private var nextConnectionID = 0
+    nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
+
+    /// `reload` re-imports the entry module and returns the new extension (it runs on a
+    /// Python thread holding the GIL) for `InternalReloadException`.
+    public init(interpreter: Interpreter, entry: LoadedEntry, configuration: HostConfiguration,
+                reload: (() throws -> PythonObject?)? = nil) throws {
+        self.configuration = configuration
+        self.site = SiteContext(physicalPath: configuration.physicalPath)
+        self.extensionObject = entry.extensionObject
+        self.reload = reload
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
+        self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
+    }
+
+    /// Binds and starts serving; returns the address it listens on.
+    @discardableResult
+    public func start() throws -> String {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 512)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPConnectionHandler(connectionID: self.connectionID(), dispatcher: self,
+                                              limits: self.configuration.limits))
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+        let listen = configuration.listen
+        do {
+            if listen.hasPrefix("unix:") {
+                serverChannel = try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
+                                                   cleanupExistingSocketFile: true).wait()
+            } else {
+                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+                    throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
+                }
+                var host = String(listen[..<colon])
+                if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+                serverChannel = try bootstrap.bind(host: host, port: port).wait()
+            }
+        } catch let error as HostError {
+            throw error
+        } catch {
+            throw HostError(message: "cannot listen on \(listen): \(error)")
+        }
+        if listen.hasPrefix("unix:") { return listen }
+        guard let address = serverChannel?.localAddress, let ip = address.ipAddress, let port = address.port else { return listen }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), closes
+    /// the connections and stops the Python threads. Terminate* is the caller's.
+    public func shutdown() {
+        try? serverChannel?.close().wait()
+        let limit = deadline(afterSeconds: configuration.shutdownGrace)
+        monitor.locked {
+            while inFlight > 0 { if !monitor.wait(until: limit) { break } }
+        }
+        try? group.syncShutdownGracefully()
+        pool.stop()
+    }
+
+    private func connectionID() -> Int {
+        monitor.locked {
+            nextConnectionID += 1
+            return nextConnectionID
+        }
+    }
+
+    // MARK: ExchangeDispatcher (event loop)
+
+    func dispatch(_ exchange: HTTPExchange) {
+        monitor.locked { inFlight += 1 }
+        if let routes = configuration.site {
+            let path = percentDecoded(String(exchange.head.uri.split(separator: "?", maxSplits: 1,
+                                                                   omittingEmptySubsequences: false).first ?? ""))
+            switch routes.route(path) {
+            case .notFound:
+                return exchange.respondOnLoop(status: .notFound, text: "Not Found")
+            case .file(let directory, let relative):
+                return StaticFiles.serve(exchange, directory: directory, relative: relative)
+            case .extensionCall(let directory, let scriptName, let pathInfo):
+                exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
+                                            secure: site.secure, serverSoftware: site.serverSoftware)
+            }
+        }
+        let limit = configuration.limits.requestTimeout
+        exchange.deadline = exchange.eventLoop.scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
+            if exchange.deadlineExpired() {
+                self.logError("request deadline of \(Int(limit)) s passed: \(exchange.head.method.rawValue) \(exchange.head.uri) "
+                              + "(the Python thread serving it is still busy)", nil)
+            }
+        }
+        pool.submit { self.serve(exchange) }
+    }
+
+    func completed(_ exchange: HTTPExchange) {
+        monitor.locked {
+            inFlight -= 1
+            monitor.broadcast()
+        }
+        if configuration.accessLog { AccessLog.write(exchange) }
+    }
+
+    // MARK: Serving (Python thread, GIL held)
+
+    private func serve(_ exchange: HTTPExchange) {
+        guard extensionObject != nil else {
+            Python.withoutGIL { respondPlain(exchange, 404, "Not Found", "Not Found\n") }
+            return
+        }
+        let block: ControlBlock
+        let ecb: PythonObject
+        do {
+            block = try ControlBlock(exchange: exchange, host: self)
+            ecb = try Host.controlBlockType.wrap(block)
+        } catch {
+            Python.withoutGIL { respondPlain(exchange, 400, "Bad Request", "Bad Request\n") }
+            return
+        }
+        do {
+            var current = extensionObject!
+            var result: PythonObject
+            do {
+                result = try current.callMethod("HttpExtensionProc", [ecb])
+            } catch let error as PythonError where isReloadRequest(error) {
+                current = try reloadExtension(replacing: current)
+                result = try current.callMethod("HttpExtensionProc", [ecb])  // the request again
+            }
+            let status = result.isInt ? (try? result.asInt()) ?? 1 : 1
+            if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
+            Python.withoutGIL { complete(block, failed: status == Host.statusError) }
+        } catch let error as PythonError {
+            logError("HttpExtensionProc raised \(error) for \(exchange.head.method.rawValue) \(exchange.head.uri)", error.traceback)
+            let traceback = configuration.debug ? error.traceback : nil
+            Python.withoutGIL { fail(block, traceback: traceback) }
+        } catch {
+            Python.withoutGIL { fail(block, traceback: nil) }
+        }
+    }
+
+    private func isReloadRequest(_ error: PythonError) -> Bool {
+        error.typeName == "isapi.InternalReloadException" || error.typeName.hasSuffix(".InternalReloadException")
+    }
+
+    /// `InternalReloadException`: the extension that raised it is replaced, unless another
+    /// request already did that (then the current one serves). GIL held throughout.
+    private func reloadExtension(replacing failed: PythonObject) throws -> PythonObject {
+        guard let current = extensionObject else { throw PythonError.raise(.runtimeError, "no extension to reload") }
+        if !(current === failed) { return current }
+        guard let reload else { throw PythonError.raise(.runtimeError, "this host cannot reload the extension") }
+        logError("InternalReloadException: reloading the entry module", nil)
+        guard let fresh = try reload() else { throw PythonError.raise(.runtimeError, "the reloaded module has no extension") }
+        extensionObject = fresh
+        return fresh
+    }
+
+    /// Ends a request: headers first if the extension never sent any.
+    func complete(_ block: ControlBlock, failed: Bool) {
+        let exchange = block.exchange
+        if !exchange.headersSent {
+            if failed {
+                respondPlain(exchange, 500, "Internal Server Error", "Internal Server Error\n")
+                return
+            }
+            try? exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
+                                   headers: [("Content-Length", "0")])
+        }
+        exchange.finish()
+    }
+
+    private func fail(_ block: ControlBlock, traceback: String?) {
+        let exchange = block.exchange
+        guard !exchange.headersSent else {
+            exchange.finish()
+            return
+        }
+        var body = "<!doctype html><title>500 Internal Server Error</title><h1>Internal Server Error</h1>"
+            + "<p>The server could not complete the request.</p>\n"
+        if let traceback { body += "<pre>\(htmlEscaped(traceback))</pre>\n" }
+        respondPlain(exchange, 500, "Internal Server Error", body, contentType: "text/html; charset=utf-8")
+    }
+
+    private func respondPlain(_ exchange: HTTPExchange, _ status: Int, _ reason: String, _ body: String,
+                              contentType: String = "text/plain; charset=utf-8") {
+        let bytes = Array(body.utf8)
+        try? exchange.sendHead(status: status, reason: reason,
+                               headers: [("Content-Type", contentType), ("Content-Length", String(bytes.count))])
+        try? exchange.writeBody(bytes)
+        exchange.finish()
+    }
+
+    /// A body written before any headers gets a plain 200 (or HttpStatusCode) head.
+    func sendImplicitHeadersIfNeeded(_ block: ControlBlock) throws {
+        guard !block.exchange.headersSent else { return }
+        try Python.withoutGIL {
+            try block.exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
+                                        headers: [("Content-Type", "text/html")])
+        }
+    }
+
+    /// The physical path a URL maps to: through the site's virtual directories, else
+    /// below the bundle directory. `..` components do not climb out.
+    func mapURLToPath(_ url: String) -> String {
+        let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        var base = site.physicalPath
+        var rest = path
+        if let routes = configuration.site {
+            switch routes.route(path) {
+            case .extensionCall(let directory, _, let pathInfo): (base, rest) = (directory.path, pathInfo)
+            case .file(let directory, let relative): (base, rest) = (directory.path, relative)
+            case .notFound: break
+            }
+        }
+        var parts: [Substring] = []
+        for part in rest.split(separator: "/") where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/" + parts.joined(separator: "/")
+    }
+
+    func reportUnhealthy(_ reason: String) {
+        logError("the extension reports itself unhealthy: \(reason)", nil)
+    }
+
+    /// `isapi.ExtensionError(errno, strerror, funcname)`, or OSError without the package.
+    func extensionError(_ errno: Int, _ message: String?, _ function: String) -> PythonError {
+        do {
+            if Host.extensionErrorClass == nil {
+                Host.extensionErrorClass = try Python.importModule("isapi").attribute("ExtensionError")
+            }
+            return PythonError.raise(Host.extensionErrorClass!, args: [
+                try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
+            ])
+        } catch {
+            return PythonError.raise(.osError, "\(function): \(message ?? "error \(errno)")")
+        }
+    }
+
+    func logError(_ message: String, _ traceback: String?) {
+        var text = "frost: \(message)\n"
+        if let traceback { text += traceback }
+        writeOut(text, to: 2)
     }
 }
 
@@ -363,6 +661,6 @@ enum AccessLog {
         let agent = head.headers.first(name: "user-agent") ?? "-"
         let line = "\(remote) - - [\(date)] \"\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\" "
             + "\(exchange.statusCode) \(exchange.bytesSent) \"\(referer)\" \"\(agent)\"\n"
-        writeAll(1, line)
+        writeOut(line, to: 1)
     }
 }
