@@ -24,8 +24,8 @@ final class ControlBlock {
         self.exchange = exchange
         self.host = host
         self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site)
-        let available = exchange.peekAvailable()
-        self.preloaded = available.isEmpty ? [] : try exchange.readBody(maximum: min(available.count, 48 * 1024))
+        let available = exchange.availableCount
+        self.preloaded = available == 0 ? [] : try exchange.readBody(maximum: min(available, 48 * 1024))
     }
 
     var totalBytes: Int {

@@ -138,9 +138,15 @@ final class HTTPExchange: @unchecked Sendable {
         eventLoop.execute { self.context.close(promise: nil) }
     }
 
-    /// What has arrived and not been read yet, without waiting (IIS's AvailableData).
-    func peekAvailable() -> [UInt8] {
-        monitor.locked { chunks.reduce(into: [UInt8]()) { $0 += $1.readableBytesView } }
+    /// How many body bytes have arrived and not been read yet.
+    var availableCount: Int { monitor.locked { buffered } }
+
+    /// Whether the connection must close after this response (the caller holds `monitor`):
+    /// when keep-alive is off, or when a request body is still unread (it cannot be
+    /// skipped safely); a request without a body has nothing to skip.
+    private var mustCloseAfterResponse: Bool {
+        let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
+        return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
     }
 
     // MARK: Response (Python side)
@@ -201,9 +207,7 @@ final class HTTPExchange: @unchecked Sendable {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            // An unread body cannot be skipped safely; a request without one has nothing to skip.
-            let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
-            return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
+            return mustCloseAfterResponse
         }
         guard let close else { return false }
         eventLoop.execute {
@@ -246,8 +250,7 @@ final class HTTPExchange: @unchecked Sendable {
             finished = true
             statusCode = Int(status.code)
             bytesSent = bodyLength
-            let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
-            return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
+            return mustCloseAfterResponse
         }
         if close {
             responseHeaders.replaceOrAdd(name: "connection", value: "close")
