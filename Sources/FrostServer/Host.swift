@@ -40,8 +40,8 @@ public struct HostConfiguration: Sendable {
     public var pythonThreads: Int
     /// Show tracebacks to clients (never in production).
     public var debug: Bool
-    /// Combined Log Format lines on stdout.
-    public var accessLog: Bool
+    /// The access log (nil: none).
+    public var accessLog: AccessLog?
     /// How long a stop waits for requests in flight.
     public var shutdownGrace: Double
     /// The bundle directory (APPL_PHYSICAL_PATH).
@@ -50,7 +50,7 @@ public struct HostConfiguration: Sendable {
     /// Virtual directories and script maps; nil: the extension handles every URL.
     public var site: Site?
 
-    public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: Bool = true,
+    public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
         self.limits = limits
         self.site = site
@@ -193,7 +193,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             inFlight -= 1
             monitor.broadcast()
         }
-        if configuration.accessLog { AccessLog.write(exchange) }
+        configuration.accessLog?.write(exchange)
     }
 
     // MARK: Serving (Python thread, GIL held)
@@ -338,21 +338,68 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     }
 }
 
-/// Combined Log Format lines on stdout.
-enum AccessLog {
-    static func write(_ exchange: HTTPExchange) {
+/// One line per finished request, in Combined Log Format or W3C extended format, to
+/// stdout or a file opened for appending (each line one write, so lines never interleave).
+public final class AccessLog: @unchecked Sendable {
+    // @unchecked: immutable after init; write(2) with O_APPEND is atomic per line.
+    public enum Format: String, Sendable { case combined, w3c }
+
+    let format: Format
+    let fd: Int32
+
+    /// `path` nil or "-" is stdout.
+    public init(path: String?, format: Format) throws {
+        self.format = format
+        if let path, path != "-" {
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw HostError(message: "cannot open the access log \(path): \(String(cString: strerror(errno)))")
+            }
+            self.fd = fd
+        } else {
+            self.fd = 1
+        }
+        if format == .w3c {
+            writeOut("#Software: frost/0.1\n#Version: 1.0\n#Date: \(AccessLog.timestamp(time(nil), w3c: true))\n"
+                     + "#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query sc-status sc-bytes time-taken "
+                     + "cs(User-Agent) cs(Referer)\n", to: fd)
+        }
+    }
+
+    deinit { if fd != 1 { close(fd) } }
+
+    func write(_ exchange: HTTPExchange) {
         let head = exchange.head
-        var now = time(nil)
+        let remote = exchange.remoteAddress?.ipAddress ?? "-"
+        let referer = head.headers.first(name: "referer")
+        let agent = head.headers.first(name: "user-agent")
+        let line: String
+        switch format {
+        case .combined:
+            line = "\(remote) - - [\(AccessLog.timestamp(time(nil), w3c: false))] \"\(head.method.rawValue) \(head.uri) "
+                + "HTTP/\(head.version.major).\(head.version.minor)\" \(exchange.statusCode) \(exchange.bytesSent) "
+                + "\"\(referer ?? "-")\" \"\(agent ?? "-")\"\n"
+        case .w3c:
+            let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            let milliseconds = Int((monotonicSeconds() - exchange.received) * 1000)
+            func field(_ value: String?) -> String {
+                guard let value, !value.isEmpty else { return "-" }
+                return String(value.map { $0 == " " ? "+" : $0 })
+            }
+            line = [AccessLog.timestamp(time(nil), w3c: true), remote, head.method.rawValue, field(String(parts[0])),
+                    field(parts.count > 1 ? String(parts[1]) : nil), String(exchange.statusCode), String(exchange.bytesSent),
+                    String(milliseconds), field(agent), field(referer)].joined(separator: " ") + "\n"
+        }
+        writeOut(line, to: fd)
+    }
+
+    /// "21/Nov/2026:06:18:03 +0000" (combined) or "2026-11-21 06:18:03" (W3C, UTC).
+    static func timestamp(_ now: time_t, w3c: Bool) -> String {
+        var now = now
         var parts = tm()
         gmtime_r(&now, &parts)
         var buffer = [CChar](repeating: 0, count: 64)
-        let length = strftime(&buffer, buffer.count, "%d/%b/%Y:%H:%M:%S +0000", &parts)
-        let date = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let remote = exchange.remoteAddress?.ipAddress ?? "-"
-        let referer = head.headers.first(name: "referer") ?? "-"
-        let agent = head.headers.first(name: "user-agent") ?? "-"
-        let line = "\(remote) - - [\(date)] \"\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\" "
-            + "\(exchange.statusCode) \(exchange.bytesSent) \"\(referer)\" \"\(agent)\"\n"
-        writeOut(line, to: 1)
+        let length = strftime(&buffer, buffer.count, w3c ? "%Y-%m-%d %H:%M:%S" : "%d/%b/%Y:%H:%M:%S +0000", &parts)
+        return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -22,7 +22,9 @@ public enum LoaderMain {
           --site FILE      virtual directories and script maps (JSON, as the installer writes it);
                            URLs no script map takes are static files
           --debug          show Python tracebacks to clients (never in production)
-          --no-access-log  no Combined Log Format lines on stdout
+          --access-log FILE  append the access log to FILE instead of stdout ("-")
+          --log-format F   combined (default) or w3c (W3C extended, with time-taken)
+          --no-access-log  no access log
           --max-uri BYTES, --max-headers N, --max-header-bytes BYTES, --max-body BYTES
                            request limits (8192, 100, 32768, 1073741824): 414, 431, 413
           --header-timeout S, --idle-timeout S, --body-timeout S, --request-timeout S
@@ -68,6 +70,8 @@ public enum LoaderMain {
         var accessLog = true
         var limits = HostLimits()
         var siteFile: String?
+        var accessLogPath: String?
+        var logFormat = AccessLog.Format.combined
         var index = 0
         func value(_ option: String) -> String? {
             if rest[index].hasPrefix(option + "=") { return String(rest[index].dropFirst(option.count + 1)) }
@@ -106,6 +110,14 @@ public enum LoaderMain {
                 case "--body-timeout": limits.bodyTimeout = seconds
                 default: limits.requestTimeout = seconds
                 }
+            case _ where argument == "--access-log" || argument.hasPrefix("--access-log="):
+                guard let path = value("--access-log") else { return usageError(label, "--access-log needs a file or -") }
+                accessLogPath = path
+            case _ where argument == "--log-format" || argument.hasPrefix("--log-format="):
+                guard let name = value("--log-format"), let format = AccessLog.Format(rawValue: name) else {
+                    return usageError(label, "--log-format is combined or w3c")
+                }
+                logFormat = format
             case _ where argument == "--site" || argument.hasPrefix("--site="):
                 guard let file = value("--site") else { return usageError(label, "--site needs a file") }
                 siteFile = file
@@ -137,7 +149,8 @@ public enum LoaderMain {
             return runCheck(executablePath: executablePath, label: label, module: module)
         }
         return runServer(executablePath: executablePath, label: label, module: module, listen: listen,
-                         threads: threads, debug: debug, accessLog: accessLog, limits: limits, siteFile: siteFile)
+                         threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
+                         limits: limits, siteFile: siteFile)
     }
 
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
@@ -175,7 +188,8 @@ public enum LoaderMain {
 
     /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully.
     static func runServer(executablePath: String, label: String, module: String?, listen: String?,
-                          threads: Int, debug: Bool, accessLog: Bool, limits: HostLimits, siteFile: String?) -> Int32 {
+                          threads: Int, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
+                          limits: HostLimits, siteFile: String?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait.
         var signals = sigset_t()
@@ -184,6 +198,10 @@ public enum LoaderMain {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         do {
+            let log: AccessLog?
+            do { log = try accessLog.map { try AccessLog(path: $0.path, format: $0.format) } } catch {
+                throw LoaderError(.usage, "\(error)")
+            }
             var site: Site?
             if let siteFile {
                 do { site = try Site.load(siteFile) } catch {
@@ -200,7 +218,7 @@ public enum LoaderMain {
             do {
                 var current = entry.extensionObject
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
-                    listen: address, pythonThreads: threads, debug: debug, accessLog: accessLog,
+                    listen: address, pythonThreads: threads, debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site), reload: {
                         current = try loader.reloadExtension(current)
                         return current

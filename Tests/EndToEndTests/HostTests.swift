@@ -532,3 +532,31 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(try proxy.get("/down").status == 502)
     }
 }
+
+@Suite struct AccessLogTests {
+    @Test func accessLogToAFileInW3CAndCombinedFormat() throws {
+        let scratch = ScratchDirectory("access-log")
+        let w3cFile = scratch.path("access-w3c.log"), combinedFile = scratch.path("access.log")
+        let w3c = try HostFixture.start(scratch, arguments: ["--access-log", w3cFile, "--log-format", "w3c"])
+        #expect(try w3c.get("/x?y=1", headers: "User-Agent: Test Agent\r\n").text == "hello /x")
+        let w3cStopped = w3c.stop()
+        #expect(!w3cStopped.stdout.contains("GET /x"))
+        let w3cText = try String(contentsOfFile: w3cFile, encoding: .utf8)
+        #expect(w3cText.hasPrefix("#Software: frost/0.1\n#Version: 1.0\n#Date: "))
+        #expect(w3cText.contains("#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query sc-status sc-bytes time-taken cs(User-Agent) cs(Referer)\n"))
+        let entry = try #require(w3cText.split(separator: "\n").last)
+        let fields = entry.split(separator: " ")
+        #expect(fields.count == 11)
+        #expect(Array(fields[2...7]) == ["127.0.0.1", "GET", "/x", "y=1", "200", "8"])
+        #expect(Int(fields[8]) != nil)
+        #expect(Array(fields[9...10]) == ["Test+Agent", "-"])
+
+        let combinedScratch = ScratchDirectory("access-log-2")
+        let combined = try HostFixture.start(combinedScratch, arguments: ["--access-log", combinedFile])
+        #expect(try combined.get("/y").status == 200)
+        #expect(combined.stop().status == 0)
+        let combinedText = try String(contentsOfFile: combinedFile, encoding: .utf8)
+        #expect(combinedText.contains("\"GET /y HTTP/1.1\" 200 8 \"-\" \"-\"\n"))
+        #expect(combinedText.hasPrefix("127.0.0.1 - - ["))
+    }
+}
