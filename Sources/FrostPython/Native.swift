@@ -7,6 +7,21 @@ import Glibc
 /// a new object out. Throwing a `PythonError` raises it in Python.
 public typealias NativeCall = (_ arguments: [PythonObject], _ keywords: [(String, PythonObject)]) throws -> PythonObject
 
+/// Argument `index` of a native call, given positionally or by keyword `name`; raises
+/// TypeError in Python when it is missing.
+public func requiredArgument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int,
+                             _ name: String) throws -> PythonObject {
+    if let value = optionalArgument(args, keywords, index, name) { return value }
+    throw PythonError.raise(.typeError, "missing required argument '\(name)' (pos \(index + 1))")
+}
+
+/// Argument `index` of a native call, given positionally or by keyword `name`, if given.
+public func optionalArgument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int,
+                             _ name: String) -> PythonObject? {
+    if index < args.count { return args[index] }
+    return keywords.first { $0.0 == name }?.1
+}
+
 /// An attribute of a native type: a getter and, for writable ones, a setter.
 public struct NativeAttribute<Payload: AnyObject> {
     public let get: (Payload) throws -> PythonObject

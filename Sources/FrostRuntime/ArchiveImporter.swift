@@ -61,12 +61,12 @@ public enum ArchiveImportSystem {
         type.describe = { "<frost ArchiveImporter \"\($0.archivePath)/\($0.prefix)\">" }
 
         type.method("find_spec") { importer, this in { args, keywords in
-            let fullname = try argument(args, keywords, 0, "fullname").asString()
+            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
             return try findSpec(importer, this, fullname) ?? .none
         } }
         type.method("create_module") { _, _ in { _, _ in .none } }
         type.method("exec_module") { importer, _ in { args, keywords in
-            let module = try argument(args, keywords, 0, "module")
+            let module = try requiredArgument(args, keywords, 0, "module")
             let name = try module.attribute("__spec__").attribute("name").asString()
             let code = try getCode(importer, name)
             try Python.exec(code: code, in: module.attribute("__dict__"))
@@ -74,15 +74,15 @@ public enum ArchiveImportSystem {
         } }
         type.method("load_module") { _, this in { args, keywords in
             // Deprecated protocol, still called by old code: delegate to importlib's shim.
-            let fullname = try argument(args, keywords, 0, "fullname")
+            let fullname = try requiredArgument(args, keywords, 0, "fullname")
             let bootstrap = try Python.importModule("_frozen_importlib")
             return try bootstrap.attribute("_load_module_shim").call([this, fullname])
         } }
         type.method("get_code") { importer, _ in { args, keywords in
-            try getCode(importer, try argument(args, keywords, 0, "fullname").asString())
+            try getCode(importer, try requiredArgument(args, keywords, 0, "fullname").asString())
         } }
         type.method("get_source") { importer, _ in { args, keywords in
-            let fullname = try argument(args, keywords, 0, "fullname").asString()
+            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
             guard let location = importer.location(fullname) else { throw notFound(importer, fullname) }
             let sourceEntry = location.codeEntry.map { $0.hasSuffix(".pyc") ? String($0.dropLast()) : $0 }
             guard let sourceEntry, importer.archive.contains(sourceEntry) else { return .none }
@@ -90,21 +90,21 @@ public enum ArchiveImportSystem {
             return try decoder().call([bytes])
         } }
         type.method("get_filename") { importer, _ in { args, keywords in
-            let fullname = try argument(args, keywords, 0, "fullname").asString()
+            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
             guard let entry = importer.location(fullname)?.codeEntry else { throw notFound(importer, fullname) }
             return try PythonObject(importer.pathInSys(entry))
         } }
         type.method("is_package") { importer, _ in { args, keywords in
-            let fullname = try argument(args, keywords, 0, "fullname").asString()
+            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
             guard let location = importer.location(fullname) else { throw notFound(importer, fullname) }
             return PythonObject(bool: location.isPackage)
         } }
         type.method("get_data") { importer, _ in { args, keywords in
-            let path = try argument(args, keywords, 0, "pathname").asString()
+            let path = try requiredArgument(args, keywords, 0, "pathname").asString()
             return try PythonObject(bytes: try readEntry(importer, importer.entryPath(forDataPath: path)))
         } }
         type.method("get_resource_reader") { importer, this in { args, keywords in
-            let fullname = try argument(args, keywords, 0, "fullname").asString()
+            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
             guard let location = importer.location(fullname), location.kind == .package,
                   let directory = location.packageDirectory else { return .none }
             let support = try resourceSupport()
@@ -120,18 +120,18 @@ public enum ArchiveImportSystem {
         type.method("invalidate_caches") { _, _ in { _, _ in .none } }
         // Helpers for the resource reader (archive paths, not sys.path paths).
         type.method("_read") { importer, _ in { args, _ in
-            let path = try argument(args, [], 0, "path").asString()
+            let path = try requiredArgument(args, [], 0, "path").asString()
             return try PythonObject(bytes: try readEntry(importer, path))
         } }
         type.method("_is_file") { importer, _ in { args, _ in
-            let path = try argument(args, [], 0, "path").asString()
+            let path = try requiredArgument(args, [], 0, "path").asString()
             return PythonObject(bool: importer.archive.entries[path].map { !$0.isDirectory } ?? false)
         } }
         type.method("_is_dir") { importer, _ in { args, _ in
-            PythonObject(bool: importer.archive.directories.contains(try argument(args, [], 0, "path").asString()))
+            PythonObject(bool: importer.archive.directories.contains(try requiredArgument(args, [], 0, "path").asString()))
         } }
         type.method("_children") { importer, _ in { args, _ in
-            let directory = try argument(args, [], 0, "path").asString()
+            let directory = try requiredArgument(args, [], 0, "path").asString()
             return try PythonObject.list(importer.archive.children(of: directory).map {
                 try PythonObject.tuple([try PythonObject($0.name), PythonObject(bool: $0.isDirectory)])
             })
@@ -147,7 +147,7 @@ public enum ArchiveImportSystem {
         try module.setAttribute("path_hook", Python.function(
             "path_hook", doc: "Returns an ArchiveImporter for a path inside a mounted archive.", module: module
         ) { args, _ in
-            let path = try argument(args, [], 0, "path").asString()
+            let path = try requiredArgument(args, [], 0, "path").asString()
             return try importer(forPath: path)
         })
     }
@@ -296,16 +296,4 @@ public enum ArchiveImportSystem {
     static func hex(_ bytes: [UInt8]) -> String {
         "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
-}
-
-/// Positional-or-keyword argument `index`/`name`, required.
-func argument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int, _ name: String) throws -> PythonObject {
-    if let value = try optionalArgument(args, keywords, index, name) { return value }
-    throw PythonError.raise(.typeError, "missing required argument '\(name)' (pos \(index + 1))")
-}
-
-func optionalArgument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int,
-                      _ name: String) throws -> PythonObject? {
-    if index < args.count { return args[index] }
-    return keywords.first { $0.0 == name }?.1
 }

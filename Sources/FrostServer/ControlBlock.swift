@@ -142,16 +142,6 @@ extension Host {
     }()
 }
 
-func requiredArgument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int, _ name: String) throws -> PythonObject {
-    if let value = optionalArgument(args, keywords, index, name) { return value }
-    throw PythonError.raise(.typeError, "missing required argument '\(name)' (pos \(index + 1))")
-}
-
-func optionalArgument(_ args: [PythonObject], _ keywords: [(String, PythonObject)], _ index: Int, _ name: String) -> PythonObject? {
-    if index < args.count { return args[index] }
-    return keywords.first { $0.0 == name }?.1
-}
-
 func textArgument(_ value: PythonObject) throws -> String {
     if value.isBytes { return String(decoding: try value.asBytes(), as: UTF8.self) }
     return try value.asString()
