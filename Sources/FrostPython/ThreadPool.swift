@@ -5,10 +5,9 @@ import Glibc
 /// A fixed number of dedicated Python threads taking work from one queue, each with its
 /// own long-lived thread state: the next job goes to whichever thread is free.
 public final class PythonThreadPool: @unchecked Sendable {
-    // @unchecked: the queue is guarded by `mutex`; the rest is set before the threads start.
+    // @unchecked: the queue is guarded by `monitor`; the rest is set before the threads start.
     public let size: Int
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    private let monitor = Monitor()
     private var queue: [() -> Void] = []
     private var head = 0
     private var stopping = false
@@ -19,8 +18,6 @@ public final class PythonThreadPool: @unchecked Sendable {
         precondition(size > 0)
         self.interpreter = interpreter
         self.size = size
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
         for index in 0..<size {
             let context = Unmanaged.passRetained(self).toOpaque()
             var handle = pthread_t()
@@ -38,42 +35,37 @@ public final class PythonThreadPool: @unchecked Sendable {
         }
     }
 
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&condition)
-    }
-
     /// Queues `job`; it runs on a pool thread holding the GIL.
     public func submit(_ job: @escaping () -> Void) {
-        pthread_mutex_lock(&mutex)
-        precondition(!stopping, "work submitted to a stopped Python thread pool")
-        queue.append(job)
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        monitor.locked {
+            precondition(!stopping, "work submitted to a stopped Python thread pool")
+            queue.append(job)
+            monitor.signal()
+        }
     }
 
     /// Lets the queued work finish, then deletes every thread state and joins the threads.
     public func stop() {
-        pthread_mutex_lock(&mutex)
-        stopping = true
-        pthread_cond_broadcast(&condition)
-        pthread_mutex_unlock(&mutex)
+        monitor.locked {
+            stopping = true
+            monitor.broadcast()
+        }
         for thread in threads { pthread_join(thread, nil) }
         threads.removeAll()
     }
 
     private func next() -> (() -> Void)? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while head == queue.count && !stopping { pthread_cond_wait(&condition, &mutex) }
-        guard head < queue.count else { return nil }
-        let job = queue[head]
-        head += 1
-        if head > 1024 && head * 2 > queue.count {
-            queue.removeFirst(head)
-            head = 0
+        monitor.locked {
+            while head == queue.count && !stopping { monitor.wait() }
+            guard head < queue.count else { return nil }
+            let job = queue[head]
+            head += 1
+            if head > 1024 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+            return job
         }
-        return job
     }
 
     private func runLoop() {

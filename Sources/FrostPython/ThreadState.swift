@@ -57,46 +57,23 @@ public final class PythonThreadState: @unchecked Sendable {
 /// A dedicated OS thread that runs Python work, with one thread state for its life.
 ///
 /// Work comes in as closures; each runs holding the GIL. Python never runs on the NIO
-/// event loop or in Swift's cooperative pool: callers hand it to one of these.
+/// event loop or in Swift's cooperative pool: callers hand it to one of these. It is a
+/// `PythonThreadPool` of one thread, plus `perform`, which waits for the result.
 public final class PythonThread: @unchecked Sendable {
-    // @unchecked: the queue is guarded by `mutex`; everything else is set before start.
+    // @unchecked: immutable; the pool synchronises itself.
     public let name: String
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
-    private var queue: [() -> Void] = []
-    private var stopping = false
-    private var thread: pthread_t? = nil
-    private let interpreter: Interpreter
+    private let pool: PythonThreadPool
 
     public init(interpreter: Interpreter, name: String) throws {
-        self.interpreter = interpreter
         self.name = name
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var handle = pthread_t()
-        let status = pthread_create(&handle, nil, { raw in
-            let worker = Unmanaged<PythonThread>.fromOpaque(raw!).takeRetainedValue()
-            worker.runLoop()
-            return nil
-        }, context)
-        guard status == 0 else {
-            Unmanaged<PythonThread>.fromOpaque(context).release()
-            throw InterpreterError("cannot start thread \(name): \(String(cString: strerror(status)))")
-        }
-        thread = handle
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&condition)
+        self.pool = try PythonThreadPool(interpreter: interpreter, size: 1, name: name)
     }
 
     /// Runs `body` on this thread with the GIL held and returns its result; the caller
     /// waits. Must not be called from this thread itself.
     public func perform<R>(_ body: @escaping () throws -> R) throws -> R {
         let box = ResultBox<R>()
-        enqueue {
+        pool.submit {
             do { box.result = .success(try body()) } catch { box.result = .failure(error) }
             box.signal()
         }
@@ -105,75 +82,31 @@ public final class PythonThread: @unchecked Sendable {
 
     /// Queues `body` to run with the GIL held, without waiting for it.
     public func submit(_ body: @escaping () -> Void) {
-        enqueue(body)
+        pool.submit(body)
     }
 
     /// Finishes the queued work, deletes the thread state and joins the thread.
     public func stop() {
-        pthread_mutex_lock(&mutex)
-        stopping = true
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
-    }
-
-    private func enqueue(_ job: @escaping () -> Void) {
-        pthread_mutex_lock(&mutex)
-        precondition(!stopping, "work submitted to stopped Python thread \(name)")
-        queue.append(job)
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
-    }
-
-    private func runLoop() {
-        let state = interpreter.makeThreadStateForCurrentThread()
-        while true {
-            pthread_mutex_lock(&mutex)
-            while queue.isEmpty && !stopping { pthread_cond_wait(&condition, &mutex) }
-            if queue.isEmpty && stopping {
-                pthread_mutex_unlock(&mutex)
-                break
-            }
-            let batch = queue
-            queue.removeAll(keepingCapacity: true)
-            pthread_mutex_unlock(&mutex)
-            state.withGIL {
-                for job in batch { job() }
-            }
-        }
-        state.delete()
+        pool.stop()
     }
 }
 
 /// A one-shot result handed from a Python thread to a waiting caller.
 final class ResultBox<R>: @unchecked Sendable {
+    // @unchecked: `result` is written before `signal` and read after `wait`.
     var result: Result<R, Error>?
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    private let monitor = Monitor()
     private var done = false
 
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&condition)
-    }
-
     func signal() {
-        pthread_mutex_lock(&mutex)
-        done = true
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        monitor.locked {
+            done = true
+            monitor.broadcast()
+        }
     }
 
     func wait() -> Result<R, Error> {
-        pthread_mutex_lock(&mutex)
-        while !done { pthread_cond_wait(&condition, &mutex) }
-        pthread_mutex_unlock(&mutex)
+        monitor.locked { while !done { monitor.wait() } }
         return result!
     }
 }

@@ -1,3 +1,4 @@
+import FrostPython
 import NIOCore
 import NIOHTTP1
 #if canImport(Glibc)
@@ -100,7 +101,7 @@ final class HTTPExchange: @unchecked Sendable {
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
     func readBody(maximum: Int) throws -> [UInt8] {
         var resume = false
-        let limit = FrostServer.deadline(afterSeconds: bodyTimeout)
+        let limit = FrostPython.deadline(afterSeconds: bodyTimeout)
         var timedOut = false
         let bytes: [UInt8] = try monitor.locked {
             while chunks.isEmpty && !bodyEnded && !closed {

@@ -2,12 +2,13 @@
 import Glibc
 #endif
 
-/// A mutex with one condition, for state shared by an event loop and Python threads.
-final class Monitor: @unchecked Sendable {
+/// A mutex with one condition: the one synchronisation primitive of the Python threads
+/// and of the host (state shared by an event loop and Python threads).
+public final class Monitor: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
 
-    init() {
+    public init() {
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&condition, nil)
     }
@@ -17,25 +18,30 @@ final class Monitor: @unchecked Sendable {
         pthread_cond_destroy(&condition)
     }
 
-    func locked<R>(_ body: () throws -> R) rethrows -> R {
+    public func locked<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         return try body()
     }
 
     /// Waits (the mutex held by the caller, inside `locked`) until signalled.
-    func wait() { pthread_cond_wait(&condition, &mutex) }
+    public func wait() { pthread_cond_wait(&condition, &mutex) }
 
     /// Waits at most until `deadline` (CLOCK_REALTIME); false on time-out.
-    func wait(until deadline: timespec) -> Bool {
+    public func wait(until deadline: timespec) -> Bool {
         var d = deadline
         return pthread_cond_timedwait(&condition, &mutex, &d) == 0
     }
 
-    func broadcast() { pthread_cond_broadcast(&condition) }
+    /// Wakes every waiter (the caller holds the mutex).
+    public func broadcast() { pthread_cond_broadcast(&condition) }
+
+    /// Wakes one waiter (the caller holds the mutex).
+    public func signal() { pthread_cond_signal(&condition) }
 }
 
-func deadline(afterSeconds seconds: Double) -> timespec {
+/// The CLOCK_REALTIME time `seconds` from now, for `Monitor.wait(until:)`.
+public func deadline(afterSeconds seconds: Double) -> timespec {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     let total = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
