@@ -104,7 +104,8 @@ struct ArchiveCommand: ParsableCommand {
     }
 }
 
-/// Lists regular files below a directory as relative `/` paths, refusing anything else.
+/// Lists regular files below a directory as relative `/` paths (FrostBundle's walk),
+/// refusing anything else.
 enum DirectoryWalk {
     struct Refused: Error, CustomStringConvertible {
         let path: String
@@ -113,28 +114,16 @@ enum DirectoryWalk {
     }
 
     static func regularFiles(below root: String) throws -> [String] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw Refused(path: root, reason: "not a directory")
-        }
-        var result: [String] = []
-        func walk(_ relative: String) throws {
-            let absolute = relative.isEmpty ? root : root + "/" + relative
-            for name in try FileManager.default.contentsOfDirectory(atPath: absolute).sorted() {
-                let childRelative = relative.isEmpty ? name : relative + "/" + name
-                let attributes = try FileManager.default.attributesOfItem(atPath: root + "/" + childRelative)
-                switch attributes[.type] as? FileAttributeType {
-                case .typeDirectory?: try walk(childRelative)
-                case .typeRegular?: result.append(childRelative)
-                case .typeSymbolicLink?:
-                    throw Refused(path: root + "/" + childRelative, reason: "symbolic links are not archived; copy the file instead")
-                default:
-                    throw Refused(path: root + "/" + childRelative, reason: "not a regular file")
-                }
+        guard FileSystem.isDirectory(root) else { throw Refused(path: root, reason: "not a directory") }
+        return try FileSystem.listFiles(below: root).map { file in
+            guard file.isRegular else {
+                let path = root + "/" + file.path
+                let isLink = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != nil
+                throw Refused(path: path, reason: isLink ? "symbolic links are not archived; copy the file instead"
+                                                         : "not a regular file")
             }
+            return file.path
         }
-        try walk("")
-        return result
     }
 }
 

@@ -361,3 +361,26 @@ enum PackageFixture {
         #expect(help.status == 0 && help.stdout.contains("--check"))
     }
 }
+
+@Suite struct ArchiveCommandTests {
+    @Test func createArchivesRegularFilesAndRefusesLinks() throws {
+        let scratch = ScratchDirectory("archive-create")
+        let source = scratch.path("src")
+        try FileManager.default.createDirectory(atPath: source + "/pkg", withIntermediateDirectories: true)
+        try "X = 1\n".write(toFile: source + "/pkg/__init__.py", atomically: true, encoding: .utf8)
+        try "data".write(toFile: source + "/top.txt", atomically: true, encoding: .utf8)
+        let created = try runProcess(Products.frost, ["archive", "create", source, "-o", scratch.path("a.zip")])
+        #expect(created.status == 0, "\(created.output)")
+        #expect(created.stdout == "wrote \(scratch.path("a.zip")): 2 entries\n")
+        let listed = try runProcess(Products.frost, ["archive", "list", scratch.path("a.zip")])
+        #expect(listed.stdout.contains(" pkg/__init__.py\n") && listed.stdout.contains(" top.txt\n"))
+
+        try FileManager.default.createSymbolicLink(atPath: source + "/link.txt", withDestinationPath: "/etc/passwd")
+        let refused = try runProcess(Products.frost, ["archive", "create", source, "-o", scratch.path("b.zip")])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("\(source)/link.txt: symbolic links are not archived; copy the file instead"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("b.zip")))
+        let notDirectory = try runProcess(Products.frost, ["archive", "create", source + "/top.txt", "-o", scratch.path("c.zip")])
+        #expect(notDirectory.stderr.contains("\(source)/top.txt: not a directory"))
+    }
+}
