@@ -61,7 +61,8 @@ extension Host {
             let name = nameObject.isBytes ? String(decoding: try nameObject.asBytes(), as: UTF8.self) : try nameObject.asString()
             let unicode = name.hasPrefix("UNICODE_")
             let plain = unicode ? String(name.dropFirst("UNICODE_".count)) : name
-            guard let value = block.variables.value(plain.uppercased() == plain ? plain : plain.uppercased()) ?? block.variables.value(plain) else {
+            // Names are case-insensitive, as in IIS.
+            guard let value = block.variables.value(plain.uppercased()) else {
                 if let fallback = optionalArgument(args, keywords, 1, "default") { return fallback }
                 throw block.host.extensionError(WindowsError.invalidIndex, nil, "GetServerVariable")
             }
