@@ -42,9 +42,13 @@ class Extension(threaded_extension.ThreadPoolExtension):
 
     max_workers = 8
 
+    def upstream_path(self, ecb):
+        """The path to ask the upstream for: the request's own."""
+        return ecb.GetServerVariable("URL").decode("latin-1")
+
     def Dispatch(self, ecb):
         target = urllib.parse.urlsplit(UPSTREAM)
-        path = ecb.GetServerVariable("URL").decode("latin-1")
+        path = self.upstream_path(ecb)
         query = ecb.QueryString.decode("latin-1")
         connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
         upstream = connection_class(target.hostname, target.port, timeout=30)

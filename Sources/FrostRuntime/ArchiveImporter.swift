@@ -159,6 +159,18 @@ public enum ArchiveImportSystem {
         mounts[path] = (archive, ModuleIndex.extensionModules(in: archive), extensionRoot)
     }
 
+    /// Replaces the archive under `path` (a redeployed bundle) and forgets the finders
+    /// made for the old one. Needs the GIL.
+    public static func remount(_ archive: MountedArchive, at path: String) throws {
+        let extensionRoot = mounts[path]?.extensionRoot
+        register(archive, at: path, extensionRoot: extensionRoot)
+        let cache = try Python.sys().attribute("path_importer_cache")
+        for key in try cache.callMethod("keys").elements() {
+            guard key.isString, let entry = try? key.asString(), entry == path || entry.hasPrefix(path + "/") else { continue }
+            try cache.callMethod("pop", [key, .none])
+        }
+    }
+
     /// Puts the path hook first in `sys.path_hooks` and forgets cached finders, so every
     /// registered archive is served natively from now on. Needs the GIL.
     public static func install() throws {

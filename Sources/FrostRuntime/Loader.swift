@@ -63,7 +63,10 @@ public final class Loader {
     public let layout: BundleLayout
     public let moduleName: String
     public let archivePath: String
-    public let archive: MountedArchive
+    public private(set) var archive: MountedArchive
+    /// Which file was mounted (device, inode, size, modification time): a reload mounts
+    /// the archive again when the file on disk is another one.
+    private var archiveIdentity: [Int]
     public let standardLibrary: StandardLibraryOrigin
     public let interpreter: Interpreter
     /// The manifest the archives were checked against (nil for a hand-assembled bundle).
@@ -82,6 +85,7 @@ public final class Loader {
         manifest = try Loader.checkManifest(layout)
         let (mainArchivePath, mainArchive) = try Loader.mountArchive(layout)
         (archivePath, archive) = (mainArchivePath, mainArchive)
+        archiveIdentity = Loader.identity(of: mainArchivePath)
 
         var searchPath = [mainArchivePath]
         var mounts = [(mainArchivePath, mainArchive)]
@@ -170,16 +174,21 @@ public final class Loader {
 
     /// Calls `TerminateExtension` / `TerminateFilter`; returns what was terminated.
     public func terminate(_ entry: LoadedEntry) throws -> [String] {
+        try terminate(extensionObject: entry.extensionObject, filterObject: entry.filterObject)
+    }
+
+    /// The same for the objects serving now (a reload replaces the entry's).
+    public func terminate(extensionObject: PythonObject?, filterObject: PythonObject?) throws -> [String] {
         try withGIL {
             var done: [String] = []
             let status = try PythonObject(Loader.terminateMustUnload)
-            if let object = entry.extensionObject {
+            if let object = extensionObject {
                 _ = try call(.terminate, "TerminateExtension of \(moduleName)'s extension") {
                     try object.callMethod("TerminateExtension", [status])
                 }
                 done.append("extension")
             }
-            if let object = entry.filterObject {
+            if let object = filterObject {
                 _ = try call(.terminate, "TerminateFilter of \(moduleName)'s filter") {
                     try object.callMethod("TerminateFilter", [status])
                 }
@@ -194,16 +203,42 @@ public final class Loader {
     /// calls `GetExtensionVersion(None)`, as pywin32 does after a reload.
     public func reloadExtension(_ running: PythonObject?) throws -> PythonObject? {
         if let running { _ = try? running.callMethod("TerminateExtension", [try PythonObject(Loader.terminateMustUnload)]) }
-        let modules = try Python.sys().attribute("modules")
-        if try modules.item(moduleName) != nil { try modules.callMethod("pop", [try PythonObject(moduleName)]) }
-        try Python.importModule("importlib").callMethod("invalidate_caches")
-        let module = try importEntryModule()
+        let module = try reimportEntryModule()
         guard let factory = try module.attributeIfPresent("__ExtensionFactory__") else { return nil }
         let object = try call(.factory, "\(moduleName).__ExtensionFactory__()") { try factory.call() }
         _ = try call(.version, "GetExtensionVersion of \(moduleName)'s extension") {
             try object.callMethod("GetExtensionVersion", [.none])
         }
         return object
+    }
+
+    /// The same for the filter: `TerminateFilter`, re-import, `__FilterFactory__()`,
+    /// `GetFilterVersion(None)`.
+    public func reloadFilter(_ running: PythonObject?) throws -> PythonObject? {
+        if let running { _ = try? running.callMethod("TerminateFilter", [try PythonObject(Loader.terminateMustUnload)]) }
+        let module = try reimportEntryModule()
+        guard let factory = try module.attributeIfPresent("__FilterFactory__") else { return nil }
+        let object = try call(.factory, "\(moduleName).__FilterFactory__()") { try factory.call() }
+        _ = try call(.version, "GetFilterVersion of \(moduleName)'s filter") {
+            try object.callMethod("GetFilterVersion", [.none])
+        }
+        return object
+    }
+
+    /// Reloads the entry module (`importlib.reload`, as pywin32 does: its globals survive,
+    /// so a module can count its reloads); when the bundle's archive was replaced on disk
+    /// (a redeploy), the new archive is mounted first.
+    private func reimportEntryModule() throws -> PythonObject {
+        try remountIfReplaced()
+        let importlib = try Python.importModule("importlib")
+        try importlib.callMethod("invalidate_caches")
+        guard let module = try Python.sys().attribute("modules").item(moduleName) else { return try importEntryModule() }
+        do {
+            return try importlib.callMethod("reload", [module])
+        } catch let error as PythonError {
+            throw LoaderError(.entryModule, "reloading module '\(moduleName)' from \(archivePath) failed: \(error)",
+                              traceback: error.traceback)
+        }
     }
 
     /// Console mode: runs the entry module as `__main__` (like `python -m NAME`) and
@@ -252,6 +287,29 @@ public final class Loader {
         } catch let error as PythonError {
             throw LoaderError(stage, "\(what) raised \(error)", traceback: error.traceback)
         }
+    }
+
+    static func identity(of path: String) -> [Int] {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return [] }
+        return [Int(info.st_dev), Int(info.st_ino), Int(info.st_size), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec)]
+    }
+
+    /// A redeployed archive (another file, or the same file rewritten) is checked against
+    /// the bundle's manifest and mounted in place of the old one. GIL held.
+    private func remountIfReplaced() throws {
+        let now = Loader.identity(of: archivePath)
+        guard !now.isEmpty, now != archiveIdentity, archivePath == layout.archivePath else { return }
+        _ = try Loader.checkManifest(layout)
+        let fresh: MountedArchive
+        do {
+            fresh = try MountedArchive(path: archivePath)
+        } catch {
+            throw LoaderError(.archive, "cannot mount the redeployed archive: \(error)")
+        }
+        try ArchiveImportSystem.remount(fresh, at: archivePath)
+        archive = fresh
+        archiveIdentity = now
     }
 
     static func exitStatus(of error: PythonError) -> Int32 {

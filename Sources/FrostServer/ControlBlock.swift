@@ -1,5 +1,9 @@
 import FrostPython
 import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// IIS error numbers the control block reports in `ExtensionError.errno`.
 enum WindowsError {
@@ -9,23 +13,87 @@ enum WindowsError {
     static let invalidFunction = 1
 }
 
-/// The state behind one Python `EXTENSION_CONTROL_BLOCK`.
+/// HSE_IO_* and HSE_EXEC_URL_* flags the control block honours.
+enum IOFlags {
+    static let async = 0x2
+    static let disconnectAfterSend = 0x4
+    static let sendHeaders = 0x8
+    static let execNoHeaders = 0x2
+    static let execIgnoreCurrentInterceptor = 0x4
+}
+
+/// The state behind one Python `EXTENSION_CONTROL_BLOCK`. Touched with the GIL held.
 final class ControlBlock {
     let exchange: HTTPExchange
     let variables: ServerVariables
     let host: Host
+    /// The request this block serves: the exchange's, or a child request of ExecURL.
+    let head: HTTPRequestHead
     var httpStatusCode = 200
     var logData = ""
     /// The body bytes already received when the request was handed over (IIS's
     /// lpbData): ReadClient continues after them.
     let preloaded: [UInt8]
+    /// The callback and argument of `IOCompletion`, for asynchronous writes, TransmitFile
+    /// and ExecURL.
+    var ioCompletion: (callback: PythonObject, argument: PythonObject)?
+    /// (status, sub-status, Win32 error) of the last ExecURL.
+    var execURLStatus: (Int, Int, Int)?
+    /// Set for the child request of ExecURL: its DoneWithSession ends the child only.
+    let parent: ControlBlock?
+    /// HSE_EXEC_URL_NO_HEADERS: the child's response headers are dropped.
+    let suppressHeaders: Bool
+    let depth: Int
+    private let childMonitor = Monitor()
+    private var childDone = false
 
     init(exchange: HTTPExchange, host: Host) throws {
         self.exchange = exchange
         self.host = host
+        self.head = exchange.head
         self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site)
+        self.parent = nil
+        self.suppressHeaders = false
+        self.depth = 0
         let available = exchange.availableCount
         self.preloaded = available == 0 ? [] : try exchange.readBody(maximum: min(available, 48 * 1024))
+    }
+
+    /// A child request (ExecURL) sharing the parent's connection and response.
+    init(child head: HTTPRequestHead, site: SiteContext, of parent: ControlBlock, suppressHeaders: Bool) {
+        self.exchange = parent.exchange
+        self.host = parent.host
+        self.head = head
+        self.variables = ServerVariables(exchange: parent.exchange, site: site, head: head)
+        self.parent = parent
+        self.suppressHeaders = suppressHeaders
+        self.depth = parent.depth + 1
+        self.preloaded = []
+    }
+
+    func markChildDone() {
+        childMonitor.locked {
+            childDone = true
+            childMonitor.broadcast()
+        }
+    }
+
+    /// Waits (GIL released by the caller) until the child calls DoneWithSession.
+    func waitUntilChildDone() {
+        childMonitor.locked { while !childDone { childMonitor.wait() } }
+    }
+
+    /// Calls the `IOCompletion` callback as IIS would after an asynchronous operation;
+    /// when it raises, the request ends with an error (as pywin32 does).
+    func completeIO(_ ecb: PythonObject, bytes: Int, error: Int, callback: (PythonObject, PythonObject)? = nil) {
+        guard let (function, argument) = callback ?? ioCompletion.map({ ($0.callback, $0.argument) }) else { return }
+        do {
+            _ = try function.call([ecb, argument, try PythonObject(bytes), try PythonObject(error)])
+        } catch let failure as PythonError {
+            host.logError("the IO completion callback raised \(failure)", failure.traceback)
+            ioCompletion = nil
+            if parent == nil { Python.withoutGIL { host.complete(self, failed: true) } } else { markChildDone() }
+        } catch {}
     }
 
     var totalBytes: Int {
@@ -42,7 +110,7 @@ extension Host {
         func bytes(_ text: String) throws -> PythonObject { try PythonObject(bytes: Array(text.utf8)) }
         type.attribute("Version", get: { _ in try PythonObject(0x0008_0000) })
         type.attribute("ConnID", get: { try PythonObject($0.exchange.connectionID) })
-        type.attribute("Method", get: { try bytes($0.exchange.head.method.rawValue) })
+        type.attribute("Method", get: { try bytes($0.head.method.rawValue) })
         type.attribute("QueryString", get: { try bytes($0.variables.queryString) })
         type.attribute("PathInfo", get: { try bytes($0.variables.pathInfo) })
         type.attribute("PathTranslated", get: { try bytes($0.variables.value("PATH_TRANSLATED") ?? "") })
@@ -78,15 +146,21 @@ extension Host {
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
             }
         } }
-        let write: (ControlBlock, PythonObject) -> NativeCall = { block, _ in { args, keywords in
+        let write: (ControlBlock, PythonObject) -> NativeCall = { block, ecb in { args, keywords in
             let data = try requiredArgument(args, keywords, 0, "data")
+            let flags = try optionalArgument(args, keywords, 1, "flags")?.asInt() ?? 0
             let payload: [UInt8] = data.isString ? Array(try data.asString().utf8) : try bytesLike(data)
             try block.host.sendImplicitHeadersIfNeeded(block)
             do {
                 try Python.withoutGIL { try block.exchange.writeBody(payload) }
             } catch let error as ExchangeError {
+                if flags & IOFlags.async != 0 {
+                    block.completeIO(ecb, bytes: 0, error: WindowsError.connectionReset)
+                    return try PythonObject(0)
+                }
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
             }
+            if flags & IOFlags.async != 0 { block.completeIO(ecb, bytes: payload.count, error: 0) }
             return try PythonObject(payload.count)
         } }
         type.method("WriteClient", write)
@@ -99,6 +173,7 @@ extension Host {
             let (code, reason) = try parseStatus(statusObject)
             let headers = try headersObject.map(parseHeaders) ?? []
             block.httpStatusCode = code
+            if block.suppressHeaders { return .none }
             do {
                 try Python.withoutGIL { try block.exchange.sendHead(status: code, reason: reason, headers: headers) }
             } catch let error as ExchangeError {
@@ -127,8 +202,15 @@ extension Host {
             return try bytes(block.host.mapURLToPath(url))
         } }
         type.method("IsKeepAlive") { block, _ in { _, _ in PythonObject(bool: block.exchange.isKeepAlive) } }
-        let done: (ControlBlock, PythonObject) -> NativeCall = { block, _ in { _, _ in
-            Python.withoutGIL { block.host.complete(block, failed: false) }
+        type.method("IsKeepConn") { block, _ in { _, _ in PythonObject(bool: block.exchange.isKeepAlive) } }
+        let done: (ControlBlock, PythonObject) -> NativeCall = { block, _ in { args, keywords in
+            let status = try optionalArgument(args, keywords, 0, "status")?.asInt() ?? 1
+            block.ioCompletion = nil
+            if block.parent != nil {
+                block.markChildDone()
+            } else {
+                Python.withoutGIL { block.host.complete(block, failed: status == Host.statusError) }
+            }
             return .none
         } }
         type.method("DoneWithSession", done)
@@ -138,7 +220,27 @@ extension Host {
             block.host.reportUnhealthy(reason)
             return .none
         } }
-        type.describe = { "<EXTENSION_CONTROL_BLOCK \($0.exchange.head.method.rawValue) \($0.exchange.head.uri)>" }
+        type.method("IOCompletion") { block, _ in { args, keywords in
+            let callback = try requiredArgument(args, keywords, 0, "func")
+            guard (try? Python.importModule("builtins").attribute("callable").call([callback]).isTrue()) == true else {
+                throw PythonError.raise(.typeError, "first param must be callable")
+            }
+            block.ioCompletion = (callback, optionalArgument(args, keywords, 1, "arg") ?? .none)
+            return .none
+        } }
+        type.method("TransmitFile") { block, ecb in { args, keywords in
+            try block.transmitFile(ecb, args, keywords)
+        } }
+        type.method("ExecURL") { block, ecb in { args, keywords in
+            try block.execURL(ecb, args, keywords)
+        } }
+        type.method("GetExecURLStatus") { block, _ in { _, _ in
+            guard let (status, subStatus, error) = block.execURLStatus else {
+                throw block.host.extensionError(WindowsError.invalidParameter, "no ExecURL has run", "GetExecURLStatus")
+            }
+            return try PythonObject.tuple([try PythonObject(status), try PythonObject(subStatus), try PythonObject(error)])
+        } }
+        type.describe = { "<EXTENSION_CONTROL_BLOCK \($0.head.method.rawValue) \($0.head.uri)>" }
         return type
     }()
 }
@@ -234,6 +336,154 @@ enum HTTPReason {
         case 500: return "Internal Server Error"
         case 503: return "Service Unavailable"
         default: return "Status \(code)"
+        }
+    }
+}
+
+// MARK: - TransmitFile and ExecURL
+
+extension ControlBlock {
+    /// `TransmitFile(callback, param, hFile, statusCode, BytesToWrite, Offset, head, tail, flags)`
+    /// as pywin32 has it; `hFile` is a file descriptor or an object with `fileno()`. The
+    /// file goes out zero-copy (sendfile); the callback runs when everything was sent.
+    func transmitFile(_ ecb: PythonObject, _ args: [PythonObject], _ keywords: [(String, PythonObject)]) throws -> PythonObject {
+        let callback = try requiredArgument(args, keywords, 0, "callback")
+        let parameter = optionalArgument(args, keywords, 1, "param") ?? .none
+        let file = try requiredArgument(args, keywords, 2, "hFile")
+        let statusObject = optionalArgument(args, keywords, 3, "statusCode")
+        let bytesToWrite = try optionalArgument(args, keywords, 4, "BytesToWrite")?.asInt() ?? 0
+        let offset = try optionalArgument(args, keywords, 5, "Offset")?.asInt() ?? 0
+        let headObject = optionalArgument(args, keywords, 6, "head")
+        let tailObject = optionalArgument(args, keywords, 7, "tail")
+        let flags = try optionalArgument(args, keywords, 8, "flags")?.asInt() ?? 0
+
+        let descriptor = Int32(truncatingIfNeeded: file.isInt ? try file.asInt() : try file.callMethod("fileno").asInt())
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw host.extensionError(WindowsError.invalidParameter, "hFile \(descriptor) is not an open regular file", "TransmitFile")
+        }
+        let size = Int(info.st_size)
+        guard offset >= 0, offset <= size, bytesToWrite >= 0 else {
+            throw host.extensionError(WindowsError.invalidParameter, "Offset \(offset) is outside the file (\(size) bytes)", "TransmitFile")
+        }
+        let length = bytesToWrite == 0 ? size - offset : min(bytesToWrite, size - offset)
+        func bytesOf(_ object: PythonObject?) throws -> [UInt8] {
+            guard let object, !object.isNone else { return [] }
+            return object.isString ? Array(try object.asString().utf8) : try bytesLike(object)
+        }
+        let head = try bytesOf(headObject)
+        let tail = try bytesOf(tailObject)
+        var sent = 0
+        do {
+            if flags & IOFlags.sendHeaders != 0 {
+                let (code, reason) = try statusObject.flatMap { $0.isNone ? nil : try parseStatus($0) }
+                    ?? (httpStatusCode, HTTPReason.phrase(httpStatusCode))
+                let headers = try parseHeaders(try PythonObject(bytes: head))
+                httpStatusCode = code
+                if !suppressHeaders {
+                    try Python.withoutGIL { try exchange.sendHead(status: code, reason: reason, headers: headers) }
+                }
+            } else {
+                try host.sendImplicitHeadersIfNeeded(self)
+                try Python.withoutGIL { try exchange.writeBody(head) }
+                sent += head.count
+            }
+            try Python.withoutGIL {
+                try exchange.writeFile(descriptor: descriptor, start: offset, length: length, closeWhenDone: false)
+                try exchange.writeBody(tail)
+            }
+            sent += length + tail.count
+        } catch let error as ExchangeError {
+            throw host.extensionError(WindowsError.connectionReset, error.message, "TransmitFile")
+        }
+        if flags & IOFlags.disconnectAfterSend != 0 { exchange.disableKeepAlive() }
+        completeIO(ecb, bytes: sent, error: 0, callback: callback.isNone ? nil : (callback, parameter))
+        return .none
+    }
+
+    /// `ExecURL(url, method, clientHeaders, info, entity, flags)`: runs a child request
+    /// inside the host (a static file, or the extension again) whose output becomes part of
+    /// this response; then `GetExecURLStatus()` tells how it ended and the `IOCompletion`
+    /// callback runs. `HSE_EXEC_URL_NO_HEADERS` drops the child's headers;
+    /// `HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR` serves a URL the extension would take
+    /// as a static file instead.
+    func execURL(_ ecb: PythonObject, _ args: [PythonObject], _ keywords: [(String, PythonObject)]) throws -> PythonObject {
+        func text(_ index: Int, _ name: String) throws -> String? {
+            guard let value = optionalArgument(args, keywords, index, name), !value.isNone else { return nil }
+            return try textArgument(value)
+        }
+        let url = try text(0, "url") ?? head.uri
+        let method = try text(1, "method").map { HTTPMethod(rawValue: $0.uppercased()) } ?? head.method
+        let clientHeaders = optionalArgument(args, keywords, 2, "clientHeaders")
+        for (index, name) in [(3, "info"), (4, "entity")] {
+            if let value = optionalArgument(args, keywords, index, name), !value.isNone {
+                throw PythonError.raise(.valueError, "info and entity params must be None")
+            }
+        }
+        let flags = try optionalArgument(args, keywords, 5, "flags")?.asInt() ?? 0
+        guard url.hasPrefix("/"), !url.utf8.contains(where: { $0 <= 32 }) else {
+            throw host.extensionError(WindowsError.invalidParameter, "ExecURL needs a URL path, not \(url.debugDescription)", "ExecURL")
+        }
+        guard depth < 8 else {
+            throw host.extensionError(WindowsError.invalidParameter, "ExecURL nested more than 8 deep", "ExecURL")
+        }
+        var headers = head.headers
+        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders)) }
+        let child = HTTPRequestHead(version: head.version, method: method, uri: url, headers: headers)
+        let noHeaders = flags & IOFlags.execNoHeaders != 0
+        let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        var route = host.route(path)
+        if flags & IOFlags.execIgnoreCurrentInterceptor != 0, case .extensionCall(let directory, _, let pathInfo) = route {
+            route = .file(directory: directory, relative: pathInfo)
+        }
+        var status = 200
+        do {
+            switch route {
+            case .notFound:
+                status = 404
+                try sendChildResponse(.plain(.notFound, "Not Found"), noHeaders: noHeaders)
+            case .file(let directory, let relative):
+                let response = Python.withoutGIL { StaticFiles.prepare(child, root: directory.path, relative: relative) }
+                status = Int(response.status.code)
+                try sendChildResponse(response, noHeaders: noHeaders)
+            case .extensionCall(let directory, let scriptName, let pathInfo):
+                guard let extensionObject = host.currentExtension else {
+                    throw host.extensionError(WindowsError.invalidFunction, "no extension to run the child request", "ExecURL")
+                }
+                let site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
+                                       secure: variables.site.secure, serverSoftware: variables.site.serverSoftware)
+                let block = ControlBlock(child: child, site: site, of: self, suppressHeaders: noHeaders)
+                let result = try extensionObject.callMethod("HttpExtensionProc", [try Host.controlBlockType.wrap(block)])
+                if result.isInt, (try? result.asInt()) == Host.statusPending {
+                    Python.withoutGIL { block.waitUntilChildDone() }
+                }
+                status = block.httpStatusCode
+            }
+        } catch let error as ExchangeError {
+            execURLStatus = (500, 0, WindowsError.connectionReset)
+            throw host.extensionError(WindowsError.connectionReset, error.message, "ExecURL")
+        }
+        execURLStatus = (status, 0, 0)
+        completeIO(ecb, bytes: 0, error: 0)
+        return .none
+    }
+
+    /// A static child response written into this one (GIL held on entry).
+    private func sendChildResponse(_ response: StaticFiles.Response, noHeaders: Bool) throws {
+        if noHeaders {
+            try host.sendImplicitHeadersIfNeeded(self)
+        } else {
+            try Python.withoutGIL {
+                try exchange.sendHead(status: Int(response.status.code), reason: response.status.reasonPhrase,
+                                      headers: response.headers)
+            }
+        }
+        try Python.withoutGIL {
+            switch response.body {
+            case .none: break
+            case .text(let text): try exchange.writeBody(Array(text.utf8))
+            case .file(let path, let start, let length): try exchange.writeFile(path: path, start: start, length: length)
+            }
         }
     }
 }

@@ -26,11 +26,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var rejecting = false
     private var bodyBytes = 0
     private var timer: Scheduled<Void>?
+    /// The raw side of the connection, when the bundle has a filter.
+    let raw: RawDataHandler?
 
-    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits) {
+    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil) {
         self.connectionID = connectionID
         self.dispatcher = dispatcher
         self.limits = limits
+        self.raw = raw
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -85,7 +88,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
             bodyBytes = 0
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        bodyTimeout: limits.bodyTimeout)
+                                        bodyTimeout: limits.bodyTimeout, filterRequest: raw == nil ? nil : FilterRequest())
             current = exchange
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 let interim = HTTPResponseHead(version: head.version, status: .continue)

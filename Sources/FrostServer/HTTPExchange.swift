@@ -24,7 +24,16 @@ final class HTTPExchange: @unchecked Sendable {
     static let lowWater = 64 * 1024
 
     let connectionID: Int
-    let head: HTTPRequestHead
+    /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS).
+    var head: HTTPRequestHead { headLock.locked { requestHead } }
+    private var requestHead: HTTPRequestHead
+    private let headLock = Monitor()
+    /// What the filter changed for this request (nil without a filter).
+    let filterRequest: FilterRequest?
+    /// Called before a head is sent (on the sending thread, GIL released) so the filter
+    /// can see and change it; `.answered` when the filter answered the request instead.
+    var headFilter: ((HTTPExchange, inout Int, inout String, inout [(String, String)]) -> HeadDecision)?
+    enum HeadDecision { case send, answered(keepConnection: Bool) }
     let localAddress: SocketAddress?
     let remoteAddress: SocketAddress?
     let eventLoop: EventLoop
@@ -50,12 +59,16 @@ final class HTTPExchange: @unchecked Sendable {
     private var suppressBody = false
     private(set) var statusCode = 200
     private(set) var bytesSent = 0
+    /// The filter wrote the response itself: what the host would write is dropped.
+    private(set) var answeredByFilter = false
+    private var keepAfterFilterAnswer = false
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         bodyTimeout: Double) {
+         bodyTimeout: Double, filterRequest: FilterRequest? = nil) {
         self.connectionID = connectionID
         self.bodyTimeout = bodyTimeout
-        self.head = head
+        self.requestHead = head
+        self.filterRequest = filterRequest
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
@@ -63,6 +76,10 @@ final class HTTPExchange: @unchecked Sendable {
         self.remoteAddress = context.channel.remoteAddress
         self.received = monotonicSeconds()
         self.keepAlive = head.isKeepAlive
+    }
+
+    func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
+        headLock.locked { change(&requestHead) }
     }
 
     /// Content-Length, or nil (chunked or no body).
@@ -155,6 +172,14 @@ final class HTTPExchange: @unchecked Sendable {
     /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
     /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
     func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
+        var (status, reason, headers) = (status, reason, headers)
+        if let headFilter {
+            if monitor.locked({ headersSent }) { throw ExchangeError(message: "response headers were already sent") }
+            if case .answered(let keep) = headFilter(self, &status, &reason, &headers) {
+                markAnsweredByFilter(keepConnection: keep)
+                return
+            }
+        }
         var responseHeaders = HTTPHeaders(headers)
         let (isHead, version): (Bool, HTTPVersion) = (head.method == .HEAD, head.version)
         try monitor.locked {
@@ -189,7 +214,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Writes body bytes and waits until the connection has taken them.
     func writeBody(_ bytes: [UInt8]) throws {
-        let (suppress, alreadyFinished) = monitor.locked { (suppressBody, finished) }
+        let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredByFilter, finished) }
         if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
         guard !bytes.isEmpty, !suppress else { return }
         try submit { promise in
@@ -200,20 +225,84 @@ final class HTTPExchange: @unchecked Sendable {
         monitor.locked { bytesSent += bytes.count }
     }
 
+    /// Writes `length` bytes of the file at `path` from `start`, zero-copy (sendfile), and
+    /// waits until the connection has taken them.
+    func writeFile(path: String, start: Int, length: Int) throws {
+        let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredByFilter, finished) }
+        if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
+        guard length > 0, !suppress else { return }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ExchangeError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        try writeFile(descriptor: descriptor, start: start, length: length, closeWhenDone: true)
+    }
+
+    /// The same from an open descriptor (closed afterwards only with `closeWhenDone`).
+    func writeFile(descriptor: Int32, start: Int, length: Int, closeWhenDone: Bool) throws {
+        defer { if closeWhenDone { close(descriptor) } }
+        let suppress = monitor.locked { suppressBody || answeredByFilter }
+        guard length > 0, !suppress else { return }
+        // NIO owns (and closes) a duplicate, so the caller's descriptor stays its own.
+        let duplicate = dup(descriptor)
+        guard duplicate >= 0 else { throw ExchangeError(message: "cannot use file descriptor \(descriptor)") }
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: duplicate)
+        defer { try? handle.close() }
+        let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + length)
+        try submit { promise in
+            self.context.writeAndFlush(self.connection.wrapOutboundOut(.body(.fileRegion(region))), promise: promise)
+        }
+        monitor.locked { bytesSent += length }
+    }
+
+    /// The filter answered (ACCESS_DENIED, SEND_RESPONSE): later writes are dropped.
+    func markAnsweredByFilter(keepConnection: Bool) {
+        monitor.locked {
+            headersSent = true
+            answeredByFilter = true
+            keepAfterFilterAnswer = keepConnection
+        }
+    }
+
+    /// Bytes the filter wrote itself, for the access log.
+    func countRawBytes(_ count: Int) {
+        monitor.locked { bytesSent += count }
+    }
+
+    /// The status of a response head a filter sent itself.
+    func noteFilterStatus(_ code: Int) {
+        monitor.locked { statusCode = code }
+    }
+
     /// Ends the response (once); afterwards the connection reads the next request or closes.
     /// Returns false when it had already been finished.
     @discardableResult
     func finish() -> Bool {
-        let close: Bool? = monitor.locked {
+        let state: (close: Bool, answered: Bool)? = monitor.locked {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            return mustCloseAfterResponse
+            if answeredByFilter { return (!keepAfterFilterAnswer || mustCloseAfterResponse, true) }
+            return (mustCloseAfterResponse, false)
         }
-        guard let close else { return false }
+        guard let (close, answered) = state else { return false }
         eventLoop.execute {
             self.deadline?.cancel()
-            self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if answered {
+                // The filter wrote the response; the HTTP pipeline still has to see one.
+                self.connection.raw?.discardingEncoderOutput {
+                    let head = HTTPResponseHead(version: self.head.version, status: .ok, headers: ["content-length": "0"])
+                    self.context.write(self.connection.wrapOutboundOut(.head(head)), promise: nil)
+                }
+            }
+            let end = self.context.eventLoop.makePromise(of: Void.self)
+            if answered {
+                self.connection.raw?.discardingEncoderOutput {
+                    self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
+                }
+                if self.connection.raw == nil { end.succeed(()) }
+            } else {
+                self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
+            }
+            end.futureResult.whenComplete { _ in
                 if close { self.context.close(promise: nil) }
                 self.connection.exchangeFinished(self, context: self.context)
             }
@@ -222,6 +311,14 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// The connection closes after this response (HSE_IO_DISCONNECT_AFTER_SEND).
+    func disableKeepAlive() {
+        monitor.locked { keepAlive = false }
+    }
+
+    /// The filter's view of this connection (nil without a filter).
+    var filterConnection: FilterConnection? { connection.raw?.connection }
 
     /// Where the request was routed (set on the event loop before Python sees it).
     var site: SiteContext?

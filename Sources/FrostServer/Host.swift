@@ -89,17 +89,32 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var inFlight = 0
     private var nextConnectionID = 0
     nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
+    /// The bundle's filter, when it has one and the site configuration enables it.
+    let filterChain: FilterChain?
 
     /// `reload` re-imports the entry module and returns the new extension (it runs on a
-    /// Python thread holding the GIL) for `InternalReloadException`.
+    /// Python thread holding the GIL) for `InternalReloadException`; `reloadFilter` the
+    /// same for the filter.
     public init(interpreter: Interpreter, entry: LoadedEntry, configuration: HostConfiguration,
-                reload: (() throws -> PythonObject?)? = nil) throws {
+                reload: (() throws -> PythonObject?)? = nil, reloadFilter: (() throws -> PythonObject?)? = nil) throws {
         self.configuration = configuration
         self.site = SiteContext(physicalPath: configuration.physicalPath)
         self.extensionObject = entry.extensionObject
         self.reload = reload
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
+        if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
+            filterChain = try FilterChain(filter: filter, flags: info.flags, interpreter: interpreter, reload: reloadFilter,
+                                          log: { message, traceback in Host.log(message, traceback) })
+        } else {
+            filterChain = nil
+        }
+    }
+
+    /// The extension and filter objects now serving (they change on a reload), for
+    /// Terminate* at shutdown. GIL held.
+    public var currentObjects: (extensionObject: PythonObject?, filterObject: PythonObject?) {
+        (extensionObject, filterChain?.filter)
     }
 
     /// Binds and starts serving; returns the address it listens on.
@@ -110,11 +125,18 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let id = self.connectionID()
+                    var raw: RawDataHandler?
+                    if let chain = self.filterChain {
+                        let connection = FilterConnection(id: id, chain: chain)
+                        raw = RawDataHandler(connection: connection)
+                        connection.raw = raw
+                        try channel.pipeline.syncOperations.addHandler(raw!)
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionHandler(connectionID: self.connectionID(), dispatcher: self,
-                                              limits: self.configuration.limits))
+                        HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw))
                 }
             }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -152,6 +174,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
         try? group.syncShutdownGracefully()
         pool.stop()
+        filterChain?.stop()
     }
 
     private func connectionID() -> Int {
@@ -165,6 +188,17 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
+        if let chain = filterChain, exchange.filterRequest != nil {
+            // With a filter, routing waits for PREPROC_HEADERS, AUTHENTICATION and URL_MAP,
+            // which run on the request's Python thread.
+            exchange.headFilter = { [unowned self] exchange, status, reason, headers in
+                self.filterResponseHead(exchange, chain, &status, &reason, &headers)
+            }
+            exchange.filterConnection?.requestStarted()
+            armDeadline(exchange)
+            pool.submit { self.runFilterPipeline(exchange, chain) }
+            return
+        }
         if let routes = configuration.site {
             let path = percentDecoded(String(exchange.head.uri.split(separator: "?", maxSplits: 1,
                                                                    omittingEmptySubsequences: false).first ?? ""))
@@ -178,6 +212,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                                             secure: site.secure, serverSoftware: site.serverSoftware)
             }
         }
+        armDeadline(exchange)
+        pool.submit { self.serve(exchange) }
+    }
+
+    private func armDeadline(_ exchange: HTTPExchange) {
         let limit = configuration.limits.requestTimeout
         exchange.deadline = exchange.eventLoop.scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
             if exchange.deadlineExpired() {
@@ -185,7 +224,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                               + "(the Python thread serving it is still busy)", nil)
             }
         }
-        pool.submit { self.serve(exchange) }
     }
 
     func completed(_ exchange: HTTPExchange) {
@@ -193,7 +231,165 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             inFlight -= 1
             monitor.broadcast()
         }
-        configuration.accessLog?.write(exchange)
+        let record = AccessRecord(exchange)
+        let log = configuration.accessLog
+        if let chain = filterChain, let request = exchange.filterRequest, let connection = exchange.filterConnection,
+           chain.wants(FilterNotification.endOfRequest, request) || chain.wants(FilterNotification.log, request) {
+            chain.submit {
+                defer { connection.requestEnded() }
+                if chain.wants(FilterNotification.endOfRequest, request) {
+                    _ = chain.notify(FilterNotification.endOfRequest, connection: connection, exchange: exchange,
+                                     data: nil, scope: FilterScope())
+                }
+                var record = record
+                if chain.wants(FilterNotification.log, request) {
+                    let scope = FilterScope()
+                    let data = LogData(scope: scope, record: record)
+                    _ = chain.notify(FilterNotification.log, connection: connection, exchange: exchange,
+                                     data: try? LogData.type.wrap(data), scope: scope)
+                    record = data.record
+                }
+                log?.write(record)
+            }
+        } else {
+            exchange.filterConnection?.requestEnded()
+            log?.write(record)
+        }
+    }
+
+    // MARK: Filters (Python thread)
+
+    /// The request side of the filter pipeline, in IIS order: PREPROC_HEADERS,
+    /// AUTHENTICATION, routing, URL_MAP; then the extension or a static file. GIL held.
+    private func runFilterPipeline(_ exchange: HTTPExchange, _ chain: FilterChain) {
+        guard let request = exchange.filterRequest, let connection = exchange.filterConnection else { return serve(exchange) }
+        /// Whether the outcome ends the request here.
+        func ended(_ outcome: FilterOutcome) -> Bool {
+            switch outcome {
+            case .proceed, .readNext:
+                return false
+            case .finished(let keep):
+                exchange.markAnsweredByFilter(keepConnection: keep)
+                Python.withoutGIL { _ = exchange.finish() }
+                return true
+            case .error:
+                Python.withoutGIL { respondPlain(exchange, 500, "Internal Server Error", "Internal Server Error\n") }
+                return true
+            }
+        }
+        func notify<D>(_ notification: Int, _ type: NativeType<D>, _ make: (FilterScope) -> D) -> (FilterOutcome, D) {
+            let scope = FilterScope()
+            let data = make(scope)
+            let object = try? type.wrap(data)
+            return (chain.notify(notification, connection: connection, exchange: exchange, data: object, scope: scope), data)
+        }
+
+        if chain.wants(FilterNotification.preprocHeaders, request) {
+            let (outcome, _) = notify(FilterNotification.preprocHeaders, PreprocHeadersData.type) {
+                PreprocHeadersData(scope: $0, exchange: exchange)
+            }
+            if ended(outcome) { return }
+        }
+        if chain.wants(FilterNotification.authentication, request) {
+            let (user, password) = basicCredentials(exchange.head.headers.first(name: "authorization"))
+            let (outcome, data) = notify(FilterNotification.authentication, AuthenticationData.type) {
+                AuthenticationData(scope: $0, user: user, password: password)
+            }
+            if ended(outcome) { return }
+            request.user = data.user.isEmpty ? nil : data.user
+            request.password = data.password.isEmpty ? nil : data.password
+        }
+        let uri = exchange.head.uri
+        let path = percentDecoded(String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        let route = self.route(path)
+        let physical = mapURLToPath(uri)
+        if chain.wants(FilterNotification.urlMap, request) {
+            let (outcome, data) = notify(FilterNotification.urlMap, URLMapData.mapType) {
+                URLMapData(scope: $0, url: path, physicalPath: physical)
+            }
+            if ended(outcome) { return }
+            if data.physicalPath != physical { request.physicalPath = data.physicalPath }
+        }
+        switch route {
+        case .notFound:
+            Python.withoutGIL { respondPlain(exchange, 404, "Not Found", "Not Found\n") }
+        case .file(let directory, let relative):
+            let head = exchange.head
+            Python.withoutGIL {
+                let response: StaticFiles.Response
+                if let mapped = request.physicalPath, let slash = mapped.lastIndex(of: "/") {
+                    // The filter mapped the URL elsewhere: that file, and nothing beside it.
+                    let root = slash == mapped.startIndex ? "/" : String(mapped[..<slash])
+                    response = StaticFiles.prepare(head, root: root, relative: String(mapped[mapped.index(after: slash)...]))
+                } else {
+                    response = StaticFiles.prepare(head, root: directory.path, relative: relative)
+                }
+                sendStatic(exchange, response)
+            }
+        case .extensionCall(let directory, let scriptName, let pathInfo):
+            exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
+                                        secure: site.secure, serverSoftware: site.serverSoftware)
+            serve(exchange)
+        }
+    }
+
+    /// ACCESS_DENIED (for a 401) and SEND_RESPONSE, just before a head goes out; the
+    /// headers of AddResponseHeaders join it first. Called with the GIL released.
+    private func filterResponseHead(_ exchange: HTTPExchange, _ chain: FilterChain, _ status: inout Int, _ reason: inout String,
+                                    _ headers: inout [(String, String)]) -> HTTPExchange.HeadDecision {
+        guard let request = exchange.filterRequest, let connection = exchange.filterConnection else { return .send }
+        let (code, phrase, fields) = (status, reason, headers)
+        let result: (HTTPExchange.HeadDecision, Int, String, [(String, String)]) = Python.withGIL {
+            var (code, phrase, fields) = (code, phrase, fields + request.additionalHeaders)
+            request.additionalHeaders = []
+            func failed() -> HTTPExchange.HeadDecision {
+                connection.raw?.writeRaw(Array(("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                    + "Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n").utf8))
+                exchange.noteFilterStatus(500)
+                return .answered(keepConnection: false)
+            }
+            if code == 401 && chain.wants(FilterNotification.accessDenied, request) {
+                let uri = exchange.head.uri
+                let scope = FilterScope()
+                let data = URLMapData(scope: scope, url: String(uri.split(separator: "?").first ?? ""),
+                                      physicalPath: request.physicalPath ?? mapURLToPath(uri), reason: 0x8)  // SF_DENIED_APPLICATION
+                switch chain.notify(FilterNotification.accessDenied, connection: connection, exchange: exchange,
+                                    data: try? URLMapData.deniedType.wrap(data), scope: scope) {
+                case .finished(let keep): return (.answered(keepConnection: keep), code, phrase, fields)
+                case .error: return (failed(), code, phrase, fields)
+                case .proceed, .readNext: break
+                }
+            }
+            if chain.wants(FilterNotification.sendResponse, request) {
+                let scope = FilterScope()
+                let data = ResponseHeadData(scope: scope, status: code, reason: phrase, headers: fields)
+                switch chain.notify(FilterNotification.sendResponse, connection: connection, exchange: exchange,
+                                    data: try? ResponseHeadData.type.wrap(data), scope: scope) {
+                case .finished(let keep): return (.answered(keepConnection: keep), code, phrase, fields)
+                case .error: return (failed(), code, phrase, fields)
+                case .proceed, .readNext: (code, phrase, fields) = (data.status, data.reason, data.headers)
+                }
+            }
+            return (.send, code, phrase, fields)
+        }
+        (status, reason, headers) = (result.1, result.2, result.3)
+        return result.0
+    }
+
+    /// A static response from a Python thread (GIL released), through the same head
+    /// filter as everything else.
+    private func sendStatic(_ exchange: HTTPExchange, _ response: StaticFiles.Response) {
+        do {
+            try exchange.sendHead(status: Int(response.status.code), reason: response.status.reasonPhrase, headers: response.headers)
+            switch response.body {
+            case .none: break
+            case .text(let text): try exchange.writeBody(Array(text.utf8))
+            case .file(let path, let start, let length): try exchange.writeFile(path: path, start: start, length: length)
+            }
+        } catch {
+            logError("sending a static file failed: \(error)", nil)
+        }
+        exchange.finish()
     }
 
     // MARK: Serving (Python thread, GIL held)
@@ -229,6 +425,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             let traceback = configuration.debug ? error.traceback : nil
             Python.withoutGIL { fail(block, traceback: traceback) }
         } catch {
+            logError("HttpExtensionProc failed for \(exchange.head.method.rawValue) \(exchange.head.uri): \(error)", nil)
             Python.withoutGIL { fail(block, traceback: nil) }
         }
     }
@@ -293,6 +490,15 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
     }
 
+    /// The extension now serving. GIL held.
+    var currentExtension: PythonObject? { extensionObject }
+
+    /// What serves a decoded URL path: the site's routing, or the extension for all.
+    func route(_ path: String) -> Site.Route {
+        configuration.site?.route(path)
+            ?? .extensionCall(directory: .init(name: "/", path: site.physicalPath, scriptMaps: ["*"]), scriptName: "", pathInfo: path)
+    }
+
     /// The physical path a URL maps to: through the site's virtual directories, else
     /// below the bundle directory. `..` components do not climb out.
     func mapURLToPath(_ url: String) -> String {
@@ -332,6 +538,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     }
 
     func logError(_ message: String, _ traceback: String?) {
+        Host.log(message, traceback)
+    }
+
+    static func log(_ message: String, _ traceback: String?) {
         var text = "frost: \(message)\n"
         if let traceback { text += traceback }
         writeOut(text, to: 2)
@@ -368,27 +578,22 @@ public final class AccessLog: @unchecked Sendable {
 
     deinit { if fd != 1 { close(fd) } }
 
-    func write(_ exchange: HTTPExchange) {
-        let head = exchange.head
-        let remote = exchange.remoteAddress?.ipAddress ?? "-"
-        let referer = head.headers.first(name: "referer")
-        let agent = head.headers.first(name: "user-agent")
+    func write(_ record: AccessRecord) {
         let line: String
         switch format {
         case .combined:
-            line = "\(remote) - - [\(AccessLog.timestamp(time(nil), w3c: false))] \"\(head.method.rawValue) \(head.uri) "
-                + "HTTP/\(head.version.major).\(head.version.minor)\" \(exchange.statusCode) \(exchange.bytesSent) "
-                + "\"\(referer ?? "-")\" \"\(agent ?? "-")\"\n"
+            let target = record.parameters.isEmpty ? record.target : record.target + "?" + record.parameters
+            line = "\(record.clientHost) - \(record.user.isEmpty ? "-" : record.user) [\(AccessLog.timestamp(time(nil), w3c: false))] "
+                + "\"\(record.method) \(target) \(record.version)\" \(record.status) \(record.bytesSent) "
+                + "\"\(record.referer ?? "-")\" \"\(record.agent ?? "-")\"\n"
         case .w3c:
-            let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-            let milliseconds = Int((monotonicSeconds() - exchange.received) * 1000)
             func field(_ value: String?) -> String {
                 guard let value, !value.isEmpty else { return "-" }
                 return String(value.map { $0 == " " ? "+" : $0 })
             }
-            line = [AccessLog.timestamp(time(nil), w3c: true), remote, head.method.rawValue, field(String(parts[0])),
-                    field(parts.count > 1 ? String(parts[1]) : nil), String(exchange.statusCode), String(exchange.bytesSent),
-                    String(milliseconds), field(agent), field(referer)].joined(separator: " ") + "\n"
+            line = [AccessLog.timestamp(time(nil), w3c: true), record.clientHost, record.method, field(record.target),
+                    field(record.parameters), String(record.status), String(record.bytesSent),
+                    String(record.milliseconds), field(record.agent), field(record.referer)].joined(separator: " ") + "\n"
         }
         writeOut(line, to: fd)
     }
@@ -402,4 +607,76 @@ public final class AccessLog: @unchecked Sendable {
         let length = strftime(&buffer, buffer.count, w3c ? "%Y-%m-%d %H:%M:%S" : "%d/%b/%Y:%H:%M:%S +0000", &parts)
         return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// One access log entry; a filter's SF_NOTIFY_LOG may change its fields.
+struct AccessRecord: Sendable {
+    var clientHost: String
+    var user: String
+    var serverName: String
+    var method: String
+    /// The path of the request target, as sent.
+    var target: String
+    /// The query string.
+    var parameters: String
+    var version: String
+    var status: Int
+    var win32Status = 0
+    var bytesSent: Int
+    var bytesReceived: Int
+    var milliseconds: Int
+    var referer: String?
+    var agent: String?
+
+    init(_ exchange: HTTPExchange) {
+        let head = exchange.head
+        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        clientHost = exchange.remoteAddress?.ipAddress ?? "-"
+        user = exchange.filterRequest?.user ?? ""
+        serverName = head.headers.first(name: "host") ?? exchange.localAddress?.ipAddress ?? "-"
+        method = head.method.rawValue
+        target = String(parts.first ?? "")
+        parameters = parts.count > 1 ? String(parts[1]) : ""
+        version = "HTTP/\(head.version.major).\(head.version.minor)"
+        status = exchange.statusCode
+        bytesSent = exchange.bytesSent
+        bytesReceived = exchange.bodyBytesRead
+        milliseconds = Int((monotonicSeconds() - exchange.received) * 1000)
+        referer = head.headers.first(name: "referer")
+        agent = head.headers.first(name: "user-agent")
+    }
+}
+
+/// User and password of an `Authorization: Basic` header ("" when there is none).
+func basicCredentials(_ header: String?) -> (String, String) {
+    guard let header, header.lowercased().hasPrefix("basic ") else { return ("", "") }
+    let encoded = String(header.dropFirst(6)).trimmingCharacters(in: " ")
+    guard let decoded = base64Decoded(encoded), let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return ("", "") }
+    return (String(decoding: decoded[..<colon], as: UTF8.self), String(decoding: decoded[(colon + 1)...], as: UTF8.self))
+}
+
+func base64Decoded(_ text: String) -> [UInt8]? {
+    var values: [UInt8] = []
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): values.append(byte - 65)
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): values.append(byte - 97 + 26)
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): values.append(byte - 48 + 52)
+        case UInt8(ascii: "+"): values.append(62)
+        case UInt8(ascii: "/"): values.append(63)
+        case UInt8(ascii: "="): break
+        default: return nil
+        }
+    }
+    var out: [UInt8] = []
+    var index = 0
+    while index + 1 < values.count {
+        let chunk = values[index..<min(index + 4, values.count)]
+        let a = chunk[chunk.startIndex], b = chunk[chunk.startIndex + 1]
+        out.append(a << 2 | b >> 4)
+        if chunk.count > 2 { out.append((b & 0xF) << 4 | chunk[chunk.startIndex + 2] >> 2) }
+        if chunk.count > 3 { out.append((chunk[chunk.startIndex + 2] & 0x3) << 6 | chunk[chunk.startIndex + 3]) }
+        index += 4
+    }
+    return out
 }

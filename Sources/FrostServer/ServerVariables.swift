@@ -5,15 +5,23 @@ import NIOHTTP1
 struct ServerVariables {
     let exchange: HTTPExchange
     let site: SiteContext
+    /// The request as this control block sees it (a child request of ExecURL has its own).
+    let head: HTTPRequestHead
+
+    init(exchange: HTTPExchange, site: SiteContext, head: HTTPRequestHead? = nil) {
+        self.exchange = exchange
+        self.site = site
+        self.head = head ?? exchange.head
+    }
 
     /// The path part of the request target, as sent.
     var rawPath: String {
-        let uri = exchange.head.uri
+        let uri = head.uri
         return String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
     }
 
     var queryString: String {
-        let parts = exchange.head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         return parts.count > 1 ? String(parts[1]) : ""
     }
 
@@ -21,7 +29,7 @@ struct ServerVariables {
     var pathInfo: String { site.pathInfo ?? percentDecoded(rawPath) }
 
     var serverName: String {
-        if let host = exchange.head.headers.first(name: "host") {
+        if let host = head.headers.first(name: "host") {
             if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
             return String(host.split(separator: ":").first ?? "")
         }
@@ -29,7 +37,8 @@ struct ServerVariables {
     }
 
     func value(_ name: String) -> String? {
-        let headers = exchange.head.headers
+        let headers = head.headers
+        let filter = exchange.filterRequest
         switch name {
         case "ALL_HTTP":
             return headers.map { "HTTP_" + cgiName($0.name) + ":" + $0.value + "\n" }.joined()
@@ -37,21 +46,23 @@ struct ServerVariables {
             return headers.map { $0.name + ": " + $0.value + "\r\n" }.joined()
         case "APPL_PHYSICAL_PATH": return site.physicalPath.hasSuffix("/") ? site.physicalPath : site.physicalPath + "/"
         case "APPL_MD_PATH": return "/LM/W3SVC/1/ROOT"
-        case "AUTH_TYPE", "AUTH_USER", "LOGON_USER", "REMOTE_USER", "AUTH_PASSWORD": return ""
+        case "AUTH_TYPE": return (filter?.user ?? "").isEmpty ? "" : "Basic"
+        case "AUTH_USER", "LOGON_USER", "REMOTE_USER": return filter?.user ?? ""
+        case "AUTH_PASSWORD": return filter?.password ?? ""
         case "CONTENT_LENGTH": return exchange.declaredLength.map(String.init) ?? (exchange.isChunked ? "" : "0")
         case "CONTENT_TYPE": return headers.first(name: "content-type") ?? ""
         case "GATEWAY_INTERFACE": return "CGI/1.1"
         case "HTTPS": return site.secure ? "on" : "off"
-        case "HTTP_VERSION", "SERVER_PROTOCOL": return "HTTP/\(exchange.head.version.major).\(exchange.head.version.minor)"
+        case "HTTP_VERSION", "SERVER_PROTOCOL": return "HTTP/\(head.version.major).\(head.version.minor)"
         case "INSTANCE_ID": return "1"
         case "LOCAL_ADDR": return exchange.localAddress?.ipAddress ?? ""
         case "PATH_INFO": return pathInfo
-        case "PATH_TRANSLATED": return site.physicalPath + pathInfo
+        case "PATH_TRANSLATED": return filter?.physicalPath ?? (site.physicalPath + pathInfo)
         case "QUERY_STRING": return queryString
         case "REMOTE_ADDR", "REMOTE_HOST": return exchange.remoteAddress?.ipAddress ?? ""
         case "REMOTE_PORT": return exchange.remoteAddress?.port.map(String.init) ?? ""
-        case "REQUEST_METHOD": return exchange.head.method.rawValue
-        case "REQUEST_URI", "HTTP_URL", "CACHE_URL", "UNENCODED_URL": return exchange.head.uri
+        case "REQUEST_METHOD": return head.method.rawValue
+        case "REQUEST_URI", "HTTP_URL", "CACHE_URL", "UNENCODED_URL": return head.uri
         case "SCRIPT_NAME": return site.scriptName
         case "SERVER_NAME": return serverName
         case "SERVER_PORT": return exchange.localAddress?.port.map(String.init) ?? ""
@@ -70,6 +81,21 @@ struct ServerVariables {
                 return values.isEmpty ? nil : values.joined(separator: ", ")
             }
             return nil
+        }
+    }
+
+    /// The variables a connection has before any request (raw data notifications).
+    static func connectionValue(_ name: String, local: SocketAddress?, remote: SocketAddress?) -> String? {
+        switch name {
+        case "REMOTE_ADDR", "REMOTE_HOST": return remote?.ipAddress ?? ""
+        case "REMOTE_PORT": return remote?.port.map(String.init) ?? ""
+        case "LOCAL_ADDR", "SERVER_NAME": return local?.ipAddress ?? ""
+        case "SERVER_PORT": return local?.port.map(String.init) ?? ""
+        case "SERVER_PORT_SECURE": return "0"
+        case "HTTPS": return "off"
+        case "SERVER_SOFTWARE": return "frost/0.1"
+        case "GATEWAY_INTERFACE": return "CGI/1.1"
+        default: return nil
         }
     }
 

@@ -8,7 +8,8 @@ import FrostBundle
 ///     {"virtual_directories": [
 ///        {"name": "/", "path": "/srv/www", "script_maps": ["*"]},
 ///        {"name": "/static", "path": "/srv/assets", "script_maps": []},
-///        {"name": "/python", "path": "/srv/app", "script_maps": [".py", ".aspx"]}]}
+///        {"name": "/python", "path": "/srv/app", "script_maps": [".py", ".aspx"]}],
+///      "filters": [{"name": "PythonRedirector", "description": "..."}]}
 ///
 /// Without a site file the extension handles every URL.
 public struct Site: Sendable, Equatable {
@@ -28,9 +29,15 @@ public struct Site: Sendable, Equatable {
     }
 
     public var virtualDirectories: [VirtualDirectory]
+    /// The filters the site installs (names and descriptions, as `FilterParameters`):
+    /// the bundle's filter runs unless the file lists an empty `filters` array.
+    public var filters: [String]?
 
-    public init(virtualDirectories: [VirtualDirectory]) {
+    public var filtersEnabled: Bool { filters.map { !$0.isEmpty } ?? true }
+
+    public init(virtualDirectories: [VirtualDirectory], filters: [String]? = nil) {
         self.virtualDirectories = virtualDirectories
+        self.filters = filters
     }
 
     /// Every URL to the extension, the bundle directory as physical path.
@@ -71,7 +78,17 @@ public struct Site: Sendable, Equatable {
             guard !directories.contains(where: { $0.name == name }) else { throw fail("virtual directory \(name) is listed twice") }
             directories.append(VirtualDirectory(name: name, path: path, scriptMaps: maps))
         }
-        return Site(virtualDirectories: directories)
+        var filters: [String]?
+        if let list = json["filters"] {
+            guard let entries = list.array else { throw fail("\"filters\" must be an array") }
+            filters = try entries.enumerated().map { index, entry in
+                guard let name = entry["name"]?.string ?? entry.string else {
+                    throw fail("filters[\(index)] needs a \"name\" string")
+                }
+                return name
+            }
+        }
+        return Site(virtualDirectories: directories, filters: filters)
     }
 
     /// What serves a URL path (decoded, without the query).

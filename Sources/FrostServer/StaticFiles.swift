@@ -9,32 +9,73 @@ import Glibc
 /// directory: `..` and `.` components are refused and the resolved path (symbolic links
 /// followed) must stay below the directory's own resolved path.
 enum StaticFiles {
+    /// A static response, decided before anything is written.
+    struct Response {
+        enum Body { case none, text(String), file(path: String, start: Int, length: Int) }
+        var status: HTTPResponseStatus
+        var headers: [(String, String)]
+        var body: Body
+
+        static func plain(_ status: HTTPResponseStatus, _ text: String, headers: [(String, String)] = []) -> Response {
+            let bytes = Array((text + "\n").utf8)
+            return Response(status: status, headers: headers + [("Content-Type", "text/plain; charset=utf-8"),
+                                                                ("Content-Length", String(bytes.count))],
+                            body: .text(text + "\n"))
+        }
+    }
+
+    /// Serves from the event loop: the file goes out as a FileRegion (sendfile).
     static func serve(_ exchange: HTTPExchange, directory: Site.VirtualDirectory, relative: String) {
-        let head = exchange.head
+        respondOnLoop(exchange, prepare(exchange.head, root: directory.path, relative: relative))
+    }
+
+    static func respondOnLoop(_ exchange: HTTPExchange, _ response: Response) {
+        switch response.body {
+        case .none:
+            exchange.respondOnLoop(status: response.status, headers: response.headers, body: nil, bodyLength: 0)
+        case .text(let text):
+            var buffer = ByteBufferAllocator().buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            exchange.respondOnLoop(status: response.status, headers: response.headers, body: .byteBuffer(buffer),
+                                   bodyLength: buffer.readableBytes)
+        case .file(let path, let start, let length):
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return respondOnLoop(exchange, .plain(.forbidden, "Forbidden")) }
+            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)
+            let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + length)
+            exchange.respondOnLoop(status: response.status, headers: response.headers, body: .fileRegion(region),
+                                   bodyLength: length) {
+                try? handle.close()
+            }
+        }
+    }
+
+    /// Decides the response for `relative` below `root`: validators, conditional requests,
+    /// one byte range, and refusals for anything that would leave `root`.
+    static func prepare(_ head: HTTPRequestHead, root rootPath: String, relative: String) -> Response {
         guard head.method == .GET || head.method == .HEAD else {
-            return exchange.respondOnLoop(status: .methodNotAllowed, headers: [("Allow", "GET, HEAD")],
-                                          text: "Method Not Allowed: static files answer GET and HEAD")
+            return .plain(.methodNotAllowed, "Method Not Allowed: static files answer GET and HEAD", headers: [("Allow", "GET, HEAD")])
         }
         let components = relative.split(separator: "/", omittingEmptySubsequences: true)
         if components.contains(where: { $0 == ".." || $0 == "." || $0.utf8.contains(0) }) {
-            return exchange.respondOnLoop(status: .notFound, text: "Not Found")
+            return .plain(.notFound, "Not Found")
         }
-        guard let root = resolved(directory.path) else { return exchange.respondOnLoop(status: .notFound, text: "Not Found") }
-        var path = directory.path + "/" + components.joined(separator: "/")
+        guard let root = resolved(rootPath) else { return .plain(.notFound, "Not Found") }
+        var path = rootPath + "/" + components.joined(separator: "/")
         guard var real = resolved(path), real == root || real.hasPrefix(root + "/") else {
-            return exchange.respondOnLoop(status: .notFound, text: "Not Found")
+            return .plain(.notFound, "Not Found")
         }
         var info = stat()
-        guard stat(real, &info) == 0 else { return exchange.respondOnLoop(status: .notFound, text: "Not Found") }
+        guard stat(real, &info) == 0 else { return .plain(.notFound, "Not Found") }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             path += "/index.html"
             guard let index = resolved(path), index.hasPrefix(root + "/"), stat(index, &info) == 0,
                   (info.st_mode & S_IFMT) == S_IFREG else {
-                return exchange.respondOnLoop(status: .forbidden, text: "Forbidden: directory listing is not allowed")
+                return .plain(.forbidden, "Forbidden: directory listing is not allowed")
             }
             real = index
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { return exchange.respondOnLoop(status: .notFound, text: "Not Found") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return .plain(.notFound, "Not Found") }
 
         let size = Int(info.st_size)
         let modified = Int(info.st_mtim.tv_sec)
@@ -45,10 +86,10 @@ enum StaticFiles {
         if let match = head.headers.first(name: "if-none-match") {
             let tags = match.split(separator: ",").map { String($0).trimmingCharacters(in: " \t").replacingPrefix("W/", with: "") }
             if tags.contains("*") || tags.contains(etag) {
-                return exchange.respondOnLoop(status: .notModified, headers: headers, text: nil)
+                return Response(status: .notModified, headers: headers, body: .none)
             }
         } else if let since = head.headers.first(name: "if-modified-since").flatMap(parseHTTPDate), modified <= since {
-            return exchange.respondOnLoop(status: .notModified, headers: headers, text: nil)
+            return Response(status: .notModified, headers: headers, body: .none)
         }
 
         headers.append(("Content-Type", contentType(for: real)))
@@ -59,8 +100,7 @@ enum StaticFiles {
             switch parseRange(range, size: size) {
             case .whole: break
             case .unsatisfiable:
-                return exchange.respondOnLoop(status: .rangeNotSatisfiable, headers: [("Content-Range", "bytes */\(size)")],
-                                              text: "Range Not Satisfiable")
+                return .plain(.rangeNotSatisfiable, "Range Not Satisfiable", headers: [("Content-Range", "bytes */\(size)")])
             case .part(let from, let to):
                 (start, end, status) = (from, to, .partialContent)
                 headers.append(("Content-Range", "bytes \(from)-\(to)/\(size)"))
@@ -69,15 +109,9 @@ enum StaticFiles {
         let length = max(0, end - start + 1)
         headers.append(("Content-Length", String(length)))
         if head.method == .HEAD || length == 0 {
-            return exchange.respondOnLoop(status: status, headers: headers, body: nil, bodyLength: 0)
+            return Response(status: status, headers: headers, body: .none)
         }
-        let descriptor = open(real, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return exchange.respondOnLoop(status: .forbidden, text: "Forbidden") }
-        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)
-        let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end + 1)
-        exchange.respondOnLoop(status: status, headers: headers, body: .fileRegion(region), bodyLength: length) {
-            try? handle.close()
-        }
+        return Response(status: status, headers: headers, body: .file(path: real, start: start, length: length))
     }
 
     enum Range: Equatable { case whole, unsatisfiable, part(Int, Int) }

@@ -19,7 +19,8 @@ public enum LoaderMain {
           --listen ADDR    where to serve HTTP (default: the bundle's listen option, else 127.0.0.1:8000;
                            port 0 picks a free port)
           --threads N      Python threads serving requests concurrently (default 8)
-          --site FILE      virtual directories and script maps (JSON, as the installer writes it);
+          --site FILE      virtual directories, script maps and filters (JSON, as `NAME install`
+                           writes it; default: site.json in the bundle when present);
                            URLs no script map takes are static files
           --debug          show Python tracebacks to clients (never in production)
           --access-log FILE  append the access log to FILE instead of stdout ("-")
@@ -203,7 +204,9 @@ public enum LoaderMain {
                 throw LoaderError(.usage, "\(error)")
             }
             var site: Site?
-            if let siteFile {
+            // The site configuration `NAME install` recorded, unless --site names another.
+            let installed = BundleLayout(executablePath: executablePath).directory + "/site.json"
+            if let siteFile = siteFile ?? (FileSystem.isRegularFile(installed) ? installed : nil) {
                 do { site = try Site.load(siteFile) } catch {
                     throw LoaderError(.usage, "bad site configuration: \(error)")
                 }
@@ -217,11 +220,15 @@ public enum LoaderMain {
             let host: Host
             do {
                 var current = entry.extensionObject
+                var currentFilter = entry.filterObject
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site), reload: {
                         current = try loader.reloadExtension(current)
                         return current
+                    }, reloadFilter: {
+                        currentFilter = try loader.reloadFilter(currentFilter)
+                        return currentFilter
                     })
             } catch {
                 throw LoaderError(.run, "cannot start the server: \(error)")
@@ -234,7 +241,8 @@ public enum LoaderMain {
             while sigwait(&signals, &received) != 0 {}
             printLine("frost: \(received == SIGTERM ? "SIGTERM" : "SIGINT"): stopping; requests in flight finish")
             host.shutdown()
-            _ = try loader.terminate(entry)
+            let serving = loader.withGIL { host.currentObjects }
+            _ = try loader.terminate(extensionObject: serving.extensionObject, filterObject: serving.filterObject)
             loader.finalize()
             printLine("frost: stopped")
             return 0
