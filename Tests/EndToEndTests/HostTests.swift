@@ -10,6 +10,7 @@ enum HostFixture {
     from isapi.simple import SimpleExtension
 
     gate = threading.Event()
+    calls = []
     import builtins
     builtins.frost_loads = getattr(builtins, "frost_loads", 0) + 1
     builtins.frost_versions = getattr(builtins, "frost_versions", [])
@@ -107,6 +108,61 @@ enum HostFixture {
             if path == "/status":
                 ecb.HttpStatusCode = 201
                 return isapicon.HSE_STATUS_SUCCESS
+            if path == "/transmit":
+                # The whole file with headers, then the completion callback ends the request.
+                name = ecb.MapURLToPath("/transmit.txt").decode()
+                f = open(name, "rb")
+                size = len(open(name, "rb").read())
+                def done(ecb, arg, cbIO, error):
+                    calls.append([arg, cbIO, error])
+                    f.close()
+                    ecb.DoneWithSession()
+                ecb.TransmitFile(done, "tf-arg", f.fileno(), "200 OK", 0, 0,
+                                 f"Content-Type: text/plain\r\nContent-Length: {size}\r\n\r\n", None,
+                                 isapicon.HSE_IO_ASYNC | isapicon.HSE_IO_SEND_HEADERS)
+                return isapicon.HSE_STATUS_PENDING
+            if path == "/transmit-part":
+                # A slice of the file between head and tail bytes, as the body; then close.
+                name = ecb.MapURLToPath("/transmit.txt").decode()
+                with open(name, "rb") as f:
+                    ecb.SendResponseHeaders("200 OK", "Content-Type: text/plain\r\n\r\n", False)
+                    ecb.TransmitFile(lambda *a: calls.append(list(a[1:])), "part", f.fileno(), None, 5, 3,
+                                     b"[", b"]", isapicon.HSE_IO_ASYNC | isapicon.HSE_IO_DISCONNECT_AFTER_SEND)
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/calls":
+                return reply(ecb, json.dumps(calls))
+            if path == "/async-write":
+                ecb.IOCompletion(lambda ecb, arg, cbIO, error: calls.append([arg, cbIO, error]), "io-arg")
+                ecb.SendResponseHeaders("200 OK", "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n", False)
+                ecb.WriteClient(b"async", isapicon.HSE_IO_ASYNC)
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/exec":
+                def finished(ecb, arg, cbIO, error):
+                    status = ecb.GetExecURLStatus()
+                    ecb.WriteClient(f"|after {arg} {status[0]}".encode())
+                    ecb.DoneWithSession()
+                ecb.IOCompletion(finished, "exec")
+                ecb.ExecURL("/child/part?x=1", "POST", None, None, None, 0)
+                return isapicon.HSE_STATUS_PENDING
+            if path == "/child/part":
+                ecb.SendResponseHeaders("202 Accepted", "Content-Type: text/plain\r\n\r\n", False)
+                ecb.WriteClient(f"child {ecb.Method.decode()} {ecb.QueryString.decode()} {ecb.GetServerVariable('URL').decode()}".encode())
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/exec-static":
+                ecb.SendResponseHeaders("200 OK", "Content-Type: text/plain\r\n\r\n", False)
+                ecb.WriteClient(b"before|")
+                ecb.ExecURL("/transmit.txt", None, None, None, None,
+                            isapicon.HSE_EXEC_URL_NO_HEADERS | isapicon.HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR)
+                ecb.WriteClient(b"|after " + str(ecb.GetExecURLStatus()).encode())
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/exec-bad":
+                try:
+                    ecb.ExecURL("/x", None, None, "info", None, 0)
+                except ValueError as error:
+                    return reply(ecb, str(error), content_type="text/plain")
+            if path == "/done-error":
+                ecb.DoneWithSession(isapicon.HSE_STATUS_ERROR)
+                return isapicon.HSE_STATUS_PENDING
             return reply(ecb, "hello " + path, content_type="text/plain")
 
         def TerminateExtension(self, status):
@@ -483,6 +539,37 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(try server.get("/after").text == "hello /after")
         let stopped = server.stop()
         #expect(stopped.stderr.contains("InternalReloadException: reloading the entry module"))
+    }
+
+    @Test func transmitFileExecURLAndIOCompletion() throws {
+        let scratch = ScratchDirectory("host-io")
+        let content = (0..<5000).map { "row \($0)\n" }.joined()
+        try content.write(toFile: scratch.path("transmit.txt"), atomically: true, encoding: .utf8)
+        let server = try HostFixture.start(scratch)
+        let whole = try server.get("/transmit")
+        #expect(whole.status == 200 && whole.text == content)
+        #expect(whole.header("content-type") == "text/plain")
+        let part = try RawConnection(port: server.port)
+        try part.send("GET /transmit-part HTTP/1.1\r\nHost: x\r\n\r\n")
+        let partial = try part.readResponse()
+        #expect(partial.text == "[ 0\nro]", "\(partial.text)")
+        #expect(part.isClosedByServer(), "HSE_IO_DISCONNECT_AFTER_SEND")
+        #expect(try server.get("/async-write").text == "async")
+        let calls = try #require(try JSONSerialization.jsonObject(with: Data(try server.get("/calls").body)) as? [[Any]])
+        #expect(calls.count == 3, "\(calls)")
+        #expect(calls[0][0] as? String == "tf-arg" && calls[0][1] as? Int == content.utf8.count && calls[0][2] as? Int == 0)
+        #expect(calls[1][0] as? String == "part" && calls[1][1] as? Int == 7)
+        #expect(calls[2][0] as? String == "io-arg" && calls[2][1] as? Int == 5)
+        // ExecURL: a child request through the extension, then the completion callback.
+        let exec = try server.get("/exec")
+        #expect(exec.status == 202)
+        #expect(exec.text == "child POST x=1 /child/part|after exec 202")
+        // A static child with no headers, inside the parent's response.
+        let statics = try server.get("/exec-static")
+        #expect(statics.text == "before|" + content + "|after (200, 0, 0)")
+        #expect(try server.get("/exec-bad").text == "info and entity params must be None")
+        #expect(try server.get("/done-error").status == 500)
+        #expect(server.stop().status == 0)
     }
 
     @Test func mapURLToPathFollowsTheBundleDirectory() throws {
