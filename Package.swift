@@ -33,6 +33,8 @@ let package = Package(
             pkgConfig: "python3-embed",
             providers: [.apt(["python3-dev"])]
         ),
+        // prctl for the process supervisor (Glibc's module does not export it).
+        .systemLibrary(name: "CProcess"),
         // One symbol from libarchive's format table (see the file for why).
         .target(name: "CArchiveStatic", dependencies: ["CArchive"]),
         .target(
@@ -62,15 +64,18 @@ let package = Package(
         .target(
             name: "FrostServer",
             dependencies: [
-                "FrostPython", "FrostRuntime", "FrostBundle",
+                "FrostPython", "FrostRuntime", "FrostBundle", "FrostSupervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The master process: listening sockets, worker processes, signals, systemd. No
+        // Python, no NIO: it only spawns and watches loaders in worker mode.
+        .target(name: "FrostSupervisor", dependencies: ["CProcess"], swiftSettings: loaderModuleSettings),
         .executableTarget(
             name: "frost-stub",
-            dependencies: ["FrostServer"],
+            dependencies: ["FrostServer", "FrostSupervisor"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--disable-new-dtags",
@@ -106,6 +111,7 @@ let package = Package(
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostServerTests", dependencies: ["FrostServer"]),
+        .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor"]),
         .testTarget(
             name: "EndToEndTests",
             // frost-stub is not a dependency (its static-stdlib link flags would apply to

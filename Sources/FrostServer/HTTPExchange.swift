@@ -312,6 +312,9 @@ final class HTTPExchange: @unchecked Sendable {
 
     var isKeepAlive: Bool { monitor.locked { keepAlive } }
 
+    /// The connection is gone (the client closed it, or it failed).
+    var clientClosed: Bool { monitor.locked { closed } }
+
     /// The connection closes after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     func disableKeepAlive() {
         monitor.locked { keepAlive = false }

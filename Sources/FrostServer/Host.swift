@@ -1,5 +1,6 @@
 import FrostPython
 import FrostRuntime
+import FrostSupervisor
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -49,6 +50,9 @@ public struct HostConfiguration: Sendable {
     public var limits: HostLimits
     /// Virtual directories and script maps; nil: the extension handles every URL.
     public var site: Site?
+    /// Listening sockets bound by someone else (a master process, systemd): served
+    /// instead of binding `listen`. The host owns them from `start` on.
+    public var boundSockets: [Int32] = []
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -88,6 +92,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private let monitor = Monitor()
     private var inFlight = 0
     private var nextConnectionID = 0
+    private var served = 0
+    /// When each busy Python job started, for the worker's health check.
+    private var busySince: [Int: Double] = [:]
+    private var nextJob = 0
+    private var serverChannels: [Channel] = []
+    private var acceptor: Acceptor?
     nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
     /// The bundle's filter, when it has one and the site configuration enables it.
     let filterChain: FilterChain?
@@ -123,25 +133,28 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 512)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let id = self.connectionID()
-                    var raw: RawDataHandler?
-                    if let chain = self.filterChain {
-                        let connection = FilterConnection(id: id, chain: chain)
-                        raw = RawDataHandler(connection: connection)
-                        connection.raw = raw
-                        try channel.pipeline.syncOperations.addHandler(raw!)
-                    }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw))
-                }
-            }
+            .childChannelInitializer { channel in self.initializeConnection(channel) }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
         let listen = configuration.listen
+        if !configuration.boundSockets.isEmpty {
+            // Sockets shared with other processes: accepted by our own thread (NIO's server
+            // channel assumes it is the only one accepting), each connection then handed
+            // to the event loops.
+            let connections = ClientBootstrap(group: group)
+                .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+                .channelInitializer { channel in self.initializeConnection(channel) }
+            do {
+                acceptor = try Acceptor(sockets: configuration.boundSockets) { fd in
+                    var one: Int32 = 1
+                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                    _ = connections.withConnectedSocket(fd)
+                }
+            } catch {
+                throw HostError(message: "cannot serve the listening sockets handed over: \(error)")
+            }
+            return configuration.boundSockets.map(ListenSockets.describe).joined(separator: ", ")
+        }
         do {
             if listen.hasPrefix("unix:") {
                 serverChannel = try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
@@ -160,13 +173,90 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             throw HostError(message: "cannot listen on \(listen): \(error)")
         }
         if listen.hasPrefix("unix:") { return listen }
-        guard let address = serverChannel?.localAddress, let ip = address.ipAddress, let port = address.port else { return listen }
+        serverChannels = serverChannel.map { [$0] } ?? []
+        return describe(serverChannel?.localAddress) ?? listen
+    }
+
+    /// The pipeline of one connection: the raw-data handler when there is a filter, NIO's
+    /// HTTP/1.1 server handlers, and ours.
+    private func initializeConnection(_ channel: Channel) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            let id = self.connectionID()
+            var raw: RawDataHandler?
+            if let chain = self.filterChain {
+                let connection = FilterConnection(id: id, chain: chain)
+                raw = RawDataHandler(connection: connection)
+                connection.raw = raw
+                try channel.pipeline.syncOperations.addHandler(raw!)
+            }
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                withPipeliningAssistance: true, withErrorHandling: true)
+            try channel.pipeline.syncOperations.addHandler(
+                HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw))
+        }
+    }
+
+    private func describe(_ address: SocketAddress?) -> String? {
+        guard let address else { return nil }
+        if let path = address.pathname { return "unix:" + path }
+        guard let ip = address.ipAddress, let port = address.port else { return nil }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// What a worker reports to its master.
+    public struct Statistics: Sendable {
+        /// Requests answered since start.
+        public var served: Int
+        /// Requests not yet answered.
+        public var inFlight: Int
+        /// Seconds the longest-running Python job has been busy (0: none).
+        public var oldestBusySeconds: Double
+    }
+
+    public var statistics: Statistics {
+        monitor.locked {
+            let now = monotonicSeconds()
+            let oldest = busySince.values.min().map { now - $0 } ?? 0
+            return Statistics(served: served, inFlight: inFlight, oldestBusySeconds: oldest)
+        }
+    }
+
+    /// Whether a Python thread picks up new work within `seconds` (false: all of them are
+    /// busy, or the GIL is not coming back).
+    public func respondsWithin(seconds: Double) -> Bool {
+        let probe = Monitor()
+        var done = false
+        pool.submit {
+            probe.locked {
+                done = true
+                probe.broadcast()
+            }
+        }
+        let limit = deadline(afterSeconds: seconds)
+        return probe.locked {
+            while !done { if !probe.wait(until: limit) { break } }
+            return done
+        }
+    }
+
+    /// Runs a Python job, recording how long it has been busy.
+    private func tracked(_ job: @escaping () -> Void) -> () -> Void {
+        { [self] in
+            let id: Int = monitor.locked {
+                nextJob += 1
+                busySince[nextJob] = monotonicSeconds()
+                return nextJob
+            }
+            job()
+            monitor.locked { _ = busySince.removeValue(forKey: id) }
+        }
     }
 
     /// Stops accepting, lets requests in flight finish (up to the grace period), closes
     /// the connections and stops the Python threads. Terminate* is the caller's.
     public func shutdown() {
+        acceptor?.stop()
+        for channel in serverChannels { try? channel.close().wait() }
         try? serverChannel?.close().wait()
         let limit = deadline(afterSeconds: configuration.shutdownGrace)
         monitor.locked {
@@ -196,7 +286,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
             exchange.filterConnection?.requestStarted()
             armDeadline(exchange)
-            pool.submit { self.runFilterPipeline(exchange, chain) }
+            pool.submit(tracked { self.runFilterPipeline(exchange, chain) })
             return
         }
         if let routes = configuration.site {
@@ -213,7 +303,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
         }
         armDeadline(exchange)
-        pool.submit { self.serve(exchange) }
+        pool.submit(tracked { self.serve(exchange) })
     }
 
     private func armDeadline(_ exchange: HTTPExchange) {
@@ -229,6 +319,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     func completed(_ exchange: HTTPExchange) {
         monitor.locked {
             inFlight -= 1
+            served += 1
             monitor.broadcast()
         }
         let record = AccessRecord(exchange)
@@ -421,6 +512,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
             Python.withoutGIL { complete(block, failed: status == Host.statusError) }
         } catch let error as PythonError {
+            if exchange.clientClosed {
+                // Not the application's fault: the client went away mid-response.
+                logError("the client closed the connection during \(exchange.head.method.rawValue) \(exchange.head.uri)", nil)
+                Python.withoutGIL { fail(block, traceback: nil) }
+                return
+            }
             logError("HttpExtensionProc raised \(error) for \(exchange.head.method.rawValue) \(exchange.head.uri)", error.traceback)
             let traceback = configuration.debug ? error.traceback : nil
             Python.withoutGIL { fail(block, traceback: traceback) }
@@ -679,4 +776,70 @@ func base64Decoded(_ text: String) -> [UInt8]? {
         index += 4
     }
     return out
+}
+
+/// Accepts connections on listening sockets other processes share: it waits with poll
+/// and accepts without blocking, so losing a connection to another worker is just
+/// EAGAIN. Stopping closes this process's copies of the sockets only.
+final class Acceptor: @unchecked Sendable {
+    // @unchecked: the descriptors are immutable; `accepted` is called on the thread only.
+    private let sockets: [Int32]
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private var thread = pthread_t()
+    private let accepted: (Int32) -> Void
+
+    init(sockets: [Int32], accepted: @escaping (Int32) -> Void) throws {
+        self.sockets = sockets
+        self.accepted = accepted
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw HostError(message: "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        (wakeRead, wakeWrite) = (fds[0], fds[1])
+        for fd in [wakeRead, wakeWrite] + sockets { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Non-blocking accept (the flag is shared with the other processes, which accept
+        // the same way).
+        for fd in sockets { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let status = pthread_create(&thread, nil, { raw in
+            let acceptor = Unmanaged<Acceptor>.fromOpaque(raw!).takeRetainedValue()
+            acceptor.run()
+            return nil
+        }, context)
+        guard status == 0 else {
+            Unmanaged<Acceptor>.fromOpaque(context).release()
+            throw HostError(message: "cannot start the accepting thread: \(String(cString: strerror(status)))")
+        }
+    }
+
+    private func run() {
+        var fds = sockets.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+        while true {
+            guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
+            if fds.last!.revents != 0 { return }
+            for index in 0..<sockets.count where fds[index].revents != 0 {
+                while true {
+                    let fd = accept(sockets[index], nil, nil)
+                    if fd >= 0 {
+                        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                    }
+                    if fd < 0 {
+                        // EAGAIN: another process took it. EMFILE and the like: try again later.
+                        if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { usleep(10_000) }
+                        break
+                    }
+                    accepted(fd)
+                }
+            }
+        }
+    }
+
+    /// Stops accepting (connections already accepted go on) and closes the sockets.
+    func stop() {
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+        pthread_join(thread, nil)
+        for fd in sockets + [wakeRead, wakeWrite] { close(fd) }
+    }
 }

@@ -2,6 +2,7 @@ import FrostBundle
 import FrostPython
 import FrostRuntime
 import FrostServer
+import FrostSupervisor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,13 @@ public enum LoaderMain {
           --listen ADDR    where to serve HTTP (default: the bundle's listen option, else 127.0.0.1:8000;
                            port 0 picks a free port)
           --threads N      Python threads serving requests concurrently (default 8)
+          --workers N      worker processes under a master (default: the bundle's spec, else 1;
+                           auto: one per core; 0: one process, no master)
+          --heartbeat-timeout S  a worker silent this long is killed and replaced (30)
+          --graceful-timeout S   how long stopping workers may finish requests (30)
+          --max-requests N [--max-requests-jitter J]  recycle a worker after N (+0..J) requests
+          --max-rss MB     recycle a worker whose resident memory exceeds MB
+          --pid-file FILE  the master's pid; --stats-interval S: per-worker statistics every S s
           --site FILE      virtual directories, script maps and filters (JSON, as `NAME install`
                            writes it; default: site.json in the bundle when present);
                            URLs no script map takes are static files
@@ -37,6 +45,8 @@ public enum LoaderMain {
           --version        print the frost and Python versions
           --help           this text
         SIGTERM or SIGINT stop the server gracefully: requests in flight finish, Terminate* runs.
+        With workers: SIGHUP starts a new generation (bundle and site re-read) and retires the old
+        one; SIGQUIT stops at once; SIGTTIN/SIGTTOU add/remove a worker; SIGUSR1 prints the workers.
         """
 
     /// Runs the command line and returns the process exit status: 0 success, 1 a
@@ -73,6 +83,7 @@ public enum LoaderMain {
         var siteFile: String?
         var accessLogPath: String?
         var logFormat = AccessLog.Format.combined
+        var process = ProcessOptions()
         var index = 0
         func value(_ option: String) -> String? {
             if rest[index].hasPrefix(option + "=") { return String(rest[index].dropFirst(option.count + 1)) }
@@ -127,6 +138,10 @@ public enum LoaderMain {
                     return usageError(label, "--threads needs a number from 1 to 256")
                 }
                 threads = count
+            case _ where ProcessOptions.names.contains(argument.split(separator: "=").first.map(String.init) ?? ""):
+                let option = String(argument.split(separator: "=").first!)
+                guard let text = value(option) else { return usageError(label, "\(option) needs a value") }
+                if let problem = process.set(option, text) { return usageError(label, problem) }
             case "--help", "-h":
                 printLine(usage)
                 return 0
@@ -149,9 +164,30 @@ public enum LoaderMain {
         if check {
             return runCheck(executablePath: executablePath, label: label, module: module)
         }
-        return runServer(executablePath: executablePath, label: label, module: module, listen: listen,
-                         threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
-                         limits: limits, siteFile: siteFile)
+        let serve = { (worker: WorkerSetup?) in
+            runServer(executablePath: executablePath, label: label, module: module, listen: listen,
+                      threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
+                      limits: limits, siteFile: siteFile, worker: worker)
+        }
+        if let control = process.workerControl {
+            return serve(WorkerSetup(link: MasterLink(fd: control), sockets: process.listenFDs, options: process))
+        }
+        // The worker count: --workers, else the bundle's spec, else one worker process.
+        let manifest = try? BundleManifest.load(bundleDirectory: layout.directory)
+        let specWorkers = manifest?.options["workers"].flatMap { $0.string ?? $0.int.map(String.init) }
+        guard let workers = ProcessOptions.workerCount(process.workers ?? specWorkers ?? "1") else {
+            return usageError(label, "--workers is a number (0: no master) or auto")
+        }
+        if workers == 0 { return serve(nil) }
+        var configuration = MasterConfiguration(
+            executable: executablePath, workerArguments: rest,
+            listen: [listen ?? manifest?.options["listen"]?.string ?? "127.0.0.1:8000"], workers: workers,
+            name: BundleLayout.problemWithModuleName(module ?? layout.name) == nil ? (module ?? layout.name) : layout.name)
+        configuration.heartbeatTimeout = process.heartbeatTimeout
+        configuration.gracefulTimeout = process.gracefulTimeout
+        configuration.statsInterval = process.statsInterval
+        configuration.pidFile = process.pidFile
+        return Master(configuration: configuration).run()
     }
 
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
@@ -187,17 +223,23 @@ public enum LoaderMain {
         }
     }
 
-    /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully.
+    /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully. As a worker it serves
+    /// the sockets its master handed over and reports to it every second.
     static func runServer(executablePath: String, label: String, module: String?, listen: String?,
                           threads: Int, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
-                          limits: HostLimits, siteFile: String?) -> Int32 {
+                          limits: HostLimits, siteFile: String?, worker: WorkerSetup?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
-        // thread waits for them with sigwait.
+        // thread waits for them with sigwait. A worker ignores SIGHUP (the master's).
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        var blocked = signals
+        if worker != nil { sigaddset(&blocked, SIGHUP) }
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
+        let environment = processEnvironment()
+        let notifier = SystemdNotifier(environment: environment)
+        let systemdSockets = worker == nil ? ListenSockets.fromSystemd(environment: environment, pid: getpid()) : []
         do {
             let log: AccessLog?
             do { log = try accessLog.map { try AccessLog(path: $0.path, format: $0.format) } } catch {
@@ -221,9 +263,12 @@ public enum LoaderMain {
             do {
                 var current = entry.extensionObject
                 var currentFilter = entry.filterObject
-                host = try Host(interpreter: loader.interpreter, entry: entry, configuration: HostConfiguration(
+                var configuration = HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: log,
-                    physicalPath: loader.layout.directory, limits: limits, site: site), reload: {
+                    physicalPath: loader.layout.directory, limits: limits, site: site)
+                configuration.boundSockets = worker?.sockets ?? systemdSockets
+                if let worker { configuration.shutdownGrace = worker.options.gracefulTimeout }
+                host = try Host(interpreter: loader.interpreter, entry: entry, configuration: configuration, reload: {
                         current = try loader.reloadExtension(current)
                         return current
                     }, reloadFilter: {
@@ -236,15 +281,23 @@ public enum LoaderMain {
             let bound: String
             do { bound = try host.start() } catch { throw LoaderError(.run, "\(error)") }
             let scheme = bound.hasPrefix("unix:") ? "" : "http://"
-            printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(threads) Python threads")
             var received: Int32 = 0
-            while sigwait(&signals, &received) != 0 {}
-            printLine("frost: \(received == SIGTERM ? "SIGTERM" : "SIGINT"): stopping; requests in flight finish")
+            if let worker {
+                worker.link.send(.ready)
+                received = worker.serve(host, limits: limits, signals: &signals)
+                printError("frost: worker \(getpid()): stopping; requests in flight finish")
+            } else {
+                printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(threads) Python threads")
+                notifier.send(["READY=1", "STATUS=serving with \(threads) Python threads", "MAINPID=\(getpid())"])
+                while sigwait(&signals, &received) != 0 {}
+                notifier.send(["STOPPING=1"])
+                printLine("frost: \(received == SIGTERM ? "SIGTERM" : "SIGINT"): stopping; requests in flight finish")
+            }
             host.shutdown()
             let serving = loader.withGIL { host.currentObjects }
             _ = try loader.terminate(extensionObject: serving.extensionObject, filterObject: serving.filterObject)
             loader.finalize()
-            printLine("frost: stopped")
+            if worker == nil { printLine("frost: stopped") }
             return 0
         } catch {
             return report(label, error)
@@ -274,5 +327,107 @@ public enum LoaderMain {
     static func usageError(_ label: String, _ message: String) -> Int32 {
         printError("\(label): \(message)\n\(usage)")
         return 2
+    }
+}
+
+/// The process model's options: the master's and what it hands to its workers.
+struct ProcessOptions {
+    static let names: Set<String> = ["--workers", "--heartbeat-timeout", "--graceful-timeout", "--max-requests",
+                                     "--max-requests-jitter", "--max-rss", "--pid-file", "--stats-interval",
+                                     "--worker-control", "--listen-fds"]
+    var workers: String?
+    var heartbeatTimeout = 30.0
+    var gracefulTimeout = 30.0
+    var maxRequests = 0
+    var maxRequestsJitter = 0
+    var maxRSSMiB = 0
+    var pidFile: String?
+    var statsInterval = 0.0
+    /// Internal (set by the master): the worker's link and its listening sockets.
+    var workerControl: Int32?
+    var listenFDs: [Int32] = []
+
+    /// Sets an option from its text; returns a problem to report, or nil.
+    mutating func set(_ option: String, _ text: String) -> String? {
+        func seconds() -> Double? { Double(text).flatMap { $0 > 0 ? $0 : nil } }
+        func count() -> Int? { Int(text).flatMap { $0 >= 0 ? $0 : nil } }
+        switch option {
+        case "--workers":
+            guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }
+            workers = text
+        case "--heartbeat-timeout":
+            guard let value = seconds() else { return "\(option) needs a positive number of seconds" }
+            heartbeatTimeout = value
+        case "--graceful-timeout":
+            guard let value = seconds() else { return "\(option) needs a positive number of seconds" }
+            gracefulTimeout = value
+        case "--stats-interval":
+            guard let value = Double(text), value >= 0 else { return "\(option) needs a number of seconds (0: off)" }
+            statsInterval = value
+        case "--max-requests":
+            guard let value = count() else { return "\(option) needs a number (0: no limit)" }
+            maxRequests = value
+        case "--max-requests-jitter":
+            guard let value = count() else { return "\(option) needs a number" }
+            maxRequestsJitter = value
+        case "--max-rss":
+            guard let value = count() else { return "\(option) needs a number of MiB (0: no limit)" }
+            maxRSSMiB = value
+        case "--pid-file":
+            pidFile = text
+        case "--worker-control":
+            guard let fd = Int32(text), fd > 2 else { return "\(option) needs a descriptor" }
+            workerControl = fd
+        case "--listen-fds":
+            let fds = text.split(separator: ",").compactMap { Int32($0) }
+            guard !fds.isEmpty, fds.allSatisfy({ $0 > 2 }) else { return "\(option) needs descriptors" }
+            listenFDs = fds
+        default:
+            return "unknown option \(option)"
+        }
+        return nil
+    }
+
+    /// "auto" is one per core.
+    static func workerCount(_ text: String) -> Int? {
+        if text == "auto" { return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+        guard let count = Int(text), (0...1024).contains(count) else { return nil }
+        return count
+    }
+}
+
+/// A worker's side of the process model: its link to the master and its limits.
+struct WorkerSetup {
+    let link: MasterLink
+    let sockets: [Int32]
+    let options: ProcessOptions
+
+    /// Waits for SIGTERM/SIGINT, reporting once a second: a heartbeat while a Python
+    /// thread takes new work and no handler is stuck past its deadline, and a request
+    /// to be recycled after --max-requests (plus jitter) or over --max-rss. Returns the
+    /// signal that stopped it (SIGTERM when the master went away).
+    func serve(_ host: Host, limits: HostLimits, signals: inout sigset_t) -> Int32 {
+        let jitter = options.maxRequestsJitter > 0 ? Int.random(in: 0...options.maxRequestsJitter) : 0
+        let maxRequests = options.maxRequests > 0 ? options.maxRequests + jitter : 0
+        var recycleAsked = false
+        var wait = timespec(tv_sec: 1, tv_nsec: 0)
+        while true {
+            let received = sigtimedwait(&signals, nil, &wait)
+            if received == SIGTERM || received == SIGINT { return received }
+            guard link.masterAlive else { return SIGTERM }
+            let statistics = host.statistics
+            let resident = MasterLink.residentKiB()
+            let stuck = statistics.oldestBusySeconds > limits.requestTimeout
+            if !stuck, host.respondsWithin(seconds: min(1, options.heartbeatTimeout / 2)) {
+                link.send(.heartbeat(served: statistics.served, residentKiB: resident))
+            }
+            if !recycleAsked {
+                if maxRequests > 0, statistics.served >= maxRequests {
+                    recycleAsked = link.send(.recycle(reason: "served \(statistics.served) requests, --max-requests \(maxRequests)"))
+                } else if options.maxRSSMiB > 0, resident / 1024 > options.maxRSSMiB {
+                    recycleAsked = link.send(.recycle(reason: "RSS \(resident / 1024) MiB over --max-rss \(options.maxRSSMiB)"))
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A supervisor failure the user can act on.
+public struct SupervisorError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Listening sockets: bound here once, or inherited from systemd, then handed to workers.
+public enum ListenSockets {
+    /// Binds and listens on "HOST:PORT" (port 0 picks one) or "unix:PATH" (an old socket
+    /// file is replaced). The descriptor is close-on-exec; workers get duplicates.
+    public static func bind(_ address: String, backlog: Int32 = 1024) throws -> Int32 {
+        if address.hasPrefix("unix:") {
+            let path = String(address.dropFirst(5))
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw SupervisorError("cannot create a socket for \(address): \(lastError())") }
+            var info = stat()
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+            var storage = sockaddr_un()
+            storage.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: storage.sun_path) else {
+                close(fd)
+                throw SupervisorError("the socket path \(path) is too long")
+            }
+            withUnsafeMutableBytes(of: &storage.sun_path) { raw in
+                for (index, byte) in bytes.enumerated() { raw[index] = byte }
+            }
+            let status = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard status == 0, listen(fd, backlog) == 0 else {
+                let message = lastError()
+                close(fd)
+                throw SupervisorError("cannot listen on \(address): \(message)")
+            }
+            return fd
+        }
+        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else {
+            throw SupervisorError("'\(address)' is not HOST:PORT or unix:PATH")
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            throw SupervisorError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(list) }
+        var failure = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            entry = current.pointee.ai_next
+            let fd = socket(current.pointee.ai_family, current.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { failure = lastError(); continue }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if Glibc.bind(fd, current.pointee.ai_addr, current.pointee.ai_addrlen) == 0, listen(fd, backlog) == 0 {
+                return fd
+            }
+            failure = lastError()
+            close(fd)
+        }
+        throw SupervisorError("cannot listen on \(address): \(failure)")
+    }
+
+    /// Where a listening socket listens: "127.0.0.1:8000", "[::1]:8000" or "unix:PATH".
+    public static func describe(_ fd: Int32) -> String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard status == 0 else { return "fd \(fd)" }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    var copy = address.pointee.sin_addr
+                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    inet_ntop(AF_INET, &copy, &text, socklen_t(text.count))
+                    return "\(cString(text)):\(UInt16(bigEndian: address.pointee.sin_port))"
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    var copy = address.pointee.sin6_addr
+                    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                    inet_ntop(AF_INET6, &copy, &text, socklen_t(text.count))
+                    return "[\(cString(text))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+                }
+            }
+        case AF_UNIX:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { address in
+                    var path = address.pointee.sun_path
+                    let text = withUnsafeBytes(of: &path) { raw in
+                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                    }
+                    return "unix:" + text
+                }
+            }
+        default:
+            return "fd \(fd)"
+        }
+    }
+
+    /// The sockets systemd passed (`LISTEN_PID` is this process, `LISTEN_FDS` how many,
+    /// starting at descriptor 3); empty when there are none for this process.
+    public static func fromSystemd(environment: [String: String], pid: Int32) -> [Int32] {
+        guard let listenPID = environment["LISTEN_PID"].flatMap({ Int32($0) }), listenPID == pid,
+              let count = environment["LISTEN_FDS"].flatMap({ Int32($0) }), count > 0 else { return [] }
+        return (0..<count).map { 3 + $0 }
+    }
+
+    /// Moves a descriptor to 100 or above (close-on-exec), so that handing descriptors to
+    /// a child at 3, 4, … never collides with the parent's own.
+    public static func moveHigh(_ fd: Int32) -> Int32 {
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, 100)
+        guard moved >= 0 else { return fd }
+        close(fd)
+        return moved
+    }
+}
+
+func cString(_ characters: [CChar]) -> String {
+    String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func lastError() -> String { String(cString: strerror(errno)) }
+
+/// The process environment as a dictionary.
+public func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        pointer += 1
+    }
+    return result
+}
