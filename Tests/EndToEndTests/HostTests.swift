@@ -331,7 +331,8 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
 
     @Test func sigtermLetsTheRequestInFlightFinish() throws {
         let scratch = ScratchDirectory("host-sigterm")
-        let server = try HostFixture.start(scratch)
+        // The single-process mode (the master's stop is in WorkerProcessTests).
+        let server = try HostFixture.start(scratch, arguments: ["--workers", "0"])
         let connection = try RawConnection(port: server.port)
         try connection.send("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         usleep(300_000)
