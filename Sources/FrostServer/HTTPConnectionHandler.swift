@@ -9,6 +9,10 @@ protocol ExchangeDispatcher: AnyObject, Sendable {
     func completed(_ exchange: HTTPExchange)
 }
 
+/// Sent to every connection when the host stops: finish the request in hand (or the first
+/// one of a connection that has not sent any yet), then close.
+struct StopAfterCurrentRequest {}
+
 /// One per connection, on its event loop. The pipelining handler in front of it hands
 /// requests over one at a time, in order.
 final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
@@ -26,6 +30,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var rejecting = false
     private var bodyBytes = 0
     private var timer: Scheduled<Void>?
+    private var requestsSeen = 0
+    private var stopping = false
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
 
@@ -87,9 +93,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
             }
             bodyBytes = 0
+            requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
                                         bodyTimeout: limits.bodyTimeout, filterRequest: raw == nil ? nil : FilterRequest())
             current = exchange
+            if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 let interim = HTTPResponseHead(version: head.version, status: .continue)
                 context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
@@ -128,10 +136,26 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext) {
         if current === exchange {
             current = nil
-            resumeReading(context)
-            if context.channel.isActive { arm(context, limits.idleTimeout) }
+            if stopping {
+                context.close(promise: nil)
+            } else {
+                resumeReading(context)
+                if context.channel.isActive { arm(context, limits.idleTimeout) }
+            }
         }
         dispatcher.completed(exchange)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is StopAfterCurrentRequest else { return context.fireUserInboundEventTriggered(event) }
+        stopping = true
+        if let current {
+            current.disableKeepAlive()
+        } else if requestsSeen > 0 {
+            context.close(promise: nil)  // idle keep-alive
+        }
+        // A connection that has sent nothing yet gets its first request served (the
+        // header time-out still applies).
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -98,6 +98,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var nextJob = 0
     private var serverChannels: [Channel] = []
     private var acceptor: Acceptor?
+    /// Open connections, for a graceful stop.
+    private var connections: [Int: Channel] = [:]
     nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
     /// The bundle's filter, when it has one and the site configuration enables it.
     let filterChain: FilterChain?
@@ -182,6 +184,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private func initializeConnection(_ channel: Channel) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let id = self.connectionID()
+            self.monitor.locked { self.connections[id] = channel }
+            channel.closeFuture.whenComplete { _ in
+                self.monitor.locked {
+                    self.connections.removeValue(forKey: id)
+                    self.monitor.broadcast()
+                }
+            }
             var raw: RawDataHandler?
             if let chain = self.filterChain {
                 let connection = FilterConnection(id: id, chain: chain)
@@ -258,9 +267,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         acceptor?.stop()
         for channel in serverChannels { try? channel.close().wait() }
         try? serverChannel?.close().wait()
+        // Connections finish what they have: idle keep-alive ones close now, busy ones
+        // after their response, and one just accepted serves its first request.
+        let open = monitor.locked { Array(connections.values) }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(StopAfterCurrentRequest()) }
         let limit = deadline(afterSeconds: configuration.shutdownGrace)
         monitor.locked {
-            while inFlight > 0 { if !monitor.wait(until: limit) { break } }
+            while inFlight > 0 || !connections.isEmpty { if !monitor.wait(until: limit) { break } }
         }
         try? group.syncShutdownGracefully()
         pool.stop()

@@ -219,6 +219,31 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         #expect(stopped.status == 0)
     }
 
+    @Test func maxRSSRecyclesAndSigquitStopsAtOnce() throws {
+        let scratch = ScratchDirectory("workers-rss")
+        // Every worker is over 1 MiB: each one asks to be recycled once it serves.
+        let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: ["--workers", "1", "--max-rss", "1"])
+        let master = server.process.processIdentifier
+        #expect(eventually(10) { children(of: master).count == 1 })
+        let first = children(of: master)[0]
+        let load = LoadLoop(port: server.port)
+        #expect(eventually(20) { !children(of: master).contains(first) })
+        let (_, failures) = load.stop()
+        #expect(failures.isEmpty, "\(failures)")
+        // SIGQUIT: no waiting for the request in flight.
+        let connection = try RawConnection(port: server.port)
+        try connection.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        usleep(300_000)
+        let quitAt = Date()
+        kill(master, SIGQUIT)
+        let stopped = server.stop()
+        #expect(Date().timeIntervalSince(quitAt) < 1.5)
+        #expect(stopped.status == 0)
+        #expect(stopped.stderr.contains("asks to be recycled (RSS"))
+        #expect(stopped.stderr.contains("SIGQUIT: stopping now"))
+        #expect(!stopped.stdout.contains("GET /slow"), "the slow request never finished")
+    }
+
     @Test func aHungWorkerIsKilledAfterTheHeartbeatTimeout() throws {
         let scratch = ScratchDirectory("workers-hang")
         let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: [
