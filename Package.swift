@@ -78,7 +78,7 @@ let package = Package(
             dependencies: ["FrostServer", "FrostSupervisor"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
-                .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--disable-new-dtags",
+                .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
                               "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib"]),
             ]
         ),

@@ -55,18 +55,20 @@ first_http_200() {  # command... ; prints ms from exec to the first 200
     echo $(( $(ms) - begin ))
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }
-pyi_times=(); frost_times=()
+pyi_times=(); frost_times=(); single_times=()
 for _ in $(seq "$rounds"); do
     pyi_times+=("$(first_http_200 "$pyi_dir/serve_waitress")")
     frost_times+=("$(first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
+    single_times+=("$(FROST_WORKERS=0 first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
 done
 
 $python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_files" "$pyi_bytes" "$pyi_files" \
-    "${frost_times[*]}" "${pyi_times[*]}" <<'PY'
+    "${frost_times[*]}" "${pyi_times[*]}" "${single_times[*]}" <<'PY'
 import statistics, sys
 fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
 ft = [int(x) for x in sys.argv[8].split()]
 pt = [int(x) for x in sys.argv[9].split()]
+st = [int(x) for x in sys.argv[10].split()]
 print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
 print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
 print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
@@ -74,5 +76,8 @@ print(f"{'dist size (MiB)':28}{fbytes/2**20:>14.1f}{pbytes/2**20:>14.1f}{fbytes/
 print(f"{'dist files':28}{ffiles:>14}{pfiles:>14}{ffiles/pfiles:>8.2f}")
 fm, pm = statistics.median(ft), statistics.median(pt)
 print(f"{'exec to first 200 (ms, med)':28}{fm:>14.0f}{pm:>14.0f}{fm/pm:>8.2f}")
-print("  both: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host; PyInstaller: waitress)")
+sm = statistics.median(st)
+print(f"{'  the same, --workers 0':28}{sm:>14.0f}{pm:>14.0f}{sm/pm:>8.2f}")
+print("  both: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host, a master and")
+print("  one worker, or one process with --workers 0; PyInstaller: waitress, one process)")
 PY

@@ -23,18 +23,23 @@ swift build -c release --product frost >/dev/null
 
 wait_for() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.05; done; return 1; }
 
-"$work/dist/hello/_hello" --listen 127.0.0.1:18081 --no-access-log >/dev/null 2>&1 & pids+=($!)
+"$work/dist/hello/_hello" --listen 127.0.0.1:18081 --workers 1 --no-access-log >/dev/null 2>&1 & pids+=($!)
 (cd "$here" && exec "$work/venv/bin/gunicorn" --workers 1 --worker-class sync --bind 127.0.0.1:18082 \
     --log-level warning hello_wsgi:app) >/dev/null 2>&1 & pids+=($!)
-wait_for 18081; wait_for 18082
+"$work/dist/hello/_hello" --listen 127.0.0.1:18083 --workers 2 --no-access-log >/dev/null 2>&1 & pids+=($!)
+(cd "$here" && exec "$work/venv/bin/gunicorn" --workers 2 --worker-class sync --bind 127.0.0.1:18084 \
+    --log-level warning hello_wsgi:app) >/dev/null 2>&1 & pids+=($!)
+wait_for 18081; wait_for 18082; wait_for 18083; wait_for 18084
 
 run() {  # name port
     wrk -t2 -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$2/" > "$work/$1.txt"
     local rps p99
     rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$work/$1.txt")
     p99=$(sed -n 's/^ *99% *\(.*\)$/\1/p' "$work/$1.txt")
-    printf "%-26s %12s req/s   p99 %s\n" "$1" "$rps" "$p99"
+    printf "%-28s %12s req/s   p99 %s\n" "$1" "$rps" "$p99"
 }
 echo "wrk: 2 threads, $connections connections, ${seconds}s each, GET / (14-byte body)"
-run "frost (8 Python threads)" 18081
+run "frost (1 worker)" 18081
 run "gunicorn (1 sync worker)" 18082
+run "frost (2 workers)" 18083
+run "gunicorn (2 sync workers)" 18084
