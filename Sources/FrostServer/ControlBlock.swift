@@ -149,7 +149,7 @@ extension Host {
         let write: (ControlBlock, PythonObject) -> NativeCall = { block, ecb in { args, keywords in
             let data = try requiredArgument(args, keywords, 0, "data")
             let flags = try optionalArgument(args, keywords, 1, "flags")?.asInt() ?? 0
-            let payload: [UInt8] = data.isString ? Array(try data.asString().utf8) : try bytesLike(data)
+            let payload: [UInt8] = try bytesLike(data)
             try block.host.sendImplicitHeadersIfNeeded(block)
             do {
                 try Python.withoutGIL { try block.exchange.writeBody(payload) }
@@ -250,8 +250,10 @@ func textArgument(_ value: PythonObject) throws -> String {
     return try value.asString()
 }
 
+/// bytes, bytearray, memoryview, or str (sent as UTF-8).
 func bytesLike(_ value: PythonObject) throws -> [UInt8] {
     if value.isBytes { return try value.asBytes() }
+    if value.isString { return Array(try value.asString().utf8) }
     // bytearray, memoryview: through bytes().
     return try Python.importModule("builtins").attribute("bytes").call([value]).asBytes()
 }
@@ -369,7 +371,7 @@ extension ControlBlock {
         let length = bytesToWrite == 0 ? size - offset : min(bytesToWrite, size - offset)
         func bytesOf(_ object: PythonObject?) throws -> [UInt8] {
             guard let object, !object.isNone else { return [] }
-            return object.isString ? Array(try object.asString().utf8) : try bytesLike(object)
+            return try bytesLike(object)
         }
         let head = try bytesOf(headObject)
         let tail = try bytesOf(tailObject)

@@ -333,7 +333,7 @@ extension FilterChain {
         let write: (FilterCall, PythonObject) -> NativeCall = { call, _ in { args, keywords in
             try call.scope.check("HTTP_FILTER_CONTEXT")
             let data = try requiredArgument(args, keywords, 0, "data")
-            let bytes: [UInt8] = data.isString ? Array(try data.asString().utf8) : try bytesLike(data)
+            let bytes: [UInt8] = try bytesLike(data)
             try call.writeRaw(bytes)
             return .none
         } }
@@ -588,7 +588,7 @@ final class RawData {
         let type = NativeType<RawData>("_isapi.HTTP_FILTER_RAW_DATA", doc: "Bytes read from or sent to the client.")
         type.attribute("InData", get: { try PythonObject(bytes: $0.bytes) }, set: { data, value in
             try data.scope.check("HTTP_FILTER_RAW_DATA")
-            data.bytes = value.isString ? Array(try value.asString().utf8) : try bytesLike(value)
+            data.bytes = try bytesLike(value)
         })
         type.describe = { "<HTTP_FILTER_RAW_DATA \($0.bytes.count) bytes>" }
         return type

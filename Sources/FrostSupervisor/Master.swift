@@ -115,6 +115,7 @@ public final class Master {
             close(fd)
         }
         defer { cleanUp() }
+        maintain()  // the first workers start now, not after the first poll
         while true {
             var fds = [pollfd(fd: pipe.readFD, events: Int16(POLLIN), revents: 0)]
             fds += workers.map { pollfd(fd: $0.control, events: Int16(POLLIN), revents: 0) }
