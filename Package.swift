@@ -51,7 +51,9 @@ let package = Package(
             ]
         ),
         .target(name: "FrostPython", dependencies: ["CPython"], swiftSettings: loaderModuleSettings),
-        .target(name: "FrostBundle", dependencies: ["FrostArchive"], swiftSettings: loaderModuleSettings),
+        // SHA-256 blocks with the x86 SHA extensions (the loader hashes its archives at start).
+        .target(name: "CSHA256"),
+        .target(name: "FrostBundle", dependencies: ["FrostArchive", "CSHA256"], swiftSettings: loaderModuleSettings),
         .target(
             name: "FrostRuntime",
             dependencies: ["FrostArchive", "FrostPython", "FrostBundle"],

@@ -1,6 +1,11 @@
+import CSHA256
+
 /// SHA-256 (FIPS 180-4), for the manifest. Written here because the loader links no
-/// Foundation and no crypto library; checked against sha256sum in the tests.
+/// Foundation and no crypto library; checked against sha256sum in the tests. Blocks go
+/// through the CPU's SHA extensions when it has them (CSHA256), else through Swift.
 public struct SHA256 {
+    private static let accelerated = frost_sha256_accelerated() != 0
+
     private var state: [UInt32] = [
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
     ]
@@ -18,7 +23,14 @@ public struct SHA256 {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
+    private var useAccelerated = SHA256.accelerated
+
     public init() {}
+
+    /// `portable`: Swift's compression even where the CPU has SHA extensions (for tests).
+    public init(portable: Bool) {
+        useAccelerated = SHA256.accelerated && !portable
+    }
 
     public mutating func update<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         length &+= UInt64(bytes.count)
@@ -50,6 +62,11 @@ public struct SHA256 {
         }
         length &+= UInt64(bytes.count)
         var offset = 0
+        if useAccelerated {
+            let blocks = bytes.count / 64
+            state.withUnsafeMutableBufferPointer { frost_sha256_blocks($0.baseAddress!, bytes.baseAddress!, blocks) }
+            offset = blocks * 64
+        }
         while bytes.count - offset >= 64 {
             compress(UnsafeBufferPointer(rebasing: bytes[offset..<(offset + 64)]))
             offset += 64
@@ -93,6 +110,10 @@ public struct SHA256 {
     @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
     private mutating func compress(_ block: UnsafeBufferPointer<UInt8>) {
+        if useAccelerated {
+            state.withUnsafeMutableBufferPointer { frost_sha256_blocks($0.baseAddress!, block.baseAddress!, 1) }
+            return
+        }
         // The round constants and the schedule through raw pointers: no bounds checks, no
         // lazy-global checks, no copy-on-write checks in the loop that hashes every byte.
         SHA256.k.withUnsafeBufferPointer { k in

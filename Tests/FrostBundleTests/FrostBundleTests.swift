@@ -50,6 +50,16 @@ import Foundation
 import FrostArchive
 
 @Suite struct HashAndJSONTests {
+    @Test func acceleratedAndPortableSHA256Agree() {
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 55, 56, 63, 64, 65, 127, 128, 1000, 4096 + 17, 100_000] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var fast = SHA256(), portable = SHA256(portable: true)
+            bytes.withUnsafeBytes { fast.update(buffer: $0); portable.update(buffer: $0) }
+            #expect(fast.finalize() == portable.finalize(), "length \(length)")
+        }
+    }
+
     @Test func sha256MatchesKnownVectorsAndSha256sum() throws {
         #expect(SHA256.hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
