@@ -31,6 +31,11 @@ enum FilterFixture {
                 if b"X-Raw-Block" in data:
                     fc.WriteClient(raw_response("403 Forbidden", b"blocked raw\n"))
                     return isapicon.SF_STATUS_REQ_FINISHED
+                if b"X-Split" in data and not data.endswith(b"\r\n\r\n"):
+                    return isapicon.SF_STATUS_REQ_READ_NEXT
+                if b"X-Split" in data:
+                    raw.InData = data.replace(b"/ext/split", b"/ext/joined")
+                    return isapicon.SF_STATUS_REQ_NEXT_NOTIFICATION
                 if b"X-Raw-Rewrite" in data:
                     raw.InData = data.replace(b"/raw-original", b"/ext/raw-rewritten")
                 return isapicon.SF_STATUS_REQ_NEXT_NOTIFICATION
@@ -245,6 +250,12 @@ enum FilterFixture {
         let answer = try blocked.readResponse()
         #expect(answer.status == 403 && answer.text == "blocked raw\n")
         #expect(blocked.isClosedByServer())
+        // READ_NEXT: the first part is held back and comes again with the rest.
+        let split = try RawConnection(port: server.port)
+        try split.send("GET /ext/split HTTP/1.1\r\nHost: x\r\nX-Split: 1\r\n")
+        usleep(200_000)
+        try split.send("Connection: close\r\n\r\n")
+        #expect(try json(try split.readResponse())["url"] as? String == "/ext/joined")
         // SEND_RAW_DATA sees the extension's bytes and a static file's (sent as a file region).
         #expect(try server.get("/ext/secret").text == "the ****** word\n")
         #expect(try server.get("/secret.txt").text == "static ****** text\n")
