@@ -53,6 +53,8 @@ public struct HostConfiguration: Sendable {
     /// Listening sockets bound by someone else (a master process, systemd): served
     /// instead of binding `listen`. The host owns them from `start` on.
     public var boundSockets: [Int32] = []
+    /// Called (on a Python thread) when the extension calls `ReportUnhealthy`.
+    public var onUnhealthy: (@Sendable (String) -> Void)?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -631,6 +633,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     func reportUnhealthy(_ reason: String) {
         logError("the extension reports itself unhealthy: \(reason)", nil)
+        configuration.onUnhealthy?(reason)
     }
 
     /// `isapi.ExtensionError(errno, strerror, funcname)`, or OSError without the package.

@@ -347,7 +347,7 @@ public final class Master {
             if !announced {
                 announced = true
                 let addresses = sockets.map(ListenSockets.describe).map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
-                writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(desired) worker processes", to: 1)
+                writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(desired) worker process\(desired == 1 ? "" : "es")", to: 1)
                 notifier.send(["READY=1", status(), "MAINPID=\(getpid())"])
             }
         }

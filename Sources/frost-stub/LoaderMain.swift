@@ -13,11 +13,11 @@ import Glibc
 /// runs NAME as `__main__` with the remaining arguments.
 public enum LoaderMain {
     public static let usage = """
-        usage: _NAME [--listen HOST:PORT | --listen unix:PATH] [--threads N] [--debug] [--no-access-log]
+        usage: _NAME [--listen HOST:PORT | --listen unix:PATH]... [--threads N] [--debug] [--no-access-log]
                _NAME --check [--module NAME]
                NAME [ARGUMENTS...]        (the console: runs module NAME as __main__)
 
-          --listen ADDR    where to serve HTTP (default: the bundle's listen option, else 127.0.0.1:8000;
+          --listen ADDR    where to serve HTTP, repeatable (default: the bundle's listen option, else 127.0.0.1:8000;
                            port 0 picks a free port)
           --threads N      Python threads serving requests concurrently (default 8)
           --workers N      worker processes under a master (default: the bundle's spec, else 1;
@@ -75,7 +75,7 @@ public enum LoaderMain {
 
         var check = false
         var module: String?
-        var listen: String?
+        var listens: [String] = []
         var threads = 8
         var debug = false
         var accessLog = true
@@ -99,7 +99,7 @@ public enum LoaderMain {
             case "--no-access-log": accessLog = false
             case _ where argument == "--listen" || argument.hasPrefix("--listen="):
                 guard let address = value("--listen") else { return usageError(label, "--listen needs an address") }
-                listen = address
+                listens.append(address)  // repeatable: one socket each
             case _ where ["--max-uri", "--max-headers", "--max-header-bytes", "--max-body"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
                 let option = String(argument.split(separator: "=").first!)
                 guard let text = value(option), let number = Int(text), number > 0 else {
@@ -164,8 +164,9 @@ public enum LoaderMain {
         if check {
             return runCheck(executablePath: executablePath, label: label, module: module)
         }
+        let listen = listens.first
         let serve = { (worker: WorkerSetup?) in
-            runServer(executablePath: executablePath, label: label, module: module, listen: listen,
+            runServer(executablePath: executablePath, label: label, module: module, listens: listens,
                       threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
                       limits: limits, siteFile: siteFile, worker: worker)
         }
@@ -181,7 +182,7 @@ public enum LoaderMain {
         if workers == 0 { return serve(nil) }
         var configuration = MasterConfiguration(
             executable: executablePath, workerArguments: rest,
-            listen: [listen ?? manifest?.options["listen"]?.string ?? "127.0.0.1:8000"], workers: workers,
+            listen: listen == nil ? [manifest?.options["listen"]?.string ?? "127.0.0.1:8000"] : listens, workers: workers,
             name: BundleLayout.problemWithModuleName(module ?? layout.name) == nil ? (module ?? layout.name) : layout.name)
         configuration.heartbeatTimeout = process.heartbeatTimeout
         configuration.gracefulTimeout = process.gracefulTimeout
@@ -225,7 +226,7 @@ public enum LoaderMain {
 
     /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully. As a worker it serves
     /// the sockets its master handed over and reports to it every second.
-    static func runServer(executablePath: String, label: String, module: String?, listen: String?,
+    static func runServer(executablePath: String, label: String, module: String?, listens: [String],
                           threads: Int, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
                           limits: HostLimits, siteFile: String?, worker: WorkerSetup?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
@@ -234,8 +235,10 @@ public enum LoaderMain {
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
         sigaddset(&signals, SIGINT)
+        // SIGHUP is the master's: a worker ignores it, a single process says so.
+        if worker == nil { sigaddset(&signals, SIGHUP) }
         var blocked = signals
-        if worker != nil { sigaddset(&blocked, SIGHUP) }
+        sigaddset(&blocked, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         let environment = processEnvironment()
         let notifier = SystemdNotifier(environment: environment)
@@ -258,7 +261,14 @@ public enum LoaderMain {
                 do { try PythonOutput.install() } catch { throw LoaderError(.run, "cannot redirect Python's output: \(error)") }
             }
             let entry = try loader.loadEntry()
-            let address = listen ?? loader.manifest?.options["listen"]?.string ?? "127.0.0.1:8000"
+            let address = listens.first ?? loader.manifest?.options["listen"]?.string ?? "127.0.0.1:8000"
+            var extraSockets: [Int32] = []
+            if worker == nil, systemdSockets.isEmpty, listens.count > 1 {
+                // Several addresses in one process: bound here, served like handed-over sockets.
+                do { extraSockets = try listens.map { try ListenSockets.bind($0) } } catch {
+                    throw LoaderError(.run, "\(error)")
+                }
+            }
             let host: Host
             do {
                 var current = entry.extensionObject
@@ -266,8 +276,13 @@ public enum LoaderMain {
                 var configuration = HostConfiguration(
                     listen: address, pythonThreads: threads, debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site)
-                configuration.boundSockets = worker?.sockets ?? systemdSockets
-                if let worker { configuration.shutdownGrace = worker.options.gracefulTimeout }
+                configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
+                if let worker {
+                    configuration.shutdownGrace = worker.options.gracefulTimeout
+                    // IIS recycles a worker process whose extension reports itself unhealthy.
+                    let link = worker.link
+                    configuration.onUnhealthy = { reason in link.send(.recycle(reason: "the extension reports itself unhealthy: \(reason)")) }
+                }
                 host = try Host(interpreter: loader.interpreter, entry: entry, configuration: configuration, reload: {
                         current = try loader.reloadExtension(current)
                         return current
@@ -289,7 +304,11 @@ public enum LoaderMain {
             } else {
                 printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(threads) Python threads")
                 notifier.send(["READY=1", "STATUS=serving with \(threads) Python threads", "MAINPID=\(getpid())"])
-                while sigwait(&signals, &received) != 0 {}
+                while true {
+                    guard sigwait(&signals, &received) == 0 else { continue }
+                    if received != SIGHUP { break }
+                    printError("frost: SIGHUP ignored: reloading needs a master (--workers 1 or more)")
+                }
                 notifier.send(["STOPPING=1"])
                 printLine("frost: \(received == SIGTERM ? "SIGTERM" : "SIGINT"): stopping; requests in flight finish")
             }

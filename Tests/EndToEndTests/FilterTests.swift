@@ -351,7 +351,6 @@ enum FilterFixture {
         let page = try server.get("/x?URL&REMOTE_ADDR&NO_SUCH")
         #expect(page.text.contains("URL=b'/x'") && page.text.contains("REMOTE_ADDR=b'127.0.0.1'"))
         #expect(page.text.contains("NO_SUCH=None") && page.text.contains("0 times"))
-        _ = try server.get("/ReportUnhealthy")
         // Redeploy: a rebuilt archive (same code, new file) replaces the old one.
         let archive = scratch.path("advanced/advanced.zip")
         let copy = archive + ".new"
@@ -363,8 +362,14 @@ enum FilterFixture {
             reloaded = try server.get("/again").text
         }
         #expect(reloaded.contains("1 times"))
+        // As IIS does, an unhealthy worker is recycled: its replacement serves.
+        let worker = children(of: server.process.processIdentifier)
+        _ = try server.get("/ReportUnhealthy")
+        #expect(eventually(15) { let now = children(of: server.process.processIdentifier); return !now.isEmpty && now != worker })
+        #expect(eventually(10) { (try? server.get("/after").text.contains("0 times")) == true })
         let stopped = server.stop()
         #expect(stopped.stderr.contains("the extension reports itself unhealthy: I'm a little sick"))
         #expect(stopped.stderr.contains("InternalReloadException: reloading the entry module"))
+        #expect(stopped.stderr.contains("asks to be recycled (the extension reports itself unhealthy: I'm a little sick)"))
     }
 }

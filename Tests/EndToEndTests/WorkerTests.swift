@@ -244,6 +244,27 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         #expect(!stopped.stdout.contains("GET /slow"), "the slow request never finished")
     }
 
+    @Test func severalListenAddressesWithAndWithoutAMaster() throws {
+        let scratch = ScratchDirectory("workers-listen")
+        let loader = try WorkerFixture.bundle(scratch)
+        for workers in ["0", "2"] {
+            let socketPath = scratch.path("w\(workers).sock")
+            let server = try RunningServer(loader: loader, arguments: ["--listen", "unix:" + socketPath, "--workers", workers])
+            #expect(try server.get("/version").text == "one")
+            let curl = try runProcess("/usr/bin/curl", ["-s", "--unix-socket", socketPath, "http://localhost/version"])
+            #expect(curl.stdout == "one", "workers \(workers)")
+            if workers == "0" {
+                kill(server.process.processIdentifier, SIGHUP)
+                usleep(200_000)
+                #expect(try server.get("/version").text == "one", "SIGHUP does not stop a single process")
+            }
+            let stopped = server.stop()
+            #expect(stopped.status == 0)
+            if workers == "0" { #expect(stopped.stderr.contains("SIGHUP ignored")) }
+            #expect(!FileManager.default.fileExists(atPath: socketPath) || workers == "0")
+        }
+    }
+
     @Test func aHungWorkerIsKilledAfterTheHeartbeatTimeout() throws {
         let scratch = ScratchDirectory("workers-hang")
         let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: [
