@@ -197,7 +197,6 @@ final class FilterScope {
 final class FilterConnection: @unchecked Sendable {
     // @unchecked: `context` is touched with the GIL held; `raw` is set once on the event loop
     // before any notification.
-    let id: Int
     let chain: FilterChain
     nonisolated(unsafe) var context: PythonObject?
     var raw: RawDataHandler?
@@ -209,8 +208,7 @@ final class FilterConnection: @unchecked Sendable {
     private var requestsOpen = 0
     private var closed = false
 
-    init(id: Int, chain: FilterChain) {
-        self.id = id
+    init(chain: FilterChain) {
         self.chain = chain
         chain.sessionOpened()
     }

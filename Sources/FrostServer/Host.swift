@@ -195,7 +195,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
             var raw: RawDataHandler?
             if let chain = self.filterChain {
-                let connection = FilterConnection(id: id, chain: chain)
+                let connection = FilterConnection(chain: chain)
                 raw = RawDataHandler(connection: connection)
                 connection.raw = raw
                 try channel.pipeline.syncOperations.addHandler(raw!)

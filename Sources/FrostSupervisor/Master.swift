@@ -82,6 +82,8 @@ public final class Master {
     private var lastStats = 0.0
     private var exitStatus: Int32 = 0
     private var signalPipe: SignalPipe?
+    /// Failed starts, with backoff, before a master whose workers never started gives up.
+    static let startAttempts = 3
 
     public init(configuration: MasterConfiguration, environment: [String: String] = processEnvironment()) {
         self.configuration = configuration
@@ -269,8 +271,9 @@ public final class Master {
             }
             if !worker.ready {
                 startFailures += 1
-                if !everReady {
-                    log("worker \(worker.number) (pid \(worker.pid)) \(how) before it was ready; no worker could start, stopping")
+                if !everReady && startFailures >= Master.startAttempts {
+                    log("worker \(worker.number) (pid \(worker.pid)) \(how) before it was ready; "
+                        + "\(startFailures) starts failed and none succeeded: stopping")
                     exitStatus = 1
                     stopAll(immediately: false)
                     return
@@ -288,7 +291,9 @@ public final class Master {
                 continue
             }
             restarts += 1
-            log("worker \(worker.number) (pid \(worker.pid)) \(how); starting a replacement")
+            spawn()
+            let replacement = workers.last.map { " by worker \($0.number) (pid \($0.pid))" } ?? ""
+            log("worker \(worker.number) (pid \(worker.pid)) \(how); replaced\(replacement)")
         }
     }
 
