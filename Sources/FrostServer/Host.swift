@@ -222,13 +222,17 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         public var inFlight: Int
         /// Seconds the longest-running Python job has been busy (0: none).
         public var oldestBusySeconds: Double
+        /// Python threads busy now, and how many there are.
+        public var busyThreads: Int
+        public var pythonThreads: Int
     }
 
     public var statistics: Statistics {
         monitor.locked {
             let now = monotonicSeconds()
             let oldest = busySince.values.min().map { now - $0 } ?? 0
-            return Statistics(served: served, inFlight: inFlight, oldestBusySeconds: oldest)
+            return Statistics(served: served, inFlight: inFlight, oldestBusySeconds: oldest,
+                              busyThreads: busySince.count, pythonThreads: pool.size)
         }
     }
 

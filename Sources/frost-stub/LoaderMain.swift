@@ -421,8 +421,8 @@ struct WorkerSetup {
     let sockets: [Int32]
     let options: ProcessOptions
 
-    /// Waits for SIGTERM/SIGINT, reporting once a second: a heartbeat while a Python
-    /// thread takes new work and no handler is stuck past its deadline, and a request
+    /// Waits for SIGTERM/SIGINT, reporting once a second: a heartbeat while no handler is
+    /// stuck past its deadline and a Python thread takes new work (or all are busy), and a request
     /// to be recycled after --max-requests (plus jitter) or over --max-rss. Returns the
     /// signal that stopped it (SIGTERM when the master went away).
     func serve(_ host: Host, limits: HostLimits, signals: inout sigset_t) -> Int32 {
@@ -436,8 +436,12 @@ struct WorkerSetup {
             guard link.masterAlive else { return SIGTERM }
             let statistics = host.statistics
             let resident = MasterLink.residentKiB()
+            // Hung: a handler still busy past its deadline. Otherwise alive if a Python
+            // thread takes new work, or all of them are busy with requests within their
+            // deadlines (a saturated worker is not a hung one).
             let stuck = statistics.oldestBusySeconds > limits.requestTimeout
-            if !stuck, host.respondsWithin(seconds: min(1, options.heartbeatTimeout / 2)) {
+            let saturated = statistics.busyThreads >= statistics.pythonThreads
+            if !stuck, saturated || host.respondsWithin(seconds: min(1, options.heartbeatTimeout / 2)) {
                 link.send(.heartbeat(served: statistics.served, residentKiB: resident))
             }
             if !recycleAsked {

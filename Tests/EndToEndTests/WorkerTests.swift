@@ -281,6 +281,21 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         #expect(stopped.status == 0)
     }
 
+    @Test func aBusyWorkerIsNotTakenForAHungOne() throws {
+        let scratch = ScratchDirectory("workers-busy")
+        // One Python thread, busy for 2 s with a request well inside its deadline, and a
+        // heartbeat time-out of 1 s: the worker must keep its life.
+        let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: [
+            "--workers", "1", "--threads", "1", "--heartbeat-timeout", "1", "--request-timeout", "30"])
+        let master = server.process.processIdentifier
+        #expect(eventually(10) { children(of: master).count == 1 })
+        let worker = children(of: master)
+        #expect(try server.get("/slow").text == "slow done")
+        #expect(children(of: master) == worker)
+        let stopped = server.stop()
+        #expect(!stopped.stderr.contains("missed its heartbeat"), "\(stopped.stderr)")
+    }
+
     @Test func workersThatCannotStartStopTheMasterWithTheirError() throws {
         let scratch = ScratchDirectory("workers-broken")
         let loader = try WorkerFixture.bundle(scratch)
