@@ -99,6 +99,8 @@ public final class Master {
         // Signals arrive through a pipe (a thread does sigwait), so the loop below can
         // poll them together with the workers' links.
         let pipe = SignalPipe(signals: [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1])
+        // A log reader that went away must not take the master with it.
+        signal(SIGPIPE, SIG_IGN)
         signalPipe = pipe
         do {
             try openSockets()
