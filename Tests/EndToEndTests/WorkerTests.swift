@@ -145,6 +145,8 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         let replacement = try #require(children(of: master).first { !before.contains($0) })
         #expect(eventually(10) { answeringPIDs(server, requests: 10).contains(replacement) })
         let serving = Date().timeIntervalSince(killedAt)
+        // A second is the goal; shared CI machines get some slack.
+        #expect(serving < 2.0, "the replacement served \(serving) s after the kill")
         usleep(300_000)
         let (succeeded, failures) = load.stop()
         #expect(succeeded > 20)
