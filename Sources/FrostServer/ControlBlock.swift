@@ -245,6 +245,24 @@ extension Host {
     }()
 }
 
+/// The classes of `isapi`'s errors, imported once. Touched with the GIL held.
+nonisolated(unsafe) private var isapiErrorClasses: [String: PythonObject] = [:]
+
+/// `isapi.<className>(errno, strerror, funcname)` (ExtensionError, FilterError), or an
+/// OSError when the package is not there.
+func isapiError(_ className: String, _ errno: Int, _ message: String?, _ function: String) -> PythonError {
+    do {
+        if isapiErrorClasses[className] == nil {
+            isapiErrorClasses[className] = try Python.importModule("isapi").attribute(className)
+        }
+        return PythonError.raise(isapiErrorClasses[className]!, args: [
+            try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
+        ])
+    } catch {
+        return PythonError.raise(.osError, "\(function): \(message ?? "error \(errno)")")
+    }
+}
+
 func textArgument(_ value: PythonObject) throws -> String {
     if value.isBytes { return String(decoding: try value.asBytes(), as: UTF8.self) }
     return try value.asString()

@@ -56,7 +56,6 @@ final class FilterChain: @unchecked Sendable {
     private let monitor = Monitor()
     private var stopped = false
     private var sessions = 0
-    nonisolated(unsafe) private static var filterErrorClass: PythonObject?
 
     init(filter: PythonObject, flags: Int, interpreter: Interpreter, reload: (() throws -> PythonObject?)?,
          log: @escaping (String, String?) -> Void) throws {
@@ -169,16 +168,9 @@ final class FilterChain: @unchecked Sendable {
         }
     }
 
-    /// `isapi.FilterError(errno, None, funcname)`, or OSError without the package.
+    /// `isapi.FilterError(errno, strerror, funcname)`.
     static func filterError(_ errno: Int, _ message: String?, _ function: String) -> PythonError {
-        do {
-            if filterErrorClass == nil { filterErrorClass = try Python.importModule("isapi").attribute("FilterError") }
-            return PythonError.raise(filterErrorClass!, args: [
-                try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
-            ])
-        } catch {
-            return PythonError.raise(.osError, "\(function): \(message ?? "error \(errno)")")
-        }
+        isapiError("FilterError", errno, message, function)
     }
 }
 

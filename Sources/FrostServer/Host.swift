@@ -90,7 +90,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private let reload: (() throws -> PythonObject?)?
     private let group: MultiThreadedEventLoopGroup
     private let pool: PythonThreadPool
-    private var serverChannel: Channel?
     private let monitor = Monitor()
     private var inFlight = 0
     private var nextConnectionID = 0
@@ -102,7 +101,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var acceptor: Acceptor?
     /// Open connections, for a graceful stop.
     private var connections: [Int: Channel] = [:]
-    nonisolated(unsafe) private static var extensionErrorClass: PythonObject?
     /// The bundle's filter, when it has one and the site configuration enables it.
     let filterChain: FilterChain?
 
@@ -161,15 +159,15 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
         do {
             if listen.hasPrefix("unix:") {
-                serverChannel = try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
-                                                   cleanupExistingSocketFile: true).wait()
+                serverChannels = [try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
+                                                     cleanupExistingSocketFile: true).wait()]
             } else {
                 guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
                     throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
                 }
                 var host = String(listen[..<colon])
                 if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-                serverChannel = try bootstrap.bind(host: host, port: port).wait()
+                serverChannels = [try bootstrap.bind(host: host, port: port).wait()]
             }
         } catch let error as HostError {
             throw error
@@ -177,8 +175,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             throw HostError(message: "cannot listen on \(listen): \(error)")
         }
         if listen.hasPrefix("unix:") { return listen }
-        serverChannels = serverChannel.map { [$0] } ?? []
-        return describe(serverChannel?.localAddress) ?? listen
+        return describe(serverChannels.first?.localAddress) ?? listen
     }
 
     /// The pipeline of one connection: the raw-data handler when there is a filter, NIO's
@@ -272,7 +269,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     public func shutdown() {
         acceptor?.stop()
         for channel in serverChannels { try? channel.close().wait() }
-        try? serverChannel?.close().wait()
         // Connections finish what they have: idle keep-alive ones close now, busy ones
         // after their response, and one just accepted serves its first request.
         let open = monitor.locked { Array(connections.values) }
@@ -412,7 +408,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let uri = exchange.head.uri
         let path = percentDecoded(String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
         let route = self.route(path)
-        let physical = mapURLToPath(uri)
+        let physical = physicalPath(of: route, path: path)
         if chain.wants(FilterNotification.urlMap, request) {
             let (outcome, data) = notify(FilterNotification.urlMap, URLMapData.mapType) {
                 URLMapData(scope: $0, url: path, physicalPath: physical)
@@ -619,14 +615,16 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// below the bundle directory. `..` components do not climb out.
     func mapURLToPath(_ url: String) -> String {
         let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
-        var base = site.physicalPath
-        var rest = path
-        if let routes = configuration.site {
-            switch routes.route(path) {
-            case .extensionCall(let directory, _, let pathInfo): (base, rest) = (directory.path, pathInfo)
-            case .file(let directory, let relative): (base, rest) = (directory.path, relative)
-            case .notFound: break
-            }
+        return physicalPath(of: route(path), path: path)
+    }
+
+    /// Where a routed path lies on disk.
+    func physicalPath(of route: Site.Route, path: String) -> String {
+        var (base, rest) = (site.physicalPath, path)
+        switch route {
+        case .extensionCall(let directory, _, let pathInfo): (base, rest) = (directory.path, pathInfo)
+        case .file(let directory, let relative): (base, rest) = (directory.path, relative)
+        case .notFound: break
         }
         var parts: [Substring] = []
         for part in rest.split(separator: "/") where part != "." {
@@ -642,16 +640,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     /// `isapi.ExtensionError(errno, strerror, funcname)`, or OSError without the package.
     func extensionError(_ errno: Int, _ message: String?, _ function: String) -> PythonError {
-        do {
-            if Host.extensionErrorClass == nil {
-                Host.extensionErrorClass = try Python.importModule("isapi").attribute("ExtensionError")
-            }
-            return PythonError.raise(Host.extensionErrorClass!, args: [
-                try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
-            ])
-        } catch {
-            return PythonError.raise(.osError, "\(function): \(message ?? "error \(errno)")")
-        }
+        isapiError("ExtensionError", errno, message, function)
     }
 
     func logError(_ message: String, _ traceback: String?) {
