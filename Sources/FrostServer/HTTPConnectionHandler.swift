@@ -35,7 +35,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
 
-    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil) {
+    /// `stopping`: the host is already stopping; serve one request, then close.
+    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil,
+         stopping: Bool = false) {
+        self.stopping = stopping
         self.connectionID = connectionID
         self.dispatcher = dispatcher
         self.limits = limits

@@ -101,6 +101,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var acceptor: Acceptor?
     /// Open connections, for a graceful stop.
     private var connections: [Int: Channel] = [:]
+    /// Accepted by the acceptor thread, not yet set up on an event loop.
+    private var connectionsBeingSetUp = 0
+    /// Set when `shutdown` begins: connections set up from then on stop after one request.
+    private var stopping = false
     /// The bundle's filter, when it has one and the site configuration enables it.
     let filterChain: FilterChain?
 
@@ -150,7 +154,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 acceptor = try Acceptor(sockets: configuration.boundSockets) { fd in
                     var one: Int32 = 1
                     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    _ = connections.withConnectedSocket(fd)
+                    self.monitor.locked { self.connectionsBeingSetUp += 1 }
+                    connections.withConnectedSocket(fd).whenComplete { _ in
+                        self.monitor.locked {
+                            self.connectionsBeingSetUp -= 1
+                            self.monitor.broadcast()
+                        }
+                    }
                 }
             } catch {
                 throw HostError(message: "cannot serve the listening sockets handed over: \(error)")
@@ -200,7 +210,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                 withPipeliningAssistance: true, withErrorHandling: true)
             try channel.pipeline.syncOperations.addHandler(
-                HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw))
+                HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
+                                      stopping: self.monitor.locked { self.stopping }))
         }
     }
 
@@ -271,11 +282,17 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         for channel in serverChannels { try? channel.close().wait() }
         // Connections finish what they have: idle keep-alive ones close now, busy ones
         // after their response, and one just accepted serves its first request.
-        let open = monitor.locked { Array(connections.values) }
+        // A connection accepted but not yet set up is waited for like the others.
+        let open = monitor.locked {
+            stopping = true
+            return Array(connections.values)
+        }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(StopAfterCurrentRequest()) }
         let limit = deadline(afterSeconds: configuration.shutdownGrace)
         monitor.locked {
-            while inFlight > 0 || !connections.isEmpty { if !monitor.wait(until: limit) { break } }
+            while inFlight > 0 || !connections.isEmpty || connectionsBeingSetUp > 0 {
+                if !monitor.wait(until: limit) { break }
+            }
         }
         try? group.syncShutdownGracefully()
         pool.stop()
