@@ -303,16 +303,26 @@ func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
             throw PythonError.raise(.valueError, "bad response header line \(line.debugDescription): expected 'Name: value'")
         }
         let name = String(line[..<colon]).trimmingCharacters(in: " \t")
-        guard name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {
+        guard isHeaderName(name) else {
             throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
         }
         let headerValue = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t")
-        guard !headerValue.utf8.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) else {
+        guard isHeaderValue(headerValue) else {
             throw PythonError.raise(.valueError, "bad value for response header \(name.debugDescription)")
         }
         headers.append((name, headerValue))
     }
     return headers
+}
+
+/// A header name: visible ASCII without ':' (empty is not one).
+func isHeaderName(_ name: String) -> Bool {
+    !name.isEmpty && name.utf8.allSatisfy { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }
+}
+
+/// A header value: no CR, LF or NUL (which would split or end the header block).
+func isHeaderValue(_ value: String) -> Bool {
+    !value.utf8.contains { $0 == 0 || $0 == 10 || $0 == 13 }
 }
 
 func htmlEscaped(_ text: String) -> String {

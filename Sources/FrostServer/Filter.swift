@@ -401,7 +401,7 @@ final class PreprocHeadersData {
             let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name")))
             let value = try textArgument(try requiredArgument(args, keywords, 1, "value"))
             let function = adding ? "AddHeader" : "SetHeader"
-            guard !value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) else {
+            guard isHeaderValue(value) else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "header values cannot hold CR, LF or NUL", function)
             }
             var problem: String?
@@ -422,7 +422,7 @@ final class PreprocHeadersData {
                     default: problem = "version must be HTTP/1.0 or HTTP/1.1"
                     }
                 default:
-                    guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {
+                    guard isHeaderName(name) else {
                         problem = "bad header name"; return
                     }
                     if adding {
@@ -486,8 +486,7 @@ final class ResponseHeadData {
             let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name")))
             let value = try textArgument(try requiredArgument(args, keywords, 1, "value"))
             let function = adding ? "AddHeader" : "SetHeader"
-            guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }),
-                  !value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) else {
+            guard isHeaderName(name), isHeaderValue(value) else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "bad header \(name.debugDescription)", function)
             }
             if !adding { data.headers.removeAll { $0.0.lowercased() == name.lowercased() } }
