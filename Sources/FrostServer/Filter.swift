@@ -656,6 +656,8 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var outgoing: [Outgoing] = []
     private var outBusy = false
     private var closing = false
+    /// The client's half-close, held until the bytes before it have been through the filter.
+    private var inputClosedPending = false
 
     init(connection: FilterConnection) {
         self.connection = connection
@@ -689,9 +691,14 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     private func pumpIn() {
         guard let context, !inBusy, !closing, !incoming.isEmpty else {
-            if !inBusy, incoming.isEmpty, readPending, let context {
-                readPending = false
-                context.read()
+            if !inBusy, incoming.isEmpty, let context {
+                if inputClosedPending {
+                    inputClosedPending = false
+                    context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+                } else if readPending {
+                    readPending = false
+                    context.read()
+                }
             }
             return
         }
@@ -733,6 +740,14 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
             closeAfterWrites()
         }
         pumpIn()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, inBusy || !incoming.isEmpty {
+            inputClosedPending = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func read(context: ChannelHandlerContext) {

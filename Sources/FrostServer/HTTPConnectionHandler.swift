@@ -32,6 +32,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var requestsSeen = 0
     private var stopping = false
+    /// The client ended its side (a half-close): the requests it sent are answered, then
+    /// the connection closes.
+    private var inputEnded = false
+    /// A request failed to parse: nothing after it is read as HTTP, and the connection
+    /// closes once the response owed (if any) is out.
+    private var inputMalformed = false
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
 
@@ -79,7 +85,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if rejecting { return }
+        if rejecting || inputMalformed { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             timer?.cancel()
@@ -139,7 +145,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext) {
         if current === exchange {
             current = nil
-            if stopping {
+            if stopping || inputEnded || inputMalformed {
                 context.close(promise: nil)
             } else {
                 resumeReading(context)
@@ -150,6 +156,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { return clientEndedInput(context) }
         guard event is StopAfterCurrentRequest else { return context.fireUserInboundEventTriggered(event) }
         stopping = true
         if let current {
@@ -167,8 +174,48 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         context.fireChannelInactive()
     }
 
+    /// The client shut down its sending side (RFC 9112 §9.6 allows it after a request):
+    /// every complete request it sent still gets its response, then the connection closes.
+    /// A body cut short by it fails the handler's reads (the decoder reports it as an error).
+    private func clientEndedInput(_ context: ChannelHandlerContext) {
+        inputEnded = true
+        if let current {
+            current.disableKeepAlive()
+            current.bodyFailed("the client closed its side of the connection before sending the whole body")
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// A parse error, an I/O error, or bytes after a parse error. No input may end the
+    /// process, and a request gets at most one response: a malformed request that already
+    /// went to the extension fails its body reads and gets the response its handler
+    /// writes; one that did not gets a 400 from here. Either way the connection closes.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        current?.connectionClosed()
-        context.close(promise: nil)
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }  // discarded
+        guard error is HTTPParserError else {
+            current?.connectionClosed()
+            context.close(promise: nil)
+            return
+        }
+        if inputMalformed || rejecting { return }
+        inputMalformed = true
+        timer?.cancel()
+        if let current, !current.responseEnded {
+            current.bodyFailed("the request body is malformed (\(error))")
+            return
+        }
+        if current != nil { return }  // its response is on the way; exchangeFinished closes
+        rejecting = true
+        let body = Array("Bad Request: the request is malformed\n".utf8)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        let head = HTTPResponseHead(version: .http1_1, status: .badRequest, headers: [
+            "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
+        ])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 }

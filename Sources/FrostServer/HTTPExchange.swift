@@ -49,6 +49,9 @@ final class HTTPExchange: @unchecked Sendable {
     private var buffered = 0
     private var bodyEnded = false
     private var closed = false
+    /// Why the rest of the body will never come (malformed framing, the client's read side
+    /// ended early); reads fail with it once what arrived before has been read.
+    private var bodyFailure: String?
     private var readsPaused = false
     private(set) var bodyBytesRead = 0
 
@@ -58,7 +61,13 @@ final class HTTPExchange: @unchecked Sendable {
     private var keepAlive = true
     private var suppressBody = false
     private(set) var statusCode = 200
+    /// Body bytes that reached the socket.
     private(set) var bytesSent = 0
+    /// Whether the response head reached the socket (else the access log says 499).
+    private(set) var headDelivered = false
+    /// The response's `.end` has gone down the pipeline (event loop only): from then on
+    /// no response is owed for this request.
+    private(set) var responseEnded = false
     /// The filter wrote the response itself: what the host would write is dropped.
     private(set) var answeredByFilter = false
     private var keepAfterFilterAnswer = false
@@ -113,6 +122,18 @@ final class HTTPExchange: @unchecked Sendable {
         }
     }
 
+    /// The rest of the body cannot be read (it failed to parse, or the client ended its
+    /// side first): the handler's reads fail after what arrived, and the connection closes
+    /// after the one response the handler writes. Event loop.
+    func bodyFailed(_ reason: String) {
+        monitor.locked {
+            guard !bodyEnded, bodyFailure == nil else { return }
+            bodyFailure = reason
+            keepAlive = false
+            monitor.broadcast()
+        }
+    }
+
     // MARK: Request body (Python side; the caller has released the GIL)
 
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
@@ -121,11 +142,12 @@ final class HTTPExchange: @unchecked Sendable {
         let limit = FrostPython.deadline(afterSeconds: bodyTimeout)
         var timedOut = false
         let bytes: [UInt8] = try monitor.locked {
-            while chunks.isEmpty && !bodyEnded && !closed {
+            while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
                 if !monitor.wait(until: limit) { timedOut = true; break }
             }
             if chunks.isEmpty {
                 if bodyEnded { return [] }
+                if let bodyFailure { throw ExchangeError(message: bodyFailure) }
                 if timedOut {
                     throw ExchangeError(message: "no request body arrived for \(Int(bodyTimeout)) s")
                 }
@@ -164,7 +186,7 @@ final class HTTPExchange: @unchecked Sendable {
     /// skipped safely); a request without a body has nothing to skip.
     private var mustCloseAfterResponse: Bool {
         let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
-        return !keepAlive || (!bodyEnded && !closed && !hasNoBody)
+        return !keepAlive || bodyFailure != nil || (!bodyEnded && !closed && !hasNoBody)
     }
 
     // MARK: Response (Python side)
@@ -210,6 +232,7 @@ final class HTTPExchange: @unchecked Sendable {
         try submit { promise in
             self.context.writeAndFlush(self.connection.wrapOutboundOut(.head(responseHead)), promise: promise)
         }
+        monitor.locked { headDelivered = true }
     }
 
     /// Writes body bytes and waits until the connection has taken them.
@@ -257,6 +280,7 @@ final class HTTPExchange: @unchecked Sendable {
     func markAnsweredByFilter(keepConnection: Bool) {
         monitor.locked {
             headersSent = true
+            headDelivered = true
             answeredByFilter = true
             keepAfterFilterAnswer = keepConnection
         }
@@ -286,6 +310,7 @@ final class HTTPExchange: @unchecked Sendable {
         guard let (close, answered) = state else { return false }
         eventLoop.execute {
             self.deadline?.cancel()
+            self.responseEnded = true
             if answered {
                 // The filter wrote the response; the HTTP pipeline still has to see one.
                 self.connection.raw?.discardingEncoderOutput {
@@ -350,7 +375,6 @@ final class HTTPExchange: @unchecked Sendable {
             headersSent = true
             finished = true
             statusCode = Int(status.code)
-            bytesSent = bodyLength
             return mustCloseAfterResponse
         }
         if close {
@@ -359,10 +383,13 @@ final class HTTPExchange: @unchecked Sendable {
             responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         deadline?.cancel()
+        responseEnded = true
         context.write(connection.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status,
                                                                         headers: responseHeaders))), promise: nil)
-        if let body, head.method != .HEAD { context.write(connection.wrapOutboundOut(.body(body)), promise: nil) }
-        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+        let sendsBody = body != nil && head.method != .HEAD
+        if let body, sendsBody { context.write(connection.wrapOutboundOut(.body(body)), promise: nil) }
+        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
+            if case .success = result { self.noteDelivered(bodyBytes: sendsBody ? bodyLength : 0) }
             onWritten?()
             if close { self.context.close(promise: nil) }
             self.connection.exchangeFinished(self, context: self.context)
@@ -382,6 +409,7 @@ final class HTTPExchange: @unchecked Sendable {
             return sent
         }
         guard let headersWereSent = headers else { return false }
+        responseEnded = true
         if headersWereSent {
             context.close(promise: nil)
             connection.exchangeFinished(self, context: context)
@@ -395,13 +423,25 @@ final class HTTPExchange: @unchecked Sendable {
         ])
         context.write(connection.wrapOutboundOut(.head(responseHead)), promise: nil)
         context.write(connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        monitor.locked { bytesSent = body.count }
-        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { _ in
+        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
+            if case .success = result { self.noteDelivered(bodyBytes: body.count) }
             self.context.close(promise: nil)
             self.connection.exchangeFinished(self, context: self.context)
         }
         return true
     }
+
+    /// A response written from the event loop reached the socket.
+    private func noteDelivered(bodyBytes: Int) {
+        monitor.locked {
+            headDelivered = true
+            bytesSent = bodyBytes
+        }
+    }
+
+    /// The status for the access log: what was sent, or 499 (as nginx logs it) when no
+    /// response head reached the client.
+    var loggedStatus: Int { monitor.locked { headDelivered ? statusCode : 499 } }
 
     private func submit(_ operation: @escaping @Sendable (EventLoopPromise<Void>) -> Void) throws {
         let promise = eventLoop.makePromise(of: Void.self)

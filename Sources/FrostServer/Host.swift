@@ -142,6 +142,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             .childChannelInitializer { channel in self.initializeConnection(channel) }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            // A client may half-close after its request; it still gets its responses.
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
         let listen = configuration.listen
         if !configuration.boundSockets.isEmpty {
             // Sockets shared with other processes: accepted by our own thread (NIO's server
@@ -149,6 +151,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // to the event loops.
             let connections = ClientBootstrap(group: group)
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+                .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in self.initializeConnection(channel) }
             do {
                 acceptor = try Acceptor(sockets: configuration.boundSockets) { fd in
@@ -207,8 +210,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 connection.raw = raw
                 try channel.pipeline.syncOperations.addHandler(raw!)
             }
+            // NIO's error handler is left out: it would answer a malformed body with a 400
+            // while the extension still owes that request's response (a second response,
+            // which the pipeline cannot take). HTTPConnectionHandler.errorCaught decides.
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                withPipeliningAssistance: true, withErrorHandling: true)
+                withPipeliningAssistance: true, withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
                                       stopping: self.monitor.locked { self.stopping }))
@@ -761,7 +767,7 @@ struct AccessRecord: Sendable {
         target = String(parts.first ?? "")
         parameters = parts.count > 1 ? String(parts[1]) : ""
         version = "HTTP/\(head.version.major).\(head.version.minor)"
-        status = exchange.statusCode
+        status = exchange.loggedStatus
         bytesSent = exchange.bytesSent
         bytesReceived = exchange.bodyBytesRead
         milliseconds = Int((monotonicSeconds() - exchange.received) * 1000)

@@ -23,7 +23,17 @@ final class RawConnection {
         guard status == 0 else { close(fd); throw ClientError(message: "connect: \(String(cString: strerror(errno)))") }
     }
 
-    deinit { close(fd) }
+    private var isOpen = true
+
+    deinit { if isOpen { close(fd) } }
+
+    /// Closes with a reset (SO_LINGER 0), as a client that vanishes does.
+    func reset() {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        close(fd)
+        isOpen = false
+    }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 

@@ -15,6 +15,12 @@ enum Products {
         return url
     }()
     static var stub: String { directory.appendingPathComponent("frost-stub").path }
+    /// The release-built loader beside the debug one, when `swift build -c release` made it
+    /// (Scripts/test.sh does): what users run, where NIO's debug assertions are off.
+    static var releaseStub: String? {
+        let path = directory.deletingLastPathComponent().appendingPathComponent("release/frost-stub").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
     static var frost: String { directory.appendingPathComponent("frost").path }
 }
 
@@ -128,7 +134,7 @@ struct CompileFailure: Error { let message: String }
 /// Assembles a bundle directory by hand: the stub as `_NAME`, and `NAME.zip` holding
 /// `files` (text entries) and `binary` entries.
 func makeBundle(in scratch: ScratchDirectory, name: String, files: [String: String],
-                binary: [String: [UInt8]] = [:], includeIsapi: Bool = true) throws -> String {
+                binary: [String: [UInt8]] = [:], includeIsapi: Bool = true, stub: String = Products.stub) throws -> String {
     var writer = ZipWriter()
     var all = files
     if includeIsapi { all.merge(try Repository.isapiSources()) { a, _ in a } }
@@ -136,6 +142,6 @@ func makeBundle(in scratch: ScratchDirectory, name: String, files: [String: Stri
     for (path, bytes) in binary { try writer.add(path, contents: bytes) }
     try writer.write(to: scratch.path(name + ".zip"))
     let loader = scratch.path("_" + name)
-    try FileManager.default.copyItem(atPath: Products.stub, toPath: loader)
+    try FileManager.default.copyItem(atPath: stub, toPath: loader)
     return loader
 }
