@@ -252,10 +252,9 @@ nonisolated(unsafe) private var isapiErrorClasses: [String: PythonObject] = [:]
 /// OSError when the package is not there.
 func isapiError(_ className: String, _ errno: Int, _ message: String?, _ function: String) -> PythonError {
     do {
-        if isapiErrorClasses[className] == nil {
-            isapiErrorClasses[className] = try Python.importModule("isapi").attribute(className)
-        }
-        return PythonError.raise(isapiErrorClasses[className]!, args: [
+        let errorClass = try isapiErrorClasses[className] ?? Python.importModule("isapi").attribute(className)
+        isapiErrorClasses[className] = errorClass
+        return PythonError.raise(errorClass, args: [
             try PythonObject(errno), try message.map { try PythonObject($0) } ?? .none, try PythonObject(function),
         ])
     } catch {

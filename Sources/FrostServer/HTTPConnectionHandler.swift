@@ -38,12 +38,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// A request failed to parse: nothing after it is read as HTTP, and the connection
     /// closes once the response owed (if any) is out.
     private var inputMalformed = false
+    /// The rest of a request body its handler left unread, being read and dropped so the
+    /// connection can carry the next request: bytes left in the budget, and when it began.
+    private var discarding: (budget: Int, since: Double)?
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
+    /// Closes the connection without losing a response to a reset.
+    private let lingering: LingeringClose
 
     /// `stopping`: the host is already stopping; serve one request, then close.
     init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil,
-         stopping: Bool = false) {
+         lingering: LingeringClose, stopping: Bool = false) {
+        self.lingering = lingering
         self.stopping = stopping
         self.connectionID = connectionID
         self.dispatcher = dispatcher
@@ -60,12 +66,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         context.fireChannelActive()
     }
 
-    /// Closes the connection unless a request head arrives in time.
+    /// Ends the connection unless the next thing it waits for (a request head, the next
+    /// piece of a body being dropped) arrives in time.
     private func arm(_ context: ChannelHandlerContext, _ seconds: Double) {
         timer?.cancel()
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-            bound.value.close(promise: nil)
+            let (handler, context) = bound.value
+            if handler.discarding != nil {
+                handler.stopDiscarding(context, keep: false)  // a response was sent: no reset
+            } else {
+                context.close(promise: nil)
+            }
         }
     }
 
@@ -80,8 +92,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         ])
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        lingering.begin()  // the client may be sending the body it announced: read, drop, then close
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -104,7 +116,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             bodyBytes = 0
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        bodyTimeout: limits.bodyTimeout, filterRequest: raw == nil ? nil : FilterRequest())
+                                        bodyTimeout: limits.bodyTimeout, maxDiscardBytes: limits.maxDiscardBytes,
+                                        filterRequest: raw == nil ? nil : FilterRequest())
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -113,6 +126,14 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
             dispatcher.dispatch(exchange)
         case .body(let buffer):
+            if var discarding {
+                discarding.budget -= buffer.readableBytes
+                self.discarding = discarding
+                if discarding.budget < 0 || monotonicSeconds() - discarding.since > limits.lingeringTime {
+                    return stopDiscarding(context, keep: false)
+                }
+                return arm(context, limits.lingeringTimeout)
+            }
             bodyBytes += buffer.readableBytes
             if bodyBytes > limits.maxBodyBytes {
                 // A chunked body over the limit: the request cannot be completed.
@@ -121,6 +142,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
             if let current, current.appendBody(buffer) { readsPaused = true }
         case .end:
+            if discarding != nil { return stopDiscarding(context, keep: true) }
             current?.endBody()
         }
     }
@@ -142,17 +164,36 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext) {
+    /// A response is out (`close`: the exchange says the connection ends with it). The
+    /// connection closes without a reset, reads and drops the rest of an unread body, or
+    /// waits for the next request.
+    func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext, close: Bool) {
         if current === exchange {
             current = nil
-            if stopping || inputEnded || inputMalformed {
-                context.close(promise: nil)
+            if close || stopping || inputEnded || inputMalformed {
+                timer?.cancel()
+                lingering.begin()
+            } else if !exchange.requestComplete {
+                discarding = (limits.maxDiscardBytes, monotonicSeconds())
+                resumeReading(context)
+                arm(context, limits.lingeringTimeout)
             } else {
                 resumeReading(context)
                 if context.channel.isActive { arm(context, limits.idleTimeout) }
             }
         }
         dispatcher.completed(exchange)
+    }
+
+    /// The unread body has been dropped to its end (`keep`), or it ran past the bounds.
+    private func stopDiscarding(_ context: ChannelHandlerContext, keep: Bool) {
+        discarding = nil
+        if keep {
+            arm(context, limits.idleTimeout)
+        } else {
+            timer?.cancel()
+            lingering.begin()
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -183,6 +224,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             current.disableKeepAlive()
             current.bodyFailed("the client closed its side of the connection before sending the whole body")
         } else {
+            timer?.cancel()
             context.close(promise: nil)
         }
     }
@@ -201,6 +243,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if inputMalformed || rejecting { return }
         inputMalformed = true
         timer?.cancel()
+        if discarding != nil { return stopDiscarding(context, keep: false) }  // its response is out
         if let current, !current.responseEnded {
             current.bodyFailed("the request body is malformed (\(error))")
             return
@@ -215,7 +258,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         ])
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        lingering.begin()
     }
 }

@@ -45,7 +45,12 @@ final class HTTPExchange: @unchecked Sendable {
     /// The per-request deadline, cancelled when the response is finished.
     var deadline: Scheduled<Void>?
     let bodyTimeout: Double
+    /// How much unread body may still be to come for the connection to be kept (it is
+    /// then read and dropped after the response).
+    let maxDiscardBytes: Int
     private var chunks: [ByteBuffer] = []
+    /// Body bytes that have arrived, read or not.
+    private var bodyBytesReceived = 0
     private var buffered = 0
     private var bodyEnded = false
     private var closed = false
@@ -73,9 +78,10 @@ final class HTTPExchange: @unchecked Sendable {
     private var keepAfterFilterAnswer = false
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         bodyTimeout: Double, filterRequest: FilterRequest? = nil) {
+         bodyTimeout: Double, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil) {
         self.connectionID = connectionID
         self.bodyTimeout = bodyTimeout
+        self.maxDiscardBytes = maxDiscardBytes
         self.requestHead = head
         self.filterRequest = filterRequest
         self.context = context
@@ -102,6 +108,7 @@ final class HTTPExchange: @unchecked Sendable {
         monitor.locked {
             chunks.append(buffer)
             buffered += buffer.readableBytes
+            bodyBytesReceived += buffer.readableBytes
             monitor.broadcast()
             if buffered >= HTTPExchange.highWater { readsPaused = true }
             return readsPaused
@@ -157,7 +164,7 @@ final class HTTPExchange: @unchecked Sendable {
             while out.count < maximum, !chunks.isEmpty {
                 var first = chunks[0]
                 let take = min(maximum - out.count, first.readableBytes)
-                out += first.readBytes(length: take)!
+                out += first.readBytes(length: take) ?? []
                 if first.readableBytes == 0 { chunks.removeFirst() } else { chunks[0] = first }
             }
             buffered -= out.count
@@ -181,12 +188,21 @@ final class HTTPExchange: @unchecked Sendable {
     /// How many body bytes have arrived and not been read yet.
     var availableCount: Int { monitor.locked { buffered } }
 
-    /// Whether the connection must close after this response (the caller holds `monitor`):
-    /// when keep-alive is off, or when a request body is still unread (it cannot be
-    /// skipped safely); a request without a body has nothing to skip.
-    private var mustCloseAfterResponse: Bool {
+    /// Whether the connection can stay open after this response (the caller holds
+    /// `monitor`): keep-alive was asked for and the request body is complete, or what is
+    /// still to come of it is known and small enough to read and drop afterwards. A chunked
+    /// body cut short leaves its remainder unknown: the connection closes, announced.
+    private var canKeepConnection: Bool {
+        if !keepAlive || bodyFailure != nil || closed { return false }
         let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
-        return !keepAlive || bodyFailure != nil || (!bodyEnded && !closed && !hasNoBody)
+        if bodyEnded || hasNoBody { return true }
+        guard let declared = declaredLength else { return false }
+        return declared - bodyBytesReceived <= maxDiscardBytes
+    }
+
+    /// Whether the request body has arrived in full (or there is none). Event loop.
+    var requestComplete: Bool {
+        monitor.locked { bodyEnded || ((declaredLength ?? 0) == 0 && !isChunked) }
     }
 
     // MARK: Response (Python side)
@@ -209,6 +225,8 @@ final class HTTPExchange: @unchecked Sendable {
             guard !closed else { throw ExchangeError(message: "the client closed the connection") }
             headersSent = true
             statusCode = status
+            // Decided here, so that the head announces a close the host will make.
+            if !canKeepConnection { keepAlive = false }
             suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
             let hasLength = responseHeaders.contains(name: "content-length")
             if !hasLength && !suppressBody {
@@ -304,8 +322,8 @@ final class HTTPExchange: @unchecked Sendable {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            if answeredByFilter { return (!keepAfterFilterAnswer || mustCloseAfterResponse, true) }
-            return (mustCloseAfterResponse, false)
+            if answeredByFilter { return (!keepAfterFilterAnswer || !canKeepConnection, true) }
+            return (!keepAlive || bodyFailure != nil, false)
         }
         guard let (close, answered) = state else { return false }
         eventLoop.execute {
@@ -328,8 +346,7 @@ final class HTTPExchange: @unchecked Sendable {
                 self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
             }
             end.futureResult.whenComplete { _ in
-                if close { self.context.close(promise: nil) }
-                self.connection.exchangeFinished(self, context: self.context)
+                self.connection.exchangeFinished(self, context: self.context, close: close)
             }
         }
         return true
@@ -375,7 +392,8 @@ final class HTTPExchange: @unchecked Sendable {
             headersSent = true
             finished = true
             statusCode = Int(status.code)
-            return mustCloseAfterResponse
+            if !canKeepConnection { keepAlive = false }
+            return !keepAlive
         }
         if close {
             responseHeaders.replaceOrAdd(name: "connection", value: "close")
@@ -391,8 +409,7 @@ final class HTTPExchange: @unchecked Sendable {
         context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
             if case .success = result { self.noteDelivered(bodyBytes: sendsBody ? bodyLength : 0) }
             onWritten?()
-            if close { self.context.close(promise: nil) }
-            self.connection.exchangeFinished(self, context: self.context)
+            self.connection.exchangeFinished(self, context: self.context, close: close)
         }
     }
 
@@ -411,8 +428,8 @@ final class HTTPExchange: @unchecked Sendable {
         guard let headersWereSent = headers else { return false }
         responseEnded = true
         if headersWereSent {
-            context.close(promise: nil)
-            connection.exchangeFinished(self, context: context)
+            context.close(promise: nil)  // cut: the response cannot be completed
+            connection.exchangeFinished(self, context: context, close: true)
             return true
         }
         let body = Array("Gateway Timeout: the application did not answer in time\n".utf8)
@@ -425,8 +442,7 @@ final class HTTPExchange: @unchecked Sendable {
         context.write(connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
             if case .success = result { self.noteDelivered(bodyBytes: body.count) }
-            self.context.close(promise: nil)
-            self.connection.exchangeFinished(self, context: self.context)
+            self.connection.exchangeFinished(self, context: self.context, close: true)
         }
         return true
     }

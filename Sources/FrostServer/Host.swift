@@ -27,6 +27,16 @@ public struct HostLimits: Sendable {
     /// Seconds a request may take from head to finished response (300): then 504, or the
     /// connection is cut if the headers already went out.
     public var requestTimeout = 300.0
+    /// A request body the handler left unread is read and dropped, keeping the connection,
+    /// when at most this many bytes of it (by Content-Length) are still to come (1 MiB).
+    /// A larger or chunked remainder gets `Connection: close` instead.
+    public var maxDiscardBytes = 1 << 20
+    /// Before a connection closes after a response, what the client still sends is read
+    /// and dropped (its side shut down first), so the response is not lost to a reset: for
+    /// at most `lingeringTime` seconds in all (30), and `lingeringTimeout` between sends (5),
+    /// as nginx's lingering_time and lingering_timeout. The same bounds apply to discarding.
+    public var lingeringTime = 30.0
+    public var lingeringTimeout = 5.0
 
     public init() {}
 }
@@ -203,6 +213,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                     self.monitor.broadcast()
                 }
             }
+            let lingering = LingeringClose(time: self.configuration.limits.lingeringTime,
+                                           timeout: self.configuration.limits.lingeringTimeout)
+            try channel.pipeline.syncOperations.addHandler(lingering)
             var raw: RawDataHandler?
             if let chain = self.filterChain {
                 let connection = FilterConnection(chain: chain)
@@ -217,7 +230,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 withPipeliningAssistance: true, withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
-                                      stopping: self.monitor.locked { self.stopping }))
+                                      lingering: lingering, stopping: self.monitor.locked { self.stopping }))
         }
     }
 

@@ -174,7 +174,9 @@ func parseHTTPDate(_ text: String) -> Int? {
     guard fields.count == 6, fields[5] == "GMT", let day = Int(fields[1]), let month = months.firstIndex(of: String(fields[2])),
           let year = Int(fields[3]) else { return nil }
     let clock = fields[4].split(separator: ":").compactMap { Int($0) }
-    guard clock.count == 3 else { return nil }
+    // Bounded before the Int32 conversions, which would trap on a huge number from a client.
+    guard clock.count == 3, clock.allSatisfy({ (0...60).contains($0) }), (1...31).contains(day),
+          (1900...9999).contains(year) else { return nil }
     var parts = tm()
     parts.tm_year = Int32(year - 1900)
     parts.tm_mon = Int32(month)

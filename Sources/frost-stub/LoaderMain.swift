@@ -39,6 +39,12 @@ public enum LoaderMain {
           --header-timeout S, --idle-timeout S, --body-timeout S, --request-timeout S
                            time-outs (10, 60, 30, 300): slow connections are closed; a request
                            over its deadline gets 504
+          --discard-max BYTES  a request body the handler left unread is read and dropped to
+                           keep the connection when at most this much of it is still to come
+                           (1048576); a larger or chunked one: Connection: close
+          --lingering-time S, --lingering-timeout S  before closing after a response, read and
+                           drop what the client still sends for at most S in all (30), and at
+                           most S between its sends (5), so the response is never lost to a reset
           --check          mount the archive, import the entry module, run its factories
                            and Version calls, print what it provides, call Terminate*, exit
           --module NAME    load module NAME instead of the one named by this executable
@@ -100,7 +106,7 @@ public enum LoaderMain {
             case _ where argument == "--listen" || argument.hasPrefix("--listen="):
                 guard let address = value("--listen") else { return usageError(label, "--listen needs an address") }
                 listens.append(address)  // repeatable: one socket each
-            case _ where ["--max-uri", "--max-headers", "--max-header-bytes", "--max-body"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
+            case _ where ["--max-uri", "--max-headers", "--max-header-bytes", "--max-body", "--discard-max"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
                 let option = String(argument.split(separator: "=").first!)
                 guard let text = value(option), let number = Int(text), number > 0 else {
                     return usageError(label, "\(option) needs a positive number")
@@ -109,9 +115,11 @@ public enum LoaderMain {
                 case "--max-uri": limits.maxURIBytes = number
                 case "--max-headers": limits.maxHeaderCount = number
                 case "--max-header-bytes": limits.maxHeaderBytes = number
+                case "--discard-max": limits.maxDiscardBytes = number
                 default: limits.maxBodyBytes = number
                 }
-            case _ where ["--header-timeout", "--idle-timeout", "--body-timeout", "--request-timeout"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
+            case _ where ["--header-timeout", "--idle-timeout", "--body-timeout", "--request-timeout", "--lingering-time",
+                          "--lingering-timeout"].contains(argument.split(separator: "=").first.map(String.init) ?? ""):
                 let option = String(argument.split(separator: "=").first!)
                 guard let text = value(option), let seconds = Double(text), seconds > 0 else {
                     return usageError(label, "\(option) needs a positive number of seconds")
@@ -120,6 +128,8 @@ public enum LoaderMain {
                 case "--header-timeout": limits.headerTimeout = seconds
                 case "--idle-timeout": limits.idleTimeout = seconds
                 case "--body-timeout": limits.bodyTimeout = seconds
+                case "--lingering-time": limits.lingeringTime = seconds
+                case "--lingering-timeout": limits.lingeringTimeout = seconds
                 default: limits.requestTimeout = seconds
                 }
             case _ where argument == "--access-log" || argument.hasPrefix("--access-log="):

@@ -145,3 +145,26 @@ func makeBundle(in scratch: ScratchDirectory, name: String, files: [String: Stri
     try FileManager.default.copyItem(atPath: stub, toPath: loader)
     return loader
 }
+
+/// A venv of Debian's Python with packages from PyPI, for test clients (h11, ...); kept in
+/// the shared build cache, keyed by the package list, made once under a lock.
+enum ToolVenv {
+    static func python(with packages: [String]) throws -> String {
+        let key = packages.sorted().joined(separator: "-").replacingOccurrences(of: "=", with: "_")
+        let venv = BuildCache.shared + "/tool-venv-" + key
+        let python = venv + "/bin/python"
+        try FileManager.default.createDirectory(atPath: BuildCache.shared, withIntermediateDirectories: true)
+        let lock = open(venv + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        if FileManager.default.fileExists(atPath: venv + "/.complete") { return python }
+        try? FileManager.default.removeItem(atPath: venv)
+        let create = try runProcess("/usr/bin/python3", ["-m", "venv", venv], timeout: 120)
+        guard create.status == 0 else { throw ClientError(message: "venv: \(create.output)") }
+        let install = try runProcess(python, ["-m", "pip", "install", "-q", "--disable-pip-version-check"] + packages,
+                                     environment: ["HOME": NSTemporaryDirectory()], timeout: 600)
+        guard install.status == 0 else { throw ClientError(message: "pip install \(packages): \(install.output)") }
+        FileManager.default.createFile(atPath: venv + "/.complete", contents: Data())
+        return python
+    }
+}

@@ -74,6 +74,10 @@ import Foundation
         #expect(httpDate(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT")
         #expect(parseHTTPDate("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777)
         #expect(parseHTTPDate("Sunday, 06-Nov-94 08:49:37 GMT") == nil)
+        // Numbers past Int32 from a client are refused, not a trap.
+        #expect(parseHTTPDate("Sun, 06 Nov 99999999999 08:49:37 GMT") == nil)
+        #expect(parseHTTPDate("Sun, 06 Nov 1994 99999999999:49:37 GMT") == nil)
+        #expect(parseHTTPDate("Sun, 9999999999 Nov 1994 08:49:37 GMT") == nil)
         #expect(StaticFiles.contentType(for: "/a/b/style.CSS") == "text/css; charset=utf-8")
         #expect(StaticFiles.contentType(for: "/a/noext") == "application/octet-stream")
     }

@@ -1,0 +1,85 @@
+import NIOCore
+
+/// The first handler of every connection: closes it the way nginx's lingering close does.
+///
+/// Closing a socket that still has unread bytes from the client makes the kernel send a
+/// reset, and a reset can destroy a response the client has not read yet (or fail the
+/// client's next write before it reads). So once the connection is to close after a
+/// response, `begin` shuts down our sending side (the client sees the end of the
+/// response) and from then on reads and drops everything the client still sends, until
+/// the client closes its side, it stays silent for `timeout`, or `time` has passed.
+final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
+    // @unchecked: all state is touched on the channel's event loop only.
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private let time: Double
+    private let timeout: Double
+    private var context: ChannelHandlerContext?
+    private var lingering = false
+    private var totalTimer: Scheduled<Void>?
+    private var silenceTimer: Scheduled<Void>?
+
+    init(time: Double, timeout: Double) {
+        self.time = time
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// Whether the connection is on its way out.
+    var isLingering: Bool { lingering }
+
+    /// Shuts down the sending side once what was written so far is out, then drops input
+    /// until the client is done; the connection closes then (or at the bounds).
+    func begin() {
+        guard !lingering, let context else { return }
+        lingering = true
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.flush()
+        context.close(mode: .output).whenFailure { _ in bound.value.close(promise: nil) }  // no half-close: plain close
+        totalTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(time * 1000))) {
+            bound.value.close(promise: nil)
+        }
+        armSilenceTimer(context)
+        context.read()
+    }
+
+    private func armSilenceTimer(_ context: ChannelHandlerContext) {
+        silenceTimer?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        silenceTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
+            bound.value.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard lingering else { return context.fireChannelRead(data) }
+        armSilenceTimer(context)  // dropped
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard lingering else { return context.fireChannelReadComplete() }
+        context.read()  // the handlers behind may hold reads back; nothing reaches them now
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if lingering, case ChannelEvent.inputClosed = event { return context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard lingering else { return context.fireErrorCaught(error) }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        totalTimer?.cancel()
+        silenceTimer?.cancel()
+        context.fireChannelInactive()
+    }
+}
