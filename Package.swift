@@ -98,7 +98,7 @@ let package = Package(
                 "FrostArchive", "FrostBundle", "IsapiPackage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
-            resources: [.copy("Resources/hidden-imports.json"), .copy("Resources/analyse.py")]
+            resources: [.copy("Resources/hooks.json"), .copy("Resources/analyse.py"), .copy("Resources/trace.py")]
         ),
         .executableTarget(
             name: "frost",

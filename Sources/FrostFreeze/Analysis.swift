@@ -30,7 +30,8 @@ public struct Analysis: Decodable, Sendable {
     }
 
     public struct Warning: Decodable, Sendable, Equatable {
-        /// "missing" or "dynamic".
+        /// "missing", "dynamic", "trace" (the traced import stopped) or "traced" (a module
+        /// the traced import saw could not be bundled).
         public let kind: String
         public let module: String?
         public let importer: String?
@@ -51,9 +52,25 @@ public struct Analysis: Decodable, Sendable {
         public let archive: String
     }
 
+    /// What the traced import saw.
+    public struct Trace: Decodable, Sendable {
+        public let ran: Bool
+        public let error: String?
+        /// How many modules the import added to sys.modules.
+        public let modules: Int
+        /// Shared objects it mapped that are neither extension modules nor libpython.
+        public let libraries: [String]
+    }
+
     public let python: PythonInfo
     public let modules: [Module]
+    /// What may break at run time.
     public let warnings: [Warning]
+    /// Imports in third-party code that only some code paths make, which were not found.
+    public let optional: [Warning]
+    public let trace: Trace
+    /// Data files left out by the hooks' exclude_data.
+    public let data_left_out: Int
     public let stdlib_missing_skipped: Int
     public let package_data: [DataFile]
     public let distributions: [String]

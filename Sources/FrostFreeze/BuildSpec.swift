@@ -39,6 +39,10 @@ public struct BuildSpec: Equatable, Sendable {
     /// Default listen address of the loader.
     public var listen: String = "127.0.0.1:8000"
     public var workers: Workers = .count(1)
+    /// Import the entry module at build time to see what really gets imported.
+    public var trace: Bool = true
+    /// The user's own hooks (a JSON file in the format of FrostFreeze's hooks.json; absolute).
+    public var hooks: String?
     /// The file the spec came from (nil for a bare script).
     public var specFile: String?
 
@@ -55,6 +59,7 @@ public struct BuildSpec: Equatable, Sendable {
                 ($0.destination, JSON.string(URL(fileURLWithPath: $0.source).lastPathComponent))
             })),
             "python": .string(python),
+            "trace": .bool(trace),
         ]
         switch workers {
         case .auto: options["workers"] = .string("auto")
@@ -93,12 +98,14 @@ public struct SpecOverrides: Sendable {
     public var compress: Bool?
     public var listen: String?
     public var workers: String?
+    public var trace: Bool?
+    public var hooks: String?
     public init() {}
 }
 
 public enum SpecLoader {
     static let knownKeys = ["name", "script", "python", "requirements", "includes", "excludes", "packages",
-                            "resources", "optimize", "compress", "listen", "workers"]
+                            "resources", "optimize", "compress", "listen", "workers", "trace", "hooks"]
 
     /// Loads a spec from `path` (a .toml spec, a pyproject.toml or a .py script) and
     /// applies `overrides`. Paths in a spec file are relative to the file's directory.
@@ -202,6 +209,11 @@ public enum SpecLoader {
             spec.compress = flag
         }
         if let listen = try string("listen") { spec.listen = listen }
+        if let value = table["trace"] {
+            guard let flag = value.bool else { throw fail("trace", "expected true or false, found \(value.type)") }
+            spec.trace = flag
+        }
+        if let hooks = try string("hooks") { spec.hooks = resolve(hooks, against: directory) }
         if let value = table["workers"] {
             if let n = value.int { spec.workers = .count(n) } else if value.string == "auto" { spec.workers = .auto } else {
                 throw fail("workers", "expected a number of workers or \"auto\", found \(value.type)")
@@ -233,6 +245,8 @@ public enum SpecLoader {
         if let optimize = overrides.optimize { spec.optimize = optimize }
         if let compress = overrides.compress { spec.compress = compress }
         if let listen = overrides.listen { spec.listen = listen }
+        if let trace = overrides.trace { spec.trace = trace }
+        if let hooks = overrides.hooks { spec.hooks = resolve(hooks, against: currentDirectory) }
         if let workers = overrides.workers {
             if workers == "auto" { spec.workers = .auto } else if let n = Int(workers) { spec.workers = .count(n) } else {
                 throw SpecError(file: "command line", line: nil, key: "workers", message: "'\(workers)' is not a number or auto")
@@ -269,6 +283,13 @@ public enum SpecLoader {
             let parts = resource.destination.split(separator: "/", omittingEmptySubsequences: false)
             if resource.destination.hasPrefix("/") || parts.contains("..") || parts.contains(".") || resource.destination.contains("\\") {
                 throw fail("resources", "archive path '\(resource.destination)' must be relative, without '.' or '..'")
+            }
+        }
+        if let hooks = spec.hooks {
+            do {
+                _ = try Hooks.load(hooks)
+            } catch let error as Hooks.FormatError {
+                throw fail("hooks", error.description)
             }
         }
         guard (0...2).contains(spec.optimize) else { throw fail("optimize", "must be 0, 1 or 2, not \(spec.optimize)") }

@@ -67,7 +67,15 @@ public struct BuildReport: Sendable {
         lines.append("modules: \(counts.joined(separator: ", ")); \(extensionModules) extension modules; \(sharedLibraries) shared libraries")
         for (part, bytes) in sizes { lines.append(String(format: "  %-28@ %10@", part as NSString, formatBytes(bytes) as NSString)) }
         lines.append("  \(fileCount) files")
-        if !warnings.isEmpty { lines.append("\(warnings.count) warning\(warnings.count == 1 ? "" : "s") (above)") }
+        if upToDate {
+            lines += warnings  // from the build that made the bundle; nothing was printed above
+        } else {
+            let notes = warnings.filter { $0.hasPrefix("note:") }.count, count = warnings.count - notes
+            var parts: [String] = []
+            if count > 0 { parts.append("\(count) warning\(count == 1 ? "" : "s")") }
+            if notes > 0 { parts.append("\(notes) note\(notes == 1 ? "" : "s")") }
+            if !parts.isEmpty { lines.append(parts.joined(separator: ", ") + " (above)") }
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -88,6 +96,13 @@ public final class Builder {
     /// excluded unless the spec includes them.
     static let defaultExcludes = ["tkinter", "_tkinter", "idlelib", "lib2to3", "ensurepip", "turtle", "turtledemo",
                                   "test", "pydoc_data"]
+    /// Build and packaging tooling and the host's site customisation: left out unless the
+    /// traced import shows the app uses them (or the spec includes them). The test suites
+    /// of third-party packages (their `tests` subpackages) are left out the same way.
+    static let toolingExcludes = ["setuptools", "pkg_resources", "_distutils_hack", "pip", "distutils", "wheel",
+                                  "sitecustomize", "usercustomize", "apport_python_hook", "_pytest", "pytest"]
+    /// How long the traced import may take before what it imported so far is used.
+    static let traceTimeout = 60
     /// Modules the loader provides itself (builtin, native).
     static let providedModules = ["_isapi", "_frost", "_frost_resources"]
 
@@ -122,7 +137,8 @@ public final class Builder {
             throw BuildError("the loader runs Python \(loaderPython) but \(spec.python) is Python \(analysis.python.version): "
                              + "set python to an interpreter of \(loaderPython)")
         }
-        let warnings = Builder.presentWarnings(analysis.warnings)
+        var warnings = Builder.presentWarnings(analysis.warnings)
+        if let note = Builder.optionalNote(analysis.optional) { warnings.append(note) }
         warnings.forEach(onWarning)
         let byCategory = Dictionary(grouping: analysis.modules, by: \.category)
         progress.detail("\(analysis.modules.count) modules")
@@ -185,8 +201,17 @@ public final class Builder {
         }
         let resolver = LibraryResolver()
         let libraries: [LibraryResolver.Resolved]
+        // What the traced import mapped besides extension modules (ctypes, cffi, plugins'
+        // libraries), under the name the dynamic linker looks for.
+        var loaded: [LibraryResolver.Resolved] = []
+        for path in analysis.trace.libraries {
+            let name = (try? ELFReader.read(path).soname).flatMap { $0 } ?? URL(fileURLWithPath: path).lastPathComponent
+            if LibraryResolver.systemLibraries.contains(name) || !fm.fileExists(atPath: path) { continue }
+            loaded.append(.init(name: name, path: URL(fileURLWithPath: path).resolvingSymlinksInPath().path))
+        }
         do {
-            libraries = try resolver.closure(of: [options.stubPath, libpython] + extensionFiles)
+            libraries = Builder.merge(try resolver.closure(of: [options.stubPath, libpython] + extensionFiles + loaded.map(\.path)),
+                                      loaded)
         } catch let error as LibraryResolver.Unresolved {
             throw BuildError("cannot collect shared libraries: \(error)")
         }
@@ -247,6 +272,31 @@ public final class Builder {
         return lines
     }
 
+    /// One line for the imports third-party code makes only on some paths and that are not
+    /// installed: they break nothing the app's start used (the traced import saw that).
+    static func optionalNote(_ optional: [Analysis.Warning]) -> String? {
+        let missing = Set(optional.filter { $0.kind == "missing" }.compactMap(\.module)).sorted()
+        let computed = optional.filter { $0.kind == "dynamic" }.count
+        guard !missing.isEmpty || computed > 0 else { return nil }
+        var parts: [String] = []
+        if !missing.isEmpty {
+            let shown = missing.prefix(6).joined(separator: ", ") + (missing.count > 6 ? ", …" : "")
+            parts.append("\(missing.count) module\(missing.count == 1 ? "" : "s") that third-party code imports only on some code paths \(missing.count == 1 ? "is" : "are") not installed (\(shown))")
+        }
+        if computed > 0 { parts.append("\(computed) computed import\(computed == 1 ? "" : "s") in third-party code") }
+        return "note: " + parts.joined(separator: "; ") + ". The app's start did not need them (traced); if a later "
+            + "call does, install the module or add it to includes (`--json` lists them under 'optional')"
+    }
+
+    /// The closure and the traced libraries, each name once (the traced file wins: it is
+    /// what the process really loaded).
+    static func merge(_ closure: [LibraryResolver.Resolved], _ loaded: [LibraryResolver.Resolved]) -> [LibraryResolver.Resolved] {
+        var byName: [String: LibraryResolver.Resolved] = [:]
+        for library in closure { byName[library.name] = library }
+        for library in loaded { byName[library.name] = library }
+        return byName.values.sorted { $0.name < $1.name }
+    }
+
     static func shortSitePath(_ path: String) -> String {
         for marker in ["/site-packages/", "/dist-packages/"] {
             if let range = path.range(of: marker) { return String(path[range.upperBound...]) }
@@ -304,9 +354,17 @@ public final class Builder {
     }
 
     func analyse(python: String) throws -> Analysis {
-        let hiddenData = try Data(contentsOf: Bundle.module.url(forResource: "hidden-imports", withExtension: "json")!)
-        var hidden = (try JSONSerialization.jsonObject(with: hiddenData) as? [String: Any]) ?? [:]
-        hidden = hidden.filter { !$0.key.hasPrefix("_") }
+        var hooks: Hooks
+        do {
+            hooks = try Hooks.builtIn()
+            if let own = spec.hooks { hooks = hooks.adding(try Hooks.load(own)) }
+        } catch let error as Hooks.FormatError {
+            throw BuildError("bad hooks: \(error)")
+        }
+        guard let tracer = Bundle.module.url(forResource: "trace", withExtension: "py") else {
+            throw BuildError("trace.py is missing from frost's resources")
+        }
+        let named = Set(spec.includes + spec.packages)
         let request: [String: Any] = [
             "name": spec.name, "script": spec.script,
             "isapi_parent": IsapiPackage.directory.deletingLastPathComponent().path,
@@ -317,7 +375,11 @@ public final class Builder {
             "provided_modules": Builder.providedModules,
             "runtime_modules": Builder.runtimeModules.filter { !spec.excludes.contains($0) },
             "whole_packages": Builder.wholePackages,
-            "hidden": hidden,
+            "hooks": hooks.requestObject,
+            "default_excludes": Builder.toolingExcludes.filter { !named.contains($0) },
+            "trace": spec.trace,
+            "trace_script": tracer.path,
+            "trace_timeout": Builder.traceTimeout,
         ]
         let script = Bundle.module.url(forResource: "analyse", withExtension: "py")!.path
         let result = try PythonRunner.run(python, ["-I", script],
@@ -390,7 +452,11 @@ public final class Builder {
     /// The inputs of the last build: the spec, the stub and every file it read.
     func fingerprint(files: [String]) -> String {
         var text = "\(spec)\n"
-        for path in [options.stubPath, spec.python] + files {
+        // frost's own analysis and hooks are inputs too: a new frost rebuilds.
+        let own = ["analyse.py", "trace.py", "hooks.json"].compactMap {
+            Bundle.module.url(forResource: ($0 as NSString).deletingPathExtension, withExtension: ($0 as NSString).pathExtension)?.path
+        }
+        for path in [options.stubPath, spec.python] + own + (spec.hooks.map { [$0] } ?? []) + files {
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let size = attributes?[.size] as? Int ?? -1
             let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1

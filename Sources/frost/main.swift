@@ -172,6 +172,8 @@ struct BuildCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Deflate archive entries.") var compress: Bool?
     @Option(help: "Default listen address (HOST:PORT or unix:PATH).") var listen: String?
     @Option(help: "Default number of workers, or auto.") var workers: String?
+    @Flag(inversion: .prefixedNo, help: "Import the entry module at build time to see what it really imports.") var trace: Bool?
+    @Option(help: "A hooks file of your own (JSON, the format of the README's 'Hooks').") var hooks: String?
     @Option(help: "Where NAME/ is written.") var dist: String = "dist"
     @Option(help: "The frost-stub executable to use as the loader.") var stub: String?
     @Flag(help: "Print nothing but errors.") var quiet = false
@@ -188,6 +190,8 @@ struct BuildCommand: ParsableCommand {
         overrides.resources = resources
         overrides.optimize = optimize
         overrides.compress = compress
+        overrides.trace = trace
+        overrides.hooks = hooks
         overrides.listen = listen
         overrides.workers = workers
         let spec: BuildSpec

@@ -164,7 +164,7 @@ enum ToolVenv {
         let install = try runProcess(python, ["-m", "pip", "install", "-q", "--disable-pip-version-check"] + packages,
                                      environment: ["HOME": NSTemporaryDirectory()], timeout: 600)
         guard install.status == 0 else { throw ClientError(message: "pip install \(packages): \(install.output)") }
-        FileManager.default.createFile(atPath: venv + "/.complete", contents: Data())
+        _ = FileManager.default.createFile(atPath: venv + "/.complete", contents: Data())
         return python
     }
 }

@@ -121,6 +121,17 @@ func specError(_ body: () throws -> Void) -> SpecError? {
         #expect(e5?.line == 2)
         #expect(e5?.message.hasPrefix("TOML syntax") == true)
 
+        let trace = dir.write("tr.toml", "script = \"app/main.py\"\ntrace = \"yes\"\n")
+        #expect(specError { _ = try SpecLoader.load(trace) }?.description == "\(trace):2: key 'trace': expected true or false, found string")
+        let noTrace = dir.write("nt.toml", "script = \"app/main.py\"\ntrace = false\n")
+        #expect((try? SpecLoader.load(noTrace))?.trace == false)
+
+        _ = dir.write("hooks-bad.json", #"{"numpy": {"hidden_imports": "numpy.x"}}"#)
+        let hooks = dir.write("h.toml", "script = \"app/main.py\"\n\nhooks = \"hooks-bad.json\"\n")
+        let e6 = specError { _ = try SpecLoader.load(hooks) }
+        #expect(e6?.line == 3 && e6?.key == "hooks")
+        #expect(e6?.message.hasSuffix("hooks-bad.json: package 'numpy': 'hidden_imports' must be an array of strings") == true, "\(String(describing: e6))")
+
         let listen = dir.write("l.toml", "script = \"app/main.py\"\nlisten = \"nowhere\"\n")
         #expect(specError { _ = try SpecLoader.load(listen) }?.line == 2)
 
@@ -181,5 +192,32 @@ func specError(_ body: () throws -> Void) -> SpecError? {
     @Test func unresolvableLibrariesAreReported() {
         let resolver = LibraryResolver(searchDirectories: ["/nonexistent"])
         #expect(throws: LibraryResolver.Unresolved.self) { _ = try resolver.closure(of: [ELFTests.libpython]) }
+    }
+}
+
+@Suite struct HooksTests {
+    @Test func builtInHooksLoadAndUserHooksExtendThem() throws {
+        let builtIn = try Hooks.builtIn()
+        #expect(builtIn.packages["sqlalchemy"]?.hidden_imports.contains("sqlalchemy.dialects.sqlite") == true)
+        #expect(builtIn.packages["tzdata"]?.packages == ["tzdata"])
+        let dir = SpecDirectory()
+        let own = dir.write("own.json", #"{"_comment": "mine", "sqlalchemy": {"hidden_imports": ["sqlalchemy.dialects.postgresql"]}, "myapp": {"exclude_data": ["docs/*"]}}"#)
+        let merged = builtIn.adding(try Hooks.load(own))
+        #expect(merged.packages["sqlalchemy"]?.hidden_imports.contains("sqlalchemy.dialects.sqlite") == true)
+        #expect(merged.packages["sqlalchemy"]?.hidden_imports.contains("sqlalchemy.dialects.postgresql") == true)
+        #expect(merged.packages["myapp"]?.exclude_data == ["docs/*"])
+    }
+
+    @Test func badHooksNameTheFilePackageAndField() {
+        let dir = SpecDirectory()
+        func error(_ text: String) -> String? {
+            let path = dir.write("h.json", text)
+            do { _ = try Hooks.load(path); return nil } catch { return "\(error)" }
+        }
+        #expect(error("[1]")?.hasSuffix("h.json: not a JSON object of packages") == true)
+        #expect(error(#"{"numpy": {"hidden": []}}"#)?.contains("package 'numpy': unknown field 'hidden'") == true)
+        #expect(error(#"{"numpy": {"excludes": ["not a module"]}}"#)?.contains("'not a module' in 'excludes' is not a module name") == true)
+        #expect(error(#"{"a.b": {}}"#)?.contains("'a.b' is not a top-level package name") == true)
+        #expect(error(#"{"numpy": []}"#)?.contains("package 'numpy': expected an object") == true)
     }
 }

@@ -7,6 +7,7 @@ and compiles every pure-Python module to an unchecked-hash .pyc in a content-key
 """
 import ast
 import dis
+import fnmatch
 import hashlib
 import importlib.machinery
 import importlib.metadata
@@ -14,8 +15,10 @@ import importlib.util
 import json
 import modulefinder
 import os
+import subprocess
 import sys
 import sysconfig
+import tempfile
 
 request = json.load(sys.stdin)
 entry_name = request["name"]
@@ -24,9 +27,16 @@ script_dir = os.path.dirname(script)
 isapi_parent = os.path.realpath(request["isapi_parent"])
 optimize = request["optimize"]
 cache = request["cache"]
-excludes = set(request["excludes"])
+excludes = set(request["excludes"])  # the spec's: never bundled
 provided = set(request["provided_modules"])
+hooks = request["hooks"]
+# Left out unless the traced import shows they are used or the spec names them: build and
+# test tooling, the host's site customisation, and the parts hooks call unneeded.
+default_excludes = set(request["default_excludes"])
+for hook in hooks.values():
+    default_excludes.update(hook.get("excludes", []))
 requested_missing = []
+forced = set()  # modules the traced import saw: default exclusions do not apply to them
 
 paths = sysconfig.get_paths()
 stdlib_dirs = {os.path.realpath(p) for p in (paths["stdlib"], paths["platstdlib"])}
@@ -51,6 +61,21 @@ def category_of(path):
     return "app"
 
 
+def excluded_by_default(name, caller_category=None):
+    """Default exclusions: listed names and their submodules, and the test suites of
+    third-party packages (a `tests` subpackage or `conftest` module of a site package)."""
+    if name in forced:
+        return False
+    if any(name == e or name.startswith(e + ".") for e in default_excludes):
+        return True
+    parts = name.split(".")
+    if len(parts) > 1 and any(p in ("tests", "conftest") for p in parts[1:]):
+        top = finder.modules.get(parts[0]) if "finder" in globals() else None
+        top_file = getattr(top, "__file__", None) or ""
+        return not top_file or category_of(top_file) == "site"
+    return False
+
+
 def root_of(path):
     real = os.path.realpath(path)
     roots = sorted((p for p in search_path if under(real, p)), key=len, reverse=True)
@@ -69,6 +94,11 @@ class Finder(modulefinder.ModuleFinder):
             if instruction.opname == "IMPORT_NAME":
                 lines.setdefault(instruction.argval, line)
         super().scan_code(co, m)
+
+    def import_module(self, partname, fqname, parent):
+        if excluded_by_default(fqname):
+            raise ImportError(f"{fqname} is left out by default", name=fqname)
+        return super().import_module(partname, fqname, parent)
 
     def find_module(self, name, path, parent=None):
         try:
@@ -96,16 +126,18 @@ with open(script, "rb") as source:
     finder.load_module(entry_name, source, script, (".py", "rb", 1))
 
 
-def safe_import(name):
+def safe_import(name, report=True):
     if name in excludes or any(name.startswith(e + ".") for e in excludes):
         return
     try:
         finder.import_hook(name)
     except ImportError:
-        requested_missing.append(name)
+        if report:
+            requested_missing.append(name)
 
 
 for name in request["runtime_modules"] + request["includes"]:
+    forced.add(name)
     safe_import(name)
 
 
@@ -117,7 +149,7 @@ def walk_package(name):
     for directory in module.__path__:
         for entry in sorted(os.listdir(directory)):
             full = os.path.join(directory, entry)
-            if entry == "__pycache__":
+            if entry == "__pycache__" or excluded_by_default(f"{name}.{entry.split('.')[0]}"):
                 continue
             if os.path.isdir(full) and os.path.exists(os.path.join(full, "__init__.py")):
                 safe_import(f"{name}.{entry}")
@@ -132,17 +164,64 @@ for package in request["packages"] + request["whole_packages"]:
     safe_import(package)
     walk_package(package)
 
-# Known hidden imports, until nothing new appears.
-hidden = request["hidden"]
-done = set()
-while True:
-    todo = [top for top in {n.split(".")[0] for n in finder.modules} if top in hidden and top not in done]
-    if not todo:
-        break
-    for top in todo:
-        done.add(top)
-        for name in hidden[top]:
-            safe_import(name)
+
+
+def apply_hooks():
+    """Hidden imports and whole packages of the hooks whose package is in the bundle,
+    until nothing new appears."""
+    done = set()
+    while True:
+        todo = sorted(top for top in {n.split(".")[0] for n in finder.modules} if top in hooks and top not in done)
+        if not todo:
+            return
+        for top in todo:
+            done.add(top)
+            for name in hooks[top].get("hidden_imports", []):
+                forced.add(name)
+                safe_import(name, report=False)  # optional by nature: a version may not have it
+            for package in hooks[top].get("packages", []):
+                forced.add(package)
+                safe_import(package, report=False)
+                walk_package(package)
+
+
+apply_hooks()
+
+# The traced import: what really ends up in sys.modules when the entry module is imported.
+trace = {"modules": {}, "libraries": [], "error": None, "ran": False}
+if request["trace"]:
+    bundle_path = [script_dir, isapi_parent] + [p for p in interpreter_path if p not in site_dirs
+                                                and p not in (script_dir, isapi_parent)] + site_dirs
+    with tempfile.TemporaryDirectory(prefix="frost-trace-") as scratch:
+        trace_request = os.path.join(scratch, "request.json")
+        trace_out = os.path.join(scratch, "out.json")
+        with open(trace_request, "w") as f:
+            json.dump({"name": entry_name, "script": script, "path": bundle_path,
+                       "timeout": request["trace_timeout"]}, f)
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                       "HOME": os.environ.get("HOME", "/tmp"), "FROST_TRACE": "1"}
+        try:
+            completed = subprocess.run([sys.executable, "-I", "-S", request["trace_script"], trace_request, trace_out],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       env=environment, cwd=scratch, timeout=request["trace_timeout"] + 30)
+            status, stderr = completed.returncode, completed.stderr
+        except subprocess.TimeoutExpired as expired:
+            status, stderr = "killed after a time-out", expired.stderr or b""
+        if os.path.exists(trace_out):
+            with open(trace_out) as f:
+                trace.update(json.load(f))
+            trace["ran"] = True
+        else:
+            last = stderr.decode(errors="replace").strip().splitlines()
+            trace["error"] = f"the traced import ended without a report (exit status {status})" + (f": {last[-1]}" if last else "")
+    for name in sorted(trace["modules"]):
+        forced.add(name)
+    for name in sorted(trace["modules"]):
+        if name in finder.modules or name in excludes or trace["modules"][name] is None:
+            continue
+        finder.badmodules.pop(name, None)  # left out by default before the trace showed it is used
+        safe_import(name, report=False)
+    apply_hooks()
 
 # Distributions that own site modules.
 owner = {}
@@ -176,7 +255,8 @@ def compile_to_cache(source_path, display_name):
 
 
 modules = []
-warnings = []
+warnings = []   # what may break at run time
+optional = []   # imports in third-party code that only some code paths make
 for name in sorted(finder.modules):
     module = finder.modules[name]
     file = module.__file__
@@ -204,10 +284,13 @@ for name in sorted(finder.modules):
                 called = (func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None)
                 if called in ("import_module", "__import__") and not (
                         isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-                    warnings.append({"kind": "dynamic", "file": os.path.realpath(file), "line": node.lineno,
-                                     "module": name, "category": category,
-                                     "message": f"{called}() with a computed name: frost cannot see which module it loads; "
-                                                f"add it to includes"})
+                    # In the app: a warning. In third-party code: a note (the traced import
+                    # already caught what runs when the app starts).
+                    (warnings if category == "app" else optional).append(
+                        {"kind": "dynamic", "file": os.path.realpath(file), "line": node.lineno,
+                         "module": name, "category": category,
+                         "message": f"{called}() with a computed name: frost cannot see which module it loads; "
+                                    f"add it to includes"})
     elif file.endswith(".so"):
         record["kind"] = "extension"
         record["archive_path"] = os.path.relpath(os.path.realpath(file), root_of(file))
@@ -224,7 +307,25 @@ missing, maybe = finder.any_missing_maybe()
 skipped = 0
 for name in sorted(set(requested_missing)):
     warnings.append({"kind": "missing", "module": name, "importer": None, "file": None, "line": None,
-                     "category": "app", "message": f"module {name} (from includes, packages or hidden imports) not found"})
+                     "category": "app", "message": f"module {name} (from includes or packages) not found"})
+if trace["error"]:
+    warnings.append({"kind": "trace", "module": entry_name, "importer": None, "file": script, "line": None,
+                     "category": "app",
+                     "message": f"the traced import of {entry_name} stopped: {trace['error']}; modules it would have "
+                                f"imported after that point may be missing at run time (make the import work without "
+                                f"side effects, add them to includes, or set trace = false)"})
+bundled = {r["name"] for r in modules}
+bundled_files = {r["file"] for r in modules}
+for name, file in sorted(trace["modules"].items()):
+    if file is None or name in bundled or name in excludes or name in provided or name.split(".")[0] in excludes:
+        continue
+    if os.path.realpath(file) in bundled_files:
+        continue  # an alias (sys.modules["pkg.vendored"] = other), bundled under its own name
+    if not file.endswith((".py", ".so")) or not os.path.exists(file):
+        continue
+    warnings.append({"kind": "traced", "module": name, "importer": None, "file": file, "line": None, "category": "app",
+                     "message": f"module {name} was imported when the app started at build time but could not be "
+                                f"bundled from {file}"})
 def package_of(module_name):
     module = finder.modules.get(module_name)
     if module is not None and module.__path__:
@@ -247,7 +348,7 @@ def is_attribute_import(name, importer):
 
 
 for name in missing:
-    if name in provided or name.split(".")[0] in excludes:
+    if name in provided or name.split(".")[0] in excludes or excluded_by_default(name):
         continue
     importers = sorted(i for i in finder.badmodules.get(name, {}) if not is_attribute_import(name, i))
     reported = False
@@ -264,10 +365,11 @@ for name in missing:
                 if name.startswith(candidate + ".") or candidate.startswith(name + ".") or name.endswith("." + candidate):
                     line = candidate_line
                     break
-        warnings.append({"kind": "missing", "module": name, "importer": importer,
-                         "file": os.path.realpath(source.__file__), "line": line,
-                         "category": category_of(source.__file__),
-                         "message": f"module {name} not found"})
+        importer_category = category_of(source.__file__)
+        (warnings if importer_category == "app" else optional).append(
+            {"kind": "missing", "module": name, "importer": importer,
+             "file": os.path.realpath(source.__file__), "line": line, "category": importer_category,
+             "message": f"module {name} not found"})
         reported = True
     if not reported:
         skipped += 1
@@ -281,13 +383,21 @@ for record in modules:
         continue
     if (record["category"] == "site" and "." not in record["name"]) or record["name"] in request["packages"]:
         tops[record["name"]] = os.path.dirname(record["file"])
+data_left_out = 0
 for top, directory in sorted(tops.items()):
+    patterns = hooks.get(top.split(".")[0], {}).get("exclude_data", [])
+    site_package = category_of(directory) == "site"
     for current, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        # Test suites of third-party packages are left out with their modules.
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (site_package and d == "tests"))
         for f in sorted(files):
             if f.endswith((".py", ".pyc", ".pyo", ".so", ".pyi")):
                 continue
             full = os.path.join(current, f)
+            relative = os.path.relpath(full, directory)
+            if any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
+                data_left_out += 1
+                continue
             base = os.path.dirname(directory) if "." not in top else directory[: -len(top.replace(".", "/"))].rstrip("/")
             package_data.append({"source": full, "archive": os.path.relpath(full, base)})
 
@@ -311,6 +421,19 @@ json.dump({
     },
     "modules": modules,
     "warnings": warnings,
+    "optional": optional,
+    "trace": {
+        "ran": trace["ran"],
+        "error": trace["error"],
+        "modules": len(trace["modules"]),
+        # Shared objects the process mapped that are not extension modules or the
+        # interpreter's own: loaded with ctypes, cffi or as dependencies.
+        "libraries": sorted(p for p in trace["libraries"]
+                            if os.path.realpath(p) not in {r["file"] for r in modules}
+                            and os.path.realpath(p) != (os.path.realpath(libpython) if libpython else None)
+                            and not os.path.basename(p).startswith(("libpython", "ld-linux"))),
+    },
+    "data_left_out": data_left_out,
     "stdlib_missing_skipped": skipped,
     "package_data": package_data,
     "distributions": used_distributions,

@@ -1,0 +1,118 @@
+import Foundation
+
+/// What the traced import cannot know about a package, as data (no code): modules imported
+/// only on a later call, whole packages read by name at run time, parts never needed at run
+/// time, and data files that are build or test material. Keyed by top-level package and
+/// applied only when that package is in the bundle. The built-in set is
+/// `Resources/hooks.json`; a spec's `hooks = "file.json"` adds its own in the same format.
+public struct Hooks: Equatable, Sendable {
+    public struct Package: Codable, Equatable, Sendable {
+        /// Modules to add when the package is in the bundle (a missing one is skipped).
+        public var hidden_imports: [String] = []
+        /// Packages to add whole: every submodule and data file.
+        public var packages: [String] = []
+        /// Modules left out unless the traced import shows they are used.
+        public var excludes: [String] = []
+        /// Globs of data files to leave out, relative to the top package's directory
+        /// (`*` also matches `/`).
+        public var exclude_data: [String] = []
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case hidden_imports, packages, excludes, exclude_data }
+
+        public init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            hidden_imports = try container.decodeIfPresent([String].self, forKey: .hidden_imports) ?? []
+            packages = try container.decodeIfPresent([String].self, forKey: .packages) ?? []
+            excludes = try container.decodeIfPresent([String].self, forKey: .excludes) ?? []
+            exclude_data = try container.decodeIfPresent([String].self, forKey: .exclude_data) ?? []
+        }
+
+        /// Another hook's lists added to this one's.
+        mutating func add(_ other: Package) {
+            hidden_imports += other.hidden_imports.filter { !hidden_imports.contains($0) }
+            packages += other.packages.filter { !packages.contains($0) }
+            excludes += other.excludes.filter { !excludes.contains($0) }
+            exclude_data += other.exclude_data.filter { !exclude_data.contains($0) }
+        }
+    }
+
+    /// By top-level package name.
+    public var packages: [String: Package]
+
+    public struct FormatError: Error, CustomStringConvertible, Sendable {
+        public let file: String
+        public let message: String
+        public var description: String { "\(file): \(message)" }
+    }
+
+    /// The hooks frost ships.
+    public static func builtIn() throws -> Hooks {
+        guard let url = Bundle.module.url(forResource: "hooks", withExtension: "json") else {
+            throw FormatError(file: "hooks.json", message: "missing from frost's resources")
+        }
+        return try load(url.path)
+    }
+
+    /// Reads a hooks file; keys starting with `_` are comments. Unknown fields, wrong types
+    /// and names that are not module names are errors naming the package and field.
+    public static func load(_ path: String) throws -> Hooks {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw FormatError(file: path, message: "cannot read: \(error.localizedDescription)")
+        }
+        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw FormatError(file: path, message: "not a JSON object of packages")
+        }
+        var packages: [String: Package] = [:]
+        for (name, value) in top where !name.hasPrefix("_") {
+            guard let fields = value as? [String: Any] else {
+                throw FormatError(file: path, message: "package '\(name)': expected an object of hidden_imports, packages, excludes, exclude_data")
+            }
+            let known = Set(Package.CodingKeys.allCases.map(\.rawValue))
+            for field in fields.keys.sorted() where !known.contains(field) {
+                throw FormatError(file: path, message: "package '\(name)': unknown field '\(field)' (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            for (field, list) in fields {
+                guard let strings = list as? [String] else {
+                    throw FormatError(file: path, message: "package '\(name)': '\(field)' must be an array of strings")
+                }
+                if field != "exclude_data", let bad = strings.first(where: { !Hooks.isModuleName($0) }) {
+                    throw FormatError(file: path, message: "package '\(name)': '\(bad)' in '\(field)' is not a module name")
+                }
+            }
+            guard Hooks.isModuleName(name), !name.contains(".") else {
+                throw FormatError(file: path, message: "'\(name)' is not a top-level package name")
+            }
+            do {
+                packages[name] = try JSONDecoder().decode(Package.self, from: JSONSerialization.data(withJSONObject: fields))
+            } catch {
+                throw FormatError(file: path, message: "package '\(name)': \(error)")
+            }
+        }
+        return Hooks(packages: packages)
+    }
+
+    /// These hooks with `other`'s added (lists extend, per package).
+    public func adding(_ other: Hooks) -> Hooks {
+        var merged = self
+        for (name, package) in other.packages { merged.packages[name, default: Package()].add(package) }
+        return merged
+    }
+
+    static func isModuleName(_ name: String) -> Bool {
+        !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
+            guard let first = part.unicodeScalars.first, !CharacterSet.decimalDigits.contains(first) else { return false }
+            return part.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" }
+        }
+    }
+
+    /// As the analysis reads them.
+    var requestObject: [String: Any] {
+        packages.mapValues { package in
+            ["hidden_imports": package.hidden_imports, "packages": package.packages,
+             "excludes": package.excludes, "exclude_data": package.exclude_data]
+        }
+    }
+}
