@@ -11,11 +11,45 @@ shop=app2)`` a request for ``/blog/post/1`` goes to ``app1`` with ``SCRIPT_NAME`
 extended by ``/blog`` and ``PATH_INFO`` ``/post/1``; requests no sub-application takes
 go to the root application (or get a 404).
 """
+import os
+import stat
 import sys
 
 from isapi import ExtensionError, isapicon, simple, threaded_extension
 
-__all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper"]
+__all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper", "FileWrapper"]
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a regular file returned this way is sent by the host with
+    ``TransmitFile`` (sendfile, no copy through Python); anything else is iterated in
+    blocks, as PEP 3333 describes."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def regular_file(self):
+        """(descriptor, offset, size) when the file can go out with sendfile, else None."""
+        try:
+            descriptor = self.filelike.fileno()
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            return descriptor, self.filelike.tell(), info.st_size
+        except (AttributeError, OSError, ValueError):
+            return None
 
 
 def _text(value):
@@ -173,7 +207,8 @@ class _WSGIHandlerMixin:
             "wsgi.input": ISAPIInputWrapper(ecb),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": multithread,
-            "wsgi.multiprocess": False,
+            "wsgi.multiprocess": int(os.environ.get("FROST_WORKERS") or 1) > 1,
+            "wsgi.file_wrapper": FileWrapper,
             "wsgi.run_once": False,
             "isapi.ecb": ecb,
         }
@@ -203,6 +238,10 @@ class _WSGIHandlerMixin:
         environ["PATH_INFO"] = path_info
         result = app(environ, response.start_response)
         try:
+            regular = result.regular_file() if isinstance(result, FileWrapper) else None
+            if regular is not None:
+                self.transmit(response, regular)
+                return
             for data in result:
                 response.write(data)
             response.send_headers()  # an empty body still sends its headers
@@ -210,6 +249,20 @@ class _WSGIHandlerMixin:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+    @staticmethod
+    def transmit(response, regular):
+        """The rest of the file from its current position, zero-copy; no more than the
+        Content-Length the application set."""
+        descriptor, offset, size = regular
+        length = max(size - offset, 0)
+        for name, value in response.headers or ():
+            if name.lower() == "content-length" and value.strip().isdigit():
+                length = min(length, int(value))
+        response.send_headers()
+        if length:
+            response.ecb.TransmitFile(None, None, descriptor, None, length, offset, None, None, 0)
 
 
 class ISAPISimpleHandler(_WSGIHandlerMixin, simple.SimpleExtension):

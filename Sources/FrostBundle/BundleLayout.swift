@@ -56,8 +56,13 @@ public struct BundleLayout: Sendable, Equatable {
     /// Extension modules of the standard library inside `lib/`.
     public var extensionModuleDirectory: String { join(libraryDirectory, "lib-dynload") }
 
-    /// Extension modules of third-party packages, at their package paths.
+    /// Extension modules of third-party packages, at their package paths, and the
+    /// third-party packages that read their own files by path (bytecode and data together).
     public var siteExtensionDirectory: String { join(libraryDirectory, "site-packages") }
+
+    /// The app's own code that reads its files by path (templates beside a Flask app, a
+    /// Django project), bytecode and data together; on sys.path right after the archive.
+    public var appDirectory: String { join(libraryDirectory, "app") }
 
     /// certifi's CA bundle, copied out of the archive so OpenSSL can read it.
     public var certificateFile: String { join(libraryDirectory, "cacert.pem") }
@@ -99,6 +104,15 @@ public enum FileSystem {
     public static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Creates a directory and its missing parents (errors are left to the first use).
+    public static func makeDirectories(_ path: String, mode: mode_t) {
+        var prefix = ""
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            if !isDirectory(prefix) { mkdir(prefix, mode) }
+        }
     }
 
     /// The running executable's absolute path (`/proc/self/exe` on Linux).

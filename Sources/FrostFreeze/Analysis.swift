@@ -27,6 +27,17 @@ public struct Analysis: Decodable, Sendable {
         public let pyc: String?
         public let root: String
         public let distribution: String?
+        /// "archive" (NAME.zip or the standard library zip) or "filesystem" (lib/app for
+        /// the app's code, lib/site-packages for third-party code).
+        public let placement: String?
+        public var onFilesystem: Bool { placement == "filesystem" }
+    }
+
+    /// Where a top-level package went, and why.
+    public struct Placement: Decodable, Sendable {
+        public let name: String
+        public let `where`: String
+        public let why: String
     }
 
     public struct Warning: Decodable, Sendable, Equatable {
@@ -49,7 +60,11 @@ public struct Analysis: Decodable, Sendable {
 
     public struct DataFile: Decodable, Sendable {
         public let source: String
+        /// The path relative to the package root (in the archive, or below lib/app or
+        /// lib/site-packages).
         public let archive: String
+        public let placement: String?
+        public let category: String?
     }
 
     /// What the traced import saw.
@@ -71,6 +86,8 @@ public struct Analysis: Decodable, Sendable {
     public let trace: Trace
     /// Data files left out by the hooks' exclude_data.
     public let data_left_out: Int
+    /// The packages placed on the filesystem (and those the spec kept in the archive).
+    public let placement: [Placement]
     public let stdlib_missing_skipped: Int
     public let package_data: [DataFile]
     public let distributions: [String]

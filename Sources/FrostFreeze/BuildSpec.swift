@@ -19,8 +19,24 @@ public struct BuildSpec: Equatable, Sendable {
 
     /// The bundle and entry module name.
     public var name: String
-    /// The entry script (absolute).
+    /// The entry script (absolute); empty when `wsgi` names the entry instead.
     public var script: String
+    /// `package.module:callable` (or `module:factory()`): frost generates the entry module,
+    /// an extension over `isapi.wsgi.ISAPIThreadPoolHandler` serving that application.
+    public var wsgi: String?
+    /// Where the app's own packages are found (absolute): the script's directory, or for a
+    /// `wsgi` spec the directory of the spec file (the project's root).
+    public var appRoot: String = ""
+    /// A script the console (`NAME`) runs instead of the entry module, such as Django's
+    /// manage.py (absolute).
+    public var console: String?
+    /// Python threads serving requests (the loader's default `--threads`, and the
+    /// generated WSGI handler's pool).
+    public var threads: Int = 8
+    /// Packages placed on the filesystem inside the bundle (lib/app, lib/site-packages)
+    /// whatever the default rule says, and packages kept in the archive whatever it says.
+    public var filesystem: [String] = []
+    public var archive: [String] = []
     /// The interpreter whose libpython the loader links.
     public var python: String = "/usr/bin/python3"
     /// A requirements file installed into a cached build venv (absolute).
@@ -46,6 +62,9 @@ public struct BuildSpec: Equatable, Sendable {
     /// The file the spec came from (nil for a bare script).
     public var specFile: String?
 
+    /// The module name the console script gets in the archive.
+    public static let consoleModule = "__frost_console__"
+
     /// The options as recorded in the manifest.
     public var manifestOptions: [String: JSON] {
         var options: [String: JSON] = [
@@ -60,7 +79,12 @@ public struct BuildSpec: Equatable, Sendable {
             })),
             "python": .string(python),
             "trace": .bool(trace),
+            "threads": .number(Double(threads)),
+            "filesystem": .array(filesystem.map { .string($0) }),
+            "archive": .array(archive.map { .string($0) }),
         ]
+        if let wsgi { options["wsgi"] = .string(wsgi) }
+        if console != nil { options["console"] = .string(BuildSpec.consoleModule) }
         switch workers {
         case .auto: options["workers"] = .string("auto")
         case .count(let n): options["workers"] = .number(Double(n))
@@ -100,12 +124,18 @@ public struct SpecOverrides: Sendable {
     public var workers: String?
     public var trace: Bool?
     public var hooks: String?
+    public var wsgi: String?
+    public var console: String?
+    public var threads: Int?
+    public var filesystem: [String] = []
+    public var archive: [String] = []
     public init() {}
 }
 
 public enum SpecLoader {
     static let knownKeys = ["name", "script", "python", "requirements", "includes", "excludes", "packages",
-                            "resources", "optimize", "compress", "listen", "workers", "trace", "hooks"]
+                            "resources", "optimize", "compress", "listen", "workers", "trace", "hooks", "wsgi", "console",
+                            "threads", "filesystem", "archive", "root"]
 
     /// Loads a spec from `path` (a .toml spec, a pyproject.toml or a .py script) and
     /// applies `overrides`. Paths in a spec file are relative to the file's directory.
@@ -116,15 +146,26 @@ public enum SpecLoader {
             throw SpecError(file: path, line: nil, key: nil, message: "no such file")
         }
         var spec: BuildSpec
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory)
         if absolute.hasSuffix(".py") {
             let stem = URL(fileURLWithPath: absolute).deletingPathExtension().lastPathComponent
             spec = BuildSpec(name: stem, script: absolute)
+            spec.appRoot = URL(fileURLWithPath: absolute).deletingLastPathComponent().path
+        } else if isDirectory.boolValue, let wsgi = overrides.wsgi {
+            // A project directory and --wsgi: the directory is the app's root.
+            guard let app = WSGIEntry(wsgi) else {
+                throw SpecError(file: "command line", line: nil, key: "wsgi",
+                                message: "'\(wsgi)' is not package.module:callable (or module:factory())")
+            }
+            spec = BuildSpec(name: app.defaultName(root: absolute), script: "")
+            spec.appRoot = absolute
         } else if absolute.hasSuffix(".toml") {
             let isPyproject = URL(fileURLWithPath: absolute).lastPathComponent == "pyproject.toml"
             spec = try loadToml(absolute, displayPath: path, tablePath: isPyproject ? ["tool", "frost"] : [])
         } else {
             throw SpecError(file: path, line: nil, key: nil,
-                            message: "expected a spec (.toml), a pyproject.toml or a script (.py)")
+                            message: "expected a spec (.toml), a pyproject.toml, a script (.py), or a project directory with --wsgi")
         }
         try apply(overrides, to: &spec, currentDirectory: currentDirectory)
         try validate(spec, file: path)
@@ -176,19 +217,45 @@ public enum SpecLoader {
                 return s
             }
         }
-        guard let script = try string("script") else {
-            throw SpecError(file: displayPath, line: nil, key: "script", message: "missing (the entry script to freeze)")
+        let wsgi = try string("wsgi")
+        let script = try string("script")
+        if script != nil && wsgi != nil {
+            throw fail("wsgi", "a spec has either script or wsgi, not both")
         }
-        let scriptPath = resolve(script, against: directory)
-        var spec = BuildSpec(
-            name: try string("name") ?? URL(fileURLWithPath: scriptPath).deletingPathExtension().lastPathComponent,
-            script: scriptPath)
+        var spec: BuildSpec
+        if let wsgi {
+            guard let app = WSGIEntry(wsgi) else {
+                throw fail("wsgi", "'\(wsgi)' is not package.module:callable (or module:factory())")
+            }
+            // The project's root: where the spec lies, unless `root` points elsewhere.
+            let root = try string("root").map { resolve($0, against: directory) } ?? directory
+            spec = BuildSpec(name: try string("name") ?? app.defaultName(root: root), script: "")
+            spec.wsgi = wsgi
+            spec.appRoot = root
+        } else {
+            guard let script else {
+                throw SpecError(file: displayPath, line: nil, key: "script",
+                                message: "missing (the entry script to freeze, or wsgi = \"package.module:callable\")")
+            }
+            let scriptPath = resolve(script, against: directory)
+            spec = BuildSpec(
+                name: try string("name") ?? URL(fileURLWithPath: scriptPath).deletingPathExtension().lastPathComponent,
+                script: scriptPath)
+            spec.appRoot = URL(fileURLWithPath: scriptPath).deletingLastPathComponent().path
+        }
         spec.specFile = absolute
         if let python = try string("python") { spec.python = python.contains("/") ? resolve(python, against: directory) : python }
         if let requirements = try string("requirements") { spec.requirements = resolve(requirements, against: directory) }
         spec.includes = try strings("includes")
         spec.excludes = try strings("excludes")
         spec.packages = try strings("packages")
+        spec.filesystem = try strings("filesystem")
+        spec.archive = try strings("archive")
+        if let console = try string("console") { spec.console = resolve(console, against: directory) }
+        if let value = table["threads"] {
+            guard let n = value.int else { throw fail("threads", "expected a number of threads, found \(value.type)") }
+            spec.threads = n
+        }
         if let value = table["resources"] {
             guard let resources = value.table else {
                 throw fail("resources", "expected a table of \"source\" = \"archive path\", found \(value.type)")
@@ -246,6 +313,21 @@ public enum SpecLoader {
         if let compress = overrides.compress { spec.compress = compress }
         if let listen = overrides.listen { spec.listen = listen }
         if let trace = overrides.trace { spec.trace = trace }
+        if let wsgi = overrides.wsgi {
+            guard WSGIEntry(wsgi) != nil else {
+                throw SpecError(file: "command line", line: nil, key: "wsgi",
+                                message: "'\(wsgi)' is not package.module:callable (or module:factory())")
+            }
+            if spec.wsgi == nil && !spec.script.isEmpty {
+                spec.appRoot = spec.specFile.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path } ?? spec.appRoot
+            }
+            spec.wsgi = wsgi
+            spec.script = ""
+        }
+        if let console = overrides.console { spec.console = resolve(console, against: currentDirectory) }
+        if let threads = overrides.threads { spec.threads = threads }
+        spec.filesystem += overrides.filesystem
+        spec.archive += overrides.archive
         if let hooks = overrides.hooks { spec.hooks = resolve(hooks, against: currentDirectory) }
         if let workers = overrides.workers {
             if workers == "auto" { spec.workers = .auto } else if let n = Int(workers) { spec.workers = .count(n) } else {
@@ -260,10 +342,37 @@ public enum SpecLoader {
         if spec.name.contains(".") { throw fail("name", "'\(spec.name)' must be a plain module name (no dots)") }
         if let problem = BundleLayout.problemWithModuleName(spec.name) { throw fail("name", problem) }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spec.script, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw fail("script", "no such file: \(spec.script)")
+        if spec.wsgi == nil {
+            guard FileManager.default.fileExists(atPath: spec.script, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                throw fail("script", "no such file: \(spec.script)")
+            }
+            guard spec.script.hasSuffix(".py") else { throw fail("script", "\(spec.script) is not a .py file") }
         }
-        guard spec.script.hasSuffix(".py") else { throw fail("script", "\(spec.script) is not a .py file") }
+        if let wsgi = spec.wsgi, let app = WSGIEntry(wsgi), app.topLevelModule == spec.name {
+            throw fail("name", "'\(spec.name)' is also the application's module (\(wsgi)); the bundle's entry module "
+                       + "would hide it: choose another name")
+        }
+        if spec.wsgi != nil {
+            var isRootDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: spec.appRoot, isDirectory: &isRootDirectory), isRootDirectory.boolValue else {
+                throw fail("root", "no such directory: \(spec.appRoot)")
+            }
+        }
+        if let console = spec.console {
+            guard FileManager.default.fileExists(atPath: console, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  console.hasSuffix(".py") else {
+                throw fail("console", "no such script: \(console)")
+            }
+        }
+        guard (1...256).contains(spec.threads) else { throw fail("threads", "must be between 1 and 256, not \(spec.threads)") }
+        for (key, names) in [("filesystem", spec.filesystem), ("archive", spec.archive)] {
+            for name in names where BundleLayout.problemWithModuleName(name) != nil || name.contains(".") {
+                throw fail(key, "'\(name)' is not a top-level package name")
+            }
+        }
+        if let both = spec.filesystem.first(where: spec.archive.contains) {
+            throw fail("archive", "'\(both)' is in both filesystem and archive")
+        }
         let python = spec.python
         if python.contains("/") {
             guard FileManager.default.isExecutableFile(atPath: python) else { throw fail("python", "no such interpreter: \(python)") }
@@ -299,6 +408,38 @@ public enum SpecLoader {
         if case .count(let n) = spec.workers, n < 0 || n > 1024 {
             throw fail("workers", "must be between 0 and 1024 or \"auto\", not \(n)")
         }
+    }
+}
+
+/// `package.module:callable`, `module:attribute.path` or `module:factory()`.
+public struct WSGIEntry: Equatable, Sendable {
+    public let module: String
+    public let attribute: String
+    /// `factory()`: the attribute is called (without arguments) to make the application.
+    public let isFactory: Bool
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, BundleLayout.problemWithModuleName(parts[0]) == nil else { return nil }
+        var attribute = parts[1]
+        isFactory = attribute.hasSuffix("()")
+        if isFactory { attribute = String(attribute.dropLast(2)) }
+        guard BundleLayout.problemWithModuleName(attribute) == nil else { return nil }
+        module = parts[0]
+        self.attribute = attribute
+    }
+
+    /// The application's top-level module, which the bundle's entry module must not shadow.
+    public var topLevelModule: String { String(module.split(separator: ".").first ?? "") }
+
+    /// The bundle name when the spec gives none: the project directory's name, unless that
+    /// is the application's own top-level module (then NAME_wsgi).
+    public func defaultName(root: String) -> String {
+        let directory = URL(fileURLWithPath: root).lastPathComponent
+        if BundleLayout.problemWithModuleName(directory) == nil, !directory.contains("."), directory != topLevelModule {
+            return directory
+        }
+        return topLevelModule + "_wsgi"
     }
 }
 

@@ -45,6 +45,9 @@ public struct BuildReport: Sendable {
     public var fileCount: Int
     public var warnings: [String]
     public var seconds: Double
+    /// Packages placed on the filesystem inside the bundle (or kept in the archive by the
+    /// spec), with the reason: "name: where (why)".
+    public var placements: [String] = []
 
     public var json: JSON {
         .object([
@@ -56,6 +59,7 @@ public struct BuildReport: Sendable {
             "files": .number(Double(fileCount)),
             "warnings": .array(warnings.map { .string($0) }),
             "seconds": .number((seconds * 1000).rounded() / 1000),
+            "placement": .array(placements.map { .string($0) }),
         ])
     }
 
@@ -65,6 +69,10 @@ public struct BuildReport: Sendable {
         lines.append("\(state): \(output) in \(String(format: "%.1f", seconds)) s")
         let counts = ["app", "isapi", "site", "stdlib"].compactMap { key in moduleCounts[key].map { "\($0) \(key)" } }
         lines.append("modules: \(counts.joined(separator: ", ")); \(extensionModules) extension modules; \(sharedLibraries) shared libraries")
+        if !placements.isEmpty {
+            lines.append("on the filesystem (lib/app, lib/site-packages) rather than in the archive:")
+            lines += placements.map { "  " + $0 }
+        }
         for (part, bytes) in sizes { lines.append(String(format: "  %-28@ %10@", part as NSString, formatBytes(bytes) as NSString)) }
         lines.append("  \(fileCount) files")
         if upToDate {
@@ -101,6 +109,13 @@ public final class Builder {
     /// of third-party packages (their `tests` subpackages) are left out the same way.
     static let toolingExcludes = ["setuptools", "pkg_resources", "_distutils_hack", "pip", "distutils", "wheel",
                                   "sitecustomize", "usercustomize", "apport_python_hook", "_pytest", "pytest"]
+    /// Where code placed on the filesystem goes: the app's own below lib/app (first on
+    /// sys.path after the archive, as the script's directory is in development), third-party
+    /// code below lib/site-packages, beside the extension modules.
+    static func filesystemDirectory(category: String) -> String {
+        category == "app" ? "lib/app" : "lib/site-packages"
+    }
+
     /// How long the traced import may take before what it imported so far is used.
     static let traceTimeout = 60
     /// Modules the loader provides itself (builtin, native).
@@ -154,9 +169,20 @@ public final class Builder {
         let archiveName = spec.name + ".zip"
         var archive = ZipWriter(defaultCompression: spec.compress ? .deflate : .stored)
         for module in analysis.modules where module.kind == "source" && module.category != "stdlib" {
-            try archive.add(module.archive_path, contents: try bytes(module.pyc!))
+            guard let pyc = module.pyc else { continue }
+            if module.onFilesystem {
+                try copy(pyc, to: staging + "/" + Builder.filesystemDirectory(category: module.category) + "/" + module.archive_path)
+            } else {
+                try archive.add(module.archive_path, contents: try bytes(pyc))
+            }
         }
-        for data in analysis.package_data { try archive.add(data.archive, contents: try bytes(data.source)) }
+        for data in analysis.package_data {
+            if data.placement == "filesystem" {
+                try copy(data.source, to: staging + "/" + Builder.filesystemDirectory(category: data.category ?? "site") + "/" + data.archive)
+            } else {
+                try archive.add(data.archive, contents: try bytes(data.source))
+            }
+        }
         for distribution in analysis.distributions {
             let directory = URL(fileURLWithPath: distribution)
             for file in try DirectoryListing.files(below: distribution) {
@@ -241,11 +267,12 @@ public final class Builder {
 
         var counts: [String: Int] = [:]
         for (category, modules) in byCategory { counts[category] = modules.filter { $0.kind == "source" }.count }
+        let placements = analysis.placement.map { "\($0.name): \($0.where) (\($0.why))" }
         let report = BuildReport(
             name: spec.name, output: output, upToDate: false, moduleCounts: counts,
             extensionModules: extensionFiles.count, sharedLibraries: libraries.count + 0,
             sizes: try partSizes(), fileCount: manifest.files.count + 1, warnings: warnings,
-            seconds: Date().timeIntervalSince(started))
+            seconds: Date().timeIntervalSince(started), placements: placements)
         try writeStamp(stampPath, analysis: analysis, report: report)
         return report
     }
@@ -366,7 +393,9 @@ public final class Builder {
         }
         let named = Set(spec.includes + spec.packages)
         let request: [String: Any] = [
-            "name": spec.name, "script": spec.script,
+            "name": spec.name, "script": try entryScript(),
+            "app_root": spec.appRoot, "console": spec.console as Any, "console_module": BuildSpec.consoleModule,
+            "filesystem": spec.filesystem, "archive": spec.archive,
             "isapi_parent": IsapiPackage.directory.deletingLastPathComponent().path,
             "optimize": spec.optimize, "cache": options.cacheDirectory + "/bytecode",
             "includes": spec.includes,
@@ -396,6 +425,46 @@ public final class Builder {
         } catch {
             throw BuildError("the analysis wrote an unreadable report: \(error)")
         }
+    }
+
+    /// The entry script: the spec's, or for `wsgi` one generated into the cache (keyed by
+    /// its content, so builds stay reproducible).
+    func entryScript() throws -> String {
+        guard let wsgi = spec.wsgi else { return spec.script }
+        guard let app = WSGIEntry(wsgi) else { throw BuildError("wsgi '\(wsgi)' is not package.module:callable") }
+        let source = Builder.wsgiEntrySource(app, text: wsgi, name: spec.name, threads: spec.threads)
+        let directory = options.cacheDirectory + "/entries/" + String(SHA256.hex(Array(source.utf8)).prefix(24))
+        let path = directory + "/" + spec.name + ".py"
+        if !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(source.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        }
+        return path
+    }
+
+    /// The extension module frost writes for a WSGI application: it imports the
+    /// application when the loader starts (so an import error stops the loader with its
+    /// traceback) and serves it with isapi.wsgi's thread pool.
+    static func wsgiEntrySource(_ app: WSGIEntry, text: String, name: String, threads: Int) -> String {
+        let call = app.isFactory ? "()" : ""
+        return """
+            \"\"\"The entry module frost generated for wsgi = "\(text)".\"\"\"
+            from isapi.wsgi import ISAPIThreadPoolHandler
+
+            import \(app.module) as _module
+
+            application = _module.\(app.attribute)\(call)
+
+
+            class WSGIExtension(ISAPIThreadPoolHandler):
+                "\(name): the WSGI application \(text)"
+                max_workers = \(threads)
+
+
+            def __ExtensionFactory__():
+                return WSGIExtension(application)
+
+            """
     }
 
     func installStub(to path: String) throws {
@@ -436,7 +505,8 @@ public final class Builder {
             case spec.name + ".zip": part = spec.name + ".zip"
             case let p where p.hasPrefix("lib/python") && p.hasSuffix(".zip"): part = "standard library (zip)"
             case let p where p.hasPrefix("lib/lib-dynload/"): part = "lib-dynload"
-            case let p where p.hasPrefix("lib/site-packages/"): part = "site-packages extensions"
+            case let p where p.hasPrefix("lib/app/"): part = "app on the filesystem"
+            case let p where p.hasPrefix("lib/site-packages/"): part = "site-packages (filesystem)"
             case let p where p.hasPrefix("lib/libpython"): part = "libpython"
             case let p where p.hasPrefix("lib/"): part = "shared libraries"
             default: part = "other"
@@ -467,7 +537,10 @@ public final class Builder {
 
     func writeStamp(_ path: String, analysis: Analysis, report: BuildReport) throws {
         var files = analysis.modules.map(\.file) + analysis.package_data.map(\.source)
+        // Their directories too: a file added beside them (a new template) is a change.
+        files += Set(analysis.package_data.map { ($0.source as NSString).deletingLastPathComponent }).sorted()
         files += spec.resources.map(\.source)
+        if let console = spec.console { files.append(console) }
         if let requirements = spec.requirements { files.append(requirements) }
         let stamp: JSON = .object([
             "fingerprint": .string(fingerprint(files: files)),
@@ -504,7 +577,8 @@ public final class Builder {
                            sharedLibraries: previous["shared_libraries"]?.int ?? 0, sizes: sizes,
                            fileCount: previous["files"]?.int ?? 0,
                            warnings: previous["warnings"]?.array?.compactMap(\.string) ?? [],
-                           seconds: Date().timeIntervalSince(started))
+                           seconds: Date().timeIntervalSince(started),
+                           placements: previous["placement"]?.array?.compactMap(\.string) ?? [])
     }
 
     // MARK: - Files

@@ -16,10 +16,13 @@ public struct Hooks: Equatable, Sendable {
         /// Globs of data files to leave out, relative to the top package's directory
         /// (`*` also matches `/`).
         public var exclude_data: [String] = []
+        /// The package reads its own files by path: it goes to a real directory inside the
+        /// bundle, whole, with its data files (unless the spec's `archive` names it).
+        public var filesystem: Bool = false
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case hidden_imports, packages, excludes, exclude_data }
+        enum CodingKeys: String, CodingKey, CaseIterable { case hidden_imports, packages, excludes, exclude_data, filesystem }
 
         public init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -27,6 +30,7 @@ public struct Hooks: Equatable, Sendable {
             packages = try container.decodeIfPresent([String].self, forKey: .packages) ?? []
             excludes = try container.decodeIfPresent([String].self, forKey: .excludes) ?? []
             exclude_data = try container.decodeIfPresent([String].self, forKey: .exclude_data) ?? []
+            filesystem = try container.decodeIfPresent(Bool.self, forKey: .filesystem) ?? false
         }
 
         /// Another hook's lists added to this one's.
@@ -35,6 +39,7 @@ public struct Hooks: Equatable, Sendable {
             packages += other.packages.filter { !packages.contains($0) }
             excludes += other.excludes.filter { !excludes.contains($0) }
             exclude_data += other.exclude_data.filter { !exclude_data.contains($0) }
+            filesystem = filesystem || other.filesystem
         }
     }
 
@@ -68,13 +73,19 @@ public struct Hooks: Equatable, Sendable {
         var packages: [String: Package] = [:]
         for (name, value) in top where !name.hasPrefix("_") {
             guard let fields = value as? [String: Any] else {
-                throw FormatError(file: path, message: "package '\(name)': expected an object of hidden_imports, packages, excludes, exclude_data")
+                throw FormatError(file: path, message: "package '\(name)': expected an object of hidden_imports, packages, excludes, exclude_data, filesystem")
             }
             let known = Set(Package.CodingKeys.allCases.map(\.rawValue))
             for field in fields.keys.sorted() where !known.contains(field) {
                 throw FormatError(file: path, message: "package '\(name)': unknown field '\(field)' (known: \(known.sorted().joined(separator: ", ")))")
             }
             for (field, list) in fields {
+                if field == "filesystem" {
+                    guard list is Bool else {
+                        throw FormatError(file: path, message: "package '\(name)': 'filesystem' must be true or false")
+                    }
+                    continue
+                }
                 guard let strings = list as? [String] else {
                     throw FormatError(file: path, message: "package '\(name)': '\(field)' must be an array of strings")
                 }
@@ -111,8 +122,8 @@ public struct Hooks: Equatable, Sendable {
     /// As the analysis reads them.
     var requestObject: [String: Any] {
         packages.mapValues { package in
-            ["hidden_imports": package.hidden_imports, "packages": package.packages,
-             "excludes": package.excludes, "exclude_data": package.exclude_data]
+            ["hidden_imports": package.hidden_imports as Any, "packages": package.packages,
+             "excludes": package.excludes, "exclude_data": package.exclude_data, "filesystem": package.filesystem]
         }
     }
 }

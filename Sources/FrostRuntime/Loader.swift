@@ -74,20 +74,26 @@ public final class Loader {
 
     /// Finds and mounts the archive, then starts an isolated interpreter whose search
     /// path is the archive and the bundle's standard library.
-    public init(executablePath: String, moduleOverride: String? = nil, arguments: [String] = []) throws {
+    public init(executablePath: String, moduleOverride: String? = nil, arguments: [String] = [],
+                console: Bool = false) throws {
         let layout = BundleLayout(executablePath: executablePath)
         self.layout = layout
-        let name = moduleOverride ?? layout.name
+        let manifest = try Loader.checkManifest(layout)
+        // The console runs the bundle's console script (such as manage.py) when it has one.
+        let consoleModule = console ? manifest?.options["console"]?.string : nil
+        let name = moduleOverride ?? consoleModule ?? layout.name
         if let problem = BundleLayout.problemWithModuleName(name) {
             throw LoaderError(.usage, "cannot load module from \(executablePath): \(problem)")
         }
         moduleName = name
-        manifest = try Loader.checkManifest(layout)
+        self.manifest = manifest
+        Loader.exportStateDirectory(layout)
         let (mainArchivePath, mainArchive) = try Loader.mountArchive(layout)
         (archivePath, archive) = (mainArchivePath, mainArchive)
         archiveIdentity = Loader.identity(of: mainArchivePath)
 
         var searchPath = [mainArchivePath]
+        if FileSystem.isDirectory(layout.appDirectory) { searchPath.append(layout.appDirectory) }
         var mounts = [(mainArchivePath, mainArchive)]
         let source: StandardLibrarySource
         if layout.hasOwnStandardLibrary(major: Python.linkedMajor, minor: Python.linkedMinor) {
@@ -130,6 +136,28 @@ public final class Loader {
                 throw LoaderError(.interpreter, "cannot install the archive importer: \(error)", traceback: error.traceback)
             }
         }
+    }
+
+    /// Where the app keeps what it writes (its SQLite database, uploads, sessions): the
+    /// bundle directory is read-only in production. Exported to Python as FROST_STATE_DIR:
+    /// as given, else systemd's STATE_DIRECTORY (StateDirectory=), else
+    /// $XDG_STATE_HOME/frost/NAME, ~/.local/state/frost/NAME, or /var/lib/frost/NAME for a
+    /// process without a home. Created when missing (mode 0750).
+    static func exportStateDirectory(_ layout: BundleLayout) {
+        var directory: String
+        if let given = getenv("FROST_STATE_DIR").map({ String(cString: $0) }), !given.isEmpty {
+            directory = given
+        } else if let systemd = getenv("STATE_DIRECTORY").map({ String(cString: $0) }), !systemd.isEmpty {
+            directory = String(systemd.split(separator: ":").first ?? Substring(systemd))
+        } else if let state = getenv("XDG_STATE_HOME").map({ String(cString: $0) }), state.hasPrefix("/") {
+            directory = state + "/frost/" + layout.name
+        } else if let home = getenv("HOME").map({ String(cString: $0) }), home.hasPrefix("/"), home != "/" {
+            directory = home + "/.local/state/frost/" + layout.name
+        } else {
+            directory = "/var/lib/frost/" + layout.name
+        }
+        FileSystem.makeDirectories(directory, mode: 0o750)
+        setenv("FROST_STATE_DIR", directory, 1)
     }
 
     /// Runs `body` holding the GIL on the lifecycle thread.

@@ -205,8 +205,11 @@ public final class Master {
         let fdList = (0..<sockets.count).map { String(3 + $0) }.joined(separator: ",")
         let arguments = [configuration.executable, "--worker-control", String(controlFD), "--listen-fds", fdList]
             + configuration.workerArguments
-        let hidden: Set<String> = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
-        let variables = environment.filter { !hidden.contains($0.key) }.map { "\($0.key)=\($0.value)" }.sorted()
+        let hidden: Set<String> = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                   "FROST_WORKERS"]
+        // FROST_WORKERS: how many worker processes serve (wsgi.multiprocess follows it).
+        let variables = (environment.filter { !hidden.contains($0.key) }.map { "\($0.key)=\($0.value)" }
+            + ["FROST_WORKERS=\(configuration.workers)"]).sorted()
         var pid: pid_t = 0
         let status = withCStrings(arguments) { argv in
             withCStrings(variables) { envp in

@@ -82,7 +82,7 @@ public enum LoaderMain {
         var check = false
         var module: String?
         var listens: [String] = []
-        var threads = 8
+        var threads: Int?  // default: the spec's threads, else 8
         var debug = false
         var accessLog = true
         var limits = HostLimits()
@@ -237,7 +237,7 @@ public enum LoaderMain {
     /// Serves HTTP until SIGTERM or SIGINT, then stops gracefully. As a worker it serves
     /// the sockets its master handed over and reports to it every second.
     static func runServer(executablePath: String, label: String, module: String?, listens: [String],
-                          threads: Int, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
+                          threads: Int?, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
                           limits: HostLimits, siteFile: String?, worker: WorkerSetup?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait. A worker ignores SIGHUP (the master's).
@@ -286,7 +286,8 @@ public enum LoaderMain {
                 var current = entry.extensionObject
                 var currentFilter = entry.filterObject
                 var configuration = HostConfiguration(
-                    listen: address, pythonThreads: threads, debug: debug, accessLog: log,
+                    listen: address, pythonThreads: threads ?? loader.manifest?.options["threads"]?.int ?? 8,
+                    debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site)
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
@@ -337,7 +338,7 @@ public enum LoaderMain {
 
     static func runConsole(executablePath: String, label: String, arguments: [String]) -> Int32 {
         do {
-            let loader = try Loader(executablePath: executablePath, arguments: arguments)
+            let loader = try Loader(executablePath: executablePath, arguments: arguments, console: true)
             let status = try loader.runAsMain()
             return loader.finalize() ? status : (status == 0 ? 1 : status)
         } catch {

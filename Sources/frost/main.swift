@@ -174,6 +174,11 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Default number of workers, or auto.") var workers: String?
     @Flag(inversion: .prefixedNo, help: "Import the entry module at build time to see what it really imports.") var trace: Bool?
     @Option(help: "A hooks file of your own (JSON, the format of the README's 'Hooks').") var hooks: String?
+    @Option(help: "Serve this WSGI application (package.module:callable); the spec is then a project directory or file.") var wsgi: String?
+    @Option(help: "A script the console runs instead of the entry module (such as manage.py).") var console: String?
+    @Option(help: "Python threads serving requests.") var threads: Int?
+    @Option(name: .customLong("filesystem"), help: "A package to place on the filesystem inside the bundle (repeatable).") var filesystem: [String] = []
+    @Option(name: .customLong("archive"), help: "A package to keep in the archive (repeatable).") var archive: [String] = []
     @Option(help: "Where NAME/ is written.") var dist: String = "dist"
     @Option(help: "The frost-stub executable to use as the loader.") var stub: String?
     @Flag(help: "Print nothing but errors.") var quiet = false
@@ -192,6 +197,11 @@ struct BuildCommand: ParsableCommand {
         overrides.compress = compress
         overrides.trace = trace
         overrides.hooks = hooks
+        overrides.wsgi = wsgi
+        overrides.console = console
+        overrides.threads = threads
+        overrides.filesystem = filesystem
+        overrides.archive = archive
         overrides.listen = listen
         overrides.workers = workers
         let spec: BuildSpec

@@ -23,7 +23,11 @@ import tempfile
 request = json.load(sys.stdin)
 entry_name = request["name"]
 script = os.path.realpath(request["script"])
-script_dir = os.path.dirname(script)
+# Where the app's own packages are found: the script's directory, or the project's root
+# for a generated (WSGI) entry.
+script_dir = os.path.realpath(request.get("app_root") or os.path.dirname(script))
+console_script = os.path.realpath(request["console"]) if request.get("console") else None
+console_module = request.get("console_module")
 isapi_parent = os.path.realpath(request["isapi_parent"])
 optimize = request["optimize"]
 cache = request["cache"]
@@ -124,6 +128,9 @@ class Finder(modulefinder.ModuleFinder):
 finder = Finder(path=search_path, excludes=list(excludes))
 with open(script, "rb") as source:
     finder.load_module(entry_name, source, script, (".py", "rb", 1))
+if console_script:
+    with open(console_script, "rb") as source:
+        finder.load_module(console_module, source, console_script, (".py", "rb", 1))
 
 
 def safe_import(name, report=True):
@@ -223,6 +230,73 @@ if request["trace"]:
         safe_import(name, report=False)
     apply_hooks()
 
+# Placement: code that reads its own files by path (templates beside a Flask app, Django's
+# locale, templates, static files and migrations) goes to a real directory inside the
+# bundle, with its data files; everything else stays in the archive.
+def has_data_files(directory, site_package):
+    for current, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not (site_package and d == "tests")]
+        for f in files:
+            if not f.endswith((".py", ".pyc", ".pyo", ".pyi", ".so")) and f != "py.typed":
+                return True
+    return False
+
+
+def reads_own_files(package_name):
+    """Whether the package's code refers to __file__ (bytecode names, nested code too)."""
+    def names(code):
+        yield from code.co_names
+        for constant in code.co_consts:
+            if hasattr(constant, "co_names"):
+                yield from names(constant)
+    for name, module in list(finder.modules.items()):
+        if (name == package_name or name.startswith(package_name + ".")) and module.__code__ is not None:
+            if "__file__" in names(module.__code__):
+                return True
+    return False
+
+
+placement = {}  # top-level name -> (where, why)
+app_data_dirs = []  # data directories beside top-level app modules placed on the filesystem
+for top in sorted({n.split(".")[0] for n in finder.modules}):
+    module = finder.modules.get(top)
+    file = getattr(module, "__file__", None)
+    if top in (entry_name, console_module) or not file or file.endswith(".so"):
+        continue
+    category = category_of(file)
+    if category not in ("app", "site"):
+        continue
+    is_package = bool(module.__path__)
+    directory = os.path.dirname(file)
+    if top in request["archive"]:
+        placement[top] = ("archive", "named in archive")
+    elif top in request["filesystem"]:
+        placement[top] = ("filesystem", "named in filesystem")
+    elif hooks.get(top, {}).get("filesystem"):
+        placement[top] = ("filesystem", "a hook: it reads its own files by path")
+    elif category == "app" and is_package and has_data_files(directory, False):
+        placement[top] = ("filesystem", "the app's own package, with data files beside its code")
+    elif category == "app" and is_package and reads_own_files(top):
+        placement[top] = ("filesystem", "the app's own package, whose code reads files by __file__")
+    elif category == "app" and not is_package and any(
+            os.path.isdir(os.path.join(directory, d)) for d in ("templates", "static")):
+        placement[top] = ("filesystem", "the app's own module, with templates/ or static/ beside it")
+        app_data_dirs += [os.path.join(directory, d) for d in ("templates", "static")
+                          if os.path.isdir(os.path.join(directory, d))]
+    elif category == "site" and is_package and has_data_files(directory, True) and reads_own_files(top):
+        placement[top] = ("filesystem", "has data files and its code reads files by __file__")
+    else:
+        if category == "app" and is_package:
+            # The app's own packages are small and often loaded by dotted names from
+            # settings (URL configurations, middleware): whole, wherever they go.
+            walk_package(top)
+        continue
+    if (placement[top][0] == "filesystem" or category == "app") and is_package:
+        # Read by path, so likely discovered by listing too (migrations, commands): whole.
+        forced.add(top)
+        walk_package(top)
+apply_hooks()
+
 # Distributions that own site modules.
 owner = {}
 distributions = {}
@@ -299,6 +373,8 @@ for name in sorted(finder.modules):
     record["root"] = root_of(file)
     if category == "site":
         record["distribution"] = owner.get(os.path.realpath(file))
+    where = placement.get(name.split(".")[0], ("archive", ""))[0]
+    record["placement"] = where if category in ("app", "site") else "archive"
     modules.append(record)
 
 # Missing modules: reported with the importing file and line, except those imported by
@@ -319,7 +395,7 @@ bundled_files = {r["file"] for r in modules}
 for name, file in sorted(trace["modules"].items()):
     if file is None or name in bundled or name in excludes or name in provided or name.split(".")[0] in excludes:
         continue
-    if os.path.realpath(file) in bundled_files:
+    if name in ("__main__", "__mp_main__") or os.path.realpath(file) in bundled_files:
         continue  # an alias (sys.modules["pkg.vendored"] = other), bundled under its own name
     if not file.endswith((".py", ".so")) or not os.path.exists(file):
         continue
@@ -381,7 +457,8 @@ tops = {}
 for record in modules:
     if not record["package"] or record["category"] == "stdlib":
         continue
-    if (record["category"] == "site" and "." not in record["name"]) or record["name"] in request["packages"]:
+    if ((record["category"] == "site" and "." not in record["name"]) or record["name"] in request["packages"]
+            or (record["category"] == "app" and "." not in record["name"] and record["placement"] == "filesystem")):
         tops[record["name"]] = os.path.dirname(record["file"])
 data_left_out = 0
 for top, directory in sorted(tops.items()):
@@ -399,7 +476,16 @@ for top, directory in sorted(tops.items()):
                 data_left_out += 1
                 continue
             base = os.path.dirname(directory) if "." not in top else directory[: -len(top.replace(".", "/"))].rstrip("/")
-            package_data.append({"source": full, "archive": os.path.relpath(full, base)})
+            package_data.append({"source": full, "archive": os.path.relpath(full, base),
+                                 "placement": placement.get(top.split(".")[0], ("archive", ""))[0],
+                                 "category": category_of(directory)})
+for data_dir in app_data_dirs:
+    for current, dirs, files in os.walk(data_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for f in sorted(files):
+            full = os.path.join(current, f)
+            package_data.append({"source": full, "archive": os.path.relpath(full, script_dir),
+                                 "placement": "filesystem", "category": "app"})
 
 used_distributions = sorted({r["distribution"] for r in modules if r.get("distribution")})
 libdir = sysconfig.get_config_var("LIBDIR") or ""
@@ -434,6 +520,7 @@ json.dump({
                             and not os.path.basename(p).startswith(("libpython", "ld-linux"))),
     },
     "data_left_out": data_left_out,
+    "placement": [{"name": top, "where": where, "why": why} for top, (where, why) in sorted(placement.items())],
     "stdlib_missing_skipped": skipped,
     "package_data": package_data,
     "distributions": used_distributions,
