@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The package corpus (Tests/Corpus: one smoke script per popular package) frozen by frost
 # and by PyInstaller (one-dir) from the same venv, in one run: which of the two froze what
-# (the frozen program runs and prints "ok"), build time and dist size per package, each
-# run in a root that has only glibc (as the tests do).
+# (the frozen program prints "ok", run on this machine and in a root that has only glibc,
+# as the tests do), build time and dist size per package.
 # Usage: Benchmarks/packages-vs-pyinstaller/run.sh    (root; writes results.md beside itself)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,9 +33,12 @@ cp -L /lib64/ld-linux-x86-64.so.2 "$work/root/lib64/"
 mount -t proc proc "$work/root/proc"
 
 ms() { $python -c 'import time; print(int(time.time()*1000))'; }
-runs_ok() {  # DIR EXECUTABLE-IN-ROOT NAME
+runs_ok() {  # DIR EXECUTABLE-IN-ROOT NAME: "host/root", each yes or no
+    local host root
+    host=$(timeout 60 "$1/$(basename "$2")" 2>/dev/null | grep -q "^ok $3" && echo yes || echo no)
     rm -rf "$work/root/app/$(basename "$1")"; cp -a "$1" "$work/root/app/"
-    timeout 60 chroot "$work/root" "$2" 2>/dev/null | grep -q "^ok $3" && echo yes || echo no
+    root=$(timeout 60 chroot "$work/root" "$2" 2>/dev/null | grep -q "^ok $3" && echo yes || echo no)
+    echo "$host/$root"
 }
 rows=()
 for script in "$corpus"/smoke_*.py; do
@@ -65,10 +68,15 @@ printf '%s\n' "${rows[@]}" | $python -c '
 import sys, datetime, platform
 rows = [line.split() for line in sys.stdin if line.strip()]
 print(f"Package corpus, frost vs PyInstaller one-dir ({datetime.date.today()}, {platform.node()}, Python {platform.python_version()} from Debian)\n")
+print("Runs: on this machine / in a root with only glibc (yes or no).\n")
 print("| package | frost runs | frost build (s) | frost size (MiB) | PyInstaller runs | PyInstaller build (s) | PyInstaller size (MiB) | size ratio |")
 print("|---|---|---|---|---|---|---|---|")
 for p, fo, fb, fs, po, pb, ps in rows:
-    ratio = f"{int(fs)/int(ps):.2f}" if int(ps) else "-"
+    ratio = "%.2f" % (int(fs) / int(ps)) if int(ps) else "-"
     print(f"| {p} | {fo} | {int(fb)/1000:.1f} | {int(fs)/2**20:.1f} | {po} | {int(pb)/1000:.1f} | {int(ps)/2**20:.1f} | {ratio} |")
-print(f"\nfrost froze {sum(r[1]==\"yes\" for r in rows)} of {len(rows)}; PyInstaller {sum(r[4]==\"yes\" for r in rows)} of {len(rows)}.")
+def count(column, where):
+    return sum(r[column].split("/")[where] == "yes" for r in rows)
+print()
+print("frost ran %d of %d on this machine and %d in the glibc-only root; PyInstaller %d and %d."
+      % (count(1, 0), len(rows), count(1, 1), count(4, 0), count(4, 1)))
 ' | tee "$here/results.md"

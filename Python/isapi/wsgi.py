@@ -68,12 +68,17 @@ def _variable(ecb, name, default=""):
         return default
 
 
+_CHUNKED = 0xFFFFFFFF  # TotalBytes of a body without a Content-Length, as IIS reports it
+
+
 class ISAPIInputWrapper:
     """``wsgi.input``: the request body, read from the ECB as the application asks."""
 
     def __init__(self, ecb):
         self._ecb = ecb
-        self._remaining = max(int(ecb.TotalBytes or 0), 0)
+        total = int(ecb.TotalBytes or 0)
+        # A chunked body (TotalBytes 0xFFFFFFFF) is read until the host says it ended.
+        self._remaining = sys.maxsize if total == _CHUNKED else max(total, 0)
         preloaded = ecb.AvailableData or b""
         self._buffer = bytes(preloaded[: self._remaining])
         self._remaining -= len(self._buffer)
@@ -213,7 +218,11 @@ class _WSGIHandlerMixin:
             "isapi.ecb": ecb,
         }
         total = int(ecb.TotalBytes or 0)
-        if total:
+        if total == _CHUNKED:
+            # No length to give (PEP 3333 leaves CONTENT_LENGTH out); reading to the end is
+            # safe, as gunicorn and mod_wsgi announce with this key.
+            environ["wsgi.input_terminated"] = True
+        elif total:
             environ["CONTENT_LENGTH"] = str(total)
         for optional in ("REMOTE_HOST", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE"):
             value = _variable(ecb, optional)
@@ -223,7 +232,12 @@ class _WSGIHandlerMixin:
             name, _, value = line.partition(":")
             name = name.strip()
             if name.startswith("HTTP_") and name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-                environ[name] = value.strip()
+                value = value.strip()
+                if name in environ:
+                    # A repeated header is one variable, its values joined (RFC 9110 §5.3;
+                    # cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
+                    value = environ[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
+                environ[name] = value
         return environ
 
     def handle(self, ecb, multithread):

@@ -19,7 +19,7 @@ public enum LoaderMain {
 
           --listen ADDR    where to serve HTTP, repeatable (default: the bundle's listen option, else 127.0.0.1:8000;
                            port 0 picks a free port)
-          --threads N      Python threads serving requests concurrently (default 8)
+          --threads N      Python threads serving requests concurrently (default: the spec's threads, else 8)
           --workers N      worker processes under a master (default: the bundle's spec, else 1;
                            auto: one per core; 0: one process, no master)
           --heartbeat-timeout S  a worker silent this long is killed and replaced (30)
@@ -281,12 +281,13 @@ public enum LoaderMain {
                     throw LoaderError(.run, "\(error)")
                 }
             }
+            let pythonThreads = threads ?? loader.manifest?.options["threads"]?.int ?? 8
             let host: Host
             do {
                 var current = entry.extensionObject
                 var currentFilter = entry.filterObject
                 var configuration = HostConfiguration(
-                    listen: address, pythonThreads: threads ?? loader.manifest?.options["threads"]?.int ?? 8,
+                    listen: address, pythonThreads: pythonThreads,
                     debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site)
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
@@ -315,8 +316,8 @@ public enum LoaderMain {
                 received = worker.serve(host, limits: limits, signals: &signals)
                 printError("frost: worker \(getpid()): stopping; requests in flight finish")
             } else {
-                printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(threads) Python threads")
-                notifier.send(["READY=1", "STATUS=serving with \(threads) Python threads", "MAINPID=\(getpid())"])
+                printLine("frost: serving \(loader.moduleName) on \(scheme)\(bound) with \(pythonThreads) Python threads")
+                notifier.send(["READY=1", "STATUS=serving with \(pythonThreads) Python threads", "MAINPID=\(getpid())"])
                 while true {
                     guard sigwait(&signals, &received) == 0 else { continue }
                     if received != SIGHUP { break }

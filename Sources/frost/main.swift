@@ -232,33 +232,60 @@ struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init", abstract: "Write a starting spec for a script.")
 
-    @Argument(help: "The entry script (.py).") var script: String
-    @Option(name: .shortAndLong, help: "Where to write the spec (default: Bundles/NAME.toml, or NAME.toml).")
+    @Argument(help: "The entry script (.py), or a project directory holding a WSGI application.") var script: String
+    @Option(name: .shortAndLong, help: "Where to write the spec (default: Bundles/NAME.toml, or NAME.toml; for a project directory, DIR/NAME.toml).")
     var output: String?
 
     func run() throws {
-        guard script.hasSuffix(".py"), FileManager.default.fileExists(atPath: script) else {
-            printError("frost: \(script): not an existing .py file")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: script, isDirectory: &isDirectory),
+              isDirectory.boolValue || script.hasSuffix(".py") else {
+            printError("frost: \(script): not an existing .py file or project directory")
             throw ExitCode(ExitStatus.badInput)
         }
-        let name = URL(fileURLWithPath: script).deletingPathExtension().lastPathComponent
-        let target = output ?? (FileManager.default.fileExists(atPath: "Bundles") ? "Bundles/\(name).toml" : "\(name).toml")
+        let root = isDirectory.boolValue ? URL(fileURLWithPath: script).standardizedFileURL.path
+            : URL(fileURLWithPath: script).standardizedFileURL.deletingLastPathComponent().path
+        let found = isDirectory.boolValue ? WSGIFinder.find(inProject: root)
+            : WSGIFinder.find(inScript: URL(fileURLWithPath: script).standardizedFileURL.path, root: root)
+        if isDirectory.boolValue && found == nil {
+            printError("frost: \(script): found no WSGI application (Django's manage.py, or a module with app, application or create_app)")
+            throw ExitCode(ExitStatus.badInput)
+        }
+        let name: String
+        if let found, let entry = WSGIEntry(found.wsgi) {
+            name = entry.defaultName(root: root)
+        } else {
+            name = URL(fileURLWithPath: script).deletingPathExtension().lastPathComponent
+        }
+        let target = output ?? (isDirectory.boolValue ? root + "/\(name).toml"
+            : FileManager.default.fileExists(atPath: "Bundles") ? "Bundles/\(name).toml" : "\(name).toml")
         guard !FileManager.default.fileExists(atPath: target) else {
             printError("frost: \(target) exists; not overwriting it")
             throw ExitCode(ExitStatus.badInput)
         }
         let specDirectory = URL(fileURLWithPath: target).deletingLastPathComponent().standardizedFileURL.path
-        let scriptPath = URL(fileURLWithPath: script).standardizedFileURL.path
-        let relative = relativePath(from: specDirectory, to: scriptPath)
+        var entryLines: String
+        if let found {
+            entryLines = "wsgi = \"\(found.wsgi)\"                  # found: \(found.why)\n"
+            if specDirectory != root { entryLines += "root = \"\(relativePath(from: specDirectory, to: root))\"\n" }
+            if let console = found.console { entryLines += "console = \"\(relativePath(from: specDirectory, to: console))\"\n" }
+            if FileManager.default.fileExists(atPath: root + "/requirements.txt") {
+                entryLines += "requirements = \"\(relativePath(from: specDirectory, to: root + "/requirements.txt"))\"\n"
+            }
+        } else {
+            let scriptPath = URL(fileURLWithPath: script).standardizedFileURL.path
+            entryLines = "script = \"\(relativePath(from: specDirectory, to: scriptPath))\"\n"
+        }
         let text = """
             # frost build \(target)
             name = "\(name)"
-            script = "\(relative)"
-            # python = "/usr/bin/python3"          # the interpreter whose libpython the loader links
+            \(entryLines)# python = "/usr/bin/python3"          # the interpreter whose libpython the loader links
             # requirements = "requirements.txt"    # installed into a cached build venv
             # includes = []                         # modules imported in ways the analysis cannot see
             # excludes = []                         # modules never to bundle
             # packages = []                         # whole packages, with all submodules and data
+            # filesystem = []                       # packages placed on the filesystem (read by path)
+            # archive = []                          # packages kept in the archive
             # optimize = 0                          # bytecode optimisation: 0, 1 or 2
             # compress = true                       # deflate archive entries
             # listen = "127.0.0.1:8000"
@@ -278,6 +305,73 @@ struct InitCommand: ParsableCommand {
         while common < base.count, common < target.count, base[common] == target[common] { common += 1 }
         let up = Array(repeating: "..", count: base.count - common)
         return (up + target[common...].map(String.init)).joined(separator: "/")
+    }
+}
+
+/// Finds a WSGI application the way a user would point at one: Django's manage.py and
+/// its settings package's wsgi.py, or a module with a top-level `application`, `app` or
+/// `create_app` (Flask's application factory).
+enum WSGIFinder {
+    struct Found {
+        let wsgi: String
+        let console: String?
+        let why: String
+    }
+
+    static func find(inProject root: String) -> Found? {
+        let fm = FileManager.default
+        if let manage = try? String(contentsOfFile: root + "/manage.py", encoding: .utf8),
+           let settings = settingsModule(in: manage) {
+            let package = String(settings.split(separator: ".").first ?? "")
+            if fm.fileExists(atPath: root + "/" + package + "/wsgi.py") {
+                return Found(wsgi: package + ".wsgi:application", console: root + "/manage.py",
+                             why: "Django's manage.py (\(settings))")
+            }
+        }
+        var candidates: [(module: String, path: String)] = []
+        for name in ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted() {
+            let path = root + "/" + name
+            if name.hasSuffix(".py"), name != "setup.py", name != "manage.py" {
+                candidates.append((String(name.dropLast(3)), path))
+            } else if fm.fileExists(atPath: path + "/__init__.py") {
+                for inner in ["__init__", "app", "wsgi", "main"] where fm.fileExists(atPath: "\(path)/\(inner).py") {
+                    candidates.append((inner == "__init__" ? name : "\(name).\(inner)", "\(path)/\(inner).py"))
+                }
+            }
+        }
+        for candidate in candidates {
+            if let found = find(inScript: candidate.path, module: candidate.module) { return found }
+        }
+        return nil
+    }
+
+    /// A script that defines a WSGI callable (and no ISAPI factory of its own).
+    static func find(inScript path: String, root: String) -> Found? {
+        find(inScript: path, module: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+    }
+
+    private static func find(inScript path: String, module: String) -> Found? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), !text.contains("__ExtensionFactory__") else {
+            return nil
+        }
+        let lines = text.split(separator: "\n").map(String.init)
+        for (name, suffix) in [("application", ""), ("app", ""), ("create_app", "()")] {
+            let defined = lines.contains { line in
+                line.hasPrefix("\(name) =") || line.hasPrefix("\(name)=") || line.hasPrefix("def \(name)(")
+                    || line.hasPrefix("\(name): ")
+            }
+            if defined { return Found(wsgi: "\(module):\(name)\(suffix)", console: nil, why: "\(name) in \(path)") }
+        }
+        return nil
+    }
+
+    /// 'mysite.settings' from `os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')`.
+    static func settingsModule(in manage: String) -> String? {
+        guard let range = manage.range(of: "DJANGO_SETTINGS_MODULE") else { return nil }
+        let rest = manage[range.upperBound...].drop { $0 != "," }.dropFirst().drop { $0 == " " }
+        guard let quote = rest.first, quote == "'" || quote == "\"" else { return nil }
+        let value = rest.dropFirst().prefix { $0 != quote }
+        return value.isEmpty ? nil : String(value)
     }
 }
 

@@ -138,12 +138,12 @@ final class RunningServer {
         try self.init(command: loader, arguments: ["--listen", "127.0.0.1:0"] + arguments)
     }
 
-    convenience init(command: String, arguments: [String]) throws {
+    convenience init(command: String, arguments: [String], environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command)
         process.arguments = arguments
         process.environment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "FROST_CACHE": BuildCache.shared,
-                               "HOME": NSTemporaryDirectory()]
+                               "HOME": NSTemporaryDirectory()].merging(environment) { _, new in new }
         try self.init(process: process)
     }
 
