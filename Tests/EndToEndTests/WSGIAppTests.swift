@@ -124,6 +124,28 @@ import Glibc
         #expect(FileManager.default.fileExists(atPath: root + "/state/db.sqlite3"))
     }
 
+    @Test func initFindsTheWSGIApplicationOfAProject() throws {
+        let scratch = ScratchDirectory("wsgi-init")
+        for sample in ["django_site", "flask_classic"] {
+            #expect(try runProcess("/bin/cp", ["-r", Repository.root.appendingPathComponent("Samples/" + sample).path,
+                                               scratch.path(sample)]).status == 0)
+            let result = try runProcess(Products.frost, ["init", scratch.path(sample)])
+            #expect(result.status == 0 && result.stdout == "wrote \(scratch.path(sample))/\(sample).toml\n", "\(result.output)")
+        }
+        let django = try String(contentsOfFile: scratch.path("django_site/django_site.toml"), encoding: .utf8)
+        #expect(django.contains("wsgi = \"mysite.wsgi:application\"") && django.contains("console = \"manage.py\"")
+                && django.contains("requirements = \"requirements.txt\""), "\(django)")
+        let flask = try String(contentsOfFile: scratch.path("flask_classic/flask_classic.toml"), encoding: .utf8)
+        #expect(flask.contains("wsgi = \"flaskr:create_app()\""), "\(flask)")
+        // The spec it wrote builds.
+        let build = try frostBuild([scratch.path("flask_classic/flask_classic.toml"), "--quiet"], dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let empty = scratch.path("empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let none = try runProcess(Products.frost, ["init", empty])
+        #expect(none.status == 2 && none.stderr.contains("found no WSGI application"), "\(none.output)")
+    }
+
     /// A package that reads `os.path.dirname(__file__)` data works by default (it goes to the
     /// filesystem); kept in the archive with `archive = [...]` it fails with its own error.
     @Test func theFilesystemArchiveSplitDoesWhatTheKeysSay() throws {

@@ -221,3 +221,42 @@ func specError(_ body: () throws -> Void) -> SpecError? {
         #expect(error(#"{"numpy": []}"#)?.contains("package 'numpy': expected an object") == true)
     }
 }
+
+@Suite struct WSGISpecTests {
+    @Test func aWSGISpecNeedsNoScriptAndItsRootIsWhereItLies() throws {
+        let dir = SpecDirectory()
+        let spec = try SpecLoader.load(dir.write("app/frost.toml", "wsgi = \"mysite.wsgi:application\"\nthreads = 4\nconsole = \"main.py\"\n"))
+        #expect(spec.wsgi == "mysite.wsgi:application")
+        #expect(spec.script.isEmpty)
+        #expect(spec.appRoot == dir.path + "/app")
+        #expect(spec.name == "app", "the project directory's name")
+        #expect(spec.threads == 4)
+        #expect(spec.console == dir.path + "/app/main.py")
+        #expect(spec.manifestOptions["console"]?.string == BuildSpec.consoleModule)
+        // [tool.frost] in a pyproject.toml, and a factory.
+        let pyproject = try SpecLoader.load(dir.write("app/pyproject.toml", "[tool.frost]\nname = \"site\"\nwsgi = \"flaskr:create_app()\"\n"))
+        #expect(pyproject.wsgi == "flaskr:create_app()" && pyproject.appRoot == dir.path + "/app")
+        let entry = try #require(WSGIEntry("flaskr:create_app()"))
+        #expect(entry.module == "flaskr" && entry.attribute == "create_app" && entry.isFactory)
+        // A project directory with --wsgi.
+        var overrides = SpecOverrides()
+        overrides.wsgi = "app:app"
+        let bare = try SpecLoader.load(dir.path + "/app", overrides: overrides)
+        #expect(bare.wsgi == "app:app" && bare.name == "app_wsgi", "not the app's own module name")
+    }
+
+    @Test func wsgiSpecErrorsNameTheKey() {
+        let dir = SpecDirectory()
+        let both = dir.write("b.toml", "script = \"app/main.py\"\nwsgi = \"a:b\"\n")
+        #expect(specError { _ = try SpecLoader.load(both) }?.description == "\(both):2: key 'wsgi': a spec has either script or wsgi, not both")
+        let bad = dir.write("w.toml", "wsgi = \"not a module:app\"\n")
+        #expect(specError { _ = try SpecLoader.load(bad) }?.key == "wsgi")
+        let clash = dir.write("c.toml", "name = \"mysite\"\nwsgi = \"mysite.wsgi:application\"\n")
+        let e3 = specError { _ = try SpecLoader.load(clash) }
+        #expect(e3?.key == "name" && e3?.line == 1 && e3?.message.contains("also the application's module") == true)
+        let root = dir.write("r.toml", "wsgi = \"a:b\"\nroot = \"nowhere\"\n")
+        #expect(specError { _ = try SpecLoader.load(root) }?.key == "root")
+        let split = dir.write("s.toml", "wsgi = \"a:b\"\nfilesystem = [\"x\"]\narchive = [\"x\"]\n")
+        #expect(specError { _ = try SpecLoader.load(split) }?.description == "\(split):3: key 'archive': 'x' is in both filesystem and archive")
+    }
+}
