@@ -4,6 +4,7 @@ import io
 import json
 import optparse
 import os
+import sys
 import tempfile
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
@@ -47,19 +48,66 @@ class InstallTest(unittest.TestCase):
         with self.assertRaises(ConfigurationError):
             install.site_configuration(ISAPIParameters(VirtualDirs=[VirtualDirParameters(Name="x", Path="relative")]))
 
+    def setUp(self):
+        # The console of a bundle named "app" at /srv/bundles/app.
+        self.argv0 = sys.argv[0]
+        sys.argv[0] = "/srv/bundles/app/app.py"
+
+    def tearDown(self):
+        sys.argv[0] = self.argv0
+
+    @staticmethod
+    def tree(root):
+        files = {}
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                files[os.path.relpath(path, root)] = os.readlink(path) if os.path.islink(path) else open(path, "rb").read()
+        return files
+
     def test_install_and_remove_under_root_with_hooks_in_order(self):
         calls = []
         with tempfile.TemporaryDirectory() as root:
-            status, _, _ = self.run_command(params(calls), "install", "--root", root, "-q")
+            status, _, err = self.run_command(params(calls), "install", "--root", root, "-q")
+            self.assertEqual(status, 0, err)
+            tree = self.tree(root)
+            self.assertEqual(sorted(tree), [
+                "etc/nginx/sites-available/frost-app.conf", "etc/nginx/sites-enabled/frost-app.conf",
+                "etc/systemd/system/frost-app.service", "etc/systemd/system/frost-app.socket",
+                "srv/bundles/app/frost-install.json", "srv/bundles/app/site.json"])
+            self.assertEqual(json.loads(tree["srv/bundles/app/site.json"])["virtual_directories"][0]["name"], "/python")
+            service = tree["etc/systemd/system/frost-app.service"].decode()
+            for line in ["Type=notify", "NotifyAccess=main", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
+                         "WatchdogSec=30", "DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                         "ProtectHome=yes", "PrivateTmp=yes", "StateDirectory=frost-app", "Requires=frost-app.socket",
+                         "ExecStart=/srv/bundles/app/_app --workers auto --trusted-proxy unix"]:
+                self.assertIn(line + "\n", service)
+            socket = tree["etc/systemd/system/frost-app.socket"].decode()
+            self.assertIn("ListenStream=/run/frost/app.sock\n", socket)
+            self.assertIn("SocketGroup=www-data\n", socket)
+            nginx = tree["etc/nginx/sites-available/frost-app.conf"].decode()
+            self.assertIn("server unix:/run/frost/app.sock;", nginx)
+            self.assertIn("location /python/ {", nginx)
+            self.assertIn("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;", nginx)
+            self.assertIn("proxy_set_header X-Forwarded-Proto $scheme;", nginx)
+            self.assertIn("proxy_http_version 1.1;", nginx)
+            self.assertIn("client_max_body_size 1073741824;", nginx)
+            self.assertIn("return 404;", nginx, "URLs outside the virtual directories are not the bundle's")
+            self.assertEqual(tree["etc/nginx/sites-enabled/frost-app.conf"], "/etc/nginx/sites-available/frost-app.conf")
+            record = json.loads(tree["srv/bundles/app/frost-install.json"])
+            self.assertEqual(sorted(record["files"]), ["/etc/nginx/sites-available/frost-app.conf",
+                                                       "/etc/systemd/system/frost-app.service",
+                                                       "/etc/systemd/system/frost-app.socket", "/srv/bundles/app/site.json"])
+            # Twice: one registration, nothing rewritten.
+            status, out, _ = self.run_command(params([]), "install", "--root", root)
             self.assertEqual(status, 0)
-            written = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
-            self.assertEqual(len(written), 1)
-            self.assertTrue(written[0].endswith("/site.json"))
-            with open(written[0]) as f:
-                self.assertEqual(json.load(f)["virtual_directories"][0]["name"], "/python")
+            self.assertIn("already installed, nothing changed", out)
+            self.assertEqual(self.tree(root), tree)
+            status, out, _ = self.run_command(params([]), "status", "--root", root)
+            self.assertIn("ok                     /etc/systemd/system/frost-app.service", out)
             status, _, _ = self.run_command(params(calls), "remove", "--root", root, "-q")
             self.assertEqual(status, 0)
-            self.assertFalse(os.path.exists(written[0]))
+            self.assertEqual(self.tree(root), {}, "remove takes away exactly what install made")
         self.assertEqual(calls, ["PreInstall", "vd PreInstall", "PostInstall", "PreRemove", "vd PostRemove", "PostRemove"])
 
     def test_dry_run_writes_nothing(self):
@@ -67,7 +115,66 @@ class InstallTest(unittest.TestCase):
             status, out, _ = self.run_command(params([]), "install", "--root", root, "--dry-run")
             self.assertEqual(status, 0)
             self.assertIn('"PythonRedirector"', out)
+            self.assertIn(f"would write {root}/etc/systemd/system/frost-app.service (sha256 ", out)
+            self.assertIn(f"would link {root}/etc/nginx/sites-enabled/frost-app.conf -> /etc/nginx/sites-available/frost-app.conf", out)
             self.assertEqual(os.listdir(root), [])
+
+    def test_a_foreign_file_is_never_overwritten(self):
+        with tempfile.TemporaryDirectory() as root:
+            foreign = os.path.join(root, "etc/systemd/system/frost-app.service")
+            os.makedirs(os.path.dirname(foreign))
+            with open(foreign, "w") as f:
+                f.write("[Service]\nExecStart=/bin/true\n")
+            status, _, err = self.run_command(params([]), "install", "--root", root)
+            self.assertEqual(status, 1)
+            self.assertIn("/etc/systemd/system/frost-app.service exists and was not written by this installer", err)
+            self.assertEqual(sorted(self.tree(root)), ["etc/systemd/system/frost-app.service"], "nothing else written")
+            with open(foreign) as f:
+                self.assertEqual(f.read(), "[Service]\nExecStart=/bin/true\n")
+
+    def test_a_changed_file_stops_remove(self):
+        with tempfile.TemporaryDirectory() as root:
+            self.assertEqual(self.run_command(params([]), "install", "--root", root, "-q")[0], 0)
+            unit = os.path.join(root, "etc/systemd/system/frost-app.socket")
+            with open(unit, "a") as f:
+                f.write("# local change\n")
+            status, _, err = self.run_command(params([]), "remove", "--root", root)
+            self.assertEqual(status, 1)
+            self.assertIn("frost-app.socket was changed since it was installed", err)
+            self.assertTrue(os.path.exists(os.path.join(root, "srv/bundles/app/site.json")))
+            status, out, _ = self.run_command(params([]), "status", "--root", root)
+            self.assertIn("changed since install  /etc/systemd/system/frost-app.socket", out)
+
+    def test_options_shape_the_units(self):
+        with tempfile.TemporaryDirectory() as root:
+            status, _, err = self.run_command(params([]), "install", "--root", root, "--listen", "127.0.0.1:9001",
+                                              "--user", "web", "--workers", "3", "--max-body", "1000",
+                                              "--server-name", "app.example", "--nginx-listen", "127.0.0.1:8080", "-q")
+            self.assertEqual(status, 0, err)
+            tree = self.tree(root)
+            service = tree["etc/systemd/system/frost-app.service"].decode()
+            self.assertIn("ExecStart=/srv/bundles/app/_app --workers 3 --trusted-proxy 127.0.0.1 --max-body 1000\n", service)
+            self.assertIn("User=web\n", service)
+            self.assertNotIn("DynamicUser", service)
+            self.assertIn("ListenStream=127.0.0.1:9001\n", tree["etc/systemd/system/frost-app.socket"].decode())
+            nginx = tree["etc/nginx/sites-available/frost-app.conf"].decode()
+            for line in ["server 127.0.0.1:9001;", "listen 127.0.0.1:8080;", "server_name app.example;",
+                         "client_max_body_size 1000;"]:
+                self.assertIn(line, nginx)
+            status, _, err = self.run_command(params([]), "install", "--root", root, "--listen", "nowhere")
+            self.assertEqual(status, 1)
+            self.assertIn("--listen must be unix:PATH or HOST:PORT", err)
+
+    def test_a_failing_hook_leaves_nothing_installed(self):
+        def broken(p, o):
+            raise RuntimeError("the hook broke")
+        with tempfile.TemporaryDirectory() as root:
+            status, _, err = self.run_command(ISAPIParameters(PostInstall=broken, VirtualDirs=[
+                VirtualDirParameters(Name="x", Path="/srv/x", ScriptMaps=[ScriptMapParams(Extension="*")])]),
+                "install", "--root", root, "-q")
+            self.assertEqual(status, 1)
+            self.assertIn("install failed at RuntimeError: the hook broke; every file is back as it was", err)
+            self.assertEqual(self.tree(root), {})
 
     def test_custom_commands_and_options(self):
         seen = []

@@ -45,11 +45,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     let raw: RawDataHandler?
     /// Closes the connection without losing a response to a reset.
     private let lingering: LingeringClose
+    private let trustedProxies: TrustedProxies
 
     /// `stopping`: the host is already stopping; serve one request, then close.
     init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil,
-         lingering: LingeringClose, stopping: Bool = false) {
+         lingering: LingeringClose, trustedProxies: TrustedProxies = TrustedProxies([]), stopping: Bool = false) {
         self.lingering = lingering
+        self.trustedProxies = trustedProxies
         self.stopping = stopping
         self.connectionID = connectionID
         self.dispatcher = dispatcher
@@ -117,7 +119,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
                                         bodyTimeout: limits.bodyTimeout, maxDiscardBytes: limits.maxDiscardBytes,
-                                        filterRequest: raw == nil ? nil : FilterRequest())
+                                        filterRequest: raw == nil ? nil : FilterRequest(), trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {

@@ -36,6 +36,9 @@ final class HTTPExchange: @unchecked Sendable {
     enum HeadDecision { case send, answered(keepConnection: Bool) }
     let localAddress: SocketAddress?
     let remoteAddress: SocketAddress?
+    /// The client as a trusted proxy reports it (X-Forwarded-For, X-Forwarded-Proto), or
+    /// nil when the peer is not one.
+    let forwarded: TrustedProxies.Client?
     let eventLoop: EventLoop
     let received: Double
     private let context: ChannelHandlerContext
@@ -78,7 +81,8 @@ final class HTTPExchange: @unchecked Sendable {
     private var keepAfterFilterAnswer = false
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         bodyTimeout: Double, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil) {
+         bodyTimeout: Double, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
+         trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.bodyTimeout = bodyTimeout
         self.maxDiscardBytes = maxDiscardBytes
@@ -89,9 +93,13 @@ final class HTTPExchange: @unchecked Sendable {
         self.eventLoop = context.eventLoop
         self.localAddress = context.channel.localAddress
         self.remoteAddress = context.channel.remoteAddress
+        self.forwarded = trustedProxies.client(peer: context.channel.remoteAddress, headers: head.headers)
         self.received = monotonicSeconds()
         self.keepAlive = head.isKeepAlive
     }
+
+    /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.
+    var clientAddress: String { forwarded?.address ?? remoteAddress?.ipAddress ?? "" }
 
     func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
         headLock.locked { change(&requestHead) }

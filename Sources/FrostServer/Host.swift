@@ -65,6 +65,10 @@ public struct HostConfiguration: Sendable {
     public var boundSockets: [Int32] = []
     /// Called (on a Python thread) when the extension calls `ReportUnhealthy`.
     public var onUnhealthy: (@Sendable (String) -> Void)?
+    /// Peers whose X-Forwarded-For and X-Forwarded-Proto are believed (the reverse proxy in
+    /// front): IP addresses, or "unix" for every peer of a unix socket. From anyone else
+    /// those headers are ignored.
+    public var trustedProxies: TrustedProxies = TrustedProxies([])
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -230,7 +234,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 withPipeliningAssistance: true, withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
-                                      lingering: lingering, stopping: self.monitor.locked { self.stopping }))
+                                      lingering: lingering, trustedProxies: self.configuration.trustedProxies,
+                                      stopping: self.monitor.locked { self.stopping }))
         }
     }
 
@@ -773,7 +778,7 @@ struct AccessRecord: Sendable {
     init(_ exchange: HTTPExchange) {
         let head = exchange.head
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        clientHost = exchange.remoteAddress?.ipAddress ?? "-"
+        clientHost = exchange.clientAddress.isEmpty ? "-" : exchange.clientAddress
         user = exchange.filterRequest?.user ?? ""
         serverName = head.headers.first(name: "host") ?? exchange.localAddress?.ipAddress ?? "-"
         method = head.method.rawValue

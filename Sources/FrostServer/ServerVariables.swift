@@ -28,6 +28,9 @@ struct ServerVariables {
     /// PATH_INFO is the decoded path (IIS decodes it) below the virtual directory.
     var pathInfo: String { site.pathInfo ?? percentDecoded(rawPath) }
 
+    /// HTTPS: the site says so, or a trusted proxy forwarded an https request.
+    var secure: Bool { site.secure || exchange.forwarded?.secure == true }
+
     var serverName: String {
         if let host = head.headers.first(name: "host") {
             if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
@@ -52,21 +55,21 @@ struct ServerVariables {
         case "CONTENT_LENGTH": return exchange.declaredLength.map(String.init) ?? (exchange.isChunked ? "" : "0")
         case "CONTENT_TYPE": return headers.first(name: "content-type") ?? ""
         case "GATEWAY_INTERFACE": return "CGI/1.1"
-        case "HTTPS": return site.secure ? "on" : "off"
+        case "HTTPS": return secure ? "on" : "off"
         case "HTTP_VERSION", "SERVER_PROTOCOL": return "HTTP/\(head.version.major).\(head.version.minor)"
         case "INSTANCE_ID": return "1"
         case "LOCAL_ADDR": return exchange.localAddress?.ipAddress ?? ""
         case "PATH_INFO": return pathInfo
         case "PATH_TRANSLATED": return filter?.physicalPath ?? (site.physicalPath + pathInfo)
         case "QUERY_STRING": return queryString
-        case "REMOTE_ADDR", "REMOTE_HOST": return exchange.remoteAddress?.ipAddress ?? ""
+        case "REMOTE_ADDR", "REMOTE_HOST": return exchange.clientAddress
         case "REMOTE_PORT": return exchange.remoteAddress?.port.map(String.init) ?? ""
         case "REQUEST_METHOD": return head.method.rawValue
         case "REQUEST_URI", "HTTP_URL", "CACHE_URL", "UNENCODED_URL": return head.uri
         case "SCRIPT_NAME": return site.scriptName
         case "SERVER_NAME": return serverName
         case "SERVER_PORT": return exchange.localAddress?.port.map(String.init) ?? ""
-        case "SERVER_PORT_SECURE": return site.secure ? "1" : "0"
+        case "SERVER_PORT_SECURE": return secure ? "1" : "0"
         case "SERVER_SOFTWARE": return site.serverSoftware
         case "URL": return rawPath
         default:

@@ -27,6 +27,8 @@ public enum LoaderMain {
           --max-requests N [--max-requests-jitter J]  recycle a worker after N (+0..J) requests
           --max-rss MB     recycle a worker whose resident memory exceeds MB
           --pid-file FILE  the master's pid; --stats-interval S: per-worker statistics every S s
+          --trusted-proxy ADDR  believe X-Forwarded-For and X-Forwarded-Proto (REMOTE_ADDR, HTTPS)
+                           from this peer: an IP address, or unix for unix-socket peers (repeatable)
           --site FILE      virtual directories, script maps and filters (JSON, as `NAME install`
                            writes it; default: site.json in the bundle when present);
                            URLs no script map takes are static files
@@ -83,6 +85,7 @@ public enum LoaderMain {
         var module: String?
         var listens: [String] = []
         var threads: Int?  // default: the spec's threads, else 8
+        var trustedProxies: [String] = []
         var debug = false
         var accessLog = true
         var limits = HostLimits()
@@ -140,6 +143,11 @@ public enum LoaderMain {
                     return usageError(label, "--log-format is combined or w3c")
                 }
                 logFormat = format
+            case _ where argument == "--trusted-proxy" || argument.hasPrefix("--trusted-proxy="):
+                guard let address = value("--trusted-proxy"), !address.isEmpty else {
+                    return usageError(label, "--trusted-proxy needs an IP address, or unix")
+                }
+                trustedProxies.append(address)
             case _ where argument == "--site" || argument.hasPrefix("--site="):
                 guard let file = value("--site") else { return usageError(label, "--site needs a file") }
                 siteFile = file
@@ -178,7 +186,7 @@ public enum LoaderMain {
         let serve = { (worker: WorkerSetup?) in
             runServer(executablePath: executablePath, label: label, module: module, listens: listens,
                       threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
-                      limits: limits, siteFile: siteFile, worker: worker)
+                      limits: limits, siteFile: siteFile, trustedProxies: trustedProxies, worker: worker)
         }
         if let control = process.workerControl {
             return serve(WorkerSetup(link: MasterLink(fd: control), sockets: process.listenFDs, options: process))
@@ -238,7 +246,7 @@ public enum LoaderMain {
     /// the sockets its master handed over and reports to it every second.
     static func runServer(executablePath: String, label: String, module: String?, listens: [String],
                           threads: Int?, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
-                          limits: HostLimits, siteFile: String?, worker: WorkerSetup?) -> Int32 {
+                          limits: HostLimits, siteFile: String?, trustedProxies: [String] = [], worker: WorkerSetup?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait. A worker ignores SIGHUP (the master's).
         var signals = sigset_t()
@@ -290,6 +298,7 @@ public enum LoaderMain {
                     listen: address, pythonThreads: pythonThreads,
                     debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site)
+                configuration.trustedProxies = TrustedProxies(trustedProxies)
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout
