@@ -311,14 +311,17 @@ enum FilterFixture {
         }
         let upstream = try RunningServer(loader: scratch.path("hello/_hello"))
         defer { _ = upstream.stop() }
-        // `install` records the /python virtual directory and the filter.
-        let install = try runProcess(scratch.path("redirector_with_filter/redirector_with_filter"), ["install"])
+        // `install` records the /python virtual directory and the filter (below a root: no
+        // systemd or nginx is touched; InstallerTests checks those files).
+        let root = scratch.path("root")
+        let install = try runProcess(scratch.path("redirector_with_filter/redirector_with_filter"), ["install", "--root", root])
         #expect(install.status == 0, "\(install.output)")
-        let site = try String(contentsOfFile: scratch.path("redirector_with_filter/site.json"), encoding: .utf8)
+        let siteFile = root + scratch.path("redirector_with_filter/site.json")
+        let site = try String(contentsOfFile: siteFile, encoding: .utf8)
         #expect(site.contains("\"/python\"") && site.contains("PythonRedirector"))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: scratch.path("redirector_with_filter/_redirector_with_filter"))
-        process.arguments = ["--listen", "127.0.0.1:0"]
+        process.arguments = ["--listen", "127.0.0.1:0", "--site", siteFile]
         process.environment = ["FROST_REDIRECTOR_UPSTREAM": "http://127.0.0.1:\(upstream.port)"]
         let proxy = try RunningServer(process: process)
         let connection = try RawConnection(port: proxy.port)
@@ -330,8 +333,8 @@ enum FilterFixture {
         #expect(stopped.stdout.contains("\"GET /python/page HTTP/1.1\" 200"))
         #expect(upstream.stop().stdout.components(separatedBy: "\"GET /page HTTP/1.1\" 200").count == 3,
                 "both requests reach the upstream without the /python prefix")
-        let remove = try runProcess(scratch.path("redirector_with_filter/redirector_with_filter"), ["remove"])
-        #expect(remove.status == 0 && !FileManager.default.fileExists(atPath: scratch.path("redirector_with_filter/site.json")))
+        let remove = try runProcess(scratch.path("redirector_with_filter/redirector_with_filter"), ["remove", "--root", root])
+        #expect(remove.status == 0 && !FileManager.default.fileExists(atPath: siteFile))
     }
 
     @Test func advancedReloadsOnRedeployAndHasItsCommandLine() throws {
