@@ -4,6 +4,7 @@ import io
 import json
 import optparse
 import os
+import shutil
 import sys
 import tempfile
 import unittest
@@ -175,6 +176,66 @@ class InstallTest(unittest.TestCase):
             self.assertEqual(status, 1)
             self.assertIn("install failed at RuntimeError: the hook broke; every file is back as it was", err)
             self.assertEqual(self.tree(root), {})
+
+    def fake_tools(self, directory, fail_on=""):
+        """systemctl and nginx stand-ins that log their arguments (and fail on one step)."""
+        log = os.path.join(directory, "calls.log")
+        bin_dir = os.path.join(directory, "bin")
+        os.makedirs(bin_dir)
+        for tool in ("systemctl", "nginx"):
+            path = os.path.join(bin_dir, tool)
+            with open(path, "w") as f:
+                f.write(f'#!/bin/sh\necho "{tool} $*" >> {log}\n'
+                        f'case "{tool} $*" in "{fail_on}") echo "it broke" >&2; exit 1;; esac\nexit 0\n')
+            os.chmod(path, 0o755)
+        return bin_dir, log
+
+    def run_acting(self, directory, *argv, fail_on=""):
+        """install/remove without --root, against stand-in tools and directories."""
+        bin_dir, log = self.fake_tools(directory, fail_on)
+        sys.argv[0] = os.path.join(directory, "bundle/app/app.py")
+        path = os.environ["PATH"]
+        os.environ["PATH"] = bin_dir + ":" + path
+        try:
+            result = self.run_command(params([]), *argv, "--systemd-dir", os.path.join(directory, "systemd"),
+                                      "--nginx-dir", os.path.join(directory, "nginx"))
+        finally:
+            os.environ["PATH"] = path
+        with open(log) as f:
+            calls = f.read().splitlines()
+        os.remove(log)
+        shutil.rmtree(bin_dir)
+        return result, calls
+
+    def test_install_runs_systemd_and_nginx_in_order_and_remove_undoes_it(self):
+        with tempfile.TemporaryDirectory() as directory:
+            (status, _, err), calls = self.run_acting(directory, "install", "-q")
+            self.assertEqual(status, 0, err)
+            self.assertEqual(calls, ["nginx -t -q", "systemctl daemon-reload",
+                                     "systemctl enable --now frost-app.socket frost-app.service",
+                                     "nginx -t -q", "systemctl reload nginx"])
+            self.assertTrue(os.path.exists(os.path.join(directory, "systemd/frost-app.service")))
+            (status, _, err), calls = self.run_acting(directory, "remove", "-q")
+            self.assertEqual(status, 0, err)
+            self.assertEqual(calls, ["systemctl disable --now frost-app.socket frost-app.service",
+                                     "systemctl daemon-reload", "nginx -t -q", "systemctl reload nginx"])
+            self.assertEqual(self.tree(directory), {})
+
+    def test_a_failing_step_puts_every_file_back(self):
+        with tempfile.TemporaryDirectory() as directory:
+            (status, _, err), calls = self.run_acting(directory, "install", "-q", fail_on="systemctl reload nginx")
+            self.assertEqual(status, 1)
+            self.assertIn("install failed at reloading nginx (systemctl reload nginx) exited 1: it broke; "
+                          "every file is back as it was", err)
+            self.assertEqual(calls[-2:], ["systemctl disable --now frost-app.socket frost-app.service",
+                                          "systemctl daemon-reload"], "units it started are stopped")
+            self.assertEqual(self.tree(directory), {})
+            # nginx already broken: nothing is written at all.
+            (status, _, err), calls = self.run_acting(directory, "install", "-q", fail_on="nginx -t -q")
+            self.assertEqual(status, 1)
+            self.assertIn("install stopped before writing anything", err)
+            self.assertEqual(calls, ["nginx -t -q"])
+            self.assertEqual(self.tree(directory), {})
 
     def test_custom_commands_and_options(self):
         seen = []

@@ -233,11 +233,19 @@ if request["trace"]:
 # Placement: code that reads its own files by path (templates beside a Flask app, Django's
 # locale, templates, static files and migrations) goes to a real directory inside the
 # bundle, with its data files; everything else stays in the archive.
+# Files no program reads at run time: stubs, documentation, and build material.
+NOT_RUNTIME_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".so", ".typed", ".md", ".rst", ".a", ".h", ".hpp",
+                        ".c", ".cc", ".cpp", ".pxd", ".pyx", ".pxi", ".build", ".cmake", ".toml", ".cfg")
+NOT_RUNTIME_PREFIXES = ("README", "LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "CHANGES", "CHANGELOG",
+                        "Makefile", "CMakeLists")
+
+
 def has_data_files(directory, site_package):
+    """Whether a package has files its code may read at run time beside its code."""
     for current, dirs, files in os.walk(directory):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not (site_package and d == "tests")]
         for f in files:
-            if not f.endswith((".py", ".pyc", ".pyo", ".pyi", ".so")) and f != "py.typed":
+            if not f.endswith(NOT_RUNTIME_SUFFIXES) and not f.startswith(NOT_RUNTIME_PREFIXES):
                 return True
     return False
 
