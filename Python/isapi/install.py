@@ -394,7 +394,129 @@ def _acts(options):
     return not options.root and not options.dry_run
 
 
+# -- Kubernetes --------------------------------------------------------------------------
+
+def _yaml(value, indent=0):
+    """YAML for dicts, lists, strings, numbers and booleans (block style, quoted strings)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return " {}"
+        out = ""
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                out += f"\n{pad}{key}:" + _yaml(item, indent + 1)
+            else:
+                out += f"\n{pad}{key}:" + _yaml(item, indent + 1)
+        return out
+    if isinstance(value, list):
+        if not value:
+            return " []"
+        out = ""
+        for item in value:
+            text = _yaml(item, indent + 1)
+            if isinstance(item, dict) and item:
+                # "- key: value" with the rest of the mapping aligned under it.
+                first, _, rest = text.lstrip("\n").partition("\n")
+                out += f"\n{pad}- {first.strip()}" + ("\n" + rest if rest else "")
+            else:
+                out += f"\n{pad}-{text}"
+        return out
+    if isinstance(value, bool):
+        return " true" if value else " false"
+    if isinstance(value, int):
+        return f" {value}"
+    return " " + json.dumps(str(value))
+
+
+def kubernetes_manifests(name, options):
+    """A Deployment, a Service and a PodDisruptionBudget for the bundle's image."""
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "frost"}
+    port = int(options.port)
+    probe = {"httpGet": {"path": options.health_path, "port": port}}
+    state = f"/var/lib/frost/{name}"
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": int(options.replicas),
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    # Above the loader's graceful stop (30 s): requests in flight finish.
+                    "terminationGracePeriodSeconds": 40,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+                    "containers": [{
+                        "name": name,
+                        "image": options.image,
+                        "ports": [{"name": "http", "containerPort": port}],
+                        "readinessProbe": dict(probe, periodSeconds=5, failureThreshold=2),
+                        "livenessProbe": dict(probe, initialDelaySeconds=10, periodSeconds=10, failureThreshold=3),
+                        "resources": {"requests": {"cpu": options.cpu, "memory": options.memory},
+                                      "limits": {"memory": options.memory_limit}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "state", "mountPath": state}, {"name": "tmp", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "state", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"selector": {"app.kubernetes.io/name": name},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    budget = {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}},
+    }
+    header = f"# Written by `{name} install --kubernetes` (frost); `{name} remove --kubernetes DIR` takes it away.\n"
+    return header + "---\n".join(_yaml(document).lstrip("\n") + "\n" for document in (deployment, service, budget))
+
+
+def _kubernetes_install(options):
+    name = _bundle_name()
+    if not options.image:
+        raise ConfigurationError("--kubernetes needs --image REFERENCE (the image frost image wrote, pushed "
+                                 "to a registry: name@sha256:...)")
+    path = os.path.join(options.kubernetes, f"{name}.yaml")
+    text = kubernetes_manifests(name, options)
+    if os.path.exists(path):
+        with open(path) as f:
+            if not f.readline().startswith(f"# Written by `{name} install --kubernetes`"):
+                raise InstallationError(f"{path} exists and was not written by this installer: not overwriting it")
+    if options.dry_run:
+        print(f"would write {path} (sha256 {_sha256(text.encode())[:16]}, {len(text)} bytes)")
+        print(text, end="")
+        return
+    _write_atomic(path, text.encode())
+    if options.verbose >= 1:
+        print(f"wrote {path}: a Deployment, a Service and a PodDisruptionBudget (kubectl apply -f {path})")
+
+
+def _kubernetes_remove(options):
+    name = _bundle_name()
+    path = os.path.join(options.kubernetes, f"{name}.yaml")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        if not f.readline().startswith(f"# Written by `{name} install --kubernetes`"):
+            raise InstallationError(f"{path} was not written by this installer: not removing it")
+    if not options.dry_run:
+        os.remove(path)
+
+
 def Install(params, options):
+    if options.kubernetes:
+        _call(params.PreInstall, params, options)
+        _kubernetes_install(options)
+        _call_post_install(params, options)
+        return
     _call(params.PreInstall, params, options)
     for vd in params.VirtualDirs:
         _call(vd.PreInstall, vd, options)
@@ -559,11 +681,14 @@ def Uninstall(params, options):
     _call(params.PreRemove, params, options)
     for vd in params.VirtualDirs:
         _call(vd.PreRemove, vd, options)
-    lock = _lock(options)
-    try:
-        _uninstall(options)
-    finally:
-        _unlock(lock, options)
+    if options.kubernetes:
+        _kubernetes_remove(options)
+    else:
+        lock = _lock(options)
+        try:
+            _uninstall(options)
+        finally:
+            _unlock(lock, options)
     for vd in params.VirtualDirs:
         _call(vd.PostRemove, vd, options)
     _call(params.PostRemove, params, options)
@@ -666,6 +791,15 @@ def HandleCommandLine(params, argv=None, conf_module_name=None, default_arg="ins
     parser.add_option("--systemd-dir", default="/etc/systemd/system",
                       help="where unit files go (default /etc/systemd/system)")
     parser.add_option("--proxy-group", default="www-data", help="the group nginx runs as, which may use the socket")
+    parser.add_option("--kubernetes", default=None, metavar="DIR",
+                      help="instead of systemd and nginx: write a Deployment, Service and PodDisruptionBudget to DIR")
+    parser.add_option("--image", default=None, help="with --kubernetes: the image reference (name@sha256:...)")
+    parser.add_option("--replicas", default="2", help="with --kubernetes: pods to run (default 2)")
+    parser.add_option("--port", default="8000", help="with --kubernetes: the port the image's loader listens on (8000)")
+    parser.add_option("--health-path", default="/healthz", help="with --kubernetes: the loader's health path (/healthz)")
+    parser.add_option("--cpu", default="100m", help="with --kubernetes: the CPU each pod requests (100m)")
+    parser.add_option("--memory", default="128Mi", help="with --kubernetes: the memory each pod requests (128Mi)")
+    parser.add_option("--memory-limit", default="512Mi", help="with --kubernetes: each pod's memory limit (512Mi)")
     options, arguments = parser.parse_args(argv[1:])
     if not arguments:
         arguments = [default_arg]

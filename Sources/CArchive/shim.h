@@ -5,4 +5,6 @@
 
 /* AE_IFREG is a cast macro that Swift does not import. */
 static inline unsigned int frost_ae_ifreg(void) { return AE_IFREG; }
+static inline unsigned int frost_ae_ifdir(void) { return AE_IFDIR; }
+static inline unsigned int frost_ae_iflnk(void) { return AE_IFLNK; }
 #endif

@@ -69,6 +69,9 @@ public struct HostConfiguration: Sendable {
     /// front): IP addresses, or "unix" for every peer of a unix socket. From anyone else
     /// those headers are ignored.
     public var trustedProxies: TrustedProxies = TrustedProxies([])
+    /// A path the host answers itself with 200 "ok", without Python (orchestrators' probes:
+    /// the worker accepts and its event loop runs). nil: none.
+    public var healthPath: String?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -334,6 +337,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
+        if let healthPath = configuration.healthPath, exchange.head.method == .GET || exchange.head.method == .HEAD,
+           exchange.head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) == healthPath {
+            return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
+        }
         if let chain = filterChain, exchange.filterRequest != nil {
             // With a filter, routing waits for PREPROC_HEADERS, AUTHENTICATION and URL_MAP,
             // which run on the request's Python thread.

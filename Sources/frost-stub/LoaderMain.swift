@@ -29,6 +29,7 @@ public enum LoaderMain {
           --pid-file FILE  the master's pid; --stats-interval S: per-worker statistics every S s
           --trusted-proxy ADDR  believe X-Forwarded-For and X-Forwarded-Proto (REMOTE_ADDR, HTTPS)
                            from this peer: an IP address, or unix for unix-socket peers (repeatable)
+          --health-path PATH  answer GET PATH with 200 "ok" without calling Python (for probes; off by default)
           --site FILE      virtual directories, script maps and filters (JSON, as `NAME install`
                            writes it; default: site.json in the bundle when present);
                            URLs no script map takes are static files
@@ -86,6 +87,7 @@ public enum LoaderMain {
         var listens: [String] = []
         var threads: Int?  // default: the spec's threads, else 8
         var trustedProxies: [String] = []
+        var healthPath: String?
         var debug = false
         var accessLog = true
         var limits = HostLimits()
@@ -148,6 +150,11 @@ public enum LoaderMain {
                     return usageError(label, "--trusted-proxy needs an IP address, or unix")
                 }
                 trustedProxies.append(address)
+            case _ where argument == "--health-path" || argument.hasPrefix("--health-path="):
+                guard let path = value("--health-path"), path.hasPrefix("/") else {
+                    return usageError(label, "--health-path needs a path that starts with /")
+                }
+                healthPath = path
             case _ where argument == "--site" || argument.hasPrefix("--site="):
                 guard let file = value("--site") else { return usageError(label, "--site needs a file") }
                 siteFile = file
@@ -186,7 +193,7 @@ public enum LoaderMain {
         let serve = { (worker: WorkerSetup?) in
             runServer(executablePath: executablePath, label: label, module: module, listens: listens,
                       threads: threads, debug: debug, accessLog: accessLog ? (accessLogPath ?? "-", logFormat) : nil,
-                      limits: limits, siteFile: siteFile, trustedProxies: trustedProxies, worker: worker)
+                      limits: limits, siteFile: siteFile, trustedProxies: trustedProxies, healthPath: healthPath, worker: worker)
         }
         if let control = process.workerControl {
             return serve(WorkerSetup(link: MasterLink(fd: control), sockets: process.listenFDs, options: process))
@@ -246,7 +253,8 @@ public enum LoaderMain {
     /// the sockets its master handed over and reports to it every second.
     static func runServer(executablePath: String, label: String, module: String?, listens: [String],
                           threads: Int?, debug: Bool, accessLog: (path: String, format: AccessLog.Format)?,
-                          limits: HostLimits, siteFile: String?, trustedProxies: [String] = [], worker: WorkerSetup?) -> Int32 {
+                          limits: HostLimits, siteFile: String?, trustedProxies: [String] = [], healthPath: String? = nil,
+                          worker: WorkerSetup?) -> Int32 {
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait. A worker ignores SIGHUP (the master's).
         var signals = sigset_t()
@@ -299,6 +307,7 @@ public enum LoaderMain {
                     debug: debug, accessLog: log,
                     physicalPath: loader.layout.directory, limits: limits, site: site)
                 configuration.trustedProxies = TrustedProxies(trustedProxies)
+                configuration.healthPath = healthPath
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout

@@ -10,7 +10,7 @@ struct Frost: ParsableCommand {
         commandName: "frost",
         abstract: "Freeze Python web extensions into self-contained Linux bundles.",
         version: "0.1.0",
-        subcommands: [BuildCommand.self, RunCommand.self, InitCommand.self, InspectCommand.self, VerifyCommand.self,
+        subcommands: [BuildCommand.self, RunCommand.self, InitCommand.self, InspectCommand.self, VerifyCommand.self, ImageCommand.self,
                       ArchiveCommand.self]
     )
 }
@@ -183,6 +183,7 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "The frost-stub executable to use as the loader.") var stub: String?
     @Flag(help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Print the build report as JSON.") var json = false
+    @Option(help: "Also write the bundle as an OCI image (an oci-archive tarball) to this file.") var image: String?
 
     func run() throws {
         var overrides = SpecOverrides()
@@ -221,10 +222,58 @@ struct BuildCommand: ParsableCommand {
             } else if !quiet {
                 print(report.summary)
             }
+            if let image {
+                let written = try ImageCommand.write(bundle: report.output, to: image, tag: nil, version: nil)
+                if !quiet && !json { print(written) }
+            }
         } catch let error as BuildError {
             printError("frost: \(error)")
             throw ExitCode(ExitStatus.failure)
+        } catch let error as OCIImage.ImageError {
+            printError("frost: \(error)")
+            throw ExitCode(ExitStatus.failure)
         }
+    }
+}
+
+struct ImageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Write a bundle as a reproducible OCI image (oci-archive), without a container engine.",
+        discussion: """
+            The image has a base layer with glibc's own files (this machine's libc6 package) and a \
+            non-root user, and a layer with the bundle at /app/NAME/. Its entry point is the loader \
+            with --listen 0.0.0.0:8000 --workers auto --health-path /healthz. File times and the \
+            image's creation time come from SOURCE_DATE_EPOCH (else the epoch), so the same bundle \
+            gives the same digest. Load it with `skopeo copy oci-archive:FILE docker-daemon:NAME:TAG`, \
+            `podman load -i FILE` or `ctr import`.
+            """)
+
+    @Argument(help: "The bundle directory (dist/NAME).") var bundle: String
+    @Option(name: .shortAndLong, help: "The oci-archive to write (default NAME.oci.tar).") var output: String?
+    @Option(help: "The tag recorded in the image index (default: the version).") var tag: String?
+    @Option(help: "org.opencontainers.image.version (default: from the bundle's manifest digest).") var version: String?
+
+    func run() throws {
+        let name = URL(fileURLWithPath: bundle).standardizedFileURL.lastPathComponent
+        do {
+            print(try ImageCommand.write(bundle: bundle, to: output ?? "\(name).oci.tar", tag: tag, version: version))
+        } catch let error as OCIImage.ImageError {
+            printError("frost: \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+    }
+
+    /// Writes the image and returns the lines to print.
+    static func write(bundle: String, to output: String, tag: String?, version: String?) throws -> String {
+        var options = OCIImage.Options()
+        options.tag = tag
+        options.version = version
+        if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) { options.sourceTime = epoch }
+        let report = try OCIImage(bundle: bundle, options: options).write(to: output)
+        var lines = ["image: \(output) (\(report.bytes) bytes)", "  manifest \(report.manifestDigest)"]
+        for layer in report.layers { lines.append("  layer \(layer.digest) \(layer.size) bytes: \(layer.name)") }
+        return lines.joined(separator: "\n")
     }
 }
 
