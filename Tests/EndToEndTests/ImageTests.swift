@@ -64,6 +64,11 @@ import Glibc
         let unpack = try runProcess("/usr/bin/umoci", ["unpack", "--image", "\(layout):hello", scratch.path("unpacked")])
         #expect(unpack.status == 0, "\(unpack.output)")
         let rootfs = scratch.path("unpacked/rootfs")
+        // CA certificates come along when the bundle freezes ssl (hello does: http.client's imports).
+        let hasSSL = (try FileManager.default.contentsOfDirectory(atPath: bundle + "/lib/lib-dynload")).contains { $0.hasPrefix("_ssl.") }
+        #expect(FileManager.default.fileExists(atPath: rootfs + "/etc/ssl/certs/ca-certificates.crt") == hasSSL)
+        #expect(FileManager.default.fileExists(atPath: rootfs + "/lib/x86_64-linux-gnu/libc.so.6"))
+        #expect(try String(contentsOfFile: rootfs + "/etc/passwd", encoding: .utf8).contains("frost:x:10001:10001:"))
         let runtimeConfig = try Self.json(try String(contentsOfFile: scratch.path("unpacked/config.json"), encoding: .utf8))
         let process = runtimeConfig["process"] as? [String: Any] ?? [:]
         let user = process["user"] as? [String: Any] ?? [:]
