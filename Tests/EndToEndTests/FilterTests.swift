@@ -240,6 +240,23 @@ enum FilterFixture {
         #expect(stopped.stderr.contains("Traceback"))
     }
 
+    /// A filter that finishes a request while its body is still coming: the client reads the
+    /// filter's answer, sends the rest without a reset, and then sees an orderly close.
+    @Test func aFilterAnswerBeforeTheBodyIsInLosesNothingToAReset() throws {
+        let scratch = ScratchDirectory("filter-early")
+        let (server, _) = try FilterFixture.start(scratch)
+        let connection = try RawConnection(port: server.port)
+        try connection.send("POST /finish-close HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n" + String(repeating: "b", count: 100))
+        #expect(try connection.readResponse().text == "closing\n")
+        var sent = 100
+        while sent < 3_000_000 {
+            try connection.send([UInt8](repeating: 0x62, count: 200_000))  // throws on a reset or broken pipe
+            sent += 200_000
+        }
+        #expect(connection.isClosedByServer(), "an orderly end of stream, not a reset")
+        #expect(server.stop().status == 0)
+    }
+
     @Test func rawDataInAndOutPassThroughTheFilter() throws {
         let scratch = ScratchDirectory("filter-raw")
         let (server, _) = try FilterFixture.start(scratch)
