@@ -6,7 +6,7 @@ packages=(
     libarchive-dev                                 # zip reading and writing (linked statically)
     zlib1g-dev liblzma-dev libzstd-dev libbz2-dev nettle-dev   # what static libarchive needs
     nginx systemd curl                             # the installer's tests: nginx -t, a real nginx, systemd-analyze
-    skopeo umoci                                   # the image tests: inspect and unpack OCI images
+    skopeo umoci podman                            # the image tests: inspect, unpack and load OCI images
 )
 missing=()
 for package in "${packages[@]}"; do

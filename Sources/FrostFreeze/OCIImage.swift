@@ -16,7 +16,8 @@ public struct OCIImage {
         public var uid = 10001
         /// `org.opencontainers.image.version` (default: derived from the bundle's manifest).
         public var version: String?
-        /// The tag recorded in the layout's index (`org.opencontainers.image.ref.name`).
+        /// The reference recorded in the layout's index (`org.opencontainers.image.ref.name`;
+        /// default NAME:VERSION).
         public var tag: String?
         /// The time recorded for the layers' files and the config (seconds since the epoch).
         public var sourceTime: Int = 0
@@ -211,7 +212,8 @@ public struct OCIImage {
             "manifests": .array([.object([
                 "mediaType": .string("application/vnd.oci.image.manifest.v1+json"),
                 "digest": .string(manifestDigest), "size": .number(Double(manifestBytes.count)),
-                "annotations": .object(["org.opencontainers.image.ref.name": .string(options.tag ?? version)]),
+                // NAME:VERSION, so `podman load` names the image after the bundle.
+                "annotations": .object(["org.opencontainers.image.ref.name": .string(options.tag ?? "\(name):\(version)")]),
                 "platform": .object(["architecture": .string(OCIImage.architecture), "os": .string("linux")]),
             ])]),
         ])

@@ -251,7 +251,7 @@ struct ImageCommand: ParsableCommand {
 
     @Argument(help: "The bundle directory (dist/NAME).") var bundle: String
     @Option(name: .shortAndLong, help: "The oci-archive to write (default NAME.oci.tar).") var output: String?
-    @Option(help: "The tag recorded in the image index (default: the version).") var tag: String?
+    @Option(help: "The reference recorded in the image index (default NAME:VERSION).") var tag: String?
     @Option(help: "org.opencontainers.image.version (default: from the bundle's manifest digest).") var version: String?
 
     func run() throws {

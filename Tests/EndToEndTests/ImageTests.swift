@@ -58,6 +58,11 @@ import Glibc
         let bundleBytes = Int(try runProcess("/usr/bin/du", ["-sb", bundle]).stdout.split(separator: "\t").first ?? "0") ?? 0
         #expect(a.count <= bundleBytes * 11 / 10, "image \(a.count) bytes, bundle \(bundleBytes)")
 
+        // podman loads it under the bundle's name.
+        let version = labels["org.opencontainers.image.version"] ?? ""
+        let load = try runProcess("/usr/bin/podman", ["load", "-i", scratch.path("a.oci.tar")], timeout: 120)
+        #expect(load.status == 0 && load.output.contains("Loaded image: localhost/hello:\(version)"), "\(load.output)")
+        _ = try runProcess("/usr/bin/podman", ["rmi", "-f", "localhost/hello:\(version)"], timeout: 60)
         // Unpacked by umoci, the root file system serves as the image's user.
         let layout = scratch.path("layout")
         #expect(try runProcess("/usr/bin/skopeo", ["copy", "oci-archive:" + scratch.path("a.oci.tar"), "oci:\(layout):hello"]).status == 0)
