@@ -88,6 +88,15 @@ public struct Analysis: Decodable, Sendable {
     public let data_left_out: Int
     /// The packages placed on the filesystem (and those the spec kept in the archive).
     public let placement: [Placement]
+
+    /// What first brought a module in: the importing module (with the file and line of the
+    /// import), or a reason in angle brackets (`<includes>`, `<the traced import>`, ...).
+    public struct BroughtBy: Codable, Sendable {
+        public let by: String
+        public let file: String?
+        public let line: Int?
+    }
+    public let brought_by: [String: BroughtBy]
     public let stdlib_missing_skipped: Int
     public let package_data: [DataFile]
     public let distributions: [String]

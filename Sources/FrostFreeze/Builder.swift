@@ -48,6 +48,8 @@ public struct BuildReport: Sendable {
     /// Packages placed on the filesystem inside the bundle (or kept in the archive by the
     /// spec), with the reason: "name: where (why)".
     public var placements: [String] = []
+    /// The five heaviest modules and libraries, with what brought each one in.
+    public var heaviest: [String] = []
 
     public var json: JSON {
         .object([
@@ -60,6 +62,7 @@ public struct BuildReport: Sendable {
             "warnings": .array(warnings.map { .string($0) }),
             "seconds": .number((seconds * 1000).rounded() / 1000),
             "placement": .array(placements.map { .string($0) }),
+            "heaviest": .array(heaviest.map { .string($0) }),
         ])
     }
 
@@ -74,6 +77,10 @@ public struct BuildReport: Sendable {
             lines += placements.map { "  " + $0 }
         }
         for (part, bytes) in sizes { lines.append(String(format: "  %-28@ %10@", part as NSString, formatBytes(bytes) as NSString)) }
+        if !heaviest.isEmpty {
+            lines.append("heaviest (frost inspect DIST --why NAME tells the whole chain):")
+            lines += heaviest.map { "  " + $0 }
+        }
         lines.append("  \(fileCount) files")
         if upToDate {
             lines += warnings  // from the build that made the bundle; nothing was printed above
@@ -252,6 +259,12 @@ public final class Builder {
             }
         }
 
+        // Why each module and library is here, for `frost inspect --why` (and the summary).
+        let record = ImportRecord.make(entry: spec.name, analysis: analysis, libraries: libraries,
+                                       objects: [("the loader", options.stubPath), ("libpython", libpython)]
+                                           + analysis.modules.filter { $0.kind == "extension" }.map { ($0.name, $0.file) })
+        try Data(record.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + ImportRecord.fileName))
+
         progress.stage(6, stages, "writing the loaders and bundle.json")
         try installStub(to: staging + "/_" + spec.name)
         // The console is the same executable: a hard link (tar and rsync -H keep it one file).
@@ -268,11 +281,12 @@ public final class Builder {
         var counts: [String: Int] = [:]
         for (category, modules) in byCategory { counts[category] = modules.filter { $0.kind == "source" }.count }
         let placements = analysis.placement.map { "\($0.name): \($0.where) (\($0.why))" }
+        let heaviest = record.heaviest(in: output, count: 5)
         let report = BuildReport(
             name: spec.name, output: output, upToDate: false, moduleCounts: counts,
             extensionModules: extensionFiles.count, sharedLibraries: libraries.count + 0,
             sizes: try partSizes(), fileCount: manifest.files.count + 1, warnings: warnings,
-            seconds: Date().timeIntervalSince(started), placements: placements)
+            seconds: Date().timeIntervalSince(started), placements: placements, heaviest: heaviest)
         try writeStamp(stampPath, analysis: analysis, report: report)
         return report
     }
@@ -505,6 +519,7 @@ public final class Builder {
             case spec.name + ".zip": part = spec.name + ".zip"
             case let p where p.hasPrefix("lib/python") && p.hasSuffix(".zip"): part = "standard library (zip)"
             case let p where p.hasPrefix("lib/lib-dynload/"): part = "lib-dynload"
+            case ImportRecord.fileName, BundleManifest.fileName: part = "other"
             case let p where p.hasPrefix("lib/app/"): part = "app on the filesystem"
             case let p where p.hasPrefix("lib/site-packages/"): part = "site-packages (filesystem)"
             case let p where p.hasPrefix("lib/libpython"): part = "libpython"
@@ -578,7 +593,8 @@ public final class Builder {
                            fileCount: previous["files"]?.int ?? 0,
                            warnings: previous["warnings"]?.array?.compactMap(\.string) ?? [],
                            seconds: Date().timeIntervalSince(started),
-                           placements: previous["placement"]?.array?.compactMap(\.string) ?? [])
+                           placements: previous["placement"]?.array?.compactMap(\.string) ?? [],
+                           heaviest: previous["heaviest"]?.array?.compactMap(\.string) ?? [])
     }
 
     // MARK: - Files

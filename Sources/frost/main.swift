@@ -431,12 +431,26 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "A bundle directory (dist/NAME) or an archive.") var target: String
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "How many of the largest entries to list.") var top = 10
+    @Option(help: "Explain why a module or shared library is in the bundle: the chain of imports from the entry module.")
+    var why: String?
 
     func run() throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) else {
             printError("frost: \(target): no such file or directory")
             throw ExitCode(ExitStatus.badInput)
+        }
+        if let why {
+            do {
+                let record = try ImportRecord.load(bundle: target)
+                let lines = record.why(why)
+                lines.forEach { print($0) }
+                if lines.first?.hasSuffix("is not in the bundle") == true { throw ExitCode(ExitStatus.failure) }
+            } catch let error as ImportRecord.ReadError {
+                printError("frost: \(error)")
+                throw ExitCode(ExitStatus.badInput)
+            }
+            return
         }
         var object: [String: JSON] = [:]
         var archives: [String] = []

@@ -257,6 +257,36 @@ func glibcLibraries() -> [String] {
     }
 }
 
+@Suite struct WhyTests {
+    /// `frost inspect --why` names every hop from the entry module, with file and line.
+    @Test func whyShowsTheImportChainWithFilesAndLines() throws {
+        let scratch = ScratchDirectory("why")
+        try "\"\"\"entry\"\"\"\nimport first\n".write(toFile: scratch.path("chain.py"), atomically: true, encoding: .utf8)
+        try "X = 1\n\nimport second\n".write(toFile: scratch.path("first.py"), atomically: true, encoding: .utf8)
+        try "import colorsys\n".write(toFile: scratch.path("second.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("chain.py")], dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        #expect(build.stdout.contains("heaviest (frost inspect DIST --why NAME tells the whole chain):"))
+        #expect(build.stdout.contains("libpython3.11.so.1.0"), "\(build.stdout)")
+        let first = URL(fileURLWithPath: scratch.path("first.py")).resolvingSymlinksInPath().path
+        let entry = URL(fileURLWithPath: scratch.path("chain.py")).resolvingSymlinksInPath().path
+        let why = try runProcess(Products.frost, ["inspect", scratch.path("dist/chain"), "--why", "second"])
+        #expect(why.status == 0)
+        #expect(why.stdout == """
+            second is at chain.zip/second.pyc
+            second: imported by first (\(first):3)
+            first: imported by chain (\(entry):2)
+
+            """, "\(why.output)")
+        let colorsys = try runProcess(Products.frost, ["inspect", scratch.path("dist/chain"), "--why", "colorsys"])
+        #expect(colorsys.stdout.hasPrefix("colorsys is at lib/python311.zip/colorsys.pyc\ncolorsys: imported by second ("))
+        let absent = try runProcess(Products.frost, ["inspect", scratch.path("dist/chain"), "--why", "tkinter"])
+        #expect(absent.status == 1 && absent.stdout == "tkinter is not in the bundle\n")
+        let library = try runProcess(Products.frost, ["inspect", scratch.path("dist/chain"), "--why", "libpython3.11.so.1.0"])
+        #expect(library.stdout.hasPrefix("libpython3.11.so.1.0 is a shared library in lib/, needed by the loader"), "\(library.output)")
+    }
+}
+
 @Suite struct FlaskSampleTests {
     @Test func flaskSiteFreezesWithItsPackagesAndRendersFromTheArchive() throws {
         let scratch = ScratchDirectory("flask")

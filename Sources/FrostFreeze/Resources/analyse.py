@@ -87,7 +87,33 @@ def root_of(path):
 
 
 class Finder(modulefinder.ModuleFinder):
-    """ModuleFinder that remembers on which line each import stands."""
+    """ModuleFinder that remembers on which line each import stands, and what first
+    brought each module in (a module, or a reason in angle brackets)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.brought_by = {}
+        self.loading = ["<entry>"]
+
+    def because(self, reason):
+        """Imports made in the block are recorded as brought in by `reason`."""
+        finder = self
+
+        class Reason:
+            def __enter__(self):
+                finder.loading.append(reason)
+
+            def __exit__(self, *exc):
+                finder.loading.pop()
+        return Reason()
+
+    def load_module(self, fqname, fp, pathname, file_info):
+        self.brought_by.setdefault(fqname, self.loading[-1])
+        self.loading.append(fqname)
+        try:
+            return super().load_module(fqname, fp, pathname, file_info)
+        finally:
+            self.loading.pop()
 
     def scan_code(self, co, m):
         lines = m.__dict__.setdefault("_import_lines", {})
@@ -116,6 +142,7 @@ class Finder(modulefinder.ModuleFinder):
             raise ImportError(f"No module named {name!r}", name=name)
 
     def load_package(self, fqname, pathname):
+        self.brought_by.setdefault(fqname, self.loading[-1])
         if any(os.path.exists(os.path.join(pathname, "__init__" + suffix))
                for suffix in importlib.machinery.all_suffixes()):
             return super().load_package(fqname, pathname)
@@ -129,7 +156,7 @@ finder = Finder(path=search_path, excludes=list(excludes))
 with open(script, "rb") as source:
     finder.load_module(entry_name, source, script, (".py", "rb", 1))
 if console_script:
-    with open(console_script, "rb") as source:
+    with open(console_script, "rb") as source, finder.because("<console script>"):
         finder.load_module(console_module, source, console_script, (".py", "rb", 1))
 
 
@@ -143,9 +170,11 @@ def safe_import(name, report=True):
             requested_missing.append(name)
 
 
-for name in request["runtime_modules"] + request["includes"]:
-    forced.add(name)
-    safe_import(name)
+for reason, names in (("<the loader's own needs>", request["runtime_modules"]), ("<includes>", request["includes"])):
+    with finder.because(reason):
+        for name in names:
+            forced.add(name)
+            safe_import(name)
 
 
 def walk_package(name):
@@ -167,9 +196,10 @@ def walk_package(name):
                 safe_import(f"{name}.{entry.split('.')[0]}")
 
 
-for package in request["packages"] + request["whole_packages"]:
-    safe_import(package)
-    walk_package(package)
+with finder.because("<named as a whole package>"):
+    for package in request["packages"] + request["whole_packages"]:
+        safe_import(package)
+        walk_package(package)
 
 
 
@@ -183,6 +213,7 @@ def apply_hooks():
             return
         for top in todo:
             done.add(top)
+            finder.loading.append(f"<hook for {top}>")
             for name in hooks[top].get("hidden_imports", []):
                 forced.add(name)
                 safe_import(name, report=False)  # optional by nature: a version may not have it
@@ -190,6 +221,7 @@ def apply_hooks():
                 forced.add(package)
                 safe_import(package, report=False)
                 walk_package(package)
+            finder.loading.pop()
 
 
 apply_hooks()
@@ -223,11 +255,12 @@ if request["trace"]:
             trace["error"] = f"the traced import ended without a report (exit status {status})" + (f": {last[-1]}" if last else "")
     for name in sorted(trace["modules"]):
         forced.add(name)
-    for name in sorted(trace["modules"]):
-        if name in finder.modules or name in excludes or trace["modules"][name] is None:
-            continue
-        finder.badmodules.pop(name, None)  # left out by default before the trace showed it is used
-        safe_import(name, report=False)
+    with finder.because("<the traced import>"):
+        for name in sorted(trace["modules"]):
+            if name in finder.modules or name in excludes or trace["modules"][name] is None:
+                continue
+            finder.badmodules.pop(name, None)  # left out by default before the trace showed it is used
+            safe_import(name, report=False)
     apply_hooks()
 
 # Placement: code that reads its own files by path (templates beside a Flask app, Django's
@@ -297,12 +330,14 @@ for top in sorted({n.split(".")[0] for n in finder.modules}):
         if category == "app" and is_package:
             # The app's own packages are small and often loaded by dotted names from
             # settings (URL configurations, middleware): whole, wherever they go.
-            walk_package(top)
+            with finder.because(f"<the app's package {top}: whole>"):
+                walk_package(top)
         continue
     if (placement[top][0] == "filesystem" or category == "app") and is_package:
         # Read by path, so likely discovered by listing too (migrations, commands): whole.
         forced.add(top)
-        walk_package(top)
+        with finder.because(f"<{top} on the filesystem: whole>"):
+            walk_package(top)
 apply_hooks()
 
 # Distributions that own site modules.
@@ -495,6 +530,29 @@ for data_dir in app_data_dirs:
             package_data.append({"source": full, "archive": os.path.relpath(full, script_dir),
                                  "placement": "filesystem", "category": "app"})
 
+def import_line(importer, name):
+    """The line of `importer` that imports `name` (directly, through a parent, or relatively)."""
+    module = finder.modules.get(importer)
+    lines = module.__dict__.get("_import_lines", {}) if module is not None else {}
+    if name in lines:
+        return lines[name]
+    for candidate, line in lines.items():
+        if candidate and (name.startswith(candidate + ".") or name.endswith("." + candidate)):
+            return line
+    return None
+
+
+# What first brought each bundled module in, for `frost inspect --why`.
+brought_by = {}
+for record in modules:
+    by = finder.brought_by.get(record["name"], "<entry>")
+    source = finder.modules.get(by)
+    brought_by[record["name"]] = {
+        "by": by,
+        "file": os.path.realpath(source.__file__) if source is not None and source.__file__ else None,
+        "line": import_line(by, record["name"]) if source is not None else None,
+    }
+
 used_distributions = sorted({r["distribution"] for r in modules if r.get("distribution")})
 libdir = sysconfig.get_config_var("LIBDIR") or ""
 multiarch = sysconfig.get_config_var("MULTIARCH") or ""
@@ -529,6 +587,7 @@ json.dump({
     },
     "data_left_out": data_left_out,
     "placement": [{"name": top, "where": where, "why": why} for top, (where, why) in sorted(placement.items())],
+    "brought_by": brought_by,
     "stdlib_missing_skipped": skipped,
     "package_data": package_data,
     "distributions": used_distributions,
