@@ -78,7 +78,9 @@ public final class Loader {
                 console: Bool = false) throws {
         let layout = BundleLayout(executablePath: executablePath)
         self.layout = layout
+        StartupTimings.mark("locate")
         let manifest = try Loader.checkManifest(layout)
+        StartupTimings.mark("verify")
         // The console runs the bundle's console script (such as manage.py) when it has one.
         let consoleModule = console ? manifest?.options["console"]?.string : nil
         let name = moduleOverride ?? consoleModule ?? layout.name
@@ -92,6 +94,7 @@ public final class Loader {
         (archivePath, archive) = (mainArchivePath, mainArchive)
         archiveIdentity = Loader.identity(of: mainArchivePath)
 
+        StartupTimings.mark("mount")
         var searchPath = [mainArchivePath]
         if FileSystem.isDirectory(layout.appDirectory) { searchPath.append(layout.appDirectory) }
         var mounts = [(mainArchivePath, mainArchive)]
@@ -123,6 +126,7 @@ public final class Loader {
         } catch {
             throw LoaderError(.interpreter, "cannot start Python \(Python.linkedVersion): \(error)")
         }
+        StartupTimings.mark("python init")
         let stdlib = interpreter.standardLibraryPath.filter { $0 != mainArchivePath }
         standardLibrary = source == .inSearchPath ? .bundle(paths: stdlib) : .linkedPython(paths: stdlib)
         try interpreter.mainThreadState.withGIL {
@@ -170,6 +174,7 @@ public final class Loader {
     public func loadEntry() throws -> LoadedEntry {
         try withGIL {
             let module = try importEntryModule()
+            StartupTimings.mark("import \(moduleName)")
             let file = (try? module.attribute("__file__").asString()) ?? archivePath
             let where_ = "module '\(moduleName)' (\(file))"
             let extensionFactory = try? module.attributeIfPresent("__ExtensionFactory__")
@@ -195,6 +200,7 @@ public final class Loader {
                 }
                 (filterObject, filterInfo) = (object, info)
             }
+            StartupTimings.mark("factories")
             return LoadedEntry(module: module, file: file, extensionObject: extensionObject, extensionInfo: extensionInfo,
                                filterObject: filterObject, filterInfo: filterInfo)
         }

@@ -21,6 +21,8 @@ public struct MasterConfiguration: Sendable {
     /// Seconds between per-worker statistics lines (0: none).
     public var statsInterval: Double = 0
     public var pidFile: String?
+    /// Called once, when the first generation serves (for --timings).
+    public var onFirstServing: (@Sendable () -> Void)?
     /// For log lines: the bundle's module name.
     public var name: String
 
@@ -356,6 +358,7 @@ public final class Master {
             }
             if !announced {
                 announced = true
+                configuration.onFirstServing?()
                 let addresses = sockets.map(ListenSockets.describe).map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
                 writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(desired) worker process\(desired == 1 ? "" : "es")", to: 1)
                 notifier.send(["READY=1", status(), "MAINPID=\(getpid())"])

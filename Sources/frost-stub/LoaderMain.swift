@@ -48,6 +48,8 @@ public enum LoaderMain {
           --lingering-time S, --lingering-timeout S  before closing after a response, read and
                            drop what the client still sends for at most S in all (30), and at
                            most S between its sends (5), so the response is never lost to a reset
+          --timings        print where each process's start-up time goes (locate, verify, mount,
+                           Python init, import, factories, listen)
           --check          mount the archive, import the entry module, run its factories
                            and Version calls, print what it provides, call Terminate*, exit
           --module NAME    load module NAME instead of the one named by this executable
@@ -61,6 +63,7 @@ public enum LoaderMain {
     /// Runs the command line and returns the process exit status: 0 success, 1 a
     /// failure while loading (printed as one line and a traceback), 2 a usage error.
     public static func run(_ arguments: [String]) -> Int32 {
+        StartupTimings.begin()
         guard let executablePath = FileSystem.currentExecutablePath() else {
             printError("frost: cannot find this executable's path (/proc/self/exe)")
             return 1
@@ -106,6 +109,7 @@ public enum LoaderMain {
             let argument = rest[index]
             switch argument {
             case "--check": check = true
+            case "--timings": StartupTimings.enabled = true
             case "--debug": debug = true
             case "--no-access-log": accessLog = false
             case _ where argument == "--listen" || argument.hasPrefix("--listen="):
@@ -213,6 +217,12 @@ public enum LoaderMain {
         configuration.gracefulTimeout = process.gracefulTimeout
         configuration.statsInterval = process.statsInterval
         configuration.pidFile = process.pidFile
+        if StartupTimings.enabled {
+            configuration.onFirstServing = {
+                StartupTimings.mark("workers serving")
+                printError("frost: start-up of the master: \(StartupTimings.summary)")
+            }
+        }
         return Master(configuration: configuration).run()
     }
 
@@ -327,6 +337,10 @@ public enum LoaderMain {
             }
             let bound: String
             do { bound = try host.start() } catch { throw LoaderError(.run, "\(error)") }
+            StartupTimings.mark("listen")
+            if StartupTimings.enabled {
+                printError("frost: start-up of \(worker == nil ? "the server" : "worker \(getpid())"): \(StartupTimings.summary)")
+            }
             let scheme = bound.hasPrefix("unix:") ? "" : "http://"
             var received: Int32 = 0
             if let worker {

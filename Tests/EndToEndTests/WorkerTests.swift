@@ -168,6 +168,18 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         print("worker replaced and serving \(String(format: "%.2f", serving)) s after SIGKILL")
     }
 
+    @Test func timingsSayWhereStartUpTimeGoes() throws {
+        let scratch = ScratchDirectory("workers-timings")
+        let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: ["--workers", "1", "--timings"])
+        #expect(try server.get("/version").text == "one")
+        let stopped = server.stop()
+        let worker = stopped.stderr.split(separator: "\n").first { $0.contains("start-up of worker") }.map(String.init) ?? ""
+        for phase in ["locate ", "verify ", "mount ", "python init ", "import workertest ", "factories ", "listen ", "; total "] {
+            #expect(worker.contains(phase), "\(phase) in \(worker)")
+        }
+        #expect(stopped.stderr.contains("start-up of the master: workers serving "), "\(stopped.stderr)")
+    }
+
     @Test func sighupSwapsToTheRedeployedBundleWithoutFailures() throws {
         let scratch = ScratchDirectory("workers-hup")
         let server = try RunningServer(loader: try WorkerFixture.bundle(scratch, version: "one"), arguments: ["--workers", "2"])
