@@ -314,3 +314,23 @@ func glibcLibraries() -> [String] {
         #expect(selftest.stdout.contains("/static/../site_app/__init__.py 404"))
     }
 }
+
+/// The loader's size budget (Documentation/LOADER-SIZE.md): today's stripped size plus a
+/// little, so growth is a decision rather than an accident; and never Foundation.
+@Suite struct LoaderSizeTests {
+    static let budget = 14 << 20
+
+    @Test func theStrippedLoaderStaysWithinItsBudgetAndHasNoFoundation() throws {
+        let stub = Products.releaseStub ?? Products.stub
+        let scratch = ScratchDirectory("loader-size")
+        let strip = try runProcess("/usr/bin/strip", ["--strip-all", "-o", scratch.path("stub"), stub])
+        #expect(strip.status == 0, "\(strip.output)")
+        let symbols = try runProcess("/usr/bin/nm", [stub], timeout: 120)
+        #expect(symbols.status == 0)
+        #expect(!symbols.stdout.contains("10Foundation"), "the loader links Foundation")
+        guard Products.releaseStub != nil else { return }  // a debug loader is no measure of size
+        let size = (try FileManager.default.attributesOfItem(atPath: scratch.path("stub"))[.size] as? Int) ?? 0
+        #expect(size <= Self.budget, "the stripped loader is \(size) bytes, over its budget of \(Self.budget)")
+        print("loader, stripped: \(size) bytes (budget \(Self.budget))")
+    }
+}
