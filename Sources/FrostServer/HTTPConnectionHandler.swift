@@ -204,6 +204,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         stopping = true
         if let current {
             current.disableKeepAlive()
+        } else if discarding != nil {
+            stopDiscarding(context, keep: false)  // answered; its body still coming: no reset
         } else if requestsSeen > 0 {
             context.close(promise: nil)  // idle keep-alive
         }
