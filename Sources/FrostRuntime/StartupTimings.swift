@@ -2,29 +2,30 @@
 import Glibc
 #endif
 
+/// Seconds on the monotonic clock (for intervals; not a time of day).
+public func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
 /// Where a process's start-up time goes, phase by phase (`_NAME --timings`): marks taken
 /// on the one thread that starts the process, before any other thread runs Python.
 public enum StartupTimings {
-    nonisolated(unsafe) private static var started = now()
+    nonisolated(unsafe) private static var started = monotonicSeconds()
     nonisolated(unsafe) private static var marks: [(String, Double)] = []
     nonisolated(unsafe) public static var enabled = false
 
-    static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
-
     /// Restarts the clock (at the top of main).
     public static func begin() {
-        started = now()
+        started = monotonicSeconds()
         marks = []
     }
 
     /// The phase that ends now.
     public static func mark(_ phase: String) {
         guard enabled else { return }
-        marks.append((phase, now()))
+        marks.append((phase, monotonicSeconds()))
     }
 
     /// "locate 0.1 ms, verify 12.0 ms, ...; total 80.3 ms".

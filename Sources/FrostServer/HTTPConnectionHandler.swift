@@ -1,3 +1,4 @@
+import FrostRuntime
 import NIOCore
 import NIOHTTP1
 

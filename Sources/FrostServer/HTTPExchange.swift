@@ -1,4 +1,5 @@
 import FrostPython
+import FrostRuntime
 import NIOCore
 import NIOHTTP1
 #if canImport(Glibc)
@@ -201,8 +202,7 @@ final class HTTPExchange: @unchecked Sendable {
     /// still to come of it is known and small enough to read and drop afterwards. A chunked
     /// body cut short leaves its remainder unknown: the connection closes, announced.
     private var canKeepConnection: Bool {
-        if !keepAlive || bodyFailure != nil || closed { return false }
-        let hasNoBody = (declaredLength ?? 0) == 0 && !isChunked
+        if !keepAlive || closed { return false }  // bodyFailed turned keep-alive off
         if bodyEnded || hasNoBody { return true }
         guard let declared = declaredLength else { return false }
         return declared - bodyBytesReceived <= maxDiscardBytes
@@ -210,8 +210,11 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Whether the request body has arrived in full (or there is none). Event loop.
     var requestComplete: Bool {
-        monitor.locked { bodyEnded || ((declaredLength ?? 0) == 0 && !isChunked) }
+        monitor.locked { bodyEnded || hasNoBody }
     }
+
+    /// Neither a Content-Length above 0 nor chunked framing.
+    private var hasNoBody: Bool { (declaredLength ?? 0) == 0 && !isChunked }
 
     // MARK: Response (Python side)
 
@@ -331,7 +334,7 @@ final class HTTPExchange: @unchecked Sendable {
             finished = true
             monitor.broadcast()
             if answeredByFilter { return (!keepAfterFilterAnswer || !canKeepConnection, true) }
-            return (!keepAlive || bodyFailure != nil, false)
+            return (!keepAlive, false)
         }
         guard let (close, answered) = state else { return false }
         eventLoop.execute {
@@ -478,8 +481,3 @@ final class HTTPExchange: @unchecked Sendable {
     }
 }
 
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
