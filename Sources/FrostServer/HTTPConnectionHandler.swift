@@ -39,6 +39,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// A request failed to parse: nothing after it is read as HTTP, and the connection
     /// closes once the response owed (if any) is out.
     private var inputMalformed = false
+    /// The response in hand announced the close: what the client sent after its request
+    /// is not read as HTTP (NIO's pipelining handler releases a request held back behind
+    /// it as soon as the response's end is written, before that write completes).
+    private var closingAfterResponse = false
     /// The rest of a request body its handler left unread, being read and dropped so the
     /// connection can carry the next request: bytes left in the budget, and when it began.
     private var discarding: (budget: Int, since: Double)?
@@ -100,9 +104,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if rejecting || inputMalformed { return }
+        if rejecting || inputMalformed || closingAfterResponse { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
+            if let current, current.responseEnded, !current.isKeepAlive {
+                closingAfterResponse = true  // exchangeFinished closes without a reset
+                return
+            }
             timer?.cancel()
             timer = nil
             if head.uri.utf8.count > limits.maxURIBytes {

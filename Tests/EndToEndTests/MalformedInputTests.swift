@@ -38,6 +38,12 @@ enum WireFixture {
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")
+            if path == "/slow-finish":
+                # Answered at once, finished later: what the client sends meanwhile
+                # reaches the host before the response ends.
+                reply(ecb, "answered")
+                time.sleep(0.5)
+                return isapicon.HSE_STATUS_SUCCESS
             return reply(ecb, f"pid {os.getpid()}")
 
     def __ExtensionFactory__():

@@ -86,6 +86,24 @@ import Glibc
         #expect(stopped.status == 0)
     }
 
+    /// A response that announced the close ends the connection: a request the client
+    /// pipelined after it, even one that arrived before the response was finished, is
+    /// not answered.
+    @Test func nothingIsAnsweredAfterAnAnnouncedClose() throws {
+        let scratch = ScratchDirectory("unread-closing")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
+        let connection = try RawConnection(port: server.port)
+        try connection.send("POST /slow-finish HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        let response = try connection.readResponse()
+        #expect(response.text == "answered" && response.header("connection") == "close")
+        // The rest of the body and the next request, while the handler still runs.
+        try connection.send("5\r\nworld\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        var byte: UInt8 = 0
+        let n = recv(connection.fd, &byte, 1, 0)
+        #expect(n == 0, "an orderly end of stream, not another answer (\(n))")
+        #expect(server.stop().status == 0)
+    }
+
     @Test func theHostsOwnEarlyAnswersAreReadByAClientStillSending() throws {
         let scratch = ScratchDirectory("unread-413")
         let www = scratch.path("www")
