@@ -6,6 +6,7 @@ packages=(
     libarchive-dev                                 # zip reading and writing (linked statically)
     zlib1g-dev liblzma-dev libzstd-dev libbz2-dev nettle-dev   # what static libarchive needs
     nginx systemd curl                             # the installer's tests: nginx -t, a real nginx, systemd-analyze
+    strace                                         # the request-path tests count write(2) calls
     skopeo umoci podman                            # the image tests: inspect, unpack and load OCI images
 )
 missing=()

@@ -139,6 +139,8 @@ class _Response:
         self.status = None
         self.headers = None
         self.sent = False
+        self.length = None  # the Content-Length the application set
+        self.written = 0
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -155,6 +157,8 @@ class _Response:
             if not isinstance(name, str) or not isinstance(value, str) or "\n" in value or "\r" in value:
                 raise ValueError(f"bad WSGI header {name!r}: {value!r}")
         self.status, self.headers = status, list(headers)
+        self.length = next((int(value) for name, value in self.headers
+                            if name.lower() == "content-length" and value.strip().isdigit()), None)
         return self.write
 
     def send_headers(self):
@@ -167,12 +171,20 @@ class _Response:
         text = "".join(f"{name}: {value}\r\n" for name, value in self.headers) + "\r\n"
         self.ecb.SendResponseHeaders(self.status, text, False)
 
-    def write(self, data):
+    def write(self, data, flush=True):
+        """Sends a piece of the body. The host buffers what a handler writes and sends it
+        when the handler returns; a streamed piece (from ``write`` or an iterator) is
+        flushed at once, as gunicorn sends it, unless it completes the Content-Length
+        (then the end of the response follows anyway)."""
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
         self.send_headers()
         if data:
-            self.ecb.WriteClient(bytes(data))
+            self.written += len(data)
+            if flush and (self.length is None or self.written < self.length):
+                self.ecb.WriteClient(bytes(data), isapicon.HSE_IO_NODELAY)
+            else:
+                self.ecb.WriteClient(bytes(data))
 
 
 class _WSGIHandlerMixin:
@@ -256,8 +268,11 @@ class _WSGIHandlerMixin:
             if regular is not None:
                 self.transmit(response, regular)
                 return
+            # A list or tuple is all there already: one write at the end. Anything else
+            # may be produced slowly (a generator, server-sent events): each piece goes now.
+            streamed = not isinstance(result, (list, tuple))
             for data in result:
-                response.write(data)
+                response.write(data, flush=streamed)
             response.send_headers()  # an empty body still sends its headers
         finally:
             close = getattr(result, "close", None)

@@ -15,7 +15,9 @@ enum WindowsError {
 
 /// HSE_IO_* and HSE_EXEC_URL_* flags the control block honours.
 enum IOFlags {
+    static let sync = 0x1
     static let async = 0x2
+    static let noDelay = 0x1000
     static let disconnectAfterSend = 0x4
     static let sendHeaders = 0x8
     static let execNoHeaders = 0x2
@@ -152,7 +154,12 @@ extension Host {
             let payload: [UInt8] = try bytesLike(data)
             try block.host.sendImplicitHeadersIfNeeded(block)
             do {
-                try Python.withoutGIL { try block.exchange.writeBody(payload) }
+                // Buffered (one write with the head at the end) unless the handler asks for
+                // a synchronous or immediate send, uses async I/O, or the buffer is full.
+                let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
+                if try block.exchange.bufferBody(payload) || flush {
+                    try Python.withoutGIL { try block.exchange.flush() }
+                }
             } catch let error as ExchangeError {
                 if flags & IOFlags.async != 0 {
                     block.completeIO(ecb, bytes: 0, error: WindowsError.connectionReset)
@@ -165,7 +172,14 @@ extension Host {
         } }
         type.method("WriteClient", write)
         type.method("write", write)
-        type.method("flush") { _, _ in { _, _ in .none } }
+        type.method("flush") { block, _ in { _, _ in
+            do {
+                try Python.withoutGIL { try block.exchange.flush() }
+            } catch let error as ExchangeError {
+                throw block.host.extensionError(WindowsError.connectionReset, error.message, "flush")
+            }
+            return .none
+        } }
         type.method("SetFlushFlag") { _, _ in { _, _ in .none } }
         type.method("SendResponseHeaders") { block, _ in { args, keywords in
             let statusObject = try requiredArgument(args, keywords, 0, "status")
@@ -175,7 +189,11 @@ extension Host {
             block.httpStatusCode = code
             if block.suppressHeaders { return .none }
             do {
-                try Python.withoutGIL { try block.exchange.sendHead(status: code, reason: reason, headers: headers) }
+                if block.exchange.headMayBlock {
+                    try Python.withoutGIL { try block.exchange.sendHead(status: code, reason: reason, headers: headers) }
+                } else {
+                    try block.exchange.sendHead(status: code, reason: reason, headers: headers)  // buffered
+                }
             } catch let error as ExchangeError {
                 throw block.host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
             }

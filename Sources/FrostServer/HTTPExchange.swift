@@ -44,6 +44,8 @@ final class HTTPExchange: @unchecked Sendable {
     let received: Double
     private let context: ChannelHandlerContext
     private let connection: HTTPConnectionHandler
+    /// The channel's allocator, for buffers filled off the event loop.
+    private let allocator: ByteBufferAllocator
 
     private let monitor = Monitor()
     /// The per-request deadline, cancelled when the response is finished.
@@ -80,6 +82,19 @@ final class HTTPExchange: @unchecked Sendable {
     /// The filter wrote the response itself: what the host would write is dropped.
     private(set) var answeredByFilter = false
     private var keepAfterFilterAnswer = false
+    /// The response written so far and not yet handed to the connection: a head, then
+    /// body bytes. It leaves in one write when the response finishes, when it grows past
+    /// `flushThreshold`, when the handler asks (a synchronous write), or before the handler
+    /// waits for request body; so a fast handler's head and body are one `write(2)`.
+    private var pendingHead: HTTPResponseHead?
+    private var pendingBody: ByteBuffer?
+    static let flushThreshold = 64 * 1024
+    /// Flushed response bytes not yet taken by the socket, and the most there may be
+    /// before a writer waits.
+    private var bytesInFlight = 0
+    static let maxBytesInFlight = 256 * 1024
+    /// Why a flushed write failed (the connection broke).
+    private var writeFailure: String?
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
          bodyTimeout: Double, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
@@ -92,6 +107,7 @@ final class HTTPExchange: @unchecked Sendable {
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
+        self.allocator = context.channel.allocator
         self.localAddress = context.channel.localAddress
         self.remoteAddress = context.channel.remoteAddress
         self.forwarded = trustedProxies.client(peer: context.channel.remoteAddress, headers: head.headers)
@@ -154,6 +170,10 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
     func readBody(maximum: Int) throws -> [UInt8] {
+        // A client may wait for what was written before it sends more.
+        if monitor.locked({ chunks.isEmpty && !bodyEnded && (pendingHead != nil || pendingBody != nil) }) {
+            try? flushPending()
+        }
         var resume = false
         let limit = FrostPython.deadline(afterSeconds: bodyTimeout)
         var timedOut = false
@@ -220,7 +240,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
     /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
-    func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
+    func sendHead(status: Int, reason: String, headers: [(String, String)], flush: Bool = false) throws {
         var (status, reason, headers) = (status, reason, headers)
         if let headFilter {
             if monitor.locked({ headersSent }) { throw ExchangeError(message: "response headers were already sent") }
@@ -258,23 +278,101 @@ final class HTTPExchange: @unchecked Sendable {
         }
         let responseHead = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status, reasonPhrase: reason),
                                             headers: responseHeaders)
-        try submit { promise in
-            self.context.writeAndFlush(self.connection.wrapOutboundOut(.head(responseHead)), promise: promise)
-        }
-        monitor.locked { headDelivered = true }
+        monitor.locked { pendingHead = responseHead }
+        if flush { try flushPending() }
     }
 
-    /// Writes body bytes and waits until the connection has taken them.
-    func writeBody(_ bytes: [UInt8]) throws {
-        let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredByFilter, finished) }
-        if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
-        guard !bytes.isEmpty, !suppress else { return }
-        try submit { promise in
-            var buffer = self.context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            self.context.writeAndFlush(self.connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: promise)
+    /// Adds body bytes to the response. They are buffered (see `pendingBody`) unless
+    /// `flush` or the buffer passes `flushThreshold`: then everything pending goes to the
+    /// connection (see `flushPending`). A client that is gone fails the write.
+    func writeBody(_ bytes: [UInt8], flush: Bool = false) throws {
+        if try bufferBody(bytes) || flush { try self.flush() }
+    }
+
+    /// Adds body bytes to the pending response without blocking (callable with the GIL
+    /// held); returns whether the buffer is full and must now be flushed.
+    func bufferBody(_ bytes: [UInt8]) throws -> Bool {
+        try monitor.locked {
+            if finished { throw ExchangeError(message: "the response is already finished") }
+            if closed { throw ExchangeError(message: "the client closed the connection") }
+            guard !bytes.isEmpty, !suppressBody, !answeredByFilter else { return false }
+            if pendingBody == nil {
+                pendingBody = allocator.buffer(capacity: max(bytes.count, 256))
+            }
+            pendingBody!.writeBytes(bytes)
+            return pendingBody!.readableBytes >= HTTPExchange.flushThreshold
         }
-        monitor.locked { bytesSent += bytes.count }
+    }
+
+    /// Sends what is pending now (see `flushPending`). (GIL released.)
+    func flush() throws { try flushPending() }
+
+    /// Whether sending a head may block (a filter sees it first): then the caller
+    /// releases the GIL.
+    var headMayBlock: Bool { headFilter != nil }
+
+    /// Takes what is pending (event loop writes it; nil when nothing is).
+    private func takePending() -> (HTTPResponseHead?, ByteBuffer?) {
+        monitor.locked {
+            defer { (pendingHead, pendingBody) = (nil, nil) }
+            return (pendingHead, pendingBody)
+        }
+    }
+
+    /// Writes pending head and body parts on the event loop (no flush); `promise`
+    /// completes with the last of them. Event loop.
+    private func writeParts(_ head: HTTPResponseHead?, _ body: ByteBuffer?, promise: EventLoopPromise<Void>? = nil) {
+        let hasBody = (body?.readableBytes ?? 0) > 0
+        if let head {
+            context.write(connection.wrapOutboundOut(.head(head)), promise: hasBody ? nil : promise)
+        }
+        if let body, hasBody {
+            context.write(connection.wrapOutboundOut(.body(.byteBuffer(body))), promise: promise)
+        }
+        if head == nil && !hasBody { promise?.succeed(()) }
+    }
+
+    /// Accounting once pending parts reached the socket.
+    private func noteWritten(_ head: HTTPResponseHead?, _ body: ByteBuffer?) {
+        monitor.locked {
+            if head != nil { headDelivered = true }
+            bytesSent += body?.readableBytes ?? 0
+        }
+    }
+
+    /// Hands what is pending to the connection without waiting for it, unless more than
+    /// `maxBytesInFlight` are still on their way to the socket: then it waits (a slow
+    /// client holds back the writer instead of filling memory). A failed write fails the
+    /// next one. (Python thread; the GIL released when it may wait.)
+    private func flushPending() throws {
+        let (head, body) = takePending()
+        if head != nil || body != nil {
+            let count = body?.readableBytes ?? 0
+            monitor.locked { bytesInFlight += count }
+            eventLoop.execute {
+                let written = self.eventLoop.makePromise(of: Void.self)
+                self.writeParts(head, body, promise: written)
+                self.context.flush()
+                written.futureResult.whenComplete { result in
+                    self.monitor.locked {
+                        self.bytesInFlight -= count
+                        switch result {
+                        case .success:
+                            if head != nil { self.headDelivered = true }
+                            self.bytesSent += count
+                        case .failure(let error):
+                            self.writeFailure = self.writeFailure ?? "the connection failed: \(error)"
+                        }
+                        self.monitor.broadcast()
+                    }
+                }
+            }
+        }
+        try monitor.locked {
+            while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed { monitor.wait() }
+            if let writeFailure { throw ExchangeError(message: writeFailure) }
+            if closed && bytesInFlight > 0 { throw ExchangeError(message: "the client closed the connection") }
+        }
     }
 
     /// Writes `length` bytes of the file at `path` from `start`, zero-copy (sendfile), and
@@ -299,9 +397,12 @@ final class HTTPExchange: @unchecked Sendable {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: duplicate)
         defer { try? handle.close() }
         let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + length)
+        let (head, body) = takePending()
         try submit { promise in
+            self.writeParts(head, body)
             self.context.writeAndFlush(self.connection.wrapOutboundOut(.body(.fileRegion(region))), promise: promise)
         }
+        noteWritten(head, body)
         monitor.locked { bytesSent += length }
     }
 
@@ -337,6 +438,7 @@ final class HTTPExchange: @unchecked Sendable {
             return (!keepAlive, false)
         }
         guard let (close, answered) = state else { return false }
+        let (head, body) = takePending()
         eventLoop.execute {
             self.deadline?.cancel()
             self.responseEnded = true
@@ -354,9 +456,11 @@ final class HTTPExchange: @unchecked Sendable {
                 }
                 if self.connection.raw == nil { end.succeed(()) }
             } else {
+                self.writeParts(head, body)
                 self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
             }
-            end.futureResult.whenComplete { _ in
+            end.futureResult.whenComplete { result in
+                if case .success = result { self.noteWritten(head, body) }
                 self.connection.exchangeFinished(self, context: self.context, close: close)
             }
         }

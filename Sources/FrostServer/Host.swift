@@ -643,10 +643,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     /// A body written before any headers gets a plain 200 (or HttpStatusCode) head.
     func sendImplicitHeadersIfNeeded(_ block: ControlBlock) throws {
-        guard !block.exchange.headersSent else { return }
-        try Python.withoutGIL {
-            try block.exchange.sendHead(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
-                                        headers: [("Content-Type", "text/html")])
+        let exchange = block.exchange
+        guard !exchange.headersSent else { return }
+        let (status, reason) = (block.httpStatusCode, HTTPReason.phrase(block.httpStatusCode))
+        if exchange.headMayBlock {
+            try Python.withoutGIL { try exchange.sendHead(status: status, reason: reason, headers: [("Content-Type", "text/html")]) }
+        } else {
+            try exchange.sendHead(status: status, reason: reason, headers: [("Content-Type", "text/html")])
         }
     }
 

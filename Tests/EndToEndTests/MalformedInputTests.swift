@@ -39,10 +39,20 @@ enum WireFixture {
                 time.sleep(0.5)
                 return reply(ecb, "late")
             if path == "/slow-finish":
-                # Answered at once, finished later: what the client sends meanwhile
-                # reaches the host before the response ends.
-                reply(ecb, "answered")
+                # Sent at once (a synchronous write), finished later: what the client sends
+                # meanwhile reaches the host before the response ends.
+                body = b"answered"
+                ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
+                ecb.WriteClient(body, isapicon.HSE_IO_SYNC)
                 time.sleep(0.5)
+                return isapicon.HSE_STATUS_SUCCESS
+            if path == "/stream":
+                # MiB from the query string, in 64 KiB writes (buffered, flushed as they fill).
+                size = int(ecb.QueryString or b"1") << 20
+                piece = b"s" * 65536
+                ecb.SendResponseHeaders("200 OK", f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n", False)
+                for _ in range(size // len(piece)):
+                    ecb.WriteClient(piece)
                 return isapicon.HSE_STATUS_SUCCESS
             return reply(ecb, f"pid {os.getpid()}")
 

@@ -93,9 +93,11 @@ import Glibc
         let scratch = ScratchDirectory("unread-closing")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
         let connection = try RawConnection(port: server.port)
+        let sent = Date()
         try connection.send("POST /slow-finish HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         let response = try connection.readResponse()
         #expect(response.text == "answered" && response.header("connection") == "close")
+        #expect(Date().timeIntervalSince(sent) < 0.45, "the synchronous write left before the handler returned")
         // The rest of the body and the next request, while the handler still runs.
         try connection.send("5\r\nworld\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
         var byte: UInt8 = 0

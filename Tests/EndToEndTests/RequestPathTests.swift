@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a response leaves the host: buffered while the handler runs and written once,
+/// flushed as it fills when it is large, with bounded memory.
+@Suite(.serialized) struct RequestPathTests {
+    /// The write system calls a process makes to the socket that carries HTTP responses,
+    /// while `body` runs (strace attached to every thread).
+    static func responseWrites(pid: Int32, _ body: () throws -> Void) throws -> [String] {
+        let scratch = ScratchDirectory("strace")
+        let trace = scratch.path("trace.txt")
+        let strace = Process()
+        // Through Python, to clear the signal mask the test's thread would hand down (strace
+        // keeps it while it waits, and would never see the SIGTERM that detaches it).
+        strace.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        strace.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                            "/usr/bin/strace", "-f", "-qq", "-e", "trace=write,writev,sendmsg,sendto", "-s", "24", "-o", trace,
+                            "-p", String(pid)]
+        strace.standardError = FileHandle.nullDevice
+        try strace.run()
+        usleep(700_000)  // attached to every thread
+        try body()
+        usleep(200_000)
+        kill(strace.processIdentifier, SIGTERM)  // detaches
+        strace.waitUntilExit()
+        let lines = (try? String(contentsOfFile: trace, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        // The socket is the descriptor the first response head went to.
+        func descriptor(_ line: String) -> String? {
+            guard let open = line.firstIndex(of: "("), let comma = line[open...].firstIndex(of: ",") else { return nil }
+            return String(line[line.index(after: open)..<comma])
+        }
+        guard let socket = lines.first(where: { $0.contains("HTTP/1.1 ") }).flatMap(descriptor) else { return [] }
+        return lines.filter { descriptor($0) == socket && !$0.contains("resumed>") }
+    }
+
+    @Test func aHandlersHeadAndBodyLeaveInOneWrite() throws {
+        let scratch = ScratchDirectory("one-write")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        let requests = 20
+        let writes = try Self.responseWrites(pid: server.process.processIdentifier) {
+            let connection = try RawConnection(port: server.port)
+            for _ in 0..<requests {
+                try connection.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(try connection.readResponse().text.hasPrefix("pid "))
+            }
+        }
+        // SendResponseHeaders and WriteClient, then return: one write per response.
+        #expect(writes.count == requests, "\(writes.count) writes for \(requests) responses:\n\(writes.prefix(6).joined(separator: "\n"))")
+        #expect(server.stop().status == 0)
+    }
+
+    /// 100 MiB in 64 KiB writes: flushed as the buffer fills, the writer held back while
+    /// the socket is behind, so the worker's memory stays far below the response's size.
+    @Test func aLargeStreamedResponseKeepsMemoryBounded() throws {
+        let scratch = ScratchDirectory("stream-100")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        func peakKiB() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        #expect(try server.get("/").status == 200)
+        let before = peakKiB()
+        let connection = try RawConnection(port: server.port)
+        try connection.send("GET /stream?100 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        // A slow start: the handler gets ahead of the client and must wait for it.
+        usleep(500_000)
+        let response = try connection.readResponse()
+        #expect(response.status == 200 && response.body.count == 100 << 20)
+        let growth = peakKiB() - before
+        #expect(before > 0 && growth < 32 * 1024, "peak memory grew by \(growth) KiB for a 100 MiB response")
+        #expect(server.stop().status == 0)
+    }
+}
