@@ -74,6 +74,64 @@ typedef PyObject *(*FrostFastCall)(PyObject *self, PyObject *const *args, Py_ssi
 static inline PyCFunction frost_as_pycfunction(FrostFastCall f) { return (PyCFunction)(void (*)(void))f; }
 static inline Py_ssize_t frost_vectorcall_nargs(Py_ssize_t n) { return PyVectorcall_NARGS((size_t)n); }
 
+/* Methods of native types (tp_methods). A PyMethodDef carries no closure, so each method
+   needs its own C function: a fixed table of trampolines forwards slot i to one Swift
+   dispatcher (frost_native_slot_dispatch, defined in FrostPython), which finds the method
+   registered for that slot. 128 slots: every native type's methods together. */
+PyObject *frost_native_slot_dispatch(int slot, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames);
+#define FROST_SLOT_AT(name, value) \
+    static PyObject *frost_slot_##name(PyObject *s, PyObject *const *a, Py_ssize_t n, PyObject *k) { \
+        return frost_native_slot_dispatch((value), s, a, n, k); }
+#define FROST_SLOTS8(p, v) FROST_SLOT_AT(p##0, (v)*8+0) FROST_SLOT_AT(p##1, (v)*8+1) FROST_SLOT_AT(p##2, (v)*8+2) \
+    FROST_SLOT_AT(p##3, (v)*8+3) FROST_SLOT_AT(p##4, (v)*8+4) FROST_SLOT_AT(p##5, (v)*8+5) \
+    FROST_SLOT_AT(p##6, (v)*8+6) FROST_SLOT_AT(p##7, (v)*8+7)
+FROST_SLOTS8(a, 0)
+FROST_SLOTS8(b, 1)
+FROST_SLOTS8(c, 2)
+FROST_SLOTS8(d, 3)
+FROST_SLOTS8(e, 4)
+FROST_SLOTS8(f, 5)
+FROST_SLOTS8(g, 6)
+FROST_SLOTS8(h, 7)
+FROST_SLOTS8(i, 8)
+FROST_SLOTS8(j, 9)
+FROST_SLOTS8(k, 10)
+FROST_SLOTS8(l, 11)
+FROST_SLOTS8(m, 12)
+FROST_SLOTS8(n, 13)
+FROST_SLOTS8(o, 14)
+FROST_SLOTS8(p, 15)
+#define FROST_SLOT_NAMES8(p) frost_slot_##p##0, frost_slot_##p##1, frost_slot_##p##2, frost_slot_##p##3, \
+    frost_slot_##p##4, frost_slot_##p##5, frost_slot_##p##6, frost_slot_##p##7
+static inline int frost_native_slot_count(void) { return 128; }
+static inline PyCFunction frost_native_slot(int slot) {
+    static FrostFastCall const table[128] = {
+        FROST_SLOT_NAMES8(a),
+        FROST_SLOT_NAMES8(b),
+        FROST_SLOT_NAMES8(c),
+        FROST_SLOT_NAMES8(d),
+        FROST_SLOT_NAMES8(e),
+        FROST_SLOT_NAMES8(f),
+        FROST_SLOT_NAMES8(g),
+        FROST_SLOT_NAMES8(h),
+        FROST_SLOT_NAMES8(i),
+        FROST_SLOT_NAMES8(j),
+        FROST_SLOT_NAMES8(k),
+        FROST_SLOT_NAMES8(l),
+        FROST_SLOT_NAMES8(m),
+        FROST_SLOT_NAMES8(n),
+        FROST_SLOT_NAMES8(o),
+        FROST_SLOT_NAMES8(p),
+    };
+    return (PyCFunction)(void (*)(void))table[slot];
+}
+
+/* Getters and setters of native types' attributes (tp_getset), with the closure pointer
+   naming the attribute. */
+typedef PyObject *(*FrostGetter)(PyObject *self, void *closure);
+typedef int (*FrostSetter)(PyObject *self, PyObject *value, void *closure);
+
 static inline int frost_is_initialized_status_error(PyStatus status) { return PyStatus_Exception(status); }
 
 static inline unsigned long frost_native_type_flags(void) {

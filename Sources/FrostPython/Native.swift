@@ -35,18 +35,19 @@ public struct NativeAttribute<Payload: AnyObject> {
 
 /// A Python type whose instances each carry one Swift object (the payload).
 ///
-/// Attributes and methods are looked up in Swift tables; instances cannot be created from
-/// Python, only handed out by `wrap`. When the Python object dies, the payload is
-/// released.
+/// Attributes become `tp_getset` entries and methods `tp_methods` entries, so Python
+/// finds them as it finds a builtin type's: no per-access string conversion, dictionary
+/// lookup or function object (and `obj.method(...)` calls skip the bound method).
+/// Instances cannot be created from Python, only handed out by `wrap`. When the Python
+/// object dies, the payload is released.
 public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTypeDefinition {
     // @unchecked: tables are set up before use; the type object is created under the GIL.
     public let qualifiedName: String
     public let doc: String
-    public private(set) var attributes: [String: NativeAttribute<Payload>] = [:]
-    public private(set) var methods: [String: (Payload, PythonObject) -> NativeCall] = [:]
+    public private(set) var attributes: [(name: String, attribute: NativeAttribute<Payload>)] = []
+    public private(set) var methods: [(name: String, body: (Payload, PythonObject) -> NativeCall)] = []
     public var describe: ((Payload) -> String)?
     private var typePointer: UnsafeMutablePointer<PyObject>?
-    private var methodDefinitions: [String: UnsafeMutablePointer<PyMethodDef>] = [:]
 
     /// `qualifiedName` is "module.Name", as Python shows it.
     public init(_ qualifiedName: String, doc: String = "") {
@@ -57,28 +58,44 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public func attribute(_ name: String, get: @escaping (Payload) throws -> PythonObject,
                           set: ((Payload, PythonObject) throws -> Void)? = nil) {
         precondition(typePointer == nil, "define attributes before the type is created")
-        attributes[name] = NativeAttribute(get: get, set: set)
+        attributes.removeAll { $0.name == name }
+        attributes.append((name, NativeAttribute(get: get, set: set)))
     }
 
     /// Defines a method: `body` gets the payload and the Python object itself (`self`)
     /// and returns the call.
     public func method(_ name: String, _ body: @escaping (Payload, PythonObject) -> NativeCall) {
         precondition(typePointer == nil, "define methods before the type is created")
-        methods[name] = body
-        methodDefinitions[name] = NativeFunctionBox.methodDefinition(name: name)
+        methods.removeAll { $0.name == name }
+        methods.append((name, body))
     }
 
-    /// The Python type object (created on first use; needs the GIL).
+    /// The Python type object (created on first use; needs the GIL). The spec, its
+    /// tables and their strings must outlive the type: they are allocated once, kept.
     public func typeObject() throws -> PythonObject {
         if let typePointer { return PythonObject(borrowing: typePointer) }
+        let methodTable = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: methods.count + 1)
+        for (index, method) in methods.enumerated() {
+            let slot = try NativeMethodSlots.claim(definition: self, index: index, name: "\(qualifiedName).\(method.name)")
+            methodTable[index] = PyMethodDef(ml_name: UnsafePointer(strdup(method.name)), ml_meth: frost_native_slot(slot),
+                                             ml_flags: METH_FASTCALL | METH_KEYWORDS, ml_doc: nil)
+        }
+        methodTable[methods.count] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
+        let getSetTable = UnsafeMutablePointer<PyGetSetDef>.allocate(capacity: attributes.count + 1)
+        for (index, attribute) in attributes.enumerated() {
+            let closure = Unmanaged.passRetained(AttributeSlot(definition: self, index: index)).toOpaque()  // kept
+            getSetTable[index] = PyGetSetDef(name: UnsafePointer(strdup(attribute.name)), get: nativeGetter,
+                                             set: attribute.attribute.set == nil ? nil : nativeSetter,
+                                             doc: nil, closure: closure)
+        }
+        getSetTable[attributes.count] = PyGetSetDef(name: nil, get: nil, set: nil, doc: nil, closure: nil)
         let slots = UnsafeMutablePointer<PyType_Slot>.allocate(capacity: 6)
         slots[0] = PyType_Slot(slot: Py_tp_dealloc, pfunc: unsafeBitCast(nativeDealloc, to: UnsafeMutableRawPointer.self))
-        slots[1] = PyType_Slot(slot: Py_tp_getattro, pfunc: unsafeBitCast(nativeGetAttribute, to: UnsafeMutableRawPointer.self))
-        slots[2] = PyType_Slot(slot: Py_tp_setattro, pfunc: unsafeBitCast(nativeSetAttribute, to: UnsafeMutableRawPointer.self))
+        slots[1] = PyType_Slot(slot: Py_tp_methods, pfunc: UnsafeMutableRawPointer(methodTable))
+        slots[2] = PyType_Slot(slot: Py_tp_getset, pfunc: UnsafeMutableRawPointer(getSetTable))
         slots[3] = PyType_Slot(slot: Py_tp_repr, pfunc: unsafeBitCast(nativeRepr, to: UnsafeMutableRawPointer.self))
         slots[4] = PyType_Slot(slot: Py_tp_doc, pfunc: UnsafeMutableRawPointer(strdup(doc)))
         slots[5] = PyType_Slot(slot: 0, pfunc: nil)
-        // The spec and its strings must outlive the type: they are allocated once, kept.
         let spec = UnsafeMutablePointer<PyType_Spec>.allocate(capacity: 1)
         spec.initialize(to: PyType_Spec(name: UnsafePointer(strdup(qualifiedName)),
                                         basicsize: Int32(frost_native_basicsize()), itemsize: 0,
@@ -106,32 +123,33 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     // MARK: NativeTypeDefinition
 
-    func getAttribute(_ payload: AnyObject, object: UnsafeMutablePointer<PyObject>, name: String) throws -> PythonObject? {
-        guard let payload = payload as? Payload else { return nil }
-        if let attribute = attributes[name] { return try attribute.get(payload) }
-        if let method = methods[name], let definition = methodDefinitions[name] {
-            return try NativeFunctionBox.function(definition: definition,
-                                                  call: method(payload, PythonObject(borrowing: object)))
+    /// The payload of an instance of this type (Python checked the type for tp_methods
+    /// and tp_getset entries; a released payload is nil).
+    private func payload(_ object: UnsafeMutablePointer<PyObject>) throws -> Payload {
+        guard let raw = frost_native_payload(object) else {
+            throw PythonError.raise(.runtimeError, "'\(qualifiedName)' object is no longer usable")
         }
-        return nil
+        return Unmanaged<Payload>.fromOpaque(raw).takeUnretainedValue()
     }
 
-    func setAttribute(_ payload: AnyObject, name: String, value: PythonObject?) throws -> Bool {
-        guard let payload = payload as? Payload else { return false }
-        guard let attribute = attributes[name] else {
-            if methods[name] != nil {
-                throw PythonError.raise(.attributeError, "'\(qualifiedName)' object attribute '\(name)' is read-only")
-            }
-            return false
-        }
+    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: [PythonObject],
+                    _ keywords: [(String, PythonObject)]) throws -> PythonObject {
+        try methods[index].body(try payload(object), PythonObject(borrowing: object))(arguments, keywords)
+    }
+
+    func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject {
+        try attributes[index].attribute.get(try payload(object))
+    }
+
+    func setAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>, value: PythonObject?) throws {
+        let (name, attribute) = attributes[index]
         guard let setter = attribute.set else {
             throw PythonError.raise(.attributeError, "attribute '\(name)' of '\(qualifiedName)' objects is not writable")
         }
         guard let value else {
             throw PythonError.raise(.attributeError, "cannot delete attribute '\(name)' of '\(qualifiedName)' objects")
         }
-        try setter(payload, value)
-        return true
+        try setter(try payload(object), value)
     }
 
     func represent(_ payload: AnyObject) -> String {
@@ -141,8 +159,10 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 }
 
 protocol NativeTypeDefinition: AnyObject {
-    func getAttribute(_ payload: AnyObject, object: UnsafeMutablePointer<PyObject>, name: String) throws -> PythonObject?
-    func setAttribute(_ payload: AnyObject, name: String, value: PythonObject?) throws -> Bool
+    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: [PythonObject],
+                    _ keywords: [(String, PythonObject)]) throws -> PythonObject
+    func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject
+    func setAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>, value: PythonObject?) throws
     func represent(_ payload: AnyObject) -> String
 }
 
@@ -157,6 +177,85 @@ enum NativeTypeRegistry {
     }
 }
 
+/// Which method each of the C trampolines (`frost_native_slot`) stands for. Claimed when
+/// a type is created, under the GIL; read under the GIL.
+enum NativeMethodSlots {
+    nonisolated(unsafe) static var entries: [(definition: NativeTypeDefinition, index: Int)] = []
+
+    static func claim(definition: NativeTypeDefinition, index: Int, name: String) throws -> Int32 {
+        guard entries.count < Int(frost_native_slot_count()) else {
+            throw PythonError.raise(.runtimeError, "no native method slot left for \(name) (\(entries.count) in use)")
+        }
+        entries.append((definition, index))
+        return Int32(entries.count - 1)
+    }
+}
+
+/// Where one attribute's getter and setter find it (the PyGetSetDef closure).
+private final class AttributeSlot {
+    unowned let definition: NativeTypeDefinition
+    let index: Int
+    init(definition: NativeTypeDefinition, index: Int) { (self.definition, self.index) = (definition, index) }
+}
+
+/// The arguments of a vectorcall, as a native call takes them.
+private func callArguments(_ args: UnsafePointer<UnsafeMutablePointer<PyObject>?>?, _ nargs: Int,
+                           _ kwnames: UnsafeMutablePointer<PyObject>?) -> ([PythonObject], [(String, PythonObject)])? {
+    let count = Int(frost_vectorcall_nargs(nargs))
+    var positional: [PythonObject] = []
+    positional.reserveCapacity(count)
+    for i in 0..<count { positional.append(PythonObject(borrowing: args![i]!)) }
+    var keywords: [(String, PythonObject)] = []
+    if let kwnames {
+        for j in 0..<PyTuple_Size(kwnames) {
+            guard let key = try? PythonObject(borrowing: PyTuple_GetItem(kwnames, j)!).asString() else { return nil }
+            keywords.append((key, PythonObject(borrowing: args![count + j]!)))
+        }
+    }
+    return (positional, keywords)
+}
+
+@_cdecl("frost_native_slot_dispatch")
+func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?,
+                        _ args: UnsafePointer<UnsafeMutablePointer<PyObject>?>?, _ nargs: Int,
+                        _ kwnames: UnsafeMutablePointer<PyObject>?) -> UnsafeMutablePointer<PyObject>? {
+    guard let object, Int(slot) < NativeMethodSlots.entries.count else {
+        PyErr_SetString(PyExc_SystemError, "native method without its slot")
+        return nil
+    }
+    let (definition, index) = NativeMethodSlots.entries[Int(slot)]
+    guard let (positional, keywords) = callArguments(args, nargs, kwnames) else { return nil }
+    do {
+        return try definition.callMethod(index, object: object, positional, keywords).newReference()
+    } catch {
+        error.raiseInPython()
+        return nil
+    }
+}
+
+private let nativeGetter: FrostGetter = { object, closure in
+    guard let object, let closure else { return nil }
+    let slot = Unmanaged<AttributeSlot>.fromOpaque(closure).takeUnretainedValue()
+    do {
+        return try slot.definition.getAttribute(slot.index, object: object).newReference()
+    } catch {
+        error.raiseInPython()
+        return nil
+    }
+}
+
+private let nativeSetter: FrostSetter = { object, value, closure in
+    guard let object, let closure else { return -1 }
+    let slot = Unmanaged<AttributeSlot>.fromOpaque(closure).takeUnretainedValue()
+    do {
+        try slot.definition.setAttribute(slot.index, object: object, value: value.map { PythonObject(borrowing: $0) })
+        return 0
+    } catch {
+        error.raiseInPython()
+        return -1
+    }
+}
+
 private let nativeDealloc: @convention(c) (UnsafeMutablePointer<PyObject>?) -> Void = { object in
     guard let object else { return }
     if let raw = frost_native_payload(object) {
@@ -164,38 +263,6 @@ private let nativeDealloc: @convention(c) (UnsafeMutablePointer<PyObject>?) -> V
         Unmanaged<AnyObject>.fromOpaque(raw).release()
     }
     frost_native_free(object)
-}
-
-private let nativeGetAttribute: @convention(c) (UnsafeMutablePointer<PyObject>?, UnsafeMutablePointer<PyObject>?)
-    -> UnsafeMutablePointer<PyObject>? = { object, name in
-    guard let object, let name else { return nil }
-    if let (definition, payload) = NativeTypeRegistry.lookup(object),
-       let key = try? PythonObject(borrowing: name).asString() {
-        do {
-            if let value = try definition.getAttribute(payload, object: object, name: key) { return value.newReference() }
-        } catch {
-            error.raiseInPython()
-            return nil
-        }
-    }
-    return PyObject_GenericGetAttr(object, name)
-}
-
-private let nativeSetAttribute: @convention(c) (UnsafeMutablePointer<PyObject>?, UnsafeMutablePointer<PyObject>?,
-                                                UnsafeMutablePointer<PyObject>?) -> Int32 = { object, name, value in
-    guard let object, let name else { return -1 }
-    if let (definition, payload) = NativeTypeRegistry.lookup(object) {
-        do {
-            let key = try PythonObject(borrowing: name).asString()
-            if try definition.setAttribute(payload, name: key, value: value.map { PythonObject(borrowing: $0) }) {
-                return 0
-            }
-        } catch {
-            error.raiseInPython()
-            return -1
-        }
-    }
-    return PyObject_GenericSetAttr(object, name, value)
 }
 
 private let nativeRepr: @convention(c) (UnsafeMutablePointer<PyObject>?) -> UnsafeMutablePointer<PyObject>? = { object in
@@ -236,18 +303,8 @@ private let nativeCallTrampoline: FrostFastCall = { selfObject, args, nargs, kwn
         PyErr_SetString(PyExc_SystemError, "native function without its state")
         return nil
     }
-    let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as! NativeFunctionBox
-    let count = Int(frost_vectorcall_nargs(nargs))
-    var positional: [PythonObject] = []
-    positional.reserveCapacity(count)
-    for i in 0..<count { positional.append(PythonObject(borrowing: args![i]!)) }
-    var keywords: [(String, PythonObject)] = []
-    if let kwnames {
-        for j in 0..<PyTuple_Size(kwnames) {
-            guard let key = try? PythonObject(borrowing: PyTuple_GetItem(kwnames, j)!).asString() else { return nil }
-            keywords.append((key, PythonObject(borrowing: args![count + j]!)))
-        }
-    }
+    let box = Unmanaged<NativeFunctionBox>.fromOpaque(raw).takeUnretainedValue()
+    guard let (positional, keywords) = callArguments(args, nargs, kwnames) else { return nil }
     do {
         return try box.call(positional, keywords).newReference()
     } catch {

@@ -1,13 +1,7 @@
+@_exported import func FrostPython.monotonicSeconds
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Seconds on the monotonic clock (for intervals; not a time of day).
-public func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
 
 /// Where a process's start-up time goes, phase by phase (`_NAME --timings`): marks taken
 /// on the one thread that starts the process, before any other thread runs Python.

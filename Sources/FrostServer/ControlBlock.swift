@@ -307,29 +307,43 @@ func parseStatus(_ value: PythonObject) throws -> (Int, String) {
     return (code, parts.count > 1 ? String(parts[1]) : HTTPReason.phrase(code))
 }
 
-/// "Name: value\r\n" lines, up to an empty line.
+/// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).
+/// Read as UTF-8 bytes: this runs for every response.
 func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
     if value.isNone { return [] }
-    let text = try textArgument(value)
+    let bytes = value.isBytes ? try value.asBytes() : Array(try value.asString().utf8)
     var headers: [(String, String)] = []
-    // "\r\n" is a single Character in Swift: split on newline characters of any kind.
-    for raw in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-        let line = String(raw)
-        if line.isEmpty { if headers.isEmpty { continue } else { break } }
-        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
-            throw PythonError.raise(.valueError, "bad response header line \(line.debugDescription): expected 'Name: value'")
+    var start = 0
+    while start <= bytes.count {
+        var end = start
+        while end < bytes.count && bytes[end] != 10 && bytes[end] != 13 { end += 1 }
+        let next = end < bytes.count && bytes[end] == 13 && end + 1 < bytes.count && bytes[end + 1] == 10 ? end + 2 : end + 1
+        defer { start = next }
+        if start == end { if headers.isEmpty { continue } else { break } }
+        let line = bytes[start..<end]
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon != start else {
+            let text = String(decoding: line, as: UTF8.self)
+            throw PythonError.raise(.valueError, "bad response header line \(text.debugDescription): expected 'Name: value'")
         }
-        let name = String(line[..<colon]).trimmingCharacters(in: " \t")
+        let name = String(decoding: trimmed(line[..<colon]), as: UTF8.self)
         guard isHeaderName(name) else {
             throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
         }
-        let headerValue = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t")
+        let headerValue = String(decoding: trimmed(line[(colon + 1)...]), as: UTF8.self)
         guard isHeaderValue(headerValue) else {
             throw PythonError.raise(.valueError, "bad value for response header \(name.debugDescription)")
         }
         headers.append((name, headerValue))
     }
     return headers
+}
+
+/// Without the spaces and tabs at either end.
+private func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    var slice = bytes
+    while let first = slice.first, first == 32 || first == 9 { slice = slice.dropFirst() }
+    while let last = slice.last, last == 32 || last == 9 { slice = slice.dropLast() }
+    return slice
 }
 
 /// A header name: visible ASCII without ':' (empty is not one).

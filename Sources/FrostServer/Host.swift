@@ -72,6 +72,10 @@ public struct HostConfiguration: Sendable {
     /// A path the host answers itself with 200 "ok", without Python (orchestrators' probes:
     /// the worker accepts and its event loop runs). nil: none.
     public var healthPath: String?
+    /// NIO event loops (threads) of this process. nil: the cores divided among the
+    /// worker processes (FROST_WORKERS), at least one — measured on 2 cores with 2
+    /// workers, one loop each serves more than two (the loops only compete for the cores).
+    public var eventLoops: Int?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -111,9 +115,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var inFlight = 0
     private var nextConnectionID = 0
     private var served = 0
-    /// When each busy Python job started, for the worker's health check.
-    private var busySince: [Int: Double] = [:]
-    private var nextJob = 0
     private var serverChannels: [Channel] = []
     private var acceptor: Acceptor?
     /// Open connections, for a graceful stop.
@@ -134,7 +135,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         self.site = SiteContext(physicalPath: configuration.physicalPath)
         self.extensionObject = entry.extensionObject
         self.reload = reload
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops ?? Host.automaticEventLoops())
         self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
             filterChain = try FilterChain(filter: filter, flags: info.flags, interpreter: interpreter, reload: reloadFilter,
@@ -142,6 +143,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         } else {
             filterChain = nil
         }
+    }
+
+    /// The cores shared among the worker processes, at most 4 loops.
+    static func automaticEventLoops() -> Int {
+        let workers = getenv("FROST_WORKERS").flatMap { Int(String(cString: $0)) } ?? 1
+        return max(1, min(4, System.coreCount / max(1, workers)))
     }
 
     /// The extension and filter objects now serving (they change on a reload), for
@@ -263,11 +270,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     }
 
     public var statistics: Statistics {
-        monitor.locked {
-            let now = monotonicSeconds()
-            let oldest = busySince.values.min().map { now - $0 } ?? 0
-            return Statistics(served: served, inFlight: inFlight, oldestBusySeconds: oldest,
-                              busyThreads: busySince.count, pythonThreads: pool.size)
+        let busy = pool.busy
+        return monitor.locked {
+            Statistics(served: served, inFlight: inFlight, oldestBusySeconds: busy.oldestSeconds,
+                       busyThreads: busy.count, pythonThreads: pool.size)
         }
     }
 
@@ -286,19 +292,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         return probe.locked {
             while !done { if !probe.wait(until: limit) { break } }
             return done
-        }
-    }
-
-    /// Runs a Python job, recording how long it has been busy.
-    private func tracked(_ job: @escaping () -> Void) -> () -> Void {
-        { [self] in
-            let id: Int = monitor.locked {
-                nextJob += 1
-                busySince[nextJob] = monotonicSeconds()
-                return nextJob
-            }
-            job()
-            monitor.locked { _ = busySince.removeValue(forKey: id) }
         }
     }
 
@@ -349,7 +342,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
             exchange.filterConnection?.requestStarted()
             armDeadline(exchange)
-            pool.submit(tracked { self.runFilterPipeline(exchange, chain) })
+            pool.submit { self.runFilterPipeline(exchange, chain) }
             return
         }
         if let routes = configuration.site {
@@ -366,7 +359,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
         }
         armDeadline(exchange)
-        pool.submit(tracked { self.serve(exchange) })
+        pool.submit { self.serve(exchange) }
     }
 
     private func armDeadline(_ exchange: HTTPExchange) {
