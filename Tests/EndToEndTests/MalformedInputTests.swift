@@ -35,6 +35,9 @@ enum WireFixture {
                 except Exception as error:
                     return reply(ecb, f"read failed after {len(data)}: {error}")
                 return reply(ecb, f"read {len(data)}")
+            if path == "/sleep":
+                time.sleep(2)
+                return reply(ecb, "slept")
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")

@@ -74,4 +74,24 @@ import Glibc
         #expect(before > 0 && growth < 32 * 1024, "peak memory grew by \(growth) KiB for a 100 MiB response")
         #expect(server.stop().status == 0)
     }
+
+    /// A handler that sleeps 2 s holds one Python thread: a fast request on another
+    /// connection of the same worker is answered meanwhile, within milliseconds.
+    @Test func aSleepingHandlerDoesNotDelayAFastOne() throws {
+        let scratch = ScratchDirectory("sleeping")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        let sleeping = try RawConnection(port: server.port)
+        try sleeping.send("GET /sleep HTTP/1.1\r\nHost: h\r\n\r\n")
+        usleep(200_000)
+        let fast = try RawConnection(port: server.port)
+        for _ in 0..<5 {
+            let started = Date()
+            try fast.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            #expect(try fast.readResponse().text.hasPrefix("pid "))
+            let seconds = Date().timeIntervalSince(started)
+            #expect(seconds < 0.25, "a fast request took \(seconds) s beside a sleeping one")
+        }
+        #expect(try sleeping.readResponse().text == "slept")
+        #expect(server.stop().status == 0)
+    }
 }
