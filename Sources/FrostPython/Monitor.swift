@@ -24,6 +24,13 @@ public final class Monitor: @unchecked Sendable {
         return try body()
     }
 
+    /// Runs `body` with the mutex released (the caller holds it, inside `locked`).
+    public func unlocked<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_unlock(&mutex)
+        defer { pthread_mutex_lock(&mutex) }
+        return try body()
+    }
+
     /// Waits (the mutex held by the caller, inside `locked`) until signalled.
     public func wait() { pthread_cond_wait(&condition, &mutex) }
 

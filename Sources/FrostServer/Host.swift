@@ -317,6 +317,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         try? group.syncShutdownGracefully()
         pool.stop()
         filterChain?.stop()
+        configuration.accessLog?.close()  // what is buffered reaches the log
     }
 
     private func connectionID() -> Int {
@@ -378,10 +379,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             served += 1
             monitor.broadcast()
         }
-        let record = AccessRecord(exchange)
         let log = configuration.accessLog
         if let chain = filterChain, let request = exchange.filterRequest, let connection = exchange.filterConnection,
            chain.wants(FilterNotification.endOfRequest, request) || chain.wants(FilterNotification.log, request) {
+            let record = AccessRecord(exchange)
             chain.submit {
                 defer { connection.requestEnded() }
                 if chain.wants(FilterNotification.endOfRequest, request) {
@@ -400,7 +401,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
         } else {
             exchange.filterConnection?.requestEnded()
-            log?.write(record)
+            if let log { log.write(AccessRecord(exchange)) }  // nothing is built without a log
         }
     }
 
@@ -695,67 +696,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         var text = "frost: \(message)\n"
         if let traceback { text += traceback }
         writeOut(text, to: 2)
-    }
-}
-
-/// One line per finished request, in Combined Log Format or W3C extended format, to
-/// stdout or a file opened for appending (each line one write, so lines never interleave).
-public final class AccessLog: @unchecked Sendable {
-    // @unchecked: immutable after init; write(2) with O_APPEND is atomic per line.
-    public enum Format: String, Sendable { case combined, w3c }
-
-    let format: Format
-    let fd: Int32
-
-    /// `path` nil or "-" is stdout.
-    public init(path: String?, format: Format) throws {
-        self.format = format
-        if let path, path != "-" {
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else {
-                throw HostError(message: "cannot open the access log \(path): \(String(cString: strerror(errno)))")
-            }
-            self.fd = fd
-        } else {
-            self.fd = 1
-        }
-        if format == .w3c {
-            writeOut("#Software: frost/0.1\n#Version: 1.0\n#Date: \(AccessLog.timestamp(time(nil), w3c: true))\n"
-                     + "#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query sc-status sc-bytes time-taken "
-                     + "cs(User-Agent) cs(Referer)\n", to: fd)
-        }
-    }
-
-    deinit { if fd != 1 { close(fd) } }
-
-    func write(_ record: AccessRecord) {
-        let line: String
-        switch format {
-        case .combined:
-            let target = record.parameters.isEmpty ? record.target : record.target + "?" + record.parameters
-            line = "\(record.clientHost) - \(record.user.isEmpty ? "-" : record.user) [\(AccessLog.timestamp(time(nil), w3c: false))] "
-                + "\"\(record.method) \(target) \(record.version)\" \(record.status) \(record.bytesSent) "
-                + "\"\(record.referer ?? "-")\" \"\(record.agent ?? "-")\"\n"
-        case .w3c:
-            func field(_ value: String?) -> String {
-                guard let value, !value.isEmpty else { return "-" }
-                return String(value.map { $0 == " " ? "+" : $0 })
-            }
-            line = [AccessLog.timestamp(time(nil), w3c: true), record.clientHost, record.method, field(record.target),
-                    field(record.parameters), String(record.status), String(record.bytesSent),
-                    String(record.milliseconds), field(record.agent), field(record.referer)].joined(separator: " ") + "\n"
-        }
-        writeOut(line, to: fd)
-    }
-
-    /// "21/Nov/2026:06:18:03 +0000" (combined) or "2026-11-21 06:18:03" (W3C, UTC).
-    static func timestamp(_ now: time_t, w3c: Bool) -> String {
-        var now = now
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        let length = strftime(&buffer, buffer.count, w3c ? "%Y-%m-%d %H:%M:%S" : "%d/%b/%Y:%H:%M:%S +0000", &parts)
-        return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
