@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 
-from isapi import ExtensionError, isapicon, simple, threaded_extension
+from isapi import isapicon, simple, threaded_extension
 
 __all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper", "FileWrapper"]
 
@@ -61,11 +61,17 @@ def _text(value):
     return str(value)
 
 
-def _variable(ecb, name, default=""):
-    try:
-        return _text(ecb.GetServerVariable(name))
-    except ExtensionError:
-        return default
+# The server variables an environ is built from, fetched in one call where the control
+# block offers GetServerVariables (frost's), else one by one.
+_ENVIRON_VARIABLES = ("PATH_INFO", "SCRIPT_NAME", "HTTPS", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
+                      "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE", "ALL_HTTP")
+
+
+def _variables(ecb):
+    fetch = getattr(ecb, "GetServerVariables", None)
+    values = fetch(_ENVIRON_VARIABLES) if fetch is not None else \
+        [ecb.GetServerVariable(name, None) for name in _ENVIRON_VARIABLES]
+    return {name: _text(value) for name, value in zip(_ENVIRON_VARIABLES, values) if value is not None}
 
 
 _CHUNKED = 0xFFFFFFFF  # TotalBytes of a body without a Content-Length, as IIS reports it
@@ -202,23 +208,24 @@ class _WSGIHandlerMixin:
         return self.rootapp, "", path_info
 
     def environ(self, ecb, multithread):
-        path_info = _text(ecb.PathInfo) or _variable(ecb, "PATH_INFO")
-        script_name = _variable(ecb, "SCRIPT_NAME")
+        variables = _variables(ecb)
+        path_info = _text(ecb.PathInfo) or variables.get("PATH_INFO", "")
+        script_name = variables.get("SCRIPT_NAME", "")
         if script_name and path_info.startswith(script_name) and script_name != path_info:
             path_info = path_info[len(script_name):]
         elif script_name == path_info:
             script_name = ""
-        https = _variable(ecb, "HTTPS", "off").lower() in ("on", "1")
+        https = variables.get("HTTPS", "off").lower() in ("on", "1")
         environ = {
             "REQUEST_METHOD": _text(ecb.Method),
             "SCRIPT_NAME": script_name.rstrip("/"),
             "PATH_INFO": path_info,
             "QUERY_STRING": _text(ecb.QueryString),
             "CONTENT_TYPE": _text(ecb.ContentType),
-            "SERVER_NAME": _variable(ecb, "SERVER_NAME", "localhost"),
-            "SERVER_PORT": _variable(ecb, "SERVER_PORT", "443" if https else "80"),
-            "SERVER_PROTOCOL": _variable(ecb, "SERVER_PROTOCOL", "HTTP/1.1"),
-            "REMOTE_ADDR": _variable(ecb, "REMOTE_ADDR"),
+            "SERVER_NAME": variables.get("SERVER_NAME") or "localhost",
+            "SERVER_PORT": variables.get("SERVER_PORT") or ("443" if https else "80"),
+            "SERVER_PROTOCOL": variables.get("SERVER_PROTOCOL") or "HTTP/1.1",
+            "REMOTE_ADDR": variables.get("REMOTE_ADDR", ""),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if https else "http",
             "wsgi.input": ISAPIInputWrapper(ecb),
@@ -237,10 +244,10 @@ class _WSGIHandlerMixin:
         elif total:
             environ["CONTENT_LENGTH"] = str(total)
         for optional in ("REMOTE_HOST", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE"):
-            value = _variable(ecb, optional)
+            value = variables.get(optional)
             if value:
                 environ[optional] = value
-        for line in _variable(ecb, "ALL_HTTP").split("\n"):
+        for line in variables.get("ALL_HTTP", "").split("\n"):
             name, _, value = line.partition(":")
             name = name.strip()
             if name.startswith("HTTP_") and name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):

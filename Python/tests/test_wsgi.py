@@ -8,6 +8,9 @@ from isapi import ExtensionError, isapicon
 from isapi.wsgi import ISAPIInputWrapper, ISAPISimpleHandler, ISAPIThreadPoolHandler
 
 
+_NO_DEFAULT = object()
+
+
 class RecordingECB:
     """The parts of an extension control block a WSGI adapter uses, recorded."""
 
@@ -29,10 +32,11 @@ class RecordingECB:
                           "REMOTE_ADDR": b"127.0.0.1", "SCRIPT_NAME": b"", "ALL_HTTP": http.encode(), "HTTPS": b"off"}
         self.variables.update(variables or {})
 
-    def GetServerVariable(self, name, default=None):
+    def GetServerVariable(self, name, default=_NO_DEFAULT):
+        # As pywin32's and frost's: a default given (None too) is returned for a missing name.
         if name in self.variables:
             return self.variables[name]
-        if default is not None:
+        if default is not _NO_DEFAULT:
             return default
         raise ExtensionError(1413, None, "GetServerVariable")
 

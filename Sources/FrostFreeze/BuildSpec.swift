@@ -22,7 +22,7 @@ public struct BuildSpec: Equatable, Sendable {
     /// The entry script (absolute); empty when `wsgi` names the entry instead.
     public var script: String
     /// `package.module:callable` (or `module:factory()`): frost generates the entry module,
-    /// an extension over `isapi.wsgi.ISAPIThreadPoolHandler` serving that application.
+    /// an extension over `isapi.wsgi.ISAPISimpleHandler` serving that application on the host's Python threads.
     public var wsgi: String?
     /// Where the app's own packages are found (absolute): the script's directory, or for a
     /// `wsgi` spec the directory of the spec file (the project's root).

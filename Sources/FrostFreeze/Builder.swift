@@ -458,21 +458,28 @@ public final class Builder {
 
     /// The extension module frost writes for a WSGI application: it imports the
     /// application when the loader starts (so an import error stops the loader with its
-    /// traceback) and serves it with isapi.wsgi's thread pool.
+    /// traceback) and runs it in HttpExtensionProc, on the host's own pool of `threads`
+    /// Python threads (isapi.wsgi's ISAPIThreadPoolHandler would add a second pool and a
+    /// hand-off between them to every request).
     static func wsgiEntrySource(_ app: WSGIEntry, text: String, name: String, threads: Int) -> String {
         let call = app.isFactory ? "()" : ""
         return """
             \"\"\"The entry module frost generated for wsgi = "\(text)".\"\"\"
-            from isapi.wsgi import ISAPIThreadPoolHandler
+            from isapi import isapicon
+            from isapi.wsgi import ISAPISimpleHandler
 
             import \(app.module) as _module
 
             application = _module.\(app.attribute)\(call)
 
 
-            class WSGIExtension(ISAPIThreadPoolHandler):
+            class WSGIExtension(ISAPISimpleHandler):
                 "\(name): the WSGI application \(text)"
-                max_workers = \(threads)
+
+                def HttpExtensionProc(self, ecb):
+                    # Called by the host on its \(threads) Python threads, concurrently.
+                    self.handle(ecb, multithread=True)
+                    return isapicon.HSE_STATUS_SUCCESS
 
 
             def __ExtensionFactory__():
@@ -541,7 +548,9 @@ public final class Builder {
         let own = ["analyse.py", "trace.py", "hooks.json"].compactMap {
             Bundle.module.url(forResource: ($0 as NSString).deletingPathExtension, withExtension: ($0 as NSString).pathExtension)?.path
         }
-        for path in [options.stubPath, spec.python] + own + (spec.hooks.map { [$0] } ?? []) + files {
+        // So is frost itself (it writes generated entry modules, the manifest, the layout).
+        let frost = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { [$0] } ?? []
+        for path in [options.stubPath, spec.python] + frost + own + (spec.hooks.map { [$0] } ?? []) + files {
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let size = attributes?[.size] as? Int ?? -1
             let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1

@@ -138,6 +138,15 @@ extension Host {
             }
             return unicode ? try PythonObject(value) : try bytes(value)
         } }
+        // frost's own: GetServerVariable for several names in one call (isapi.wsgi builds
+        // each request's environ with it), None for a name that is not there.
+        type.method("GetServerVariables") { block, _ in { args, keywords in
+            let names = try requiredArgument(args, keywords, 0, "names").elements()
+            return try PythonObject.tuple(names.map { nameObject in
+                let name = nameObject.isBytes ? String(decoding: try nameObject.asBytes(), as: UTF8.self) : try nameObject.asString()
+                return try block.variables.value(name.uppercased()).map(bytes) ?? .none
+            })
+        } }
         type.method("ReadClient") { block, _ in { args, keywords in
             let size = try optionalArgument(args, keywords, 0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
