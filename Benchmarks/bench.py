@@ -246,7 +246,8 @@ def main():
                  f"| nginx static | 1.00 | {nginx:.0f} | |"]
         for row in rows:
             p99 = "" if row["p99"] is None else f"{row['p99']:.2f}"
-            table.append(f"| {row['server']} | {row['ratio']:.2f} | {row['rps']:.0f} | {p99} |")
+            ratio = f"{row['ratio']:.2f}" if row["ratio"] >= 0.1 else f"{row['ratio']:.3f}"
+            table.append(f"| {row['server']} | {ratio} | {row['rps']:.0f} | {p99} |")
         print("\n".join(table) + "\n")
         if not options.quick:
             os.makedirs(options.results, exist_ok=True)
