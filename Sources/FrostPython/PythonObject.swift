@@ -141,6 +141,14 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// The contents of a bytes object, read in place (no copy; valid inside `body` only).
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard frost_is_bytes(pointer) != 0 else {
+            throw PythonError.raise(.typeError, "expected bytes, got \(typeName)")
+        }
+        return try body(UnsafeRawBufferPointer(start: PyBytes_AsString(pointer), count: PyBytes_Size(pointer)))
+    }
+
     public func isTrue() throws -> Bool {
         let r = PyObject_IsTrue(pointer)
         if r < 0 { throw PythonError.fetch() }

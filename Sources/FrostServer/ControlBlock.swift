@@ -160,13 +160,17 @@ extension Host {
         let write: (ControlBlock, PythonObject) -> NativeCall = { block, ecb in { args, keywords in
             let data = try requiredArgument(args, keywords, 0, "data")
             let flags = try optionalArgument(args, keywords, 1, "flags")?.asInt() ?? 0
-            let payload: [UInt8] = try bytesLike(data)
             try block.host.sendImplicitHeadersIfNeeded(block)
+            var count = 0
             do {
                 // Buffered (one write with the head at the end) unless the handler asks for
                 // a synchronous or immediate send, uses async I/O, or the buffer is full.
+                // bytes are copied once, from the object into the buffer.
                 let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
-                if try block.exchange.bufferBody(payload) || flush {
+                let full = try data.isBytes
+                    ? data.withBytes { count = $0.count; return try block.exchange.bufferBody($0) }
+                    : bytesLike(data).withUnsafeBytes { count = $0.count; return try block.exchange.bufferBody($0) }
+                if full || flush {
                     try Python.withoutGIL { try block.exchange.flush() }
                 }
             } catch let error as ExchangeError {
@@ -176,8 +180,8 @@ extension Host {
                 }
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
             }
-            if flags & IOFlags.async != 0 { block.completeIO(ecb, bytes: payload.count, error: 0) }
-            return try PythonObject(payload.count)
+            if flags & IOFlags.async != 0 { block.completeIO(ecb, bytes: count, error: 0) }
+            return try PythonObject(count)
         } }
         type.method("WriteClient", write)
         type.method("write", write)

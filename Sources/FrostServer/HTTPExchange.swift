@@ -292,6 +292,10 @@ final class HTTPExchange: @unchecked Sendable {
     /// Adds body bytes to the pending response without blocking (callable with the GIL
     /// held); returns whether the buffer is full and must now be flushed.
     func bufferBody(_ bytes: [UInt8]) throws -> Bool {
+        try bytes.withUnsafeBytes { try bufferBody($0) }
+    }
+
+    func bufferBody(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
         try monitor.locked {
             if finished { throw ExchangeError(message: "the response is already finished") }
             if closed { throw ExchangeError(message: "the client closed the connection") }
