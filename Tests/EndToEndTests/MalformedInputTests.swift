@@ -47,7 +47,7 @@ enum WireFixture {
                 body = b"answered"
                 ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
                 ecb.WriteClient(body, isapicon.HSE_IO_SYNC)
-                time.sleep(0.5)
+                time.sleep(2)
                 return isapicon.HSE_STATUS_SUCCESS
             if path == "/stream":
                 # MiB from the query string, in 64 KiB writes (buffered, flushed as they fill).

@@ -21,7 +21,17 @@ import Glibc
                             "-p", String(pid)]
         strace.standardError = FileHandle.nullDevice
         try strace.run()
-        usleep(700_000)  // attached to every thread
+        // Wait until every thread of the process is traced (attaching takes a moment).
+        let limit = Date().addingTimeInterval(20)
+        while Date() < limit {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let traced = tasks.allSatisfy { task in
+                let status = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)) ?? ""
+                return status.split(separator: "\n").contains { $0.hasPrefix("TracerPid:") && !$0.hasSuffix("\t0") }
+            }
+            if !tasks.isEmpty && traced { break }
+            usleep(50_000)
+        }
         try body()
         usleep(200_000)
         kill(strace.processIdentifier, SIGTERM)  // detaches
@@ -89,7 +99,8 @@ import Glibc
             try fast.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
             #expect(try fast.readResponse().text.hasPrefix("pid "))
             let seconds = Date().timeIntervalSince(started)
-            #expect(seconds < 0.25, "a fast request took \(seconds) s beside a sleeping one")
+            // Far below the 2 s sleep (the bound is loose: other tests share the cores).
+            #expect(seconds < 1.0, "a fast request took \(seconds) s beside a sleeping one")
         }
         #expect(try sleeping.readResponse().text == "slept")
         #expect(server.stop().status == 0)

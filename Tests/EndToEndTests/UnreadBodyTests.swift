@@ -97,7 +97,8 @@ import Glibc
         try connection.send("POST /slow-finish HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         let response = try connection.readResponse()
         #expect(response.text == "answered" && response.header("connection") == "close")
-        #expect(Date().timeIntervalSince(sent) < 0.45, "the synchronous write left before the handler returned")
+        // The handler sleeps 2 s after its synchronous write (a loose bound: shared cores).
+        #expect(Date().timeIntervalSince(sent) < 1.5, "the synchronous write left before the handler returned")
         // The rest of the body and the next request, while the handler still runs.
         try connection.send("5\r\nworld\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
         var byte: UInt8 = 0
