@@ -68,21 +68,24 @@ _ENVIRON_VARIABLES = ("PATH_INFO", "SCRIPT_NAME", "HTTPS", "SERVER_NAME", "SERVE
 
 
 def _variables(ecb):
+    """The values of _ENVIRON_VARIABLES, as latin-1 str ("" when missing)."""
     fetch = getattr(ecb, "GetServerVariables", None)
     values = fetch(_ENVIRON_VARIABLES) if fetch is not None else \
         [ecb.GetServerVariable(name, None) for name in _ENVIRON_VARIABLES]
-    return {name: _text(value) for name, value in zip(_ENVIRON_VARIABLES, values) if value is not None}
+    return [value.decode("latin-1") if type(value) is bytes else _text(value) for value in values]
 
 
 _CHUNKED = 0xFFFFFFFF  # TotalBytes of a body without a Content-Length, as IIS reports it
+# Several worker processes serve the application (the master sets FROST_WORKERS).
+_MULTIPROCESS = int(os.environ.get("FROST_WORKERS") or 1) > 1
 
 
 class ISAPIInputWrapper:
     """``wsgi.input``: the request body, read from the ECB as the application asks."""
 
-    def __init__(self, ecb):
+    def __init__(self, ecb, total=None):
         self._ecb = ecb
-        total = int(ecb.TotalBytes or 0)
+        total = int(ecb.TotalBytes or 0) if total is None else total
         # A chunked body (TotalBytes 0xFFFFFFFF) is read until the host says it ended.
         self._remaining = sys.maxsize if total == _CHUNKED else max(total, 0)
         preloaded = ecb.AvailableData or b""
@@ -208,49 +211,53 @@ class _WSGIHandlerMixin:
         return self.rootapp, "", path_info
 
     def environ(self, ecb, multithread):
-        variables = _variables(ecb)
-        path_info = _text(ecb.PathInfo) or variables.get("PATH_INFO", "")
-        script_name = variables.get("SCRIPT_NAME", "")
+        (path_variable, script_name, https, server_name, server_port, protocol, remote_addr, remote_host,
+         remote_port, remote_user, auth_type, all_http) = _variables(ecb)
+        path_info = _text(ecb.PathInfo) or path_variable
         if script_name and path_info.startswith(script_name) and script_name != path_info:
             path_info = path_info[len(script_name):]
         elif script_name == path_info:
             script_name = ""
-        https = variables.get("HTTPS", "off").lower() in ("on", "1")
+        https = https.lower() in ("on", "1")
+        total = int(ecb.TotalBytes or 0)
         environ = {
             "REQUEST_METHOD": _text(ecb.Method),
             "SCRIPT_NAME": script_name.rstrip("/"),
             "PATH_INFO": path_info,
             "QUERY_STRING": _text(ecb.QueryString),
             "CONTENT_TYPE": _text(ecb.ContentType),
-            "SERVER_NAME": variables.get("SERVER_NAME") or "localhost",
-            "SERVER_PORT": variables.get("SERVER_PORT") or ("443" if https else "80"),
-            "SERVER_PROTOCOL": variables.get("SERVER_PROTOCOL") or "HTTP/1.1",
-            "REMOTE_ADDR": variables.get("REMOTE_ADDR", ""),
+            "SERVER_NAME": server_name or "localhost",
+            "SERVER_PORT": server_port or ("443" if https else "80"),
+            "SERVER_PROTOCOL": protocol or "HTTP/1.1",
+            "REMOTE_ADDR": remote_addr,
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if https else "http",
-            "wsgi.input": ISAPIInputWrapper(ecb),
+            "wsgi.input": ISAPIInputWrapper(ecb, total),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": multithread,
-            "wsgi.multiprocess": int(os.environ.get("FROST_WORKERS") or 1) > 1,
+            "wsgi.multiprocess": _MULTIPROCESS,
             "wsgi.file_wrapper": FileWrapper,
             "wsgi.run_once": False,
             "isapi.ecb": ecb,
         }
-        total = int(ecb.TotalBytes or 0)
         if total == _CHUNKED:
             # No length to give (PEP 3333 leaves CONTENT_LENGTH out); reading to the end is
             # safe, as gunicorn and mod_wsgi announce with this key.
             environ["wsgi.input_terminated"] = True
         elif total:
             environ["CONTENT_LENGTH"] = str(total)
-        for optional in ("REMOTE_HOST", "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE"):
-            value = variables.get(optional)
-            if value:
-                environ[optional] = value
-        for line in variables.get("ALL_HTTP", "").split("\n"):
+        if remote_host:
+            environ["REMOTE_HOST"] = remote_host
+        if remote_port:
+            environ["REMOTE_PORT"] = remote_port
+        if remote_user:
+            environ["REMOTE_USER"] = remote_user
+        if auth_type:
+            environ["AUTH_TYPE"] = auth_type
+        for line in all_http.split("\n"):
             name, _, value = line.partition(":")
             name = name.strip()
-            if name.startswith("HTTP_") and name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+            if name.startswith("HTTP_") and name != "HTTP_CONTENT_TYPE" and name != "HTTP_CONTENT_LENGTH":
                 value = value.strip()
                 if name in environ:
                     # A repeated header is one variable, its values joined (RFC 9110 §5.3;
