@@ -8,6 +8,8 @@ protocol ExchangeDispatcher: AnyObject, Sendable {
     func dispatch(_ exchange: HTTPExchange)
     /// A response has been completely written.
     func completed(_ exchange: HTTPExchange)
+    /// The request's deadline (`expiresAt`) has passed.
+    func deadlinePassed(_ exchange: HTTPExchange)
 }
 
 /// Sent to every connection when the host stops: finish the request in hand (or the first
@@ -30,7 +32,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     private var readPending = false
     private var rejecting = false
     private var bodyBytes = 0
-    private var timer: Scheduled<Void>?
+    /// When the connection ends unless what it waits for (a request head, the next
+    /// piece of a body being dropped) arrives first; checked by the loop's sweeper.
+    private var deadline = Double.infinity
+    private let sweeper: DeadlineSweeper
     private var requestsSeen = 0
     private var stopping = false
     /// The client ended its side (a half-close): the requests it sent are answered, then
@@ -54,8 +59,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// `stopping`: the host is already stopping; serve one request, then close.
     init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil,
-         lingering: LingeringClose, trustedProxies: TrustedProxies = TrustedProxies([]), stopping: Bool = false) {
+         lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
+         stopping: Bool = false) {
         self.lingering = lingering
+        self.sweeper = sweeper
         self.trustedProxies = trustedProxies
         self.stopping = stopping
         self.connectionID = connectionID
@@ -65,7 +72,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        sweeper.register(self, context)
         if context.channel.isActive { arm(context, limits.headerTimeout) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        sweeper.unregister(self)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -74,17 +86,25 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// Ends the connection unless the next thing it waits for (a request head, the next
-    /// piece of a body being dropped) arrives in time.
+    /// piece of a body being dropped) arrives within `seconds`.
     private func arm(_ context: ChannelHandlerContext, _ seconds: Double) {
-        timer?.cancel()
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-            let (handler, context) = bound.value
-            if handler.discarding != nil {
-                handler.stopDiscarding(context, keep: false)  // a response was sent: no reset
-            } else {
-                context.close(promise: nil)
-            }
+        deadline = monotonicSeconds() + seconds
+    }
+
+    private func disarm() { deadline = .infinity }
+
+    /// Called by the loop's sweeper: acts on a time-out that has passed.
+    func sweep(_ context: ChannelHandlerContext, now: Double) {
+        if let current, now >= current.expiresAt {
+            current.expiresAt = .infinity
+            dispatcher.deadlinePassed(current)
+        }
+        guard now >= deadline else { return }
+        deadline = .infinity
+        if discarding != nil {
+            stopDiscarding(context, keep: false)  // a response was sent: no reset
+        } else {
+            context.close(promise: nil)
         }
     }
 
@@ -111,8 +131,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 closingAfterResponse = true  // exchangeFinished closes without a reset
                 return
             }
-            timer?.cancel()
-            timer = nil
+            disarm()
             if head.uri.utf8.count > limits.maxURIBytes {
                 return reject(context, head, .uriTooLong, "URI Too Long: at most \(limits.maxURIBytes) bytes")
             }
@@ -182,7 +201,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if current === exchange {
             current = nil
             if close || stopping || inputEnded || inputMalformed {
-                timer?.cancel()
+                disarm()
                 lingering.begin()
             } else if !exchange.requestComplete {
                 discarding = (limits.maxDiscardBytes, monotonicSeconds())
@@ -202,7 +221,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if keep {
             arm(context, limits.idleTimeout)
         } else {
-            timer?.cancel()
+            disarm()
             lingering.begin()
         }
     }
@@ -223,7 +242,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        disarm()
         current?.connectionClosed()
         context.fireChannelInactive()
     }
@@ -237,7 +256,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             current.disableKeepAlive()
             current.bodyFailed("the client closed its side of the connection before sending the whole body")
         } else {
-            timer?.cancel()
+            disarm()
             context.close(promise: nil)
         }
     }
@@ -255,7 +274,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         if inputMalformed || rejecting { return }
         inputMalformed = true
-        timer?.cancel()
+        disarm()
         if discarding != nil { return stopDiscarding(context, keep: false) }  // its response is out
         if let current, !current.responseEnded {
             current.bodyFailed("the request body is malformed (\(error))")

@@ -48,8 +48,9 @@ final class HTTPExchange: @unchecked Sendable {
     private let allocator: ByteBufferAllocator
 
     private let monitor = Monitor()
-    /// The per-request deadline, cancelled when the response is finished.
-    var deadline: Scheduled<Void>?
+    /// When the request times out (monotonic seconds; the connection's sweep checks it,
+    /// event loop only). Infinity: no deadline, or it has passed and was handled.
+    var expiresAt = Double.infinity
     let bodyTimeout: Double
     /// How much unread body may still be to come for the connection to be kept (it is
     /// then read and dropped after the response).
@@ -444,7 +445,6 @@ final class HTTPExchange: @unchecked Sendable {
         guard let (close, answered) = state else { return false }
         let (head, body) = takePending()
         eventLoop.execute {
-            self.deadline?.cancel()
             self.responseEnded = true
             if answered {
                 // The filter wrote the response; the HTTP pipeline still has to see one.
@@ -519,7 +519,6 @@ final class HTTPExchange: @unchecked Sendable {
         } else if head.version.major == 1 && head.version.minor == 0 {
             responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
         }
-        deadline?.cancel()
         responseEnded = true
         context.write(connection.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status,
                                                                         headers: responseHeaders))), promise: nil)

@@ -125,6 +125,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var stopping = false
     /// The bundle's filter, when it has one and the site configuration enables it.
     let filterChain: FilterChain?
+    /// One per event loop: checks its connections' time-outs (set up before serving).
+    private var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
 
     /// `reload` re-imports the entry module and returns the new extension (it runs on a
     /// Python thread holding the GIL) for `InternalReloadException`; `reloadFilter` the
@@ -137,6 +139,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         self.reload = reload
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops ?? Host.automaticEventLoops())
         self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
+        let interval = DeadlineSweeper.interval(for: configuration.limits)
+        for loop in group.makeIterator() {
+            sweepers[ObjectIdentifier(loop)] = DeadlineSweeper(eventLoop: loop, interval: interval)
+        }
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
             filterChain = try FilterChain(filter: filter, flags: info.flags, interpreter: interpreter, reload: reloadFilter,
                                           log: { message, traceback in Host.log(message, traceback) })
@@ -244,7 +250,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 withPipeliningAssistance: true, withErrorHandling: false)
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
-                                      lingering: lingering, trustedProxies: self.configuration.trustedProxies,
+                                      lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
+                                      trustedProxies: self.configuration.trustedProxies,
                                       stopping: self.monitor.locked { self.stopping }))
         }
     }
@@ -364,12 +371,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     }
 
     private func armDeadline(_ exchange: HTTPExchange) {
-        let limit = configuration.limits.requestTimeout
-        exchange.deadline = exchange.eventLoop.scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
-            if exchange.deadlineExpired() {
-                self.logError("request deadline of \(Int(limit)) s passed: \(exchange.head.method.rawValue) \(exchange.head.uri) "
-                              + "(the Python thread serving it is still busy)", nil)
-            }
+        exchange.expiresAt = exchange.received + configuration.limits.requestTimeout
+    }
+
+    func deadlinePassed(_ exchange: HTTPExchange) {
+        if exchange.deadlineExpired() {
+            logError("request deadline of \(Int(configuration.limits.requestTimeout)) s passed: \(exchange.head.method.rawValue) "
+                     + "\(exchange.head.uri) (the Python thread serving it is still busy)", nil)
         }
     }
 
