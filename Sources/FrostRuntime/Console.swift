@@ -5,12 +5,17 @@ import Glibc
 /// Writes straight to a file descriptor, unbuffered like Python's own stdio in the
 /// loader, so Swift's and Python's output stay in order.
 public func writeOut(_ text: String, to fd: Int32) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    writeOut(Array(text.utf8), to: fd)
+}
+
+/// All of `bytes` to `fd` (retrying short writes and EINTR); stops at an error.
+public func writeOut(_ bytes: [UInt8], to fd: Int32) {
+    var rest = bytes[...]
+    while !rest.isEmpty {
+        let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
         if n <= 0 { return }
-        bytes = bytes.dropFirst(n)
+        rest = rest.dropFirst(n)
     }
 }
 

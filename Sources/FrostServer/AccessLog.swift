@@ -102,19 +102,9 @@ public final class AccessLog: @unchecked Sendable {
                 }
                 let lines = buffer
                 buffer.removeAll(keepingCapacity: true)
-                if !lines.isEmpty { monitor.unlocked { writeAll(lines) } }
+                if !lines.isEmpty { monitor.unlocked { writeOut(lines, to: fd) } }
                 if closed && buffer.isEmpty { return }
             }
-        }
-    }
-
-    private func writeAll(_ bytes: [UInt8]) {
-        var rest = bytes[...]
-        while !rest.isEmpty {
-            let n = rest.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            rest = rest.dropFirst(n)
         }
     }
 

@@ -202,11 +202,7 @@ extension Host {
             block.httpStatusCode = code
             if block.suppressHeaders { return .none }
             do {
-                if block.exchange.headMayBlock {
-                    try Python.withoutGIL { try block.exchange.sendHead(status: code, reason: reason, headers: headers) }
-                } else {
-                    try block.exchange.sendHead(status: code, reason: reason, headers: headers)  // buffered
-                }
+                try block.exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers)
             } catch let error as ExchangeError {
                 throw block.host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
             }

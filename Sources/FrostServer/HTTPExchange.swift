@@ -241,7 +241,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
     /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
-    func sendHead(status: Int, reason: String, headers: [(String, String)], flush: Bool = false) throws {
+    func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
         var (status, reason, headers) = (status, reason, headers)
         if let headFilter {
             if monitor.locked({ headersSent }) { throw ExchangeError(message: "response headers were already sent") }
@@ -280,14 +280,23 @@ final class HTTPExchange: @unchecked Sendable {
         let responseHead = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status, reasonPhrase: reason),
                                             headers: responseHeaders)
         monitor.locked { pendingHead = responseHead }
-        if flush { try flushPending() }
     }
 
-    /// Adds body bytes to the response. They are buffered (see `pendingBody`) unless
-    /// `flush` or the buffer passes `flushThreshold`: then everything pending goes to the
-    /// connection (see `flushPending`). A client that is gone fails the write.
-    func writeBody(_ bytes: [UInt8], flush: Bool = false) throws {
-        if try bufferBody(bytes) || flush { try self.flush() }
+    /// `sendHead` called with the GIL held: the head is only buffered, so the GIL is kept,
+    /// unless a filter sees the head first (its notifications take the GIL themselves).
+    func sendHeadHoldingGIL(status: Int, reason: String, headers: [(String, String)]) throws {
+        if headFilter == nil {
+            try sendHead(status: status, reason: reason, headers: headers)
+        } else {
+            try Python.withoutGIL { try sendHead(status: status, reason: reason, headers: headers) }
+        }
+    }
+
+    /// Adds body bytes to the response. They are buffered (see `pendingBody`) until the
+    /// buffer passes `flushThreshold`: then everything pending goes to the connection (see
+    /// `flushPending`). A client that is gone fails the write.
+    func writeBody(_ bytes: [UInt8]) throws {
+        if try bufferBody(bytes) { try flush() }
     }
 
     /// Adds body bytes to the pending response without blocking (callable with the GIL
@@ -311,10 +320,6 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Sends what is pending now (see `flushPending`). (GIL released.)
     func flush() throws { try flushPending() }
-
-    /// Whether sending a head may block (a filter sees it first): then the caller
-    /// releases the GIL.
-    var headMayBlock: Bool { headFilter != nil }
 
     /// Takes what is pending (event loop writes it; nil when nothing is).
     private func takePending() -> (HTTPResponseHead?, ByteBuffer?) {
@@ -359,13 +364,10 @@ final class HTTPExchange: @unchecked Sendable {
                 self.writeParts(head, body, promise: written)
                 self.context.flush()
                 written.futureResult.whenComplete { result in
+                    if case .success = result { self.noteWritten(head, body) }
                     self.monitor.locked {
                         self.bytesInFlight -= count
-                        switch result {
-                        case .success:
-                            if head != nil { self.headDelivered = true }
-                            self.bytesSent += count
-                        case .failure(let error):
+                        if case .failure(let error) = result {
                             self.writeFailure = self.writeFailure ?? "the connection failed: \(error)"
                         }
                         self.monitor.broadcast()

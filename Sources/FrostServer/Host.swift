@@ -72,10 +72,6 @@ public struct HostConfiguration: Sendable {
     /// A path the host answers itself with 200 "ok", without Python (orchestrators' probes:
     /// the worker accepts and its event loop runs). nil: none.
     public var healthPath: String?
-    /// NIO event loops (threads) of this process. nil: the cores divided among the
-    /// worker processes (FROST_WORKERS), at least one — measured on 2 cores with 2
-    /// workers, one loop each serves more than two (the loops only compete for the cores).
-    public var eventLoops: Int?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -137,7 +133,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         self.site = SiteContext(physicalPath: configuration.physicalPath)
         self.extensionObject = entry.extensionObject
         self.reload = reload
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops ?? Host.automaticEventLoops())
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: Host.automaticEventLoops())
         self.pool = try PythonThreadPool(interpreter: interpreter, size: max(1, configuration.pythonThreads), name: "request")
         let interval = DeadlineSweeper.interval(for: configuration.limits)
         for loop in group.makeIterator() {
@@ -151,7 +147,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
     }
 
-    /// The cores shared among the worker processes, at most 4 loops.
+    /// One event loop per core this process gets (the cores divided among the worker
+    /// processes, FROST_WORKERS), at least one and at most 4: more loops than that only
+    /// compete with each other for the cores (on 2 cores with 2 workers, one loop each
+    /// served as much as two each, with fewer threads).
     static func automaticEventLoops() -> Int {
         let workers = getenv("FROST_WORKERS").flatMap { Int(String(cString: $0)) } ?? 1
         return max(1, min(4, System.coreCount / max(1, workers)))
@@ -647,12 +646,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     func sendImplicitHeadersIfNeeded(_ block: ControlBlock) throws {
         let exchange = block.exchange
         guard !exchange.headersSent else { return }
-        let (status, reason) = (block.httpStatusCode, HTTPReason.phrase(block.httpStatusCode))
-        if exchange.headMayBlock {
-            try Python.withoutGIL { try exchange.sendHead(status: status, reason: reason, headers: [("Content-Type", "text/html")]) }
-        } else {
-            try exchange.sendHead(status: status, reason: reason, headers: [("Content-Type", "text/html")])
-        }
+        try exchange.sendHeadHoldingGIL(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
+                                        headers: [("Content-Type", "text/html")])
     }
 
     /// The extension now serving. GIL held.

@@ -226,10 +226,7 @@ struct BuildCommand: ParsableCommand {
                 let written = try ImageCommand.write(bundle: report.output, to: image, tag: nil, version: nil)
                 if !quiet && !json { print(written) }
             }
-        } catch let error as BuildError {
-            printError("frost: \(error)")
-            throw ExitCode(ExitStatus.failure)
-        } catch let error as OCIImage.ImageError {
+        } catch let error where error is BuildError || error is OCIImage.ImageError {
             printError("frost: \(error)")
             throw ExitCode(ExitStatus.failure)
         }
