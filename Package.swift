@@ -28,11 +28,9 @@ let package = Package(
         // needs (Debian's shared libarchive pulls in libxml2 and ICU, about 30 MB).
         // No pkgConfig here: it would add a dynamic -larchive next to the static one.
         .systemLibrary(name: "CArchive"),
-        .systemLibrary(
-            name: "CPython",
-            pkgConfig: "python3-embed",
-            providers: [.apt(["python3-dev"])]
-        ),
+        // The CPython C API, called through a libpython loaded at run time (the bundle's,
+        // of whichever supported version it was built with): no libpython is linked.
+        .target(name: "CPython", linkerSettings: [.linkedLibrary("dl")]),
         // prctl for the process supervisor (Glibc's module does not export it).
         .systemLibrary(name: "CProcess"),
         // One symbol from libarchive's format table (see the file for why).
@@ -59,9 +57,6 @@ let package = Package(
             dependencies: ["FrostArchive", "FrostPython", "FrostBundle"],
             swiftSettings: loaderModuleSettings
         ),
-        // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
-        // also applies to the dependencies of extension modules Python dlopens) to the
-        // bundle's lib/, where libpython and every needed shared library are copied.
         // The HTTP host: SwiftNIO in front, the Python extension behind, on Python threads.
         .target(
             name: "FrostServer",
@@ -75,6 +70,9 @@ let package = Package(
         // The master process: listening sockets, worker processes, signals, systemd. No
         // Python, no NIO: it only spawns and watches loaders in worker mode.
         .target(name: "FrostSupervisor", dependencies: ["CProcess"], swiftSettings: loaderModuleSettings),
+        // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
+        // also applies to the dependencies of extension modules Python dlopens) to the
+        // bundle's lib/, where libpython and every needed shared library are copied.
         .executableTarget(
             name: "frost-stub",
             dependencies: ["FrostServer", "FrostSupervisor"],

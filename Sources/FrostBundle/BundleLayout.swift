@@ -48,6 +48,10 @@ public struct BundleLayout: Sendable, Equatable {
     public var libraryDirectory: String { join(directory, "lib") }
     public var manifestPath: String { join(directory, "bundle.json") }
 
+    /// The CPython versions a bundle can carry: 3.10 to 3.13 (the loader knows their
+    /// initialisation config; everything else it uses is common to all of them).
+    public static let supportedPythonMinorVersions = 10...13
+
     /// The standard library archive inside `lib/` for Python `major.minor`.
     public func standardLibraryArchive(major: Int, minor: Int) -> String {
         join(libraryDirectory, "python\(major)\(minor).zip")

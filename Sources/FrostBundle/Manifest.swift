@@ -21,6 +21,17 @@ public struct BundleManifest: Equatable, Sendable {
     public var pythonVersion: String
     /// The bytecode magic number, hex ("a70d0d0a").
     public var bytecodeMagic: String
+    /// The CPython library in `lib/` the loader runs ("libpython3.12.so.1.0"); nil in
+    /// manifests written before frost ran more than one version (then it is Python 3.11's).
+    public var pythonLibrary: String?
+    /// The interpreter's build line (`sys.version`), for the record.
+    public var pythonBuild: String?
+    /// The library file name `lib/` should hold for this manifest.
+    public var pythonLibraryName: String {
+        if let pythonLibrary { return pythonLibrary }
+        let parts = pythonVersion.split(separator: ".")
+        return "libpython\(parts.first ?? "3").\(parts.dropFirst().first ?? "11").so.1.0"
+    }
     /// The build options as given (spec and flags), for the record.
     public var options: [String: JSON]
     /// Every file of the bundle except the manifest, by path relative to the bundle.
@@ -29,11 +40,14 @@ public struct BundleManifest: Equatable, Sendable {
     public var archives: [String: [String: String]]
 
     public init(name: String, entry: String, pythonVersion: String, bytecodeMagic: String,
+                pythonLibrary: String? = nil, pythonBuild: String? = nil,
                 options: [String: JSON] = [:], files: [String: FileRecord] = [:], archives: [String: [String: String]] = [:]) {
         self.name = name
         self.entry = entry
         self.pythonVersion = pythonVersion
         self.bytecodeMagic = bytecodeMagic
+        self.pythonLibrary = pythonLibrary
+        self.pythonBuild = pythonBuild
         self.options = options
         self.files = files
         self.archives = archives
@@ -44,7 +58,8 @@ public struct BundleManifest: Equatable, Sendable {
             "format": .number(Double(BundleManifest.formatVersion)),
             "name": .string(name),
             "entry": .string(entry),
-            "python": .object(["version": .string(pythonVersion), "magic": .string(bytecodeMagic)]),
+            "python": .object(["version": .string(pythonVersion), "magic": .string(bytecodeMagic)]
+                .merging([("library", pythonLibrary), ("build", pythonBuild)].compactMap { key, value in value.map { (key, JSON.string($0)) } }) { a, _ in a }),
             "options": .object(options),
             "files": .object(files.mapValues { .object(["sha256": .string($0.sha256), "size": .number(Double($0.size))]) }),
             "archives": .object(archives.mapValues { .object($0.mapValues { .string($0) }) }),
@@ -77,6 +92,7 @@ public struct BundleManifest: Equatable, Sendable {
             entries[archive] = hashes
         }
         self.init(name: name, entry: entry, pythonVersion: version, bytecodeMagic: magic,
+                  pythonLibrary: json["python"]?["library"]?.string, pythonBuild: json["python"]?["build"]?.string,
                   options: json["options"]?.object ?? [:], files: records, archives: entries)
     }
 
@@ -212,19 +228,7 @@ extension FileSystem {
     public static func listFiles(below root: String) throws -> [ListedFile] {
         var result: [ListedFile] = []
         func walk(_ relative: String) throws {
-            let absolute = relative.isEmpty ? root : join(root, relative)
-            guard let directory = opendir(absolute) else {
-                throw Failure(path: absolute, message: String(cString: strerror(errno)))
-            }
-            defer { closedir(directory) }
-            var names: [String] = []
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            for name in names.sorted() {
+            for name in try entryNames(relative.isEmpty ? root : join(root, relative)).sorted() {
                 let child = relative.isEmpty ? name : relative + "/" + name
                 var info = stat()
                 guard lstat(join(root, child), &info) == 0 else { continue }
@@ -237,6 +241,26 @@ extension FileSystem {
         }
         try walk("")
         return result
+    }
+
+    /// The names in a directory (without "." and ".."), unsorted; none when it cannot be read.
+    public static func names(in directory: String) -> [String] {
+        (try? entryNames(directory)) ?? []
+    }
+
+    static func entryNames(_ path: String) throws -> [String] {
+        guard let directory = opendir(path) else {
+            throw Failure(path: path, message: String(cString: strerror(errno)))
+        }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 
     public static func readFile(_ path: String) throws -> [UInt8] {

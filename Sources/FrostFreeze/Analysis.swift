@@ -7,6 +7,8 @@ public struct Analysis: Decodable, Sendable {
         public let major: Int
         public let minor: Int
         public let magic: String
+        /// `sys.version`: the build line, for the manifest.
+        public let build: String
         public let libpython: String?
         public let dynload: String
         public let stdlib: [String]

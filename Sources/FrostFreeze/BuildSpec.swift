@@ -37,7 +37,8 @@ public struct BuildSpec: Equatable, Sendable {
     /// whatever the default rule says, and packages kept in the archive whatever it says.
     public var filesystem: [String] = []
     public var archive: [String] = []
-    /// The interpreter whose libpython the loader links.
+    /// The CPython to freeze with (3.10 to 3.13, with a shared libpython): its standard
+    /// library, extension modules and libpython go into the bundle.
     public var python: String = "/usr/bin/python3"
     /// A requirements file installed into a cached build venv (absolute).
     public var requirements: String?

@@ -104,7 +104,9 @@ func formatBytes(_ bytes: Int) -> String {
 /// Freezes a spec into `dist/NAME/`.
 public final class Builder {
     /// Modules the loader itself needs at run time, whatever the script imports.
-    static let runtimeModules = ["encodings", "traceback", "runpy", "types", "importlib.resources.abc", "linecache"]
+    /// (importlib.resources.abc is 3.11's name for what 3.10 has in importlib.abc.)
+    static let runtimeModules = ["encodings", "traceback", "runpy", "types", "importlib.resources.abc", "importlib.abc",
+                                 "linecache"]
     /// Packages always included whole.
     static let wholePackages = ["encodings", "isapi"]
     /// Standard-library parts no server bundle runs (GUI, IDE, test suite, installers);
@@ -148,17 +150,14 @@ public final class Builder {
         let stages = 6
 
         progress.stage(1, stages, "checking the interpreter and the loader")
-        let loaderPython = try loaderPythonVersion()
+        try checkLoader()
+        try checkInterpreter()
         let python = try buildInterpreter()
         let stampPath = options.cacheDirectory + "/stamps/" + SHA256.hex(Array(output.utf8)) + ".json"
         if let report = try upToDateReport(stampPath: stampPath, started: started) { return report }
 
         progress.stage(2, stages, "analysing imports with \(python)")
         let analysis = try analyse(python: python)
-        guard "\(analysis.python.major).\(analysis.python.minor)" == loaderPython else {
-            throw BuildError("the loader runs Python \(loaderPython) but \(spec.python) is Python \(analysis.python.version): "
-                             + "set python to an interpreter of \(loaderPython)")
-        }
         var warnings = Builder.presentWarnings(analysis.warnings)
         if let note = Builder.optionalNote(analysis.optional) { warnings.append(note) }
         warnings.forEach(onWarning)
@@ -242,6 +241,9 @@ public final class Builder {
             if LibraryResolver.systemLibraries.contains(name) || !fm.fileExists(atPath: path) { continue }
             loaded.append(.init(name: name, path: URL(fileURLWithPath: path).resolvingSymlinksInPath().path))
         }
+        // The loader links no libpython: it loads this one from lib/ at start.
+        let pythonLibraryName = try ELFReader.read(libpython).soname ?? URL(fileURLWithPath: libpython).lastPathComponent
+        loaded.append(.init(name: pythonLibraryName, path: URL(fileURLWithPath: libpython).resolvingSymlinksInPath().path))
         do {
             libraries = Builder.merge(try resolver.closure(of: [options.stubPath, libpython] + extensionFiles + loaded.map(\.path)),
                                       loaded)
@@ -262,14 +264,16 @@ public final class Builder {
         // Why each module and library is here, for `frost inspect --why` (and the summary).
         let record = ImportRecord.make(entry: spec.name, analysis: analysis, libraries: libraries,
                                        objects: [("the loader", options.stubPath), ("libpython", libpython)]
-                                           + analysis.modules.filter { $0.kind == "extension" }.map { ($0.name, $0.file) })
+                                           + analysis.modules.filter { $0.kind == "extension" }.map { ($0.name, $0.file) },
+                                       pythonLibrary: pythonLibraryName)
         try Data(record.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + ImportRecord.fileName))
 
         progress.stage(6, stages, "writing the loaders and bundle.json")
         try installStub(to: staging + "/_" + spec.name)
         // The console is the same executable: a hard link (tar and rsync -H keep it one file).
         try FileManager.default.linkItem(atPath: staging + "/_" + spec.name, toPath: staging + "/" + spec.name)
-        let manifest = try makeManifest(directory: staging, analysis: analysis, archives: [archiveName, stdlibName])
+        let manifest = try makeManifest(directory: staging, analysis: analysis, pythonLibrary: pythonLibraryName,
+                                        archives: [archiveName, stdlibName])
         try Data(manifest.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + BundleManifest.fileName))
 
         // Swap the new bundle in.
@@ -347,18 +351,47 @@ public final class Builder {
 
     // MARK: - Steps
 
-    /// The Python version the stub links, from the stub itself.
-    func loaderPythonVersion() throws -> String {
+    func checkLoader() throws {
         guard FileManager.default.isExecutableFile(atPath: options.stubPath) else {
             throw BuildError("no loader at \(options.stubPath): build frost-stub (swift build) or pass --stub")
         }
-        let result = try PythonRunner.run(options.stubPath, ["--version"])
-        let text = String(decoding: result.stdout, as: UTF8.self)
-        guard result.status == 0, let version = text.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !version.isEmpty else {
-            throw BuildError("\(options.stubPath) --version failed: \(result.stderr)")
+    }
+
+    /// The spec's interpreter must be a CPython the loader runs: 3.10 to 3.13, with the
+    /// GIL, built with a shared libpython (the bundle carries it).
+    func checkInterpreter() throws {
+        let probe = """
+            import sys, sysconfig
+            print(sys.implementation.name, *sys.version_info[:3], int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))),
+                  int(bool(sysconfig.get_config_var('Py_ENABLE_SHARED'))))
+            """
+        let result: (status: Int32, stdout: Data, stderr: String)
+        do {
+            result = try PythonRunner.run(spec.python, ["-I", "-c", probe])
+        } catch {
+            throw BuildError("python = \(spec.python): cannot run it (\(error)); name an installed CPython 3.10 to 3.13")
         }
-        return version
+        let fields = String(decoding: result.stdout, as: UTF8.self).split(separator: " ").map {
+            $0.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard result.status == 0, fields.count == 6, let minor = Int(fields[2]) else {
+            throw BuildError("python = \(spec.python) does not run as a Python 3 interpreter: \(result.stderr)")
+        }
+        let version = fields[1...3].joined(separator: ".")
+        let supported = BundleLayout.supportedPythonMinorVersions
+        let range = "CPython 3.\(supported.lowerBound) to 3.\(supported.upperBound)"
+        guard fields[0] == "cpython", fields[1] == "3", supported.contains(minor) else {
+            throw BuildError("python = \(spec.python) is \(fields[0]) \(version); frost freezes with \(range)")
+        }
+        guard fields[4] == "0" else {
+            throw BuildError("python = \(spec.python) is a free-threaded build of Python \(version) (3.\(minor)t), "
+                             + "which frost does not support yet; use the default build of \(range)")
+        }
+        guard fields[5] == "1" else {
+            throw BuildError("python = \(spec.python) (Python \(version)) has no shared libpython (built without "
+                             + "--enable-shared); the loader loads one: use a build with it (pyenv: "
+                             + "PYTHON_CONFIGURE_OPTS=--enable-shared, Debian's python3)")
+        }
     }
 
     /// The interpreter to analyse with: the spec's, or a cached venv of it with the
@@ -500,9 +533,11 @@ public final class Builder {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
     }
 
-    func makeManifest(directory: String, analysis: Analysis, archives: [String]) throws -> BundleManifest {
+    func makeManifest(directory: String, analysis: Analysis, pythonLibrary libraryName: String,
+                      archives: [String]) throws -> BundleManifest {
         var manifest = BundleManifest(name: spec.name, entry: spec.name, pythonVersion: analysis.python.version,
-                                      bytecodeMagic: analysis.python.magic, options: spec.manifestOptions)
+                                      bytecodeMagic: analysis.python.magic, pythonLibrary: libraryName,
+                                      pythonBuild: analysis.python.build, options: spec.manifestOptions)
         for file in try FileSystem.listFiles(below: directory) {
             let (hash, size) = try FileSystem.sha256(ofFile: directory + "/" + file.path)
             manifest.files[file.path] = .init(sha256: hash, size: size)

@@ -23,8 +23,9 @@ public struct ImportRecord: Sendable {
     /// libraries) that need it.
     public let libraries: [String: [String]]
 
+    /// `pythonLibrary`: libpython's name; the loader loads it at start (it links none).
     static func make(entry: String, analysis: Analysis, libraries: [LibraryResolver.Resolved],
-                     objects: [(String, String)]) -> ImportRecord {
+                     objects: [(String, String)], pythonLibrary: String) -> ImportRecord {
         var modules: [String: Link] = [:]
         var locations: [String: String] = [:]
         for module in analysis.modules {
@@ -44,6 +45,7 @@ public struct ImportRecord: Sendable {
             guard let info = try? ELFReader.read(path) else { continue }
             for library in info.needed where wanted.contains(library) { needed[library, default: []].insert(name) }
         }
+        needed[pythonLibrary, default: []].insert("the loader")
         return ImportRecord(entry: entry, modules: modules, locations: locations,
                             libraries: needed.mapValues { $0.sorted() }.merging(
                                 Dictionary(uniqueKeysWithValues: libraries.filter { needed[$0.name] == nil }.map { ($0.name, ["<the traced import>"]) })

@@ -8,7 +8,7 @@ public struct InterpreterConfiguration: Sendable {
     /// `sys.executable`: the loader's own path.
     public var executable: String
     /// `sys.path`, exactly: nothing is added from the environment, the user's site
-    /// directory or the current directory. With `.linkedPython` the linked Python's own
+    /// directory or the current directory. With `.systemPython` that Python's own
     /// standard library entries follow these.
     public var searchPath: [String]
     /// Where the standard library comes from.
@@ -44,9 +44,9 @@ public struct InterpreterConfiguration: Sendable {
 public enum StandardLibrarySource: Sendable, Equatable {
     /// The search path holds it (a bundle's `lib/`): nothing else is looked at.
     case inSearchPath
-    /// The Python this loader is linked against, found by CPython's own path
-    /// computation (isolated: no environment variable takes part). For development.
-    case linkedPython
+    /// The loaded library's own installation, found by CPython's own path computation
+    /// (isolated: no environment variable takes part). For development and tests.
+    case systemPython
 }
 
 /// Why the interpreter did not start.
@@ -89,53 +89,65 @@ public final class Interpreter: @unchecked Sendable {
     /// Starts CPython in isolated mode: exactly `searchPath`, no `site`, every PYTHON*
     /// environment variable ignored, UTF-8 mode, unbuffered stdio, `sys.frozen = True`.
     public static func start(_ configuration: InterpreterConfiguration) throws -> Interpreter {
+        guard let library = PythonLibrary.loaded else {
+            throw InterpreterError("no Python library is loaded (PythonLibrary.load comes first)")
+        }
         guard running == nil, Py_IsInitialized() == 0 else {
             throw InterpreterError("the Python interpreter is already running in this process")
+        }
+        guard let layout = frost_python_config_layout(Int32(library.version.minor))?.pointee else {
+            throw InterpreterError("Python \(library.version) is not supported")
         }
         try preInitialize()
         NativeModuleRegistry.register(configuration.builtinModules)
 
-        var config = PyConfig()
-        PyConfig_InitIsolatedConfig(&config)
-        defer { PyConfig_Clear(&config) }
-        try withUnsafeMutablePointer(to: &config) { c in
-            c.pointee.site_import = 0
-            c.pointee.user_site_directory = 0
-            c.pointee.use_environment = 0
-            c.pointee.buffered_stdio = 0
-            c.pointee.write_bytecode = 0
-            c.pointee.parse_argv = 0
-            c.pointee.pathconfig_warnings = 0
-            c.pointee.safe_path = 1
-            c.pointee.install_signal_handlers = configuration.installSignalHandlers ? 1 : 0
-            c.pointee.optimization_level = Int32(configuration.optimizationLevel)
-            try check(PyConfig_SetBytesString(c, &c.pointee.program_name, configuration.executable), "program name")
-            try check(PyConfig_SetBytesString(c, &c.pointee.executable, configuration.executable), "executable")
-            if configuration.standardLibrary == .inSearchPath {
-                let home = configuration.home ?? directoryName(configuration.executable)
-                try check(PyConfig_SetBytesString(c, &c.pointee.home, home), "home")
-            }
-            try check(PyConfig_SetBytesString(c, &c.pointee.stdio_encoding, "utf-8"), "stdio encoding")
-            try withCStrings(configuration.arguments) { argv in
-                try check(PyConfig_SetBytesArgv(c, Py_ssize_t(argv.count), argv), "argv")
-            }
-            // With the linked Python, CPython computes its own standard library path;
-            // the caller's entries are put in front once it runs.
-            c.pointee.module_search_paths_set = configuration.standardLibrary == .inSearchPath ? 1 : 0
-            for path in configuration.standardLibrary == .inSearchPath ? configuration.searchPath : [] {
-                guard let wide = Py_DecodeLocale(path, nil) else {
-                    throw InterpreterError("cannot decode search path entry \(path)")
-                }
-                defer { PyMem_RawFree(wide) }
-                try check(PyWideStringList_Append(&c.pointee.module_search_paths, wide), "search path")
-            }
-            try check(Py_InitializeFromConfig(c), "start-up")
+        // PyConfig is laid out differently in every version: set through the loaded
+        // version's offsets, in memory larger than any of them.
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(4096, layout.size), alignment: 16)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: max(4096, layout.size))
+        defer { storage.deallocate() }
+        let c = OpaquePointer(storage)
+        PyConfig_InitIsolatedConfig(c)
+        defer { PyConfig_Clear(c) }
+        func set(_ offset: Int, _ value: Int) {
+            if offset >= 0 { frost_config_int(c, offset).pointee = Int32(value) }
         }
+        set(layout.site_import, 0)
+        set(layout.user_site_directory, 0)
+        set(layout.use_environment, 0)
+        set(layout.buffered_stdio, 0)
+        set(layout.write_bytecode, 0)
+        set(layout.parse_argv, 0)
+        set(layout.pathconfig_warnings, 0)
+        set(layout.safe_path, 1)  // 3.11+; 3.10 has no such option (isolated mode covers it)
+        set(layout.install_signal_handlers, configuration.installSignalHandlers ? 1 : 0)
+        set(layout.optimization_level, configuration.optimizationLevel)
+        try check(PyConfig_SetBytesString(c, frost_config_string(c, layout.program_name), configuration.executable), "program name")
+        try check(PyConfig_SetBytesString(c, frost_config_string(c, layout.executable), configuration.executable), "executable")
+        if configuration.standardLibrary == .inSearchPath {
+            let home = configuration.home ?? directoryName(configuration.executable)
+            try check(PyConfig_SetBytesString(c, frost_config_string(c, layout.home), home), "home")
+        }
+        try check(PyConfig_SetBytesString(c, frost_config_string(c, layout.stdio_encoding), "utf-8"), "stdio encoding")
+        try withCStrings(configuration.arguments) { argv in
+            try check(PyConfig_SetBytesArgv(c, Py_ssize_t(argv.count), argv), "argv")
+        }
+        // With the system Python, CPython computes its own standard library path; the
+        // caller's entries are put in front once it runs.
+        set(layout.module_search_paths_set, configuration.standardLibrary == .inSearchPath ? 1 : 0)
+        for path in configuration.standardLibrary == .inSearchPath ? configuration.searchPath : [] {
+            guard let wide = Py_DecodeLocale(path, nil) else {
+                throw InterpreterError("cannot decode search path entry \(path)")
+            }
+            defer { PyMem_RawFree(wide) }
+            try check(PyWideStringList_Append(frost_config_list(c, layout.module_search_paths), wide), "search path")
+        }
+        try check(Py_InitializeFromConfig(c), "start-up")
 
         // sys.frozen tells frozen-aware code (and the isapi package) where it runs.
         PySys_SetObject("frozen", frost_true())
         var standardLibraryPath = configuration.searchPath
-        if configuration.standardLibrary == .linkedPython {
+        if configuration.standardLibrary == .systemPython {
             do {
                 let path = PythonObject(borrowing: PySys_GetObject("path"))
                 standardLibraryPath = try path.elements().map { try $0.asString() }

@@ -109,7 +109,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     /// A new Python object carrying `payload`.
     public func wrap(_ payload: Payload) throws -> PythonObject {
         let type = try typeObject()
-        let object = try PythonObject.check(frost_native_alloc(UnsafeMutableRawPointer(type.pointer).assumingMemoryBound(to: PyTypeObject.self)))
+        let object = try PythonObject.check(frost_native_alloc(type.pointer))
         frost_native_set_payload(object.pointer, Unmanaged.passRetained(payload as AnyObject).toOpaque())
         return object
     }
@@ -220,7 +220,7 @@ func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?
                         _ args: UnsafePointer<UnsafeMutablePointer<PyObject>?>?, _ nargs: Int,
                         _ kwnames: UnsafeMutablePointer<PyObject>?) -> UnsafeMutablePointer<PyObject>? {
     guard let object, Int(slot) < NativeMethodSlots.entries.count else {
-        PyErr_SetString(PyExc_SystemError, "native method without its slot")
+        PyErr_SetString(frost_PyExc_SystemError(), "native method without its slot")
         return nil
     }
     let (definition, index) = NativeMethodSlots.entries[Int(slot)]
@@ -300,7 +300,7 @@ final class NativeFunctionBox {
 
 private let nativeCallTrampoline: FrostFastCall = { selfObject, args, nargs, kwnames in
     guard let selfObject, let raw = frost_native_payload(selfObject) else {
-        PyErr_SetString(PyExc_SystemError, "native function without its state")
+        PyErr_SetString(frost_PyExc_SystemError(), "native function without its state")
         return nil
     }
     let box = Unmanaged<NativeFunctionBox>.fromOpaque(raw).takeUnretainedValue()

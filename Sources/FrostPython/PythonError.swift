@@ -28,19 +28,19 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
 
         var pointer: UnsafeMutablePointer<PyObject> {
             switch self {
-            case .typeError: return PyExc_TypeError
-            case .valueError: return PyExc_ValueError
-            case .attributeError: return PyExc_AttributeError
-            case .importError: return PyExc_ImportError
-            case .moduleNotFoundError: return PyExc_ModuleNotFoundError
-            case .runtimeError: return PyExc_RuntimeError
-            case .keyError: return PyExc_KeyError
-            case .indexError: return PyExc_IndexError
-            case .fileNotFoundError: return PyExc_FileNotFoundError
-            case .osError: return PyExc_OSError
-            case .syntaxError: return PyExc_SyntaxError
-            case .notImplementedError: return PyExc_NotImplementedError
-            case .overflowError: return PyExc_OverflowError
+            case .typeError: return frost_PyExc_TypeError()
+            case .valueError: return frost_PyExc_ValueError()
+            case .attributeError: return frost_PyExc_AttributeError()
+            case .importError: return frost_PyExc_ImportError()
+            case .moduleNotFoundError: return frost_PyExc_ModuleNotFoundError()
+            case .runtimeError: return frost_PyExc_RuntimeError()
+            case .keyError: return frost_PyExc_KeyError()
+            case .indexError: return frost_PyExc_IndexError()
+            case .fileNotFoundError: return frost_PyExc_FileNotFoundError()
+            case .osError: return frost_PyExc_OSError()
+            case .syntaxError: return frost_PyExc_SyntaxError()
+            case .notImplementedError: return frost_PyExc_NotImplementedError()
+            case .overflowError: return frost_PyExc_OverflowError()
             }
         }
     }
@@ -49,7 +49,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
     /// No traceback is formatted: this runs on hot paths (a path hook refusing a path)
     /// and must not import anything.
     public static func raise(_ type: Builtin, _ message: String) -> PythonError {
-        let name = String(cString: UnsafeRawPointer(type.pointer).assumingMemoryBound(to: PyTypeObject.self).pointee.tp_name)
+        let name = String(cString: frost_type_object_name(type.pointer))
         guard let text = PyUnicode_FromString(message) else {
             PyErr_Clear()
             return PythonError(typeName: name, message: message, traceback: "", exception: nil)
@@ -115,7 +115,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
         if let exception {
             PyErr_SetObject(frost_type_object(exception.pointer), exception.pointer)
         } else {
-            PyErr_SetString(PyExc_RuntimeError, description)
+            PyErr_SetString(frost_PyExc_RuntimeError(), description)
         }
     }
 
@@ -168,7 +168,7 @@ extension Error {
         if let python = self as? PythonError {
             python.restore()
         } else {
-            PyErr_SetString(PyExc_RuntimeError, "\(self)")
+            PyErr_SetString(frost_PyExc_RuntimeError(), "\(self)")
         }
     }
 }

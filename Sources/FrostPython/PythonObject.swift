@@ -261,7 +261,7 @@ public enum Python {
     /// Evaluates one expression in `globals`.
     public static func evaluate(_ expression: String, globals: PythonObject? = nil) throws -> PythonObject {
         let namespace = try globals ?? PythonObject.dict([("__builtins__", try importModule("builtins"))])
-        let code = try PythonObject.check(Py_CompileStringExFlags(expression, "<frost>", Py_eval_input, nil, -1))
+        let code = try PythonObject.check(frost_Py_CompileStringExFlags(expression, "<frost>", Py_eval_input, nil, -1))
         return try PythonObject.check(PyEval_EvalCode(code.pointer, namespace.pointer, namespace.pointer))
     }
 
@@ -279,7 +279,7 @@ public enum Python {
         }
         return try terminated.withUnsafeBufferPointer { buffer in
             try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                try PythonObject.check(Py_CompileStringObject($0, name.pointer, Py_file_input, nil, -1))
+                try PythonObject.check(frost_Py_CompileStringObject($0, name.pointer, Py_file_input, nil, -1))
             }
         }
     }
@@ -288,7 +288,7 @@ public enum Python {
     public static func unmarshalCode(_ bytes: ArraySlice<UInt8>, filename: String) throws -> PythonObject {
         let object = try bytes.withUnsafeBufferPointer { buffer in
             try buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                try PythonObject.check(PyMarshal_ReadObjectFromString($0, buffer.count))
+                try PythonObject.check(frost_PyMarshal_ReadObjectFromString($0, buffer.count))
             }
         }
         guard object.isCode else {
@@ -336,8 +336,9 @@ public enum Python {
     /// Whether the calling thread holds the GIL.
     public static var gilIsHeld: Bool { frost_gil_held_by_this_thread() != 0 }
 
-    /// The version of the Python this code is linked against, e.g. "3.11".
-    public static var linkedVersion: String { "\(frost_python_major()).\(frost_python_minor())" }
-    public static var linkedMajor: Int { Int(frost_python_major()) }
-    public static var linkedMinor: Int { Int(frost_python_minor()) }
+    /// The version of the loaded Python (`PythonLibrary.load` came first).
+    public static var version: PythonLibrary.Version {
+        guard let loaded = PythonLibrary.loaded else { preconditionFailure("no Python library is loaded") }
+        return loaded.version
+    }
 }

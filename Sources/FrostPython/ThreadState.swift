@@ -9,12 +9,12 @@ import Glibc
 /// `PyGILState_Ensure` per call. It must only be used on the thread it belongs to.
 public final class PythonThreadState: @unchecked Sendable {
     // @unchecked: confined to its owner thread, which `withGIL` checks.
-    let state: UnsafeMutablePointer<PyThreadState>
+    let state: OpaquePointer
     let owner: pthread_t
     private let owned: Bool
     private var deleted = false
 
-    init(adopting state: UnsafeMutablePointer<PyThreadState>, owned: Bool = false) {
+    init(adopting state: OpaquePointer, owned: Bool = false) {
         self.state = state
         self.owner = pthread_self()
         self.owned = owned

@@ -257,8 +257,8 @@ public enum ArchiveImportSystem {
             }
             throw PythonError.raise(.importError, """
                 bad magic number in \(path): it was compiled for another Python \
-                (magic \(hex(Array(data[0..<4])))) but this loader runs Python \(Python.linkedVersion) \
-                (magic \(hex(magic))); rebuild the bundle with the interpreter the loader links
+                (magic \(hex(Array(data[0..<4])))) but this loader runs Python \(Python.version) \
+                (magic \(hex(magic))); rebuild the bundle with that interpreter
                 """)
         }
         return try Python.compile(bytes: try readEntry(importer, entry), filename: path)

@@ -29,14 +29,14 @@ public struct LoaderError: Error, CustomStringConvertible, Sendable {
 public enum StandardLibraryOrigin: Sendable, Equatable {
     /// The bundle's own `lib/`.
     case bundle(paths: [String])
-    /// No `lib/` in the bundle: the linked Python's (development only).
-    case linkedPython(paths: [String])
+    /// No `lib/` in the bundle: the system Python's (development only).
+    case systemPython(paths: [String])
 
     public var summary: String {
         switch self {
         case .bundle(let paths): return "the bundle's lib/ (\(paths.joined(separator: ", ")))"
-        case .linkedPython(let paths):
-            return "the linked Python, for development: the bundle has no lib/ (\(paths.joined(separator: ", ")))"
+        case .systemPython(let paths):
+            return "the system Python, for development: the bundle has no lib/ (\(paths.joined(separator: ", ")))"
         }
     }
 }
@@ -95,12 +95,14 @@ public final class Loader {
         archiveIdentity = Loader.identity(of: mainArchivePath)
 
         StartupTimings.mark("mount")
+        let python = try Loader.loadPythonLibrary(layout, manifest)
+        StartupTimings.mark("load libpython")
         var searchPath = [mainArchivePath]
         if FileSystem.isDirectory(layout.appDirectory) { searchPath.append(layout.appDirectory) }
         var mounts = [(mainArchivePath, mainArchive)]
         let source: StandardLibrarySource
-        if layout.hasOwnStandardLibrary(major: Python.linkedMajor, minor: Python.linkedMinor) {
-            let stdlibPath = layout.standardLibraryArchive(major: Python.linkedMajor, minor: Python.linkedMinor)
+        if layout.hasOwnStandardLibrary(major: python.major, minor: python.minor) {
+            let stdlibPath = layout.standardLibraryArchive(major: python.major, minor: python.minor)
             do {
                 mounts.append((stdlibPath, try MountedArchive(path: stdlibPath)))
             } catch {
@@ -110,7 +112,7 @@ public final class Loader {
             source = .inSearchPath
             if FileSystem.isDirectory(layout.siteExtensionDirectory) { searchPath.append(layout.siteExtensionDirectory) }
         } else {
-            source = .linkedPython
+            source = .systemPython
         }
 
         // certifi's CA bundle, when the bundle has it, is what ssl uses by default (OpenSSL
@@ -124,11 +126,20 @@ public final class Loader {
                 home: layout.libraryDirectory, arguments: [executablePath] + arguments,
                 builtinModules: [ArchiveImportSystem.builtinModule, IsapiNative.builtinModule]))
         } catch {
-            throw LoaderError(.interpreter, "cannot start Python \(Python.linkedVersion): \(error)")
+            throw LoaderError(.interpreter, "cannot start Python \(python): \(error)")
         }
         StartupTimings.mark("python init")
+        if let manifest {
+            let magic = interpreter.mainThreadState.withGIL { Python.bytecodeMagic }.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            guard magic == manifest.bytecodeMagic.lowercased() else {
+                throw LoaderError(.interpreter, """
+                    Python \(python) (\(PythonLibrary.loaded?.path ?? "?")) reads bytecode magic \(magic) but the bundle's \
+                    is \(manifest.bytecodeMagic) (\(layout.manifestPath)): the library belongs to another build; rebuild the bundle
+                    """)
+            }
+        }
         let stdlib = interpreter.standardLibraryPath.filter { $0 != mainArchivePath }
-        standardLibrary = source == .inSearchPath ? .bundle(paths: stdlib) : .linkedPython(paths: stdlib)
+        standardLibrary = source == .inSearchPath ? .bundle(paths: stdlib) : .systemPython(paths: stdlib)
         try interpreter.mainThreadState.withGIL {
             let extensionRoot = FileSystem.isDirectory(layout.siteExtensionDirectory) ? layout.siteExtensionDirectory : nil
             for (path, mounted) in mounts {
@@ -356,6 +367,43 @@ public final class Loader {
 
     /// A bundle built by frost carries bundle.json: its archives must match it before
     /// anything runs. Hand-assembled bundles (no manifest) are not checked.
+    /// Loads the bundle's CPython library: the one bundle.json names, from `lib/`; for a
+    /// bundle without a manifest the one `lib/` holds; for a bundle without `lib/`
+    /// (assembled by hand, in development) the system's. Refuses a library whose version
+    /// is not the one the bundle was built with.
+    static func loadPythonLibrary(_ layout: BundleLayout, _ manifest: BundleManifest?) throws -> PythonLibrary.Version {
+        var path: String?
+        if let manifest {
+            let candidate = layout.libraryDirectory + "/" + manifest.pythonLibraryName
+            if FileSystem.isRegularFile(candidate) {
+                path = candidate
+            } else if FileSystem.isDirectory(layout.libraryDirectory) {
+                throw LoaderError(.interpreter, """
+                    the bundle's Python library \(candidate) is missing (bundle.json says Python \(manifest.pythonVersion)); \
+                    rebuild the bundle
+                    """)
+            }
+        } else if let name = FileSystem.names(in: layout.libraryDirectory).filter({
+            $0.hasPrefix("libpython3.") && $0.hasSuffix(".so.1.0")
+        }).sorted().last {
+            path = layout.libraryDirectory + "/" + name
+        }
+        let version: PythonLibrary.Version
+        do {
+            version = try path.map { try PythonLibrary.load($0) } ?? PythonLibrary.loadDevelopmentDefault()
+        } catch {
+            throw LoaderError(.interpreter, "cannot load Python: \(error)")
+        }
+        if let manifest, let expected = PythonLibrary.Version(line: manifest.pythonVersion),
+           (expected.major, expected.minor) != (version.major, version.minor) {
+            throw LoaderError(.interpreter, """
+                \(PythonLibrary.loaded?.path ?? "the Python library") is Python \(version) but the bundle was built with \
+                Python \(manifest.pythonVersion) (\(layout.manifestPath)): its lib/ comes from another build; rebuild the bundle
+                """)
+        }
+        return version
+    }
+
     private static func checkManifest(_ layout: BundleLayout) throws -> BundleManifest? {
         let manifest: BundleManifest?
         do {

@@ -8,7 +8,10 @@ enum ResourceSupport {
 """importlib.resources support for packages inside a frost archive."""
 import io
 import posixpath
-from importlib.resources.abc import Traversable, TraversableResources
+try:
+    from importlib.resources.abc import Traversable, TraversableResources
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable, TraversableResources
 
 
 class ArchivePath(Traversable):

@@ -75,7 +75,7 @@ public enum LoaderMain {
         if layout.role == .console, BundleLayout.problemWithModuleName(layout.name) != nil {
             // The generic stub itself (frost-stub), not yet copied into a bundle.
             if rest.first == "--version" {
-                printLine("frost loader for Python \(Python.linkedVersion)")
+                printLine(versionLine(layout))
                 return 0
             }
             printError("\(label): this is the generic frost loader; frost build copies it into a bundle as _NAME and NAME")
@@ -175,7 +175,7 @@ public enum LoaderMain {
                 printLine(usage)
                 return 0
             case "--version":
-                printLine("frost loader for Python \(Python.linkedVersion)")
+                printLine(versionLine(layout))
                 return 0
             case "--module":
                 guard index + 1 < rest.count else { return usageError(label, "--module needs a module name") }
@@ -226,12 +226,21 @@ public enum LoaderMain {
         return Master(configuration: configuration).run()
     }
 
+    /// What `--version` prints: the loader, and the Python the bundle runs (from its
+    /// manifest; the generic loader runs whichever supported version a bundle carries).
+    static func versionLine(_ layout: BundleLayout) -> String {
+        let range = PythonLibrary.supportedMinorVersions
+        let generic = "frost loader for CPython 3.\(range.lowerBound) to 3.\(range.upperBound)"
+        guard let manifest = try? BundleManifest.load(bundleDirectory: layout.directory) else { return generic }
+        return "\(generic); this bundle: Python \(manifest.pythonVersion) (lib/\(manifest.pythonLibraryName))"
+    }
+
     static func runCheck(executablePath: String, label: String, module: String?) -> Int32 {
         do {
             let loader = try Loader(executablePath: executablePath, moduleOverride: module)
             printLine("bundle: \(loader.layout.directory) (loader \(label), module \(loader.moduleName))")
             printLine("archive: \(loader.archivePath) (\(loader.archive.entries.count) entries)")
-            printLine("python: \(Python.linkedVersion), standard library from \(loader.standardLibrary.summary)")
+            printLine("python: \(Python.version) (\(PythonLibrary.loaded?.path ?? "?")), standard library from \(loader.standardLibrary.summary)")
             if let manifest = loader.manifest {
                 printLine("manifest: archives match bundle.json (\(manifest.files.count) files recorded)")
             } else {

@@ -325,7 +325,7 @@ struct InitCommand: ParsableCommand {
         let text = """
             # frost build \(target)
             name = "\(name)"
-            \(entryLines)# python = "/usr/bin/python3"          # the interpreter whose libpython the loader links
+            \(entryLines)# python = "/usr/bin/python3"          # the CPython (3.10 to 3.13, shared libpython) to freeze with
             # requirements = "requirements.txt"    # installed into a cached build venv
             # includes = []                         # modules imported in ways the analysis cannot see
             # excludes = []                         # modules never to bundle
@@ -458,7 +458,9 @@ struct InspectCommand: ParsableCommand {
             }
             object["name"] = .string(manifest.name)
             object["entry"] = .string(manifest.entry)
-            object["python"] = .object(["version": .string(manifest.pythonVersion), "magic": .string(manifest.bytecodeMagic)])
+            object["python"] = .object(["version": .string(manifest.pythonVersion), "magic": .string(manifest.bytecodeMagic),
+                                        "library": .string(manifest.pythonLibraryName),
+                                        "build": .string(manifest.pythonBuild ?? "unrecorded")])
             object["options"] = .object(manifest.options)
             object["files"] = .object(manifest.files.mapValues { .number(Double($0.size)) })
             object["total_bytes"] = .number(Double(manifest.files.values.reduce(0) { $0 + $1.size }))
@@ -485,7 +487,10 @@ struct InspectCommand: ParsableCommand {
         }
         if let name = object["name"]?.string {
             print("bundle: \(name) (entry module \(object["entry"]?.string ?? name))")
-            print("python: \(object["python"]?["version"]?.string ?? "?") (bytecode magic \(object["python"]?["magic"]?.string ?? "?"))")
+            let python = object["python"]
+            print("python: \(python?["version"]?.string ?? "?") (bytecode magic \(python?["magic"]?.string ?? "?"), "
+                  + "lib/\(python?["library"]?.string ?? "?"))")
+            if let build = python?["build"]?.string { print("python build: \(build.split(separator: "\n").joined(separator: " "))") }
             let options = (object["options"]?.object ?? [:]).sorted { $0.key < $1.key }
                 .map { "\($0.key)=\(compact($0.value))" }.joined(separator: " ")
             print("options: \(options)")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import FrostPython
+import CPython
 
 /// Payload whose instances count themselves, to prove native objects release them.
 final class Counted {
@@ -44,8 +45,9 @@ enum TestInterpreter {
         try? FileManager.default.createDirectory(atPath: extraDirectory, withIntermediateDirectories: true)
         try! "VALUE = 'from the extra directory'\n".write(toFile: extraDirectory + "/extra_module.py",
                                                            atomically: true, encoding: .utf8)
+        try! PythonLibrary.loadDevelopmentDefault()
         return try! Interpreter.start(InterpreterConfiguration(
-            executable: "/usr/bin/frost-test-loader", searchPath: [extraDirectory], standardLibrary: .linkedPython,
+            executable: "/usr/bin/frost-test-loader", searchPath: [extraDirectory], standardLibrary: .systemPython,
             arguments: ["frost-test", "--flag"], builtinModules: [testModule]))
     }()
 
@@ -72,9 +74,10 @@ enum TestInterpreter {
             #expect(try sys.attribute("argv").elements().map { try $0.asString() } == ["frost-test", "--flag"])
             #expect(try sys.attribute("executable").asString() == "/usr/bin/frost-test-loader")
             #expect(try Python.importModule("extra_module").attribute("VALUE").asString() == "from the extra directory")
-            #expect(Python.linkedVersion == "\(Python.linkedMajor).\(Python.linkedMinor)")
             let version = try sys.attribute("version_info")
-            #expect(try version.attribute("minor").asInt() == Python.linkedMinor)
+            #expect(try version.attribute("major").asInt() == Python.version.major)
+            #expect(try version.attribute("minor").asInt() == Python.version.minor)
+            #expect(try version.attribute("micro").asInt() == Python.version.micro)
         }
     }
 
@@ -85,9 +88,9 @@ enum TestInterpreter {
         }
     }
 
-    @Test func linkedStandardLibraryPathPointsAtTheLinkedPython() {
+    @Test func systemStandardLibraryPathPointsAtTheLoadedPython() {
         _ = TestInterpreter.shared
-        #expect(TestInterpreter.shared.standardLibraryPath.contains { $0.hasSuffix("python\(Python.linkedVersion)") })
+        #expect(TestInterpreter.shared.standardLibraryPath.contains { $0.hasSuffix("python\(Python.version.short)") })
         #expect(TestInterpreter.shared.standardLibraryPath.contains { $0.hasSuffix("lib-dynload") })
     }
 }
@@ -260,4 +263,96 @@ final class ResultCollector: @unchecked Sendable {
     private var values: [Int: Int] = [:]
     func set(_ key: Int, _ value: Int) { lock.lock(); values[key] = value; lock.unlock() }
     func get(_ key: Int) -> Int? { lock.lock(); defer { lock.unlock() }; return values[key] }
+}
+
+/// The interpreters of every supported version on this machine: Debian's and pyenv's.
+enum Interpreters {
+    static func headers(minor: Int) -> String? {
+        var candidates = ["/usr/include/python3.\(minor)"]
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: NSHomeDirectory() + "/.pyenv/versions")) ?? []
+        for version in versions.sorted() where version.hasPrefix("3.\(minor).") {
+            candidates.append(NSHomeDirectory() + "/.pyenv/versions/\(version)/include/python3.\(minor)")
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/cpython/initconfig.h") }
+    }
+}
+
+@Suite struct PythonLibraryTests {
+    /// The PyConfig offsets frost sets through are what each version's own headers say.
+    @Test(arguments: Array(PythonLibrary.supportedMinorVersions))
+    func configLayoutMatchesTheHeaders(minor: Int) throws {
+        guard let layout = frost_python_config_layout(Int32(minor))?.pointee else {
+            Issue.record("no PyConfig layout for 3.\(minor)")
+            return
+        }
+        guard let include = Interpreters.headers(minor: minor) else {
+            print("skipped: no headers of Python 3.\(minor) on this machine (python3.\(minor)-dev or pyenv)")
+            return
+        }
+        let fields = ["site_import", "user_site_directory", "use_environment", "buffered_stdio", "write_bytecode",
+                      "parse_argv", "pathconfig_warnings", "install_signal_handlers", "optimization_level", "program_name",
+                      "executable", "home", "stdio_encoding", "module_search_paths_set", "module_search_paths"]
+            + (minor >= 11 ? ["safe_path"] : [])
+        let program = "#include <Python.h>\n#include <stdio.h>\n#include <stddef.h>\nint main(void) {\n"
+            + "printf(\"size %zu\\n\", sizeof(PyConfig));\n"
+            + fields.map { "printf(\"\($0) %zu\\n\", offsetof(PyConfig, \($0)));\n" }.joined() + "return 0; }\n"
+        let scratch = NSTemporaryDirectory() + "frost-layout-\(minor)-\(getpid())"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try program.write(toFile: scratch + "/layout.c", atomically: true, encoding: .utf8)
+        let compile = Process()
+        compile.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        compile.arguments = ["-I", include, scratch + "/layout.c", "-o", scratch + "/layout"]
+        try compile.run()
+        compile.waitUntilExit()
+        try #require(compile.terminationStatus == 0, "cc failed for \(include)")
+        let run = Process(), out = Pipe()
+        run.executableURL = URL(fileURLWithPath: scratch + "/layout")
+        run.standardOutput = out
+        try run.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.waitUntilExit()
+        var actual: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            actual[String(parts[0])] = Int(parts[1])
+        }
+        let known: [String: Int] = [
+            "size": layout.size, "site_import": layout.site_import, "user_site_directory": layout.user_site_directory,
+            "use_environment": layout.use_environment, "buffered_stdio": layout.buffered_stdio,
+            "write_bytecode": layout.write_bytecode, "parse_argv": layout.parse_argv,
+            "pathconfig_warnings": layout.pathconfig_warnings, "install_signal_handlers": layout.install_signal_handlers,
+            "optimization_level": layout.optimization_level, "program_name": layout.program_name,
+            "executable": layout.executable, "home": layout.home, "stdio_encoding": layout.stdio_encoding,
+            "module_search_paths_set": layout.module_search_paths_set, "module_search_paths": layout.module_search_paths,
+        ].merging(minor >= 11 ? ["safe_path": layout.safe_path] : [:]) { a, _ in a }
+        #expect(actual == known, "Python 3.\(minor) (\(include))")
+        if minor < 11 { #expect(layout.safe_path == -1) }
+    }
+
+    @Test func aSecondLibraryInOneProcessIsRefused() throws {
+        _ = TestInterpreter.shared
+        let loaded = try #require(PythonLibrary.loaded)
+        #expect(try PythonLibrary.load(loaded.path) == loaded.version)
+        let other = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+        #expect {
+            try PythonLibrary.load(other)
+        } throws: { error in
+            "\(error)".contains("already runs \(loaded.path); it cannot load \(other) too")
+        }
+    }
+
+    @Test func versionsAreReadAndJudged() throws {
+        let release = try #require(PythonLibrary.Version(line: "3.12.1 (main, Dec  4 2023, 10:31:58) [GCC 12.2.0]"))
+        #expect((release.major, release.minor, release.micro) == (3, 12, 1))
+        #expect(release.short == "3.12")
+        #expect(PythonLibrary.unsupported(release) == nil)
+        let candidate = try #require(PythonLibrary.Version(line: "3.13.0rc2 (main) [GCC]"))
+        #expect(candidate.micro == 0)
+        let old = try #require(PythonLibrary.Version(line: "3.9.18 (main) [GCC]"))
+        #expect(PythonLibrary.unsupported(old)?.contains("3.10 to 3.13") == true)
+        let threaded = try #require(PythonLibrary.Version(line: "3.13.0 experimental free-threading build (main) [GCC]"))
+        #expect(PythonLibrary.unsupported(threaded)?.contains("free-threaded") == true)
+        #expect(PythonLibrary.Version(line: "not a version") == nil)
+    }
 }

@@ -119,8 +119,12 @@ class Finder(modulefinder.ModuleFinder):
         lines = m.__dict__.setdefault("_import_lines", {})
         line = co.co_firstlineno
         for instruction in dis.get_instructions(co):
-            if instruction.starts_line:
-                line = instruction.starts_line
+            # 3.13 made starts_line a flag and put the number in line_number.
+            number = getattr(instruction, "line_number", None)
+            if number is None and not isinstance(instruction.starts_line, bool):
+                number = instruction.starts_line
+            if number:
+                line = number
             if instruction.opname == "IMPORT_NAME":
                 lines.setdefault(instruction.argval, line)
         super().scan_code(co, m)
@@ -174,7 +178,9 @@ for reason, names in (("<the loader's own needs>", request["runtime_modules"]), 
     with finder.because(reason):
         for name in names:
             forced.add(name)
-            safe_import(name)
+            # The loader's list names modules of several versions (importlib.resources.abc
+            # is 3.11+): those this one lacks are not the user's concern.
+            safe_import(name, report=reason == "<includes>")
 
 
 def walk_package(name):
@@ -565,6 +571,7 @@ json.dump({
         "version": ".".join(map(str, sys.version_info[:3])),
         "major": sys.version_info[0], "minor": sys.version_info[1],
         "magic": magic.hex(),
+        "build": sys.version,
         "libpython": libpython,
         "dynload": dynload,
         "stdlib": sorted(stdlib_dirs),
