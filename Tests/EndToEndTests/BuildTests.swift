@@ -328,6 +328,9 @@ func glibcLibraries() -> [String] {
         let symbols = try runProcess("/usr/bin/nm", [stub], timeout: 120)
         #expect(symbols.status == 0)
         #expect(!symbols.stdout.contains("10Foundation"), "the loader links Foundation")
+        // It loads the bundle's libpython at start, whatever its version: none is linked.
+        let dynamic = try runProcess("/usr/bin/readelf", ["-d", stub])
+        #expect(dynamic.stdout.contains("(NEEDED)") && !dynamic.stdout.contains("libpython"), "\(dynamic.stdout)")
         guard Products.releaseStub != nil else { return }  // a debug loader is no measure of size
         let size = (try FileManager.default.attributesOfItem(atPath: scratch.path("stub"))[.size] as? Int) ?? 0
         #expect(size <= Self.budget, "the stripped loader is \(size) bytes, over its budget of \(Self.budget)")

@@ -44,7 +44,11 @@ let versionProbeScript = """
 
     class Extension(SimpleExtension):
         def HttpExtensionProc(self, ecb):
-            body = VERSION.encode()
+            path = ecb.GetServerVariable("PATH_INFO").decode()
+            if path == "/sys":
+                body = ("isolated=%d frozen=%s\\n" % (sys.flags.isolated, sys.frozen) + "\\n".join(sys.path)).encode()
+            else:
+                body = VERSION.encode()
             ecb.SendResponseHeaders("200 OK", "Content-Type: text/plain\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body), False)
             ecb.WriteClient(body)
             return isapicon.HSE_STATUS_SUCCESS
@@ -59,7 +63,8 @@ let versionProbeScript = """
     """
 
 @Suite struct PythonVersionTests {
-    /// For each supported version: the hello, redirector and Flask samples and a version
+    /// For each supported version: the hello, redirector (with and without its filter) and
+    /// Flask samples and a version
     /// probe, built with that interpreter, check, serve HTTP and run their consoles; hello
     /// runs in a root that holds nothing but glibc.
     @Test(arguments: SupportedPythons.minors)
@@ -73,12 +78,12 @@ let versionProbeScript = """
         let dist = scratch.path("dist")
         try versionProbeScript.write(toFile: scratch.path("probe.py"), atomically: true, encoding: .utf8)
         try "name = \"probe\"\nscript = \"probe.py\"\n".write(toFile: scratch.path("probe.toml"), atomically: true, encoding: .utf8)
-        let specs = ["hello", "redirector", "flask_site"].map { Repository.root.appendingPathComponent("Bundles/\($0).toml").path }
+        let specs = ["hello", "redirector", "redirector_with_filter", "flask_site"].map { Repository.root.appendingPathComponent("Bundles/\($0).toml").path }
         for spec in specs + [scratch.path("probe.toml")] {
             let build = try frostBuild([spec, "--python", python, "--quiet"], dist: dist)
             try #require(build.status == 0, "\(spec) with \(python): \(build.output)")
         }
-        for name in ["hello", "redirector", "flask_site", "probe"] {
+        for name in ["hello", "redirector", "redirector_with_filter", "flask_site", "probe"] {
             let bundle = dist + "/" + name
             let manifest = try #require(try BundleManifest.load(bundleDirectory: bundle))
             #expect(manifest.pythonVersion == version)
@@ -89,6 +94,8 @@ let versionProbeScript = """
             #expect(check.stdout.contains("python: \(version) (\(bundle)/lib/libpython3.\(minor).so.1.0)"), "\(check.stdout)")
             #expect(check.stdout.hasSuffix("check: ok\n"))
         }
+        let filterCheck = try runProcess(dist + "/redirector_with_filter/_redirector_with_filter", ["--check"])
+        #expect(filterCheck.stdout.contains("filter: "), "\(filterCheck.output)")
         let inspect = try runProcess(Products.frost, ["inspect", dist + "/probe"])
         #expect(inspect.stdout.contains("python: \(version) (bytecode magic"), "\(inspect.output)")
         #expect(inspect.stdout.contains("lib/libpython3.\(minor).so.1.0)"))
@@ -97,6 +104,8 @@ let versionProbeScript = """
         let probe = try RunningServer(loader: dist + "/probe/_probe")
         defer { _ = probe.stop() }
         #expect(try probe.get("/").text == version)
+        #expect(try probe.get("/sys").text == "isolated=1 frozen=True\n" + [dist + "/probe/probe.zip",
+            dist + "/probe/lib/python3\(minor).zip", dist + "/probe/lib/lib-dynload"].joined(separator: "\n"))
         let console = try runProcess(dist + "/probe/probe", ["one", "two"])
         #expect(console.stdout == "console \(version) ['one', 'two']\n", "\(console.output)")
         let hello = try RunningServer(loader: dist + "/hello/_hello")
