@@ -33,6 +33,8 @@ public struct Analysis: Decodable, Sendable {
         /// the app's code, lib/site-packages for third-party code).
         public let placement: String?
         public var onFilesystem: Bool { placement == "filesystem" }
+        /// Reached only by imports inside functions.
+        public let optional: Bool?
     }
 
     /// Where a top-level package went, and why.
@@ -99,6 +101,27 @@ public struct Analysis: Decodable, Sendable {
         public let line: Int?
     }
     public let brought_by: [String: BroughtBy]
+    /// Modules only imports inside functions reach, by the module each such import names
+    /// first; heaviest first.
+    public let optional_pulls: [OptionalPull]?
+    /// Module → the code of it whose imports were not followed (it cannot run in a bundle).
+    public let trimmed: [String: [String]]?
+
+    public struct OptionalPull: Decodable, Sendable {
+        public let module: String
+        public let by: String
+        public let file: String?
+        public let line: Int?
+        public let modules: Int
+        public let bytes: Int
+
+        /// "tarfile 236.1 KiB in 3 modules: imported inside a function of shutil (shutil.py:1148)"
+        public var description: String {
+            let location = file.map { " (" + URL(fileURLWithPath: $0).lastPathComponent + (line.map { ":\($0)" } ?? "") + ")" } ?? ""
+            return "\(module) \(formatBytes(bytes)) in \(modules) module\(modules == 1 ? "" : "s"): "
+                + "imported inside a function of \(by)\(location)"
+        }
+    }
     public let stdlib_missing_skipped: Int
     public let package_data: [DataFile]
     public let distributions: [String]

@@ -50,6 +50,9 @@ public struct BuildReport: Sendable {
     public var placements: [String] = []
     /// The five heaviest modules and libraries, with what brought each one in.
     public var heaviest: [String] = []
+    /// The five heaviest optional pulls: modules only imports inside functions reach (in the
+    /// bundle, since a call may need them; `excludes` drops those the program never calls).
+    public var optionalPulls: [String] = []
 
     public var json: JSON {
         .object([
@@ -63,6 +66,7 @@ public struct BuildReport: Sendable {
             "seconds": .number((seconds * 1000).rounded() / 1000),
             "placement": .array(placements.map { .string($0) }),
             "heaviest": .array(heaviest.map { .string($0) }),
+            "optional_pulls": .array(optionalPulls.map { .string($0) }),
         ])
     }
 
@@ -80,6 +84,10 @@ public struct BuildReport: Sendable {
         if !heaviest.isEmpty {
             lines.append("heaviest (frost inspect DIST --why NAME tells the whole chain):")
             lines += heaviest.map { "  " + $0 }
+        }
+        if !optionalPulls.isEmpty {
+            lines.append("optional pulls (reached only by imports inside functions; excludes drops what is never called):")
+            lines += optionalPulls.map { "  " + $0 }
         }
         lines.append("  \(fileCount) files")
         if upToDate {
@@ -105,10 +113,13 @@ func formatBytes(_ bytes: Int) -> String {
 public final class Builder {
     /// Modules the loader itself needs at run time, whatever the script imports.
     /// (importlib.resources.abc is 3.11's name for what 3.10 has in importlib.abc.)
-    static let runtimeModules = ["encodings", "traceback", "runpy", "types", "importlib.resources.abc", "importlib.abc",
-                                 "linecache"]
-    /// Packages always included whole.
-    static let wholePackages = ["encodings", "isapi"]
+    /// The isapi package itself (the host raises its exception classes); its submodules
+    /// come when the program imports them.
+    static let runtimeModules = ["encodings", "isapi", "traceback", "runpy", "types", "importlib.resources.abc",
+                                 "importlib.abc", "linecache"]
+    /// Packages always included whole: none (encodings contributes the codecs the code
+    /// names, isapi the submodules it imports).
+    static let wholePackages: [String] = []
     /// Standard-library parts no server bundle runs (GUI, IDE, test suite, installers);
     /// excluded unless the spec includes them.
     static let defaultExcludes = ["tkinter", "_tkinter", "idlelib", "lib2to3", "ensurepip", "turtle", "turtledemo",
@@ -290,7 +301,8 @@ public final class Builder {
             name: spec.name, output: output, upToDate: false, moduleCounts: counts,
             extensionModules: extensionFiles.count, sharedLibraries: libraries.count + 0,
             sizes: try partSizes(), fileCount: manifest.files.count + 1, warnings: warnings,
-            seconds: Date().timeIntervalSince(started), placements: placements, heaviest: heaviest)
+            seconds: Date().timeIntervalSince(started), placements: placements, heaviest: heaviest,
+            optionalPulls: (analysis.optional_pulls ?? []).prefix(5).map(\.description))
         try writeStamp(stampPath, analysis: analysis, report: report)
         return report
     }
@@ -638,7 +650,8 @@ public final class Builder {
                            warnings: previous["warnings"]?.array?.compactMap(\.string) ?? [],
                            seconds: Date().timeIntervalSince(started),
                            placements: previous["placement"]?.array?.compactMap(\.string) ?? [],
-                           heaviest: previous["heaviest"]?.array?.compactMap(\.string) ?? [])
+                           heaviest: previous["heaviest"]?.array?.compactMap(\.string) ?? [],
+                           optionalPulls: previous["optional_pulls"]?.array?.compactMap(\.string) ?? [])
     }
 
     // MARK: - Files

@@ -2,8 +2,8 @@ import Foundation
 
 /// What the traced import cannot know about a package, as data (no code): modules imported
 /// only on a later call, whole packages read by name at run time, parts never needed at run
-/// time, and data files that are build or test material. Keyed by top-level package and
-/// applied only when that package is in the bundle. The built-in set is
+/// time, and data files that are build or test material. Keyed by top-level package (or a
+/// module inside one, such as `logging.config`) and applied only when that is in the bundle. The built-in set is
 /// `Resources/hooks.json`; a spec's `hooks = "file.json"` adds its own in the same format.
 public struct Hooks: Equatable, Sendable {
     public struct Package: Codable, Equatable, Sendable {
@@ -93,8 +93,8 @@ public struct Hooks: Equatable, Sendable {
                     throw FormatError(file: path, message: "package '\(name)': '\(bad)' in '\(field)' is not a module name")
                 }
             }
-            guard Hooks.isModuleName(name), !name.contains(".") else {
-                throw FormatError(file: path, message: "'\(name)' is not a top-level package name")
+            guard Hooks.isModuleName(name) else {
+                throw FormatError(file: path, message: "'\(name)' is not a package or module name")
             }
             do {
                 packages[name] = try JSONDecoder().decode(Package.self, from: JSONSerialization.data(withJSONObject: fields))

@@ -22,6 +22,12 @@ public struct ImportRecord: Sendable {
     /// Shared library name → the objects (the loader, libpython, extension modules, other
     /// libraries) that need it.
     public let libraries: [String: [String]]
+    /// Modules only imports inside functions reach (in the bundle; a call may need them).
+    public var optional: Set<String> = []
+    /// The heaviest optional pulls, described.
+    public var optionalPulls: [String] = []
+    /// Module → the code of it whose imports were not followed (it cannot run in a bundle).
+    public var trimmed: [String: [String]] = [:]
 
     /// `pythonLibrary`: libpython's name; the loader loads it at start (it links none).
     static func make(entry: String, analysis: Analysis, libraries: [LibraryResolver.Resolved],
@@ -46,10 +52,14 @@ public struct ImportRecord: Sendable {
             for library in info.needed where wanted.contains(library) { needed[library, default: []].insert(name) }
         }
         needed[pythonLibrary, default: []].insert("the loader")
-        return ImportRecord(entry: entry, modules: modules, locations: locations,
-                            libraries: needed.mapValues { $0.sorted() }.merging(
-                                Dictionary(uniqueKeysWithValues: libraries.filter { needed[$0.name] == nil }.map { ($0.name, ["<the traced import>"]) })
-                            ) { a, _ in a })
+        var record = ImportRecord(entry: entry, modules: modules, locations: locations,
+                                  libraries: needed.mapValues { $0.sorted() }.merging(
+                                      Dictionary(uniqueKeysWithValues: libraries.filter { needed[$0.name] == nil }.map { ($0.name, ["<the traced import>"]) })
+                                  ) { a, _ in a })
+        record.optional = Set(analysis.modules.filter { $0.optional == true }.map(\.name))
+        record.optionalPulls = (analysis.optional_pulls ?? []).map(\.description)
+        record.trimmed = analysis.trimmed ?? [:]
+        return record
     }
 
     public var json: JSON {
@@ -63,6 +73,9 @@ public struct ImportRecord: Sendable {
             }),
             "locations": .object(locations.mapValues { .string($0) }),
             "libraries": .object(libraries.mapValues { .array($0.map { .string($0) }) }),
+            "optional": .array(optional.sorted().map { .string($0) }),
+            "optional_pulls": .array(optionalPulls.map { .string($0) }),
+            "trimmed": .object(trimmed.mapValues { .array($0.map { .string($0) }) }),
         ])
     }
 
@@ -82,9 +95,13 @@ public struct ImportRecord: Sendable {
         for (name, value) in json["modules"]?.object ?? [:] {
             modules[name] = Link(by: value["by"]?.string ?? "<entry>", file: value["file"]?.string, line: value["line"]?.int)
         }
-        return ImportRecord(entry: json["entry"]?.string ?? "", modules: modules,
-                            locations: (json["locations"]?.object ?? [:]).compactMapValues(\.string),
-                            libraries: (json["libraries"]?.object ?? [:]).mapValues { $0.array?.compactMap(\.string) ?? [] })
+        var record = ImportRecord(entry: json["entry"]?.string ?? "", modules: modules,
+                                  locations: (json["locations"]?.object ?? [:]).compactMapValues(\.string),
+                                  libraries: (json["libraries"]?.object ?? [:]).mapValues { $0.array?.compactMap(\.string) ?? [] })
+        record.optional = Set(json["optional"]?.array?.compactMap(\.string) ?? [])
+        record.optionalPulls = json["optional_pulls"]?.array?.compactMap(\.string) ?? []
+        record.trimmed = (json["trimmed"]?.object ?? [:]).mapValues { $0.array?.compactMap(\.string) ?? [] }
+        return record
     }
 
     /// The chain from `name` back to the entry (or to the reason that brought it in).
@@ -112,6 +129,10 @@ public struct ImportRecord: Sendable {
         if modules[name] != nil {
             var lines = chain(of: name).map { describe($0.module, $0.link) }
             if let location = locations[name] { lines.insert("\(name) is at \(location)", at: 0) }
+            if optional.contains(name) {
+                lines.append("optional: only imports inside functions reach \(name); if the program never calls them, "
+                             + "excludes = [\"\(name)\"] leaves it out")
+            }
             return lines
         }
         if let users = libraries[name] {

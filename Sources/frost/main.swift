@@ -184,8 +184,16 @@ struct BuildCommand: ParsableCommand {
     @Flag(help: "Print nothing but errors.") var quiet = false
     @Flag(help: "Print the build report as JSON.") var json = false
     @Option(help: "Also write the bundle as an OCI image (an oci-archive tarball) to this file.") var image: String?
+    @Option(help: "Write what is in the bundle and why (every module and library, its size, the import that brought it) to FILE.html or FILE.json.")
+    var report: String?
 
     func run() throws {
+        if let report {
+            do { try ImportReport.validate(report) } catch {
+                printError("frost: \(error)")
+                throw ExitCode(ExitStatus.badInput)
+            }
+        }
         var overrides = SpecOverrides()
         overrides.name = name
         overrides.python = python
@@ -226,7 +234,11 @@ struct BuildCommand: ParsableCommand {
                 let written = try ImageCommand.write(bundle: report.output, to: image, tag: nil, version: nil)
                 if !quiet && !json { print(written) }
             }
-        } catch let error where error is BuildError || error is OCIImage.ImageError {
+            if let path = self.report {
+                try ImportReport.write(bundle: report.output, to: path)
+                if !quiet && !json { print("report: \(path)") }
+            }
+        } catch let error where error is BuildError || error is OCIImage.ImageError || error is ImportRecord.ReadError {
             printError("frost: \(error)")
             throw ExitCode(ExitStatus.failure)
         }

@@ -80,7 +80,7 @@ func glibcLibraries() -> [String] {
         #expect(report["name"]?.string == "hello")
         #expect(report["up_to_date"]?.bool == false)
         #expect((report["modules"]?["app"]?.int ?? 0) == 1)
-        #expect((report["modules"]?["stdlib"]?.int ?? 0) > 100)
+        #expect((50...120).contains(report["modules"]?["stdlib"]?.int ?? 0), "only what hello imports")
         let bundle = scratch.path("hello")
         let fm = FileManager.default
         for file in ["_hello", "hello", "hello.zip", "bundle.json", "lib/python311.zip", "lib/libpython3.11.so.1.0",
@@ -335,5 +335,85 @@ func glibcLibraries() -> [String] {
         let size = (try FileManager.default.attributesOfItem(atPath: scratch.path("stub"))[.size] as? Int) ?? 0
         #expect(size <= Self.budget, "the stripped loader is \(size) bytes, over its budget of \(Self.budget)")
         print("loader, stripped: \(size) bytes (budget \(Self.budget))")
+    }
+}
+
+/// Only what the program imports: code that cannot run in the bundle (`__main__` blocks,
+/// fallbacks of imports that succeed) is not followed, isapi contributes the submodules the
+/// program imports, encodings the codecs the code names.
+@Suite struct LeanBundleTests {
+    @Test func helloCarriesNoneOfWhatItNeverImportsAndTheSamplesKeepWhatTheyUse() throws {
+        let scratch = ScratchDirectory("lean")
+        for name in ["hello", "redirector", "redirector_with_filter", "flask_site"] {
+            let build = try frostBuild([Repository.root.appendingPathComponent("Bundles/\(name).toml").path, "--quiet"],
+                                       dist: scratch.path)
+            try #require(build.status == 0, "\(name): \(build.output)")
+        }
+        func contents(_ name: String) throws -> (modules: Set<String>, files: Set<String>) {
+            let manifest = try #require(try BundleManifest.load(bundleDirectory: scratch.path(name)))
+            var modules = Set<String>()
+            for (_, entries) in manifest.archives {
+                for entry in entries.keys where entry.hasSuffix(".pyc") {
+                    modules.insert(String(entry.dropLast(4)).replacingOccurrences(of: "/__init__", with: "")
+                        .replacingOccurrences(of: "/", with: "."))
+                }
+            }
+            for file in manifest.files.keys where file.hasPrefix("lib/lib-dynload/") {
+                modules.insert(String(file.dropFirst("lib/lib-dynload/".count).split(separator: ".").first!))
+            }
+            return (modules, Set(manifest.files.keys))
+        }
+        let hello = try contents("hello")
+        for absent in ["ssl", "_ssl", "asyncio", "decimal", "_decimal", "ctypes", "_ctypes", "readline", "multiprocessing",
+                       "optparse", "isapi.install", "isapi.wsgi", "doctest", "pdb", "unittest", "email", "encodings.cp932"] {
+            #expect(!hello.modules.contains(absent), "hello carries \(absent)")
+        }
+        for library in ["lib/libssl.so.3", "lib/libcrypto.so.3", "lib/libreadline.so.8"] {
+            #expect(!hello.files.contains(library), "hello carries \(library)")
+        }
+        let stdlib = try #require(try BundleManifest.load(bundleDirectory: scratch.path("hello"))?.archives["lib/python311.zip"])
+        #expect(stdlib.keys.filter { $0.hasSuffix(".pyc") }.count <= 120, "\(stdlib.count) standard library modules")
+        for present in ["encodings.utf_8", "encodings.latin_1", "encodings.ascii", "isapi", "isapi.simple", "isapi.isapicon"] {
+            #expect(hello.modules.contains(present), "hello lacks \(present)")
+        }
+        // The samples that use them get them.
+        let redirector = try contents("redirector")
+        for present in ["http.client", "ssl", "_ssl", "isapi.threaded_extension", "encodings.idna"] {
+            #expect(redirector.modules.contains(present), "redirector lacks \(present)")
+        }
+        let installer = try contents("redirector_with_filter")
+        for present in ["isapi.install", "optparse"] { #expect(installer.modules.contains(present), "installer lacks \(present)") }
+        #expect(try contents("flask_site").modules.contains("hashlib"))
+
+        // --why says what is not there, and what brought what is; an optional pull says so.
+        let why = try runProcess(Products.frost, ["inspect", scratch.path("hello"), "--why", "ssl"])
+        #expect(why.stdout.hasPrefix("ssl is not in the bundle"), "\(why.output)")
+        let optional = try runProcess(Products.frost, ["inspect", scratch.path("hello"), "--why", "tarfile"])
+        #expect(optional.stdout.contains("tarfile: imported by shutil (") && optional.stdout.contains(
+            "optional: only imports inside functions reach tarfile; if the program never calls them, excludes = [\"tarfile\"] leaves it out"),
+            "\(optional.output)")
+
+        // The whole graph as a report, and the heaviest optional pulls in the summary.
+        let helloSpec = Repository.root.appendingPathComponent("Bundles/hello.toml").path
+        let reported = try frostBuild([helloSpec, "--json", "--report", scratch.path("hello.json")], dist: scratch.path)
+        #expect(reported.status == 0, "\(reported.output)")
+        let summary = try JSON.parse(reported.stdout)
+        #expect(summary["optional_pulls"]?.array?.contains { $0.string?.contains("imported inside a function of") == true } == true)
+        let report = try JSON.parse(try String(contentsOfFile: scratch.path("hello.json"), encoding: .utf8))
+        let items = report["items"]?.array ?? []
+        let simple = items.first { $0["name"]?.string == "isapi.simple" }
+        #expect(simple?["by"]?.string == "hello" && simple?["line"]?.int == 3 && simple?["location"]?.string == "hello.zip/isapi/simple.pyc")
+        #expect((simple?["bytes"]?.int ?? 0) > 0)
+        #expect(items.contains { $0["name"]?.string == "libpython3.11.so.1.0" && $0["by"]?.string == "the loader" })
+        #expect(report["not_followed"]?["pickle"]?.array?.contains { $0.string == "_test()" } == true)
+        #expect(try frostBuild([helloSpec, "--quiet", "--report", scratch.path("hello.html")], dist: scratch.path).status == 0)
+        let page = try String(contentsOfFile: scratch.path("hello.html"), encoding: .utf8)
+        #expect(page.contains("<tr id=\"isapi.simple\">") && page.contains("<a href=\"#hello\">hello</a>"))
+        let badName = try frostBuild([helloSpec, "--report", scratch.path("hello.txt")], dist: scratch.path)
+        #expect(badName.status == 2 && badName.stderr.contains("must end in .html or .json"), "\(badName.output)")
+        // Served, hello answers as ever (the host tests run it through every path).
+        let server = try RunningServer(loader: scratch.path("hello/_hello"))
+        defer { _ = server.stop() }
+        #expect(try server.get("/").text == "Hello, world!\n")
     }
 }

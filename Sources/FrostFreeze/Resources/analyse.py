@@ -86,6 +86,122 @@ def root_of(path):
     return roots[0] if roots else os.path.dirname(real)
 
 
+def is_main_test(node):
+    """`__name__ == "__main__"` (either way round)."""
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1 or not isinstance(node.ops[0], ast.Eq):
+        return False
+    sides = [node.left, node.comparators[0]]
+    return (any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides)
+            and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in sides))
+
+
+trimmed_code = {}  # module -> what of its code was not followed (for the report)
+FROZEN_ALIASES = {"importlib._bootstrap": "_frozen_importlib", "importlib._bootstrap_external": "_frozen_importlib_external"}
+
+
+def catches_only_import_errors(handler):
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return bool(names) and all(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names)
+
+
+def importable(name):
+    """Whether a top-level module will be in the bundle and import: builtin or found, and
+    not left out."""
+    if name in excludes or excluded_by_default(name):
+        return False
+    if name in sys.builtin_module_names or importlib.machinery.FrozenImporter.find_spec(name) is not None:
+        return True
+    try:
+        return importlib.machinery.PathFinder.find_spec(name, search_path) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class UnreachableCodeTrimmed:
+    """A module's source as an AST without the code that cannot run in the bundle, so what
+    that code imports is not followed (the module keeps all its code in the bundle):
+
+    - `if __name__ == "__main__":` blocks, and the module-level functions only those
+      blocks use (a stdlib module's `_test()` that imports doctest, a `main()` for
+      `python -m`): an imported module is never __main__;
+    - the `except ImportError:` fallback of a `try:` that only imports top-level modules
+      this interpreter has (random's `from _sha512 import sha512`, else hashlib): with
+      those modules in the bundle, the fallback never runs."""
+
+    def __init__(self, fp, pathname, fqname):
+        self.fp, self.pathname, self.fqname = fp, pathname, fqname
+
+    def read(self):
+        source = self.fp.read()
+        if self.fqname in FROZEN_ALIASES and importlib.machinery.FrozenImporter.find_spec(FROZEN_ALIASES[self.fqname]):
+            # importlib puts the frozen module in sys.modules under this name: the source
+            # file never runs.
+            trimmed_code[self.fqname] = ["all (the frozen %s runs instead)" % FROZEN_ALIASES[self.fqname]]
+            return ast.Module(body=[], type_ignores=[])
+        try:
+            tree = ast.parse(source, self.pathname)
+        except (SyntaxError, ValueError):
+            return source  # modulefinder reports it as it would
+        cuts = []
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Try) or not node.body:
+                continue
+            if not all(isinstance(n, ast.Import) or (isinstance(n, ast.ImportFrom) and n.level == 0 and n.module)
+                       for n in node.body):
+                continue
+            names = [a.name for n in node.body if isinstance(n, ast.Import) for a in n.names] + \
+                [n.module for n in node.body if isinstance(n, ast.ImportFrom)]
+            if all("." not in name and importable(name) for name in names):
+                for handler in node.handlers:
+                    if catches_only_import_errors(handler):
+                        handler.body = [ast.Pass(lineno=handler.lineno, col_offset=handler.col_offset)]
+                        cuts.append("except ImportError at line %d" % handler.lineno)
+        blocks = [n for n in tree.body if isinstance(n, ast.If) and is_main_test(n.test)]
+        if not blocks:
+            if cuts:
+                trimmed_code[self.fqname] = cuts
+            return tree
+        # Only private functions and the conventional command-line entry points: a public
+        # function is API, whoever calls it.
+        exported = set()
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                exported |= {n.value for n in ast.walk(node.value) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and (n.name.startswith("_") or n.name in ("main", "test")) and not n.name.startswith("__")}
+
+        def names_in(nodes):
+            return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+        def refers(node, name):
+            return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+
+        trimmed = set()
+        while True:
+            # Functions named only from the blocks and from functions already trimmed.
+            inside = names_in(blocks) | names_in([functions[f] for f in trimmed])
+            more = set()
+            for name, function in functions.items():
+                if name in trimmed or name in exported or name not in inside:
+                    continue
+                rest = [n for n in tree.body
+                        if n not in blocks and n is not function and getattr(n, "name", None) not in trimmed]
+                if not any(refers(n, name) for n in rest):
+                    more.add(name)
+            if not more:
+                break
+            trimmed |= more
+        for block in blocks:
+            block.body = [ast.Pass(lineno=block.lineno, col_offset=block.col_offset)]
+        for name in trimmed:
+            node = functions[name]
+            node.body = [ast.Pass(lineno=node.lineno, col_offset=node.col_offset)]
+            node.decorator_list = []
+        trimmed_code[self.fqname] = cuts + ['if __name__ == "__main__"'] + ["%s()" % f for f in sorted(trimmed)]
+        return tree
+
+
 class Finder(modulefinder.ModuleFinder):
     """ModuleFinder that remembers on which line each import stands, and what first
     brought each module in (a module, or a reason in angle brackets)."""
@@ -94,6 +210,26 @@ class Finder(modulefinder.ModuleFinder):
         super().__init__(*args, **kwargs)
         self.brought_by = {}
         self.loading = ["<entry>"]
+        # Every import seen: importer -> {imported: whether only inside functions}.
+        self.edges = {}
+        self.in_function = [False]
+
+    def import_hook(self, name, caller=None, fromlist=None, level=-1):
+        result = super().import_hook(name, caller, fromlist, level)
+        if caller is not None:
+            try:
+                parent = self.determine_parent(caller, level=level)
+            except ImportError:
+                parent = None
+            target = name if parent is None else (parent.__name__ + "." + name if name else parent.__name__)
+            deferred = self.in_function[-1]
+            found = [target] + [target + "." + item for item in (fromlist or ()) if item != "*"]
+            edges = self.edges.setdefault(caller.__name__, {})
+            for imported in found:
+                if imported in self.modules:
+                    # An import at module level anywhere wins over one inside a function.
+                    edges[imported] = edges.get(imported, True) and deferred
+        return result
 
     def because(self, reason):
         """Imports made in the block are recorded as brought in by `reason`."""
@@ -109,13 +245,28 @@ class Finder(modulefinder.ModuleFinder):
 
     def load_module(self, fqname, fp, pathname, file_info):
         self.brought_by.setdefault(fqname, self.loading[-1])
+        if file_info[2] == modulefinder._PY_SOURCE and fqname not in (entry_name, console_module):
+            # modulefinder compiles fp.read(): hand it the tree without the code that only
+            # runs when the module is __main__, which an imported module never is.
+            fp = UnreachableCodeTrimmed(fp, pathname, fqname)
         self.loading.append(fqname)
+        self.in_function.append(False)  # a module's own code runs when it is imported
         try:
             return super().load_module(fqname, fp, pathname, file_info)
         finally:
+            self.in_function.pop()
             self.loading.pop()
 
     def scan_code(self, co, m):
+        # A function's code (CO_NEWLOCALS) runs when called, not when the module is
+        # imported; class bodies and the module's own code run at import.
+        self.in_function.append(self.in_function[-1] or bool(co.co_flags & 0x2))
+        try:
+            self.scan_code_lines(co, m)
+        finally:
+            self.in_function.pop()
+
+    def scan_code_lines(self, co, m):
         lines = m.__dict__.setdefault("_import_lines", {})
         line = co.co_firstlineno
         for instruction in dis.get_instructions(co):
@@ -214,7 +365,8 @@ def apply_hooks():
     until nothing new appears."""
     done = set()
     while True:
-        todo = sorted(top for top in {n.split(".")[0] for n in finder.modules} if top in hooks and top not in done)
+        present = set(finder.modules) | {n.split(".")[0] for n in finder.modules}
+        todo = sorted(key for key in hooks if key in present and key not in done)
         if not todo:
             return
         for top in todo:
@@ -268,6 +420,37 @@ if request["trace"]:
             finder.badmodules.pop(name, None)  # left out by default before the trace showed it is used
             safe_import(name, report=False)
     apply_hooks()
+
+# The encodings package contributes the codecs the code can name: every string constant of
+# a bundled module that names a codec (after the aliases), plus the hooks' (UTF-8, Latin-1,
+# ASCII; idna with socket). A codec named only at run time (a charset from a request)
+# needs `includes` ("encodings" for all of them).
+def string_constants(code):
+    for constant in code.co_consts:
+        if isinstance(constant, str) and 2 <= len(constant) <= 40:
+            yield constant
+        elif hasattr(constant, "co_consts"):
+            yield from string_constants(constant)
+
+
+import encodings
+import encodings.aliases
+codec_modules = {name for _, name, _ in __import__("pkgutil").iter_modules(encodings.__path__)}
+with finder.because("<a codec the code names>"):
+    named = set()
+    for module in list(finder.modules.values()):
+        code = getattr(module, "__code__", None)
+        # Tables of every codec name (the aliases, locale's) name none in particular.
+        if code is None or module.__name__.startswith("encodings") or module.__name__ in ("locale", "_pyio"):
+            continue
+        for text in string_constants(code):
+            normal = encodings.normalize_encoding(text).lower()
+            codec = encodings.aliases.aliases.get(normal, normal)
+            if codec in codec_modules:
+                named.add("encodings." + codec)
+    for name in sorted(named - set(finder.modules)):
+        safe_import(name, report=False)
+apply_hooks()
 
 # Placement: code that reads its own files by path (templates beside a Flask app, Django's
 # locale, templates, static files and migrations) goes to a real directory inside the
@@ -559,6 +742,51 @@ for record in modules:
         "line": import_line(by, record["name"]) if source is not None else None,
     }
 
+# Optional pulls: modules that no import at module level reaches from what the program
+# surely runs (the entry, the loader's needs, includes, hooks, the traced import), only
+# imports inside functions. They are in the bundle (a call may need them); the summary
+# weighs the heaviest so a spec can exclude what its program never calls.
+def module_bytes(record):
+    path = record.get("pyc") or record["file"]
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+by_name = {r["name"]: r for r in modules}
+roots = {n for n, by in finder.brought_by.items() if by.startswith("<")} | forced | {entry_name}
+eager = set()
+todo = [n for n in roots if n in finder.modules]
+while todo:
+    name = todo.pop()
+    if name in eager:
+        continue
+    eager.add(name)
+    parts = name.split(".")
+    todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    todo.extend(t for t, deferred in finder.edges.get(name, {}).items() if not deferred)
+optional_modules = set(by_name) - eager
+optional_pulls = []
+for importer in sorted(eager):
+    for head, deferred in sorted(finder.edges.get(importer, {}).items()):
+        if not deferred or head not in optional_modules or any(p["module"] == head for p in optional_pulls):
+            continue
+        reached, todo = set(), [head]
+        while todo:
+            name = todo.pop()
+            if name in reached or name not in optional_modules:
+                continue
+            reached.add(name)
+            todo.extend(finder.edges.get(name, {}))
+        source = finder.modules.get(importer)
+        optional_pulls.append({"module": head, "by": importer, "line": import_line(importer, head),
+                               "file": os.path.realpath(source.__file__) if source is not None and source.__file__ else None,
+                               "modules": len(reached), "bytes": sum(module_bytes(by_name[n]) for n in reached if n in by_name)})
+optional_pulls.sort(key=lambda p: (-p["bytes"], p["module"]))
+for record in modules:
+    record["optional"] = record["name"] in optional_modules
+
 used_distributions = sorted({r["distribution"] for r in modules if r.get("distribution")})
 libdir = sysconfig.get_config_var("LIBDIR") or ""
 multiarch = sysconfig.get_config_var("MULTIARCH") or ""
@@ -590,11 +818,15 @@ json.dump({
         "libraries": sorted(p for p in trace["libraries"]
                             if os.path.realpath(p) not in {r["file"] for r in modules}
                             and os.path.realpath(p) != (os.path.realpath(libpython) if libpython else None)
-                            and not os.path.basename(p).startswith(("libpython", "ld-linux"))),
+                            and not os.path.basename(p).startswith(("libpython", "ld-linux"))
+                            # an extension module the bundle does not hold was the tracer's own
+                            and not p.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))),
     },
     "data_left_out": data_left_out,
     "placement": [{"name": top, "where": where, "why": why} for top, (where, why) in sorted(placement.items())],
     "brought_by": brought_by,
+    "trimmed": trimmed_code,
+    "optional_pulls": optional_pulls[:20],
     "stdlib_missing_skipped": skipped,
     "package_data": package_data,
     "distributions": used_distributions,

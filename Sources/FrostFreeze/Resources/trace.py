@@ -7,10 +7,17 @@ beyond loopback. Then records every module that ended up in sys.modules and ever
 object the process mapped, so imports made by C/Rust extensions, computed importlib
 calls, plugin discovery and ctypes/cffi loads are seen. Writes JSON to OUT.
 """
+import sys
+
+# What the interpreter itself imported to start: anything else in sys.modules at the end
+# counts as the program's, including what this script imports (json, threading): the
+# program may import them too (orjson's Rust code imports json), and unlike a module the
+# program brings, nothing would show it.
+baseline = set(sys.modules)
+
 import importlib.util
 import json
 import os
-import sys
 import threading
 
 request = json.load(open(sys.argv[1]))
@@ -18,7 +25,6 @@ out_path = sys.argv[2]
 sys.path[:] = request["path"]
 sys.dont_write_bytecode = True
 sys.argv = [request["script"]]
-baseline = set(sys.modules)
 
 
 def is_loopback(host):
