@@ -94,6 +94,10 @@ let versionProbeScript = """
             #expect(check.stdout.contains("python: \(version) (\(bundle)/lib/libpython3.\(minor).so.1.0)"), "\(check.stdout)")
             #expect(check.stdout.hasSuffix("check: ok\n"))
         }
+        // Shared objects carry only what the dynamic linker uses (pyenv's keep debug info).
+        let sections = try runProcess("/usr/bin/readelf", ["-S", dist + "/hello/lib/libpython3.\(minor).so.1.0"])
+        #expect(sections.status == 0 && sections.stdout.contains(".dynsym"))
+        #expect(!sections.stdout.contains(".debug_info") && !sections.stdout.contains(".symtab"), "libpython not stripped")
         let filterCheck = try runProcess(dist + "/redirector_with_filter/_redirector_with_filter", ["--check"])
         #expect(filterCheck.stdout.contains("filter: "), "\(filterCheck.output)")
         let inspect = try runProcess(Products.frost, ["inspect", dist + "/probe"])
