@@ -536,18 +536,20 @@ public final class Builder {
     /// binutils' strip, when the build machine has it.
     static let stripTool = ["/usr/bin/strip", "/bin/strip"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    /// Copies a shared library or extension module without the symbols the dynamic linker
-    /// does not use (`--strip-unneeded`: debug information, the static symbol table); a
-    /// pyenv-built libpython goes from 30 to 7 MiB. A file strip cannot handle is copied as
-    /// it is.
+    /// Copies a shared library or extension module that carries debug information without
+    /// the symbols the dynamic linker does not use (`--strip-unneeded`); a pyenv-built
+    /// libpython goes from 30 to 7 MiB. Files without debug information (Debian's, binary
+    /// wheels') are copied as they are: patchelf-rewritten wheel libraries are what strip
+    /// breaks. A result whose segments the dynamic linker would refuse is not used either.
     func copyStripped(_ source: String, to destination: String) throws {
-        guard let strip = Builder.stripTool, ELFReader.isELF(source), !FileManager.default.fileExists(atPath: destination) else {
+        guard let strip = Builder.stripTool, ELFReader.isELF(source), ELFReader.hasDebugInformation(source),
+              !FileManager.default.fileExists(atPath: destination) else {
             return try copy(source, to: destination)
         }
         try FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         let result = try PythonRunner.run(strip, ["--strip-unneeded", "-o", destination, source])
-        if result.status != 0 {
+        if result.status != 0 || !ELFReader.loadSegmentsAreAligned(destination) {
             try? FileManager.default.removeItem(atPath: destination)
             return try copy(source, to: destination)
         }

@@ -21,6 +21,56 @@ public enum ELFReader {
         return (try? handle.read(upToCount: 4)) == Data([0x7F, 0x45, 0x4C, 0x46])
     }
 
+    /// Whether the file carries DWARF debug information (`.debug_*` sections): what
+    /// stripping saves. Binary wheels' libraries have none (and some of them, rewritten by
+    /// patchelf, binutils' strip would break); pyenv's and self-built ones do.
+    public static func hasDebugInformation(_ path: String) -> Bool {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else { return false }
+        return data.withUnsafeBytes { raw -> Bool in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            func u(_ o: Int, _ size: Int) -> Int? {
+                guard o >= 0, o + size <= bytes.count else { return nil }
+                var value = 0
+                for i in 0..<size { value |= Int(bytes[o + i]) << (8 * i) }
+                return value
+            }
+            guard bytes.count >= 64, bytes[0] == 0x7F, bytes[4] == 2, bytes[5] == 1,
+                  let shoff = u(0x28, 8), let shentsize = u(0x3A, 2), let shnum = u(0x3C, 2), let shstrndx = u(0x3E, 2),
+                  shstrndx < shnum, let names = u(shoff + shstrndx * shentsize + 24, 8) else { return false }
+            let prefix = Array(".debug_".utf8)
+            for i in 0..<shnum {
+                guard let name = u(shoff + i * shentsize, 4) else { return false }
+                let start = names + name
+                if start + prefix.count <= bytes.count, (0..<prefix.count).allSatisfy({ bytes[start + $0] == prefix[$0] }) {
+                    return true
+                }
+            }
+            return false
+        }
+    }
+
+    /// Whether every loadable segment's file offset agrees with its address modulo its
+    /// alignment, as the dynamic linker requires ("ELF load command address/offset not
+    /// page-aligned" otherwise): checked after stripping.
+    public static func loadSegmentsAreAligned(_ path: String) -> Bool {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return false }
+        let bytes = [UInt8](data)
+        func u(_ o: Int, _ size: Int) -> Int? {
+            guard o >= 0, o + size <= bytes.count else { return nil }
+            var value = 0
+            for i in 0..<size { value |= Int(bytes[o + i]) << (8 * i) }
+            return value
+        }
+        guard bytes.count >= 64, let phoff = u(0x20, 8), let phentsize = u(0x36, 2), let phnum = u(0x38, 2) else { return false }
+        for i in 0..<phnum {
+            let base = phoff + i * phentsize
+            guard let type = u(base, 4), let offset = u(base + 8, 8), let vaddr = u(base + 16, 8),
+                  let align = u(base + 48, 8) else { return false }
+            if type == 1, align > 1, (offset % align) != (vaddr % align) { return false }  // PT_LOAD
+        }
+        return true
+    }
+
     public static func read(_ path: String) throws -> ELFDynamicInfo {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
