@@ -476,7 +476,8 @@ struct WorkerSetup {
     let sockets: [Int32]
     let options: ProcessOptions
 
-    /// Waits for SIGTERM/SIGINT, reporting once a second: a heartbeat while no handler is
+    /// Waits for SIGTERM/SIGINT, reporting every second (or a quarter of the heartbeat
+    /// time-out when that is shorter): a heartbeat while no handler is
     /// stuck past its deadline and a Python thread takes new work (or all are busy), and a request
     /// to be recycled after --max-requests (plus jitter) or over --max-rss. Returns the
     /// signal that stopped it (SIGTERM when the master went away).
@@ -484,7 +485,10 @@ struct WorkerSetup {
         let jitter = options.maxRequestsJitter > 0 ? Int.random(in: 0...options.maxRequestsJitter) : 0
         let maxRequests = options.maxRequests > 0 ? options.maxRequests + jitter : 0
         var recycleAsked = false
-        var wait = timespec(tv_sec: 1, tv_nsec: 0)
+        // Several reports within one heartbeat time-out, so that a short time-out (tests,
+        // impatient operators) is not missed by the reporting cadence itself.
+        let interval = max(0.05, min(1.0, options.heartbeatTimeout / 4))
+        var wait = timespec(tv_sec: Int(interval), tv_nsec: Int((interval - interval.rounded(.down)) * 1e9))
         while true {
             let received = sigtimedwait(&signals, nil, &wait)
             if received == SIGTERM || received == SIGINT { return received }
