@@ -238,7 +238,9 @@ struct BuildCommand: ParsableCommand {
                 try ImportReport.write(bundle: report.output, to: path)
                 if !quiet && !json { print("report: \(path)") }
             }
-        } catch let error where error is BuildError || error is OCIImage.ImageError || error is ImportRecord.ReadError {
+        } catch {
+            // Whatever failed (the build, an ELF or archive read, a subprocess, the image,
+            // the report) reaches the user as one `frost:` line, with exit status 1.
             printError("frost: \(error)")
             throw ExitCode(ExitStatus.failure)
         }
