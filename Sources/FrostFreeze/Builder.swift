@@ -252,11 +252,12 @@ public final class Builder {
             if LibraryResolver.systemLibraries.contains(name) || !fm.fileExists(atPath: path) { continue }
             loaded.append(.init(name: name, path: URL(fileURLWithPath: path).resolvingSymlinksInPath().path))
         }
-        // The loader links no libpython: it loads this one from lib/ at start.
+        // The loader links no libpython: it loads this one from lib/ at start. As one of
+        // the libraries, its own dependencies come along and name it as their user.
         let pythonLibraryName = try ELFReader.read(libpython).soname ?? URL(fileURLWithPath: libpython).lastPathComponent
         loaded.append(.init(name: pythonLibraryName, path: URL(fileURLWithPath: libpython).resolvingSymlinksInPath().path))
         do {
-            libraries = Builder.merge(try resolver.closure(of: [options.stubPath, libpython] + extensionFiles + loaded.map(\.path)),
+            libraries = Builder.merge(try resolver.closure(of: [options.stubPath] + extensionFiles + loaded.map(\.path)),
                                       loaded)
         } catch let error as LibraryResolver.Unresolved {
             throw BuildError("cannot collect shared libraries: \(error)")
@@ -274,7 +275,7 @@ public final class Builder {
 
         // Why each module and library is here, for `frost inspect --why` (and the summary).
         let record = ImportRecord.make(entry: spec.name, analysis: analysis, libraries: libraries,
-                                       objects: [("the loader", options.stubPath), ("libpython", libpython)]
+                                       objects: [("the loader", options.stubPath)]
                                            + analysis.modules.filter { $0.kind == "extension" }.map { ($0.name, $0.file) },
                                        pythonLibrary: pythonLibraryName)
         try Data(record.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + ImportRecord.fileName))

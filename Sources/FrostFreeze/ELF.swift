@@ -25,76 +25,42 @@ public enum ELFReader {
     /// stripping saves. Binary wheels' libraries have none (and some of them, rewritten by
     /// patchelf, binutils' strip would break); pyenv's and self-built ones do.
     public static func hasDebugInformation(_ path: String) -> Bool {
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else { return false }
-        return data.withUnsafeBytes { raw -> Bool in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            func u(_ o: Int, _ size: Int) -> Int? {
-                guard o >= 0, o + size <= bytes.count else { return nil }
-                var value = 0
-                for i in 0..<size { value |= Int(bytes[o + i]) << (8 * i) }
-                return value
-            }
-            guard bytes.count >= 64, bytes[0] == 0x7F, bytes[4] == 2, bytes[5] == 1,
-                  let shoff = u(0x28, 8), let shentsize = u(0x3A, 2), let shnum = u(0x3C, 2), let shstrndx = u(0x3E, 2),
-                  shstrndx < shnum, let names = u(shoff + shstrndx * shentsize + 24, 8) else { return false }
-            let prefix = Array(".debug_".utf8)
-            for i in 0..<shnum {
-                guard let name = u(shoff + i * shentsize, 4) else { return false }
-                let start = names + name
-                if start + prefix.count <= bytes.count, (0..<prefix.count).allSatisfy({ bytes[start + $0] == prefix[$0] }) {
-                    return true
-                }
-            }
-            return false
+        guard let elf = ELFBytes(path: path), elf.isELF64LittleEndian,
+              let shoff = elf.integer(at: 0x28, size: 8), let shentsize = elf.integer(at: 0x3A, size: 2),
+              let shnum = elf.integer(at: 0x3C, size: 2), let shstrndx = elf.integer(at: 0x3E, size: 2), shstrndx < shnum,
+              let names = elf.integer(at: shoff + shstrndx * shentsize + 24, size: 8) else { return false }
+        let prefix = Data(".debug_".utf8)
+        for i in 0..<shnum {
+            guard let name = elf.integer(at: shoff + i * shentsize, size: 4) else { return false }
+            let start = names + name
+            if start >= 0, start + prefix.count <= elf.data.count, elf.data[start..<(start + prefix.count)] == prefix { return true }
         }
+        return false
     }
 
     /// Whether every loadable segment's file offset agrees with its address modulo its
     /// alignment, as the dynamic linker requires ("ELF load command address/offset not
     /// page-aligned" otherwise): checked after stripping.
     public static func loadSegmentsAreAligned(_ path: String) -> Bool {
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return false }
-        let bytes = [UInt8](data)
-        func u(_ o: Int, _ size: Int) -> Int? {
-            guard o >= 0, o + size <= bytes.count else { return nil }
-            var value = 0
-            for i in 0..<size { value |= Int(bytes[o + i]) << (8 * i) }
-            return value
-        }
-        guard bytes.count >= 64, let phoff = u(0x20, 8), let phentsize = u(0x36, 2), let phnum = u(0x38, 2) else { return false }
-        for i in 0..<phnum {
-            let base = phoff + i * phentsize
-            guard let type = u(base, 4), let offset = u(base + 8, 8), let vaddr = u(base + 16, 8),
-                  let align = u(base + 48, 8) else { return false }
-            if type == 1, align > 1, (offset % align) != (vaddr % align) { return false }  // PT_LOAD
-        }
-        return true
+        guard let elf = ELFBytes(path: path), elf.isELF64LittleEndian, let segments = try? elf.segments() else { return false }
+        return segments.allSatisfy { $0.type != 1 || $0.align <= 1 || $0.offset % $0.align == $0.vaddr % $0.align }  // PT_LOAD
     }
 
     public static func read(_ path: String) throws -> ELFDynamicInfo {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+        let elf: ELFBytes
+        do { elf = ELFBytes(data: try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)) } catch {
             throw ELFError(path: path, message: "cannot read: \(error.localizedDescription)")
         }
-        let bytes = [UInt8](data)
-        func u16(_ o: Int) throws -> Int {
-            guard o >= 0, o + 2 <= bytes.count else { throw ELFError(path: path, message: "truncated") }
-            return Int(bytes[o]) | Int(bytes[o + 1]) << 8
+        func u64(_ o: Int) throws -> Int {
+            guard let value = elf.integer(at: o, size: 8) else { throw ELFError(path: path, message: "truncated") }
+            return value
         }
-        func u32(_ o: Int) throws -> Int { let low = try u16(o); let high = try u16(o + 2); return low | high << 16 }
-        func u64(_ o: Int) throws -> Int { let low = try u32(o); let high = try u32(o + 4); return low | high << 32 }
-        guard bytes.count >= 64, bytes[0..<4] == [0x7F, 0x45, 0x4C, 0x46] else {
+        guard elf.data.count >= 64, elf.data.prefix(4) == Data([0x7F, 0x45, 0x4C, 0x46]) else {
             throw ELFError(path: path, message: "not an ELF file")
         }
-        guard bytes[4] == 2, bytes[5] == 1 else { throw ELFError(path: path, message: "not a 64-bit little-endian ELF file") }
-        let phoff = try u64(0x20), phentsize = try u16(0x36), phnum = try u16(0x38)
-        struct Segment { let type: Int; let offset: Int; let vaddr: Int; let filesz: Int }
-        var segments: [Segment] = []
-        for i in 0..<phnum {
-            let base = phoff + i * phentsize
-            segments.append(Segment(type: try u32(base), offset: try u64(base + 8), vaddr: try u64(base + 16),
-                                    filesz: try u64(base + 32)))
-        }
+        guard elf.isELF64LittleEndian else { throw ELFError(path: path, message: "not a 64-bit little-endian ELF file") }
+        guard let segments = try? elf.segments() else { throw ELFError(path: path, message: "truncated") }
+        let bytes = elf.data
         guard let dynamic = segments.first(where: { $0.type == 2 }) else { return ELFDynamicInfo() }  // PT_DYNAMIC
         func fileOffset(_ address: Int) throws -> Int {
             for s in segments where s.type == 1 && address >= s.vaddr && address < s.vaddr + s.filesz {  // PT_LOAD
@@ -221,5 +187,45 @@ public struct LibraryResolver {
             if FileManager.default.fileExists(atPath: candidate) { return candidate }
         }
         return nil
+    }
+}
+
+/// The bytes of an ELF file, read as little-endian fields (nil past the end).
+struct ELFBytes {
+    struct Segment { let type: Int; let offset: Int; let vaddr: Int; let filesz: Int; let align: Int }
+
+    let data: Data
+
+    init(data: Data) { self.data = data }
+
+    init?(path: String) {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else { return nil }
+        self.data = data
+    }
+
+    var isELF64LittleEndian: Bool {
+        data.count >= 64 && data.prefix(4) == Data([0x7F, 0x45, 0x4C, 0x46]) && data[4] == 2 && data[5] == 1
+    }
+
+    func integer(at offset: Int, size: Int) -> Int? {
+        guard offset >= 0, offset + size <= data.count else { return nil }
+        var value = 0
+        for i in 0..<size { value |= Int(data[offset + i]) << (8 * i) }
+        return value
+    }
+
+    struct Truncated: Error {}
+
+    /// The program headers.
+    func segments() throws -> [Segment] {
+        guard let phoff = integer(at: 0x20, size: 8), let phentsize = integer(at: 0x36, size: 2),
+              let phnum = integer(at: 0x38, size: 2) else { throw Truncated() }
+        return try (0..<phnum).map { i in
+            let base = phoff + i * phentsize
+            guard let type = integer(at: base, size: 4), let offset = integer(at: base + 8, size: 8),
+                  let vaddr = integer(at: base + 16, size: 8), let filesz = integer(at: base + 32, size: 8),
+                  let align = integer(at: base + 48, size: 8) else { throw Truncated() }
+            return Segment(type: type, offset: offset, vaddr: vaddr, filesz: filesz, align: align)
+        }
     }
 }

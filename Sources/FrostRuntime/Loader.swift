@@ -130,7 +130,7 @@ public final class Loader {
         }
         StartupTimings.mark("python init")
         if let manifest {
-            let magic = interpreter.mainThreadState.withGIL { Python.bytecodeMagic }.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+            let magic = SHA256.hexString(interpreter.mainThreadState.withGIL { Python.bytecodeMagic })
             guard magic == manifest.bytecodeMagic.lowercased() else {
                 throw LoaderError(.interpreter, """
                     Python \(python) (\(PythonLibrary.loaded?.path ?? "?")) reads bytecode magic \(magic) but the bundle's \
@@ -365,8 +365,6 @@ public final class Loader {
         return 1
     }
 
-    /// A bundle built by frost carries bundle.json: its archives must match it before
-    /// anything runs. Hand-assembled bundles (no manifest) are not checked.
     /// Loads the bundle's CPython library: the one bundle.json names, from `lib/`; for a
     /// bundle without a manifest the one `lib/` holds; for a bundle without `lib/`
     /// (assembled by hand, in development) the system's. Refuses a library whose version
@@ -404,6 +402,8 @@ public final class Loader {
         return version
     }
 
+    /// A bundle built by frost carries bundle.json: its archives must match it before
+    /// anything runs. Hand-assembled bundles (no manifest) are not checked.
     private static func checkManifest(_ layout: BundleLayout) throws -> BundleManifest? {
         let manifest: BundleManifest?
         do {
