@@ -54,12 +54,14 @@ public struct BundleManifest: Equatable, Sendable {
     }
 
     public var json: JSON {
-        .object([
+        var python: [String: JSON] = ["version": .string(pythonVersion), "magic": .string(bytecodeMagic)]
+        if let pythonLibrary { python["library"] = .string(pythonLibrary) }
+        if let pythonBuild { python["build"] = .string(pythonBuild) }
+        return .object([
             "format": .number(Double(BundleManifest.formatVersion)),
             "name": .string(name),
             "entry": .string(entry),
-            "python": .object(["version": .string(pythonVersion), "magic": .string(bytecodeMagic)]
-                .merging([("library", pythonLibrary), ("build", pythonBuild)].compactMap { key, value in value.map { (key, JSON.string($0)) } }) { a, _ in a }),
+            "python": .object(python),
             "options": .object(options),
             "files": .object(files.mapValues { .object(["sha256": .string($0.sha256), "size": .number(Double($0.size))]) }),
             "archives": .object(archives.mapValues { .object($0.mapValues { .string($0) }) }),

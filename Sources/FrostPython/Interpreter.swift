@@ -103,8 +103,9 @@ public final class Interpreter: @unchecked Sendable {
 
         // PyConfig is laid out differently in every version: set through the loaded
         // version's offsets, in memory larger than any of them.
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(4096, layout.size), alignment: 16)
-        storage.initializeMemory(as: UInt8.self, repeating: 0, count: max(4096, layout.size))
+        let byteCount = max(4096, layout.size)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 16)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         defer { storage.deallocate() }
         let c = OpaquePointer(storage)
         PyConfig_InitIsolatedConfig(c)

@@ -10,6 +10,8 @@ import Glibc
 /// CPython from 3.10 to 3.13 is supported, free-threaded builds are not.
 public enum PythonLibrary {
     /// The minor versions of Python 3 frost runs (those whose `PyConfig` layout it knows).
+    /// The packager's twin is `BundleLayout.supportedPythonMinorVersions` (FrostPython
+    /// stands below FrostBundle); FrostRuntimeTests keeps the two equal.
     public static let supportedMinorVersions = 10...13
 
     /// A loaded library's version, as `Py_GetVersion` reports it.

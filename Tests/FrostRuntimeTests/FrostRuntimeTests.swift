@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import FrostArchive
+import FrostBundle
+import FrostPython
 @testable import FrostRuntime
 
 func mount(_ files: [String: String]) throws -> (MountedArchive, String) {
@@ -79,5 +81,12 @@ func mount(_ files: [String: String]) throws -> (MountedArchive, String) {
         #expect(process.terminationStatus == 0, "\(output)")
         #expect(output.contains("OK"))
         #expect(!output.contains("Ran 0 tests"))
+    }
+}
+
+@Suite struct SupportedPythonTests {
+    /// The packager refuses what the loader cannot run, and the loader runs all it accepts.
+    @Test func thePackagerAndTheLoaderSupportTheSameVersions() {
+        #expect(PythonLibrary.supportedMinorVersions == BundleLayout.supportedPythonMinorVersions)
     }
 }

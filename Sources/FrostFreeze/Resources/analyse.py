@@ -7,6 +7,8 @@ and compiles every pure-Python module to an unchecked-hash .pyc in a content-key
 """
 import ast
 import dis
+import encodings
+import encodings.aliases
 import fnmatch
 import hashlib
 import importlib.machinery
@@ -15,6 +17,7 @@ import importlib.util
 import json
 import modulefinder
 import os
+import pkgutil
 import subprocess
 import sys
 import sysconfig
@@ -126,7 +129,9 @@ class UnreachableCodeTrimmed:
       `python -m`): an imported module is never __main__;
     - the `except ImportError:` fallback of a `try:` that only imports top-level modules
       this interpreter has (random's `from _sha512 import sha512`, else hashlib): with
-      those modules in the bundle, the fallback never runs."""
+      those modules in the bundle, the fallback never runs;
+    - all of importlib's `_bootstrap` and `_bootstrap_external` sources: importlib puts
+      the frozen modules in their place."""
 
     def __init__(self, fp, pathname, fqname):
         self.fp, self.pathname, self.fqname = fp, pathname, fqname
@@ -171,27 +176,21 @@ class UnreachableCodeTrimmed:
         functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                      and (n.name.startswith("_") or n.name in ("main", "test")) and not n.name.startswith("__")}
 
-        def names_in(nodes):
-            return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-        def refers(node, name):
-            return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
-
+        # Which top-level statements name each candidate (its own definition aside).
+        named_by = {name: set() for name in functions if name not in exported}
+        for index, node in enumerate(tree.body):
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name) and n.id in named_by and node is not functions[n.id]:
+                    named_by[n.id].add(index)
+        # Trimmed: named only by the blocks and by functions already trimmed.
+        cut = {index for index, node in enumerate(tree.body) if node in blocks}
         trimmed = set()
         while True:
-            # Functions named only from the blocks and from functions already trimmed.
-            inside = names_in(blocks) | names_in([functions[f] for f in trimmed])
-            more = set()
-            for name, function in functions.items():
-                if name in trimmed or name in exported or name not in inside:
-                    continue
-                rest = [n for n in tree.body
-                        if n not in blocks and n is not function and getattr(n, "name", None) not in trimmed]
-                if not any(refers(n, name) for n in rest):
-                    more.add(name)
+            more = {name for name, where in named_by.items() if name not in trimmed and where and where <= cut}
             if not more:
                 break
             trimmed |= more
+            cut |= {tree.body.index(functions[name]) for name in more}
         for block in blocks:
             block.body = [ast.Pass(lineno=block.lineno, col_offset=block.col_offset)]
         for name in trimmed:
@@ -246,8 +245,8 @@ class Finder(modulefinder.ModuleFinder):
     def load_module(self, fqname, fp, pathname, file_info):
         self.brought_by.setdefault(fqname, self.loading[-1])
         if file_info[2] == modulefinder._PY_SOURCE and fqname not in (entry_name, console_module):
-            # modulefinder compiles fp.read(): hand it the tree without the code that only
-            # runs when the module is __main__, which an imported module never is.
+            # modulefinder compiles fp.read(): hand it the tree without the code that
+            # cannot run in the bundle.
             fp = UnreachableCodeTrimmed(fp, pathname, fqname)
         self.loading.append(fqname)
         self.in_function.append(False)  # a module's own code runs when it is imported
@@ -433,9 +432,7 @@ def string_constants(code):
             yield from string_constants(constant)
 
 
-import encodings
-import encodings.aliases
-codec_modules = {name for _, name, _ in __import__("pkgutil").iter_modules(encodings.__path__)}
+codec_modules = {name for _, name, _ in pkgutil.iter_modules(encodings.__path__)}
 with finder.because("<a codec the code names>"):
     named = set()
     for module in list(finder.modules.values()):
@@ -767,11 +764,12 @@ while todo:
     todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
     todo.extend(t for t, deferred in finder.edges.get(name, {}).items() if not deferred)
 optional_modules = set(by_name) - eager
-optional_pulls = []
+optional_pulls, heads = [], set()
 for importer in sorted(eager):
     for head, deferred in sorted(finder.edges.get(importer, {}).items()):
-        if not deferred or head not in optional_modules or any(p["module"] == head for p in optional_pulls):
+        if not deferred or head not in optional_modules or head in heads:
             continue
+        heads.add(head)
         reached, todo = set(), [head]
         while todo:
             name = todo.pop()
