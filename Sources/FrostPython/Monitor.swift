@@ -3,48 +3,84 @@ import Glibc
 #endif
 
 /// A mutex with one condition: the one synchronisation primitive of the Python threads
-/// and of the host (state shared by an event loop and Python threads).
+/// and of the host (state shared by an event loop and Python threads). The pthread
+/// objects live in their own allocation: a class's stored property has no address
+/// pthread may rely on.
 public final class Monitor: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     public init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
+        // Adaptive: a thread that finds the mutex taken spins briefly before sleeping. The
+        // critical sections here are a few instructions long, and an event loop put to
+        // sleep on one (a futex wait, a context switch) costs more than the request.
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Monitor.adaptiveMutex)
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+        pthread_cond_init(condition, nil)
     }
 
+    /// PTHREAD_MUTEX_ADAPTIVE_NP (a GNU extension Swift's Glibc module does not export).
+    private static let adaptiveMutex: Int32 = 3
+
     deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&condition)
+        pthread_mutex_destroy(mutex)
+        pthread_cond_destroy(condition)
+        mutex.deallocate()
+        condition.deallocate()
     }
 
     public func locked<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
 
     /// Runs `body` with the mutex released (the caller holds it, inside `locked`).
     public func unlocked<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_unlock(&mutex)
-        defer { pthread_mutex_lock(&mutex) }
+        pthread_mutex_unlock(mutex)
+        defer { pthread_mutex_lock(mutex) }
         return try body()
     }
 
     /// Waits (the mutex held by the caller, inside `locked`) until signalled.
-    public func wait() { pthread_cond_wait(&condition, &mutex) }
+    public func wait() { pthread_cond_wait(condition, mutex) }
 
     /// Waits at most until `deadline` (CLOCK_REALTIME); false on time-out.
     public func wait(until deadline: timespec) -> Bool {
         var d = deadline
-        return pthread_cond_timedwait(&condition, &mutex, &d) == 0
+        return pthread_cond_timedwait(condition, mutex, &d) == 0
     }
 
     /// Wakes every waiter (the caller holds the mutex).
-    public func broadcast() { pthread_cond_broadcast(&condition) }
+    public func broadcast() { pthread_cond_broadcast(condition) }
 
     /// Wakes one waiter (the caller holds the mutex).
-    public func signal() { pthread_cond_signal(&condition) }
+    public func signal() { pthread_cond_signal(condition) }
+
+    /// A further condition on this monitor's mutex, for waking one chosen waiter.
+    public final class Condition: @unchecked Sendable {
+        private let monitor: Monitor
+        private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+        public init(_ monitor: Monitor) {
+            self.monitor = monitor
+            pthread_cond_init(condition, nil)
+        }
+
+        deinit {
+            pthread_cond_destroy(condition)
+            condition.deallocate()
+        }
+
+        /// Waits (the monitor's mutex held, inside `locked`) until signalled.
+        public func wait() { pthread_cond_wait(condition, monitor.mutex) }
+
+        /// Wakes the waiter (the caller holds the monitor's mutex).
+        public func signal() { pthread_cond_signal(condition) }
+    }
 }
 
 /// Seconds on the monotonic clock (for intervals; not a time of day). The one copy of

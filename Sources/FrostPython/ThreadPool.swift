@@ -7,32 +7,37 @@ import Glibc
 ///
 /// Waking a thread and passing the GIL to it cost more than a fast request, so work is
 /// not handed out one wake-up per job: a thread that finishes a job takes the next one
-/// itself, and `submit` wakes a sleeping thread only when none is running. When the
-/// running ones are slow (a handler that sleeps, waits on I/O or computes), a watchdog
-/// that ticks every `tick` seconds while any thread runs wakes another one for work that
-/// has waited a tick: a slow job delays a fast one by a few milliseconds, not by its
-/// own length.
+/// itself, and `submit` wakes a sleeping thread only when none is running. Sleeping
+/// threads wait on their own condition in a stack, and the one woken is the one that
+/// slept last: under steady load the same thread (its caches warm) serves, and the others
+/// stay asleep. When the running ones are slow (a handler that sleeps, waits on I/O or
+/// computes), a watchdog that ticks every `tick` seconds while any thread runs wakes
+/// another one for work that has waited a tick: a slow job delays a fast one by a few
+/// milliseconds, not by its own length.
 public final class PythonThreadPool: @unchecked Sendable {
     // @unchecked: the state is guarded by `monitor`; the rest is set before the threads start.
     public let size: Int
     /// How often the watchdog looks at the queue while threads run.
     static let tick = 0.004
     private let monitor = Monitor()
-    private var queue: [(job: () -> Void, tick: Int)] = []
+    /// Jobs and when each was queued (monotonic seconds).
+    private var queue: [(job: () -> Void, queuedAt: Double)] = []
     private var head = 0
     private var stopping = false
     private var threads: [pthread_t] = []
     private let interpreter: Interpreter
     /// Threads running a job or about to take the next one.
     private var running = 0
-    /// Threads waiting for work.
-    private var idle = 0
+    /// Sleeping threads by slot, the most recent last; each waits on its own condition
+    /// until `woken`.
+    private var sleeping: [Int] = []
+    private var wakeConditions: [Monitor.Condition] = []
+    private var woken: [Bool]
     /// When each thread's job started (nil: none), for `busy`.
     private var startedAt: [Double?]
-    /// The watchdog's tick count (work is stale when queued two ticks ago), and its own
-    /// monitor, on which it sleeps while no thread runs.
-    private var ticks = 0
+    /// The watchdog's own monitor, on which it sleeps while no thread runs (`watchdogIdle`).
     private let watchdogMonitor = Monitor()
+    private var watchdogIdle = false
     private var watchdogWoken = false
     private var watchdog: pthread_t?
 
@@ -41,6 +46,8 @@ public final class PythonThreadPool: @unchecked Sendable {
         self.interpreter = interpreter
         self.size = size
         self.startedAt = Array(repeating: nil, count: size)
+        self.woken = Array(repeating: false, count: size)
+        self.wakeConditions = (0..<size).map { _ in Monitor.Condition(monitor) }
         for index in 0..<size {
             try startThread(name: "\(name)-\(index)") { pool in pool.runLoop(slot: index) }
         }
@@ -76,8 +83,8 @@ public final class PythonThreadPool: @unchecked Sendable {
     public func submit(_ job: @escaping () -> Void) {
         monitor.locked {
             precondition(!stopping, "work submitted to a stopped Python thread pool")
-            queue.append((job, ticks))
-            if running == 0 && idle > 0 { monitor.signal() }
+            queue.append((job, monotonicSeconds()))
+            if running == 0 { wakeOne() }
         }
     }
 
@@ -94,7 +101,7 @@ public final class PythonThreadPool: @unchecked Sendable {
     public func stop() {
         monitor.locked {
             stopping = true
-            monitor.broadcast()
+            while !sleeping.isEmpty { wakeOne() }
         }
         wakeWatchdog()
         for thread in threads { pthread_join(thread, nil) }
@@ -106,15 +113,21 @@ public final class PythonThreadPool: @unchecked Sendable {
     /// The next job for the thread in `slot` (nil: stop), and whether the thread had to
     /// wait for it. Called with `monitor` held; the thread counts as running when it
     /// returns a job.
+    ///
+    /// A thread that finishes while another runs a job that began less than a tick ago
+    /// goes to sleep instead of taking the next job: that other thread takes it in a
+    /// moment, and two threads taking turns would pass the GIL back and forth on every
+    /// request. Threads whose jobs run longer (blocked in I/O, `time.sleep`) do not count,
+    /// so work keeps flowing around them.
     private func next(slot: Int) -> (job: () -> Void, waited: Bool)? {
         startedAt[slot] = nil
         var waited = false
+        if head < queue.count && !stopping && !isStale(queue[head].queuedAt) && anotherThreadIsFast(than: slot) {
+            sleep(slot: slot)
+            waited = true
+        }
         while head == queue.count && !stopping {
-            running -= 1
-            idle += 1
-            monitor.wait()
-            idle -= 1
-            running += 1
+            sleep(slot: slot)
             waited = true
         }
         guard head < queue.count else { return nil }
@@ -128,23 +141,54 @@ public final class PythonThreadPool: @unchecked Sendable {
         return (job, waited)
     }
 
+    /// Sleeps until `wakeOne` picks this thread. `monitor` held.
+    private func sleep(slot: Int) {
+        running -= 1
+        woken[slot] = false
+        sleeping.append(slot)
+        while !woken[slot] { wakeConditions[slot].wait() }
+    }
+
+    /// Wakes the thread that went to sleep last (its caches are the warmest). It counts
+    /// as running from now on, so that the next `submit` does not wake a second one
+    /// before it has run. `monitor` held.
+    private func wakeOne() {
+        guard let slot = sleeping.popLast() else { return }
+        woken[slot] = true
+        running += 1
+        wakeConditions[slot].signal()
+    }
+
+    /// Whether work queued at `queuedAt` has waited a tick or more.
+    private func isStale(_ queuedAt: Double) -> Bool {
+        queuedAt <= monotonicSeconds() - PythonThreadPool.tick
+    }
+
+    /// Whether a thread other than `slot` runs a job that began less than a tick ago.
+    private func anotherThreadIsFast(than slot: Int) -> Bool {
+        let recent = monotonicSeconds() - PythonThreadPool.tick
+        for index in startedAt.indices where index != slot {
+            if let started = startedAt[index], started > recent { return true }
+        }
+        return false
+    }
+
     private func runLoop(slot: Int) {
         let state = interpreter.makeThreadStateForCurrentThread()
         monitor.locked { running += 1 }
         while let (job, waited) = monitor.locked({ next(slot: slot) }) {
-            if waited && size > 1 { wakeWatchdog() }  // a thread runs again: the watchdog ticks
+            if waited && size > 1 { wakeWatchdog() }  // a thread runs again: the watchdog ticks if it slept
             state.withGIL { job() }
         }
         monitor.locked { running -= 1 }
         state.delete()
     }
 
-    /// Ticks while any thread runs; wakes an idle thread for work queued two ticks ago.
+    /// Ticks while any thread runs; wakes a sleeping thread for work that has waited a tick.
     private func watch() {
         while true {
             let (active, stop) = monitor.locked { () -> (Bool, Bool) in
-                ticks += 1
-                if head < queue.count && queue[head].tick <= ticks - 2 && idle > 0 { monitor.signal() }
+                if head < queue.count && isStale(queue[head].queuedAt) { wakeOne() }
                 return (running > 0, stopping)
             }
             if stop { return }
@@ -152,15 +196,19 @@ public final class PythonThreadPool: @unchecked Sendable {
                 if active {
                     _ = watchdogMonitor.wait(until: deadline(afterSeconds: PythonThreadPool.tick))
                 } else {
+                    watchdogIdle = true
                     while !watchdogWoken { watchdogMonitor.wait() }
+                    watchdogIdle = false
+                    watchdogWoken = false
                 }
-                watchdogWoken = false
             }
         }
     }
 
+    /// Starts the watchdog ticking when it sleeps for want of running threads.
     private func wakeWatchdog() {
         watchdogMonitor.locked {
+            guard watchdogIdle else { return }
             watchdogWoken = true
             watchdogMonitor.signal()
         }

@@ -250,6 +250,47 @@ enum TestInterpreter {
         }
     }
 
+    /// Jobs that come one after another run on one thread (the one that slept last, its
+    /// caches warm), not in turn on every thread of the pool.
+    @Test func sequentialJobsStayOnOneThread() throws {
+        let pool = try PythonThreadPool(interpreter: TestInterpreter.shared, size: 8, name: "py-sequential")
+        defer { pool.stop() }
+        let seen = ResultCollector()
+        for index in 0..<64 {
+            let done = DispatchSemaphore(value: 0)
+            pool.submit {
+                seen.set(index, (try? Python.importModule("threading").callMethod("get_ident").asInt()) ?? -1)
+                done.signal()
+            }
+            done.wait()
+            usleep(200)  // the thread goes back to sleep before the next job comes
+        }
+        let threads = Set((0..<64).map { seen.get($0) ?? -1 })
+        #expect(threads.count == 1, "64 jobs in turn ran on \(threads.count) threads")
+    }
+
+    /// A job that blocks (releasing the GIL, as time.sleep and I/O do) does not hold back the
+    /// jobs queued behind it: the watchdog hands them to another thread within ticks.
+    @Test func aBlockedJobDoesNotHoldBackTheQueue() throws {
+        let pool = try PythonThreadPool(interpreter: TestInterpreter.shared, size: 4, name: "py-blocked")
+        defer { pool.stop() }
+        let started = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        pool.submit {
+            started.signal()
+            _ = try? Python.evaluate("__import__('time').sleep(1.5)")
+            finished.signal()
+        }
+        started.wait()
+        let begin = Date()
+        let fast = DispatchSemaphore(value: 0)
+        for _ in 0..<20 { pool.submit { fast.signal() } }
+        for _ in 0..<20 { fast.wait() }
+        let elapsed = Date().timeIntervalSince(begin)
+        #expect(elapsed < 0.5, "20 quick jobs behind a sleeping one took \(elapsed) s")
+        finished.wait()
+    }
+
     @Test func errorsComeBackToTheCaller() throws {
         let thread = try PythonThread(interpreter: TestInterpreter.shared, name: "py-errors")
         defer { thread.stop() }
