@@ -7,3 +7,17 @@
 static inline int frost_set_parent_death_signal(int signal_number) {
     return prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0);
 }
+
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/// An anonymous file for memory shared with workers (memfd_create, close-on-exec; the
+/// master dup2s it into each worker). -1 with errno on failure.
+static inline int frost_memfd_create(const char *name) {
+    return (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */);
+}
+
+/// Relaxed atomic access to a 32-bit value in memory shared between processes.
+static inline int32_t frost_shared_load(const int32_t *value) { return __atomic_load_n(value, __ATOMIC_RELAXED); }
+static inline void frost_shared_store(int32_t *value, int32_t new_value) { __atomic_store_n(value, new_value, __ATOMIC_RELAXED); }

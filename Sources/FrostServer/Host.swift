@@ -72,6 +72,9 @@ public struct HostConfiguration: Sendable {
     /// A path the host answers itself with 200 "ok", without Python (orchestrators' probes:
     /// the worker accepts and its event loop runs). nil: none.
     public var healthPath: String?
+    /// This worker's seat on the board where the workers sharing `boundSockets` publish
+    /// their connection counts (nil: accept without looking at the others).
+    public var connectionSeat: ConnectionBoard.Seat?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -183,13 +186,17 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in self.initializeConnection(channel) }
             do {
-                acceptor = try Acceptor(sockets: configuration.boundSockets) { fd in
+                acceptor = try Acceptor(sockets: configuration.boundSockets, seat: configuration.connectionSeat) { fd in
                     var one: Int32 = 1
                     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    self.monitor.locked { self.connectionsBeingSetUp += 1 }
+                    self.monitor.locked {
+                        self.connectionsBeingSetUp += 1
+                        self.publishConnectionCount()
+                    }
                     connections.withConnectedSocket(fd).whenComplete { _ in
                         self.monitor.locked {
                             self.connectionsBeingSetUp -= 1
+                            self.publishConnectionCount()
                             self.monitor.broadcast()
                         }
                     }
@@ -225,10 +232,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private func initializeConnection(_ channel: Channel) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let id = self.connectionID()
-            self.monitor.locked { self.connections[id] = channel }
+            self.monitor.locked {
+                self.connections[id] = channel
+                self.publishConnectionCount()
+            }
             channel.closeFuture.whenComplete { _ in
                 self.monitor.locked {
                     self.connections.removeValue(forKey: id)
+                    self.publishConnectionCount()
                     self.monitor.broadcast()
                 }
             }
@@ -253,6 +264,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                                       trustedProxies: self.configuration.trustedProxies,
                                       stopping: self.monitor.locked { self.stopping }))
         }
+    }
+
+    /// Tells the other workers how many connections this one holds (`monitor` held).
+    private func publishConnectionCount() {
+        configuration.connectionSeat?.setConnections(connections.count + connectionsBeingSetUp)
     }
 
     private func describe(_ address: SocketAddress?) -> String? {
@@ -777,16 +793,23 @@ func base64Decoded(_ text: String) -> [UInt8]? {
 /// Accepts connections on listening sockets other processes share: it waits with poll
 /// and accepts without blocking, so losing a connection to another worker is just
 /// EAGAIN. Stopping closes this process's copies of the sockets only.
+///
+/// With a seat on the workers' connection board it accepts one connection at a time and
+/// leaves a waiting connection to a worker that holds fewer, for at most
+/// `maxDeferral` (that worker may be busy): the first to wake no longer takes them all.
 final class Acceptor: @unchecked Sendable {
     // @unchecked: the descriptors are immutable; `accepted` is called on the thread only.
     private let sockets: [Int32]
+    private let seat: ConnectionBoard.Seat?
+    static let maxDeferral = 0.002
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private var thread = pthread_t()
     private let accepted: (Int32) -> Void
 
-    init(sockets: [Int32], accepted: @escaping (Int32) -> Void) throws {
+    init(sockets: [Int32], seat: ConnectionBoard.Seat? = nil, accepted: @escaping (Int32) -> Void) throws {
         self.sockets = sockets
+        self.seat = seat
         self.accepted = accepted
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HostError(message: "cannot create a pipe: \(String(cString: strerror(errno)))") }
@@ -810,23 +833,38 @@ final class Acceptor: @unchecked Sendable {
     private func run() {
         var fds = sockets.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+        seat?.setAccepting(true)
+        defer { seat?.setAccepting(false) }
+        // When this worker began leaving waiting connections to others; after such a
+        // pause the sockets are polled without waiting, and nothing there ends the pause.
+        var deferringSince: Double?
         while true {
-            guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
+            let ready = poll(&fds, nfds_t(fds.count), deferringSince == nil ? -1 : 0)
+            guard ready >= 0 || errno == EINTR else { return }
+            if ready <= 0 {
+                if ready == 0 { deferringSince = nil }  // another worker took them
+                continue
+            }
             if fds.last!.revents != 0 { return }
-            for index in 0..<sockets.count where fds[index].revents != 0 {
-                while true {
-                    let fd = accept(sockets[index], nil, nil)
-                    if fd >= 0 {
-                        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                    }
-                    if fd < 0 {
-                        // EAGAIN: another process took it. EMFILE and the like: try again later.
-                        if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { usleep(10_000) }
-                        break
-                    }
-                    accepted(fd)
+            if let seat, seat.anotherHoldsFewer() {
+                let now = monotonicSeconds()
+                if now - (deferringSince ?? now) < Acceptor.maxDeferral {
+                    if deferringSince == nil { deferringSince = now }
+                    usleep(200)
+                    continue
                 }
+            }
+            deferringSince = nil
+            for index in 0..<sockets.count where fds[index].revents != 0 {
+                let fd = accept(sockets[index], nil, nil)
+                if fd < 0 {
+                    // EAGAIN: another process took it. EMFILE and the like: try again later.
+                    if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { usleep(10_000) }
+                    continue
+                }
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                accepted(fd)
             }
         }
     }

@@ -43,6 +43,8 @@ public final class Master {
     final class Worker {
         let number: Int
         let generation: Int
+        /// Its seat on the connection board.
+        let seat: Int32
         let pid: pid_t
         let control: Int32
         var started: Double
@@ -55,9 +57,10 @@ public final class Master {
         var stoppingSince: Double?
         var recycleReason: String?
 
-        init(number: Int, generation: Int, pid: pid_t, control: Int32, now: Double) {
+        init(number: Int, generation: Int, seat: Int32, pid: pid_t, control: Int32, now: Double) {
             self.number = number
             self.generation = generation
+            self.seat = seat
             self.pid = pid
             self.control = control
             self.started = now
@@ -68,6 +71,9 @@ public final class Master {
     private var configuration: MasterConfiguration
     private let notifier: SystemdNotifier
     private var sockets: [Int32] = []
+    /// Where workers publish their connection counts (nil: it could not be made; workers
+    /// then accept without looking at each other).
+    private var board: ConnectionBoard?
     private var createdSocketFiles: [String] = []
     private var workers: [Worker] = []
     private var generation = 1
@@ -110,6 +116,7 @@ public final class Master {
             log("\(error)")
             return 1
         }
+        do { board = try ConnectionBoard.create() } catch { log("\(error); workers accept without balancing") }
         if let pidFile = configuration.pidFile {
             let text = "\(getpid())\n"
             let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -185,13 +192,20 @@ public final class Master {
         let masterEnd = ListenSockets.moveHigh(pair[0])
         let workerEnd = ListenSockets.moveHigh(pair[1])
         defer { close(workerEnd) }
-        // The worker gets the sockets at 3, 4, … and its link right after them.
+        // The worker gets the sockets at 3, 4, …, its link right after them, then the board.
         let controlFD = Int32(3 + sockets.count)
+        let seat = (0..<ConnectionBoard.seats).first { seat in !workers.contains { $0.seat == seat } } ?? -1
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (index, fd) in sockets.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(3 + index)) }
         posix_spawn_file_actions_adddup2(&actions, workerEnd, controlFD)
+        var boardArguments: [String] = []
+        if let board, seat >= 0 {
+            board.clear(seat: seat)
+            posix_spawn_file_actions_adddup2(&actions, board.fd, controlFD + 1)
+            boardArguments = ["--connection-board", "\(controlFD + 1):\(seat)"]
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -206,7 +220,7 @@ public final class Master {
 
         let fdList = (0..<sockets.count).map { String(3 + $0) }.joined(separator: ",")
         let arguments = [configuration.executable, "--worker-control", String(controlFD), "--listen-fds", fdList]
-            + configuration.workerArguments
+            + boardArguments + configuration.workerArguments
         let hidden: Set<String> = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
                                    "FROST_WORKERS"]
         // FROST_WORKERS: how many worker processes serve (wsgi.multiprocess follows it).
@@ -226,7 +240,7 @@ public final class Master {
             return
         }
         nextNumber += 1
-        let worker = Worker(number: nextNumber, generation: generation, pid: pid, control: masterEnd, now: now)
+        let worker = Worker(number: nextNumber, generation: generation, seat: seat, pid: pid, control: masterEnd, now: now)
         workers.append(worker)
     }
 
@@ -271,6 +285,7 @@ public final class Master {
             guard let index = workers.firstIndex(where: { $0.pid == pid }) else { continue }
             let worker = workers.remove(at: index)
             close(worker.control)
+            board?.clear(seat: worker.seat)  // a worker that crashed left its count behind
             let how = describeExit(waitStatus)
             if worker.stoppingSince != nil || stopping {
                 log("worker \(worker.number) (pid \(worker.pid)) stopped (\(how))")

@@ -330,6 +330,13 @@ public enum LoaderMain {
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout
+                    if let (fd, seat) = worker.options.connectionBoard {
+                        do {
+                            configuration.connectionSeat = ConnectionBoard.Seat(board: try ConnectionBoard(mapping: fd), index: seat)
+                        } catch {
+                            printError("\(label): \(error); accepting without balancing")
+                        }
+                    }
                     // IIS recycles a worker process whose extension reports itself unhealthy.
                     let link = worker.link
                     configuration.onUnhealthy = { reason in link.send(.recycle(reason: "the extension reports itself unhealthy: \(reason)")) }
@@ -408,7 +415,7 @@ public enum LoaderMain {
 struct ProcessOptions {
     static let names: Set<String> = ["--workers", "--heartbeat-timeout", "--graceful-timeout", "--max-requests",
                                      "--max-requests-jitter", "--max-rss", "--pid-file", "--stats-interval",
-                                     "--worker-control", "--listen-fds"]
+                                     "--worker-control", "--listen-fds", "--connection-board"]
     var workers: String?
     var heartbeatTimeout = 30.0
     var gracefulTimeout = 30.0
@@ -420,6 +427,9 @@ struct ProcessOptions {
     /// Internal (set by the master): the worker's link and its listening sockets.
     var workerControl: Int32?
     var listenFDs: [Int32] = []
+    /// Internal (set by the master): the shared connection board's descriptor and this
+    /// worker's seat on it.
+    var connectionBoard: (fd: Int32, seat: Int32)?
 
     /// Sets an option from its text; returns a problem to report, or nil.
     mutating func set(_ option: String, _ text: String) -> String? {
@@ -452,6 +462,11 @@ struct ProcessOptions {
         case "--worker-control":
             guard let fd = Int32(text), fd > 2 else { return "\(option) needs a descriptor" }
             workerControl = fd
+        case "--connection-board":
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let fd = Int32(parts[0]), fd > 2, let seat = Int32(parts[1]),
+                  (0..<ConnectionBoard.seats).contains(seat) else { return "\(option) needs DESCRIPTOR:SEAT" }
+            connectionBoard = (fd, seat)
         case "--listen-fds":
             let fds = text.split(separator: ",").compactMap { Int32($0) }
             guard !fds.isEmpty, fds.allSatisfy({ $0 > 2 }) else { return "\(option) needs descriptors" }

@@ -168,6 +168,26 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         print("worker replaced and serving \(String(format: "%.2f", serving)) s after SIGKILL")
     }
 
+    /// A burst of connections (wrk's 32, a proxy's pool) is spread over the workers: the
+    /// first to wake no longer takes them all (the workers share their connection counts).
+    @Test func aBurstOfConnectionsIsSpreadOverTheWorkers() throws {
+        let scratch = ScratchDirectory("workers-balance")
+        let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: ["--workers", "2"])
+        #expect(eventually(10) { answeringPIDs(server, requests: 20).count == 2 }, "both workers serve")
+        for round in 0..<3 {
+            do {
+                let connections = try (0..<16).map { _ in try RawConnection(port: server.port) }
+                for connection in connections { try connection.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n") }
+                var perWorker: [String: Int] = [:]
+                for connection in connections { perWorker[try connection.readResponse().text, default: 0] += 1 }
+                #expect(perWorker.count == 2 && perWorker.values.allSatisfy { $0 >= 6 },
+                        "round \(round): 16 connections went \(perWorker)")
+            }  // the connections close here
+            usleep(300_000)  // and the workers count them out
+        }
+        #expect(server.stop().status == 0)
+    }
+
     @Test func timingsSayWhereStartUpTimeGoes() throws {
         let scratch = ScratchDirectory("workers-timings")
         let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: ["--workers", "1", "--timings"])
