@@ -80,6 +80,19 @@ _CHUNKED = 0xFFFFFFFF  # TotalBytes of a body without a Content-Length, as IIS r
 _MULTIPROCESS = int(os.environ.get("FROST_WORKERS") or 1) > 1
 
 
+# The entries every environ has, by wsgi.multithread.
+_CONSTANT_ENVIRON = {
+    multithread: {
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": _MULTIPROCESS,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.run_once": False,
+    }
+    for multithread in (False, True)
+}
+
+
 class ISAPIInputWrapper:
     """``wsgi.input``: the request body, read from the ECB as the application asks."""
 
@@ -143,13 +156,16 @@ class ISAPIInputWrapper:
 class _Response:
     """start_response and the body writes of one request."""
 
-    def __init__(self, ecb):
+    __slots__ = ("ecb", "status", "headers", "sent", "length", "written", "native")
+
+    def __init__(self, ecb, native=False):
         self.ecb = ecb
         self.status = None
         self.headers = None
         self.sent = False
         self.length = None  # the Content-Length the application set
         self.written = 0
+        self.native = native  # frost's control block: headers go as (name, value) pairs
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -162,12 +178,16 @@ class _Response:
             raise AssertionError("start_response called twice without exc_info")
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
             raise ValueError(f"bad WSGI status {status!r}")
+        headers = list(headers)
+        length = None
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str) or "\n" in value or "\r" in value:
                 raise ValueError(f"bad WSGI header {name!r}: {value!r}")
-        self.status, self.headers = status, list(headers)
-        self.length = next((int(value) for name, value in self.headers
-                            if name.lower() == "content-length" and value.strip().isdigit()), None)
+            if length is None and len(name) == 14 and name.lower() == "content-length":
+                value = value.strip()
+                if value.isdigit():
+                    length = int(value)
+        self.status, self.headers, self.length = status, headers, length
         return self.write
 
     def send_headers(self):
@@ -176,6 +196,10 @@ class _Response:
         if self.status is None:
             raise AssertionError("the application wrote a body before calling start_response")
         self.sent = True
+        if self.native:
+            # frost takes the pairs as they are, and the status code from the status line.
+            self.ecb.SendResponseHeaders(self.status, self.headers, False)
+            return
         self.ecb.HttpStatusCode = int(self.status[:3])
         text = "".join(f"{name}: {value}\r\n" for name, value in self.headers) + "\r\n"
         self.ecb.SendResponseHeaders(self.status, text, False)
@@ -185,15 +209,16 @@ class _Response:
         when the handler returns; a streamed piece (from ``write`` or an iterator) is
         flushed at once, as gunicorn sends it, unless it completes the Content-Length
         (then the end of the response follows anyway)."""
-        if not isinstance(data, (bytes, bytearray)):
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"WSGI body data must be bytes, not {type(data).__name__}")
-        self.send_headers()
+        if not self.sent:
+            self.send_headers()
         if data:
             self.written += len(data)
             if flush and (self.length is None or self.written < self.length):
                 self.ecb.WriteClient(bytes(data), isapicon.HSE_IO_NODELAY)
             else:
-                self.ecb.WriteClient(bytes(data))
+                self.ecb.WriteClient(data if type(data) is bytes else bytes(data))
 
 
 class _WSGIHandlerMixin:
@@ -211,6 +236,15 @@ class _WSGIHandlerMixin:
         return self.rootapp, "", path_info
 
     def environ(self, ecb, multithread):
+        build = getattr(ecb, "WSGIEnviron", None)
+        if build is not None:
+            # frost's control block builds the CGI variables natively, from the same
+            # request data and with the same rules as the portable path below.
+            environ = build(_CONSTANT_ENVIRON[multithread])
+            environ["wsgi.input"] = ISAPIInputWrapper(ecb)
+            environ["wsgi.errors"] = sys.stderr
+            environ["isapi.ecb"] = ecb
+            return environ
         (path_variable, script_name, https, server_name, server_port, protocol, remote_addr, remote_host,
          remote_port, remote_user, auth_type, all_http) = _variables(ecb)
         path_info = _text(ecb.PathInfo) or path_variable
@@ -268,14 +302,17 @@ class _WSGIHandlerMixin:
 
     def handle(self, ecb, multithread):
         environ = self.environ(ecb, multithread)
-        app, prefix, path_info = self.select(environ["PATH_INFO"])
-        response = _Response(ecb)
+        response = _Response(ecb, native=hasattr(ecb, "WSGIEnviron"))
+        if self.apps:
+            app, prefix, path_info = self.select(environ["PATH_INFO"])
+            environ["SCRIPT_NAME"] += prefix
+            environ["PATH_INFO"] = path_info
+        else:
+            app = self.rootapp
         if app is None:
             response.start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             response.write(b"Not Found\n")
             return
-        environ["SCRIPT_NAME"] += prefix
-        environ["PATH_INFO"] = path_info
         result = app(environ, response.start_response)
         try:
             regular = result.regular_file() if isinstance(result, FileWrapper) else None

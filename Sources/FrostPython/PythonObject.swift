@@ -76,6 +76,20 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         self.init(owning: p)
     }
 
+    /// A `str` of the UTF-8 bytes of `text` decoded as Latin-1, one code point per byte:
+    /// what WSGI (PEP 3333) wants for request data.
+    public static func latin1(_ text: String) throws -> PythonObject {
+        var text = text
+        return try text.withUTF8 { utf8 in
+            try utf8.withMemoryRebound(to: CChar.self) { try check(PyUnicode_DecodeLatin1($0.baseAddress, $0.count, nil)) }
+        }
+    }
+
+    /// An interned `str`, for keys used again and again (cache it: creating one looks it up).
+    public static func interned(_ text: String) throws -> PythonObject {
+        try check(PyUnicode_InternFromString(text))
+    }
+
     public static func bytes(_ raw: UnsafeRawBufferPointer) throws -> PythonObject {
         try check(PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count))
     }
@@ -200,6 +214,17 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     public func setItem(_ key: String, _ value: PythonObject) throws {
         let k = try PythonObject(key)
         if PyObject_SetItem(pointer, k.pointer, value.pointer) != 0 { throw PythonError.fetch() }
+    }
+
+    /// `self[key] = value` for a dict.
+    public func setItem(_ key: PythonObject, _ value: PythonObject) throws {
+        if PyDict_SetItem(pointer, key.pointer, value.pointer) != 0 { throw PythonError.fetch() }
+    }
+
+    /// A shallow copy of a dict.
+    public func dictCopy() throws -> PythonObject {
+        guard frost_is_dict(pointer) != 0 else { throw PythonError.raise(.typeError, "expected dict, got \(typeName)") }
+        return try PythonObject.check(PyDict_Copy(pointer))
     }
 
     /// `self[range] = value` for lists.

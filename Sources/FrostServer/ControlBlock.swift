@@ -147,6 +147,11 @@ extension Host {
                 return try block.variables.value(name.uppercased()).map(bytes) ?? .none
             })
         } }
+        // frost's own: the CGI part of a WSGI environ in one call, added to a copy of the
+        // dict given (isapi.wsgi's constant wsgi.* entries).
+        type.method("WSGIEnviron") { block, _ in { args, keywords in
+            try block.wsgiEnviron(base: try requiredArgument(args, keywords, 0, "base"))
+        } }
         type.method("ReadClient") { block, _ in { args, keywords in
             let size = try optionalArgument(args, keywords, 0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
@@ -308,18 +313,51 @@ func parseStatus(_ value: PythonObject) throws -> (Int, String) {
         let code = try value.asInt()
         return (code, HTTPReason.phrase(code))
     }
-    let text = try textArgument(value).trimmingCharacters(in: " \t\r\n")
-    let parts = text.split(separator: " ", maxSplits: 1)
-    guard let first = parts.first, let code = Int(first), (100...999).contains(code) else {
+    // Read as UTF-8 bytes: this runs for every response.
+    let bytes = value.isBytes ? try value.asBytes() : Array(try value.asString().utf8)
+    func isSpace(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 || byte == 13 || byte == 10 }
+    var start = 0, end = bytes.count
+    while start < end && isSpace(bytes[start]) { start += 1 }
+    while end > start && isSpace(bytes[end - 1]) { end -= 1 }
+    var index = start, code = 0
+    while index < end && index - start < 4, (48...57).contains(bytes[index]) {
+        code = code * 10 + Int(bytes[index] - 48)
+        index += 1
+    }
+    guard index - start == 3, index == end || bytes[index] == 32, code >= 100 else {
+        let text = String(decoding: bytes[start..<end], as: UTF8.self)
         throw PythonError.raise(.valueError, "status must look like '200 OK', not \(text.debugDescription)")
     }
-    return (code, parts.count > 1 ? String(parts[1]) : HTTPReason.phrase(code))
+    while index < end && bytes[index] == 32 { index += 1 }
+    return (code, index < end ? String(decoding: bytes[index..<end], as: UTF8.self) : HTTPReason.phrase(code))
+}
+
+/// frost's own form of SendResponseHeaders' headers: a sequence of (name, value) pairs of
+/// str, as WSGI's start_response gets them (isapi.wsgi passes them on as they are).
+func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
+    try value.elements().map { pair in
+        let parts = try pair.elements()
+        guard parts.count == 2, parts[0].isString, parts[1].isString else {
+            throw PythonError.raise(.typeError, "response headers must be a str of lines or (name, value) pairs of str")
+        }
+        // Trimmed as the "Name: value" lines are.
+        let name = String(decoding: trimmed(Array(try parts[0].asString().utf8)[...]), as: UTF8.self)
+        let headerValue = String(decoding: trimmed(Array(try parts[1].asString().utf8)[...]), as: UTF8.self)
+        guard isHeaderName(name) else {
+            throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
+        }
+        guard isHeaderValue(headerValue) else {
+            throw PythonError.raise(.valueError, "bad value for response header \(name.debugDescription)")
+        }
+        return (name, headerValue)
+    }
 }
 
 /// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).
 /// Read as UTF-8 bytes: this runs for every response.
 func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
     if value.isNone { return [] }
+    if !value.isBytes && !value.isString { return try headerPairs(value) }
     let bytes = value.isBytes ? try value.asBytes() : Array(try value.asString().utf8)
     var headers: [(String, String)] = []
     var start = 0

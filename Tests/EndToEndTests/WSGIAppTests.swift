@@ -271,4 +271,57 @@ import Glibc
         #expect(reads == "[]", "the file went out with sendfile, not through read(): \(reads)")
         #expect(server.stop().status == 0)
     }
+
+    /// frost's control block builds the environ natively (`WSGIEnviron`) and takes the
+    /// response headers as pairs; isapi.wsgi's portable path (server variables one by one,
+    /// a header string) must give the same environ and the same response.
+    @Test func theNativeEnvironIsThePortableOne() throws {
+        let scratch = ScratchDirectory("wsgi-native-environ")
+        try """
+            import json
+            from isapi.wsgi import ISAPISimpleHandler
+
+            class Portable:
+                "The control block without frost's native additions."
+                def __init__(self, ecb):
+                    self._ecb = ecb
+                def __getattr__(self, name):
+                    if name == "WSGIEnviron":
+                        raise AttributeError(name)
+                    return getattr(self._ecb, name)
+
+            HIDDEN = {"wsgi.input", "wsgi.errors", "isapi.ecb", "wsgi.file_wrapper"}
+
+            def application(environ, start_response):
+                portable = ISAPISimpleHandler(application).environ(Portable(environ["isapi.ecb"]), True)
+                def shown(env):
+                    return {k: v for k, v in env.items() if k not in HIDDEN}
+                native, portable = shown(environ), shown(portable)
+                differences = sorted(k for k in native.keys() | portable.keys() if native.get(k) != portable.get(k))
+                body = json.dumps({"keys": len(native), "differences": differences,
+                                   "native": repr(native), "portable": repr(portable)}).encode()
+                start_response("201 Made", [("Content-Type", "application/json"), ("X-Pairs", " spaced "),
+                                            ("Content-Length", str(len(body)))])
+                return [body]
+            """.write(toFile: scratch.path("same.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("."), "--wsgi", "same:application", "--name", "samesite", "--quiet"],
+                                   dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let server = try RunningServer(loader: scratch.path("dist/samesite/_samesite"), arguments: ["--workers", "0"])
+        let requests = [
+            "GET /caf%C3%A9/x%20y?a=1&b=%20 HTTP/1.1\r\nHost: h.test:81\r\nX-Repeated: one\r\nX-Repeated: two\r\n"
+                + "Cookie: a=1\r\nCookie: b=2\r\nUser-Agent: caf\u{e9}\r\nConnection: close\r\n\r\n",
+            "POST /up HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
+            "PUT /chunk HTTP/1.1\r\nHost: [::1]:8080\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ]
+        for request in requests {
+            let response = try server.request(request)
+            #expect(response.status == 201, "\(response.text)")
+            #expect(response.header("x-pairs") == "spaced", "the headers went as pairs: \(response.headers)")
+            let both = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+            #expect((both["keys"] as? Int ?? 0) >= 17, "\(both)")
+            #expect(both["differences"] as? [String] == [], "\(both)")
+        }
+        #expect(server.stop().status == 0)
+    }
 }

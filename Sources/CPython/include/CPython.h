@@ -178,6 +178,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyUnicode_FromStringAndSize, PyUnicode_FromStringAndSize, (const char *s, Py_ssize_t n), (s, n)) \
     F(const char *, PyUnicode_AsUTF8AndSize, PyUnicode_AsUTF8AndSize, (PyObject *o, Py_ssize_t *n), (o, n)) \
     F(PyObject *, PyUnicode_Join, PyUnicode_Join, (PyObject *sep, PyObject *seq), (sep, seq)) \
+    F(PyObject *, PyUnicode_DecodeLatin1, PyUnicode_DecodeLatin1, (const char *s, Py_ssize_t n, const char *errors), (s, n, errors)) \
+    F(PyObject *, PyUnicode_InternFromString, PyUnicode_InternFromString, (const char *s), (s)) \
     F(PyObject *, PyBytes_FromStringAndSize, PyBytes_FromStringAndSize, (const char *s, Py_ssize_t n), (s, n)) \
     F(char *, PyBytes_AsString, PyBytes_AsString, (PyObject *o), (o)) \
     F(Py_ssize_t, PyBytes_Size, PyBytes_Size, (PyObject *o), (o)) \
@@ -194,6 +196,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyDict_GetItemString, PyDict_GetItemString, (PyObject *d, const char *k), (d, k)) \
     F(PyObject *, PyDict_GetItemWithError, PyDict_GetItemWithError, (PyObject *d, PyObject *k), (d, k)) \
     F(int, PyDict_SetItemString, PyDict_SetItemString, (PyObject *d, const char *k, PyObject *v), (d, k, v)) \
+    F(int, PyDict_SetItem, PyDict_SetItem, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
+    F(PyObject *, PyDict_Copy, PyDict_Copy, (PyObject *d), (d)) \
     F(PyObject *, PySys_GetObject, PySys_GetObject, (const char *n), (n)) \
     F(int, PySys_SetObject, PySys_SetObject, (const char *n, PyObject *v), (n, v)) \
     F(PyObject *, PyEval_GetBuiltins, PyEval_GetBuiltins, (void), ()) \

@@ -1,0 +1,118 @@
+import FrostPython
+import NIOHTTP1
+
+/// The CGI part of a WSGI environ, built natively for `isapi.wsgi` (frost's own control
+/// block method `WSGIEnviron`): the same keys and values the package's portable path
+/// computes from server variables, without a Python string operation per variable.
+/// Values are the request's bytes decoded as Latin-1 (PEP 3333).
+extension ControlBlock {
+    /// A copy of `base` (the constant `wsgi.*` entries) with the request's variables.
+    /// GIL held.
+    func wsgiEnviron(base: PythonObject) throws -> PythonObject {
+        let keys = try WSGIKeys.shared()
+        let environ = try base.dictCopy()
+        func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, try PythonObject.latin1(value)) }
+
+        var pathInfo = Array(variables.pathInfo.utf8)
+        var scriptName = Array(variables.site.scriptName.utf8)
+        if !scriptName.isEmpty && pathInfo.starts(with: scriptName) && scriptName != pathInfo {
+            pathInfo.removeFirst(scriptName.count)
+        } else if scriptName == pathInfo {
+            scriptName = []
+        }
+        while scriptName.last == UInt8(ascii: "/") { scriptName.removeLast() }
+        let secure = variables.secure
+        try set(keys.requestMethod, head.method.rawValue)
+        try set(keys.scriptName, String(decoding: scriptName, as: UTF8.self))
+        try set(keys.pathInfo, String(decoding: pathInfo, as: UTF8.self))
+        try set(keys.queryString, variables.queryString)
+        try set(keys.contentType, head.headers.first(name: "content-type") ?? "")
+        let serverName = variables.serverName
+        try set(keys.serverName, serverName.isEmpty ? "localhost" : serverName)
+        let port = exchange.localAddress?.port.map(String.init) ?? ""
+        try set(keys.serverPort, port.isEmpty ? (secure ? "443" : "80") : port)
+        try set(keys.serverProtocol, "HTTP/\(head.version.major).\(head.version.minor)")
+        let client = exchange.clientAddress
+        try set(keys.remoteAddr, client)
+        if !client.isEmpty { try set(keys.remoteHost, client) }
+        if let remotePort = exchange.remoteAddress?.port { try set(keys.remotePort, String(remotePort)) }
+        if let user = exchange.filterRequest?.user, !user.isEmpty {
+            try set(keys.remoteUser, user)
+            try set(keys.authType, "Basic")
+        }
+        try environ.setItem(keys.urlScheme, secure ? keys.https : keys.http)
+        let total = totalBytes
+        if total == 0xFFFF_FFFF {
+            // No length to give (PEP 3333 leaves CONTENT_LENGTH out); reading to the end is
+            // safe, as gunicorn and mod_wsgi announce with this key.
+            try environ.setItem(keys.inputTerminated, .true)
+        } else if total != 0 {
+            try set(keys.contentLength, String(total))
+        }
+        // HTTP_* in arrival order; a repeated header is one variable, its values joined
+        // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
+        var fields: [(name: String, value: String)] = []
+        for (name, value) in head.headers {
+            let key = "HTTP_" + String(decoding: name.utf8.map { byte -> UInt8 in
+                if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
+                return (97...122).contains(byte) ? byte - 32 : byte
+            }, as: UTF8.self)
+            if key == "HTTP_CONTENT_TYPE" || key == "HTTP_CONTENT_LENGTH" { continue }
+            let trimmed = trimmedSpaces(value)
+            if let index = fields.firstIndex(where: { $0.name == key }) {
+                fields[index].value += (key == "HTTP_COOKIE" ? "; " : ",") + trimmed
+            } else {
+                fields.append((key, trimmed))
+            }
+        }
+        for (name, value) in fields {
+            try environ.setItem(try PythonObject.latin1(name), try PythonObject.latin1(value))
+        }
+        return environ
+    }
+
+    private func trimmedSpaces(_ text: String) -> String {
+        let bytes = text.utf8
+        guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }) else { return "" }
+        let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })!
+        if first == bytes.startIndex && last == bytes.index(before: bytes.endIndex) { return text }
+        return String(text[first...last])
+    }
+}
+
+/// The environ's keys and constant values as Python objects, made once (GIL held).
+private final class WSGIKeys {
+    nonisolated(unsafe) private static var instance: WSGIKeys?
+
+    static func shared() throws -> WSGIKeys {
+        if let instance { return instance }
+        let made = try WSGIKeys()
+        instance = made
+        return made
+    }
+
+    let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength: PythonObject
+    let serverName, serverPort, serverProtocol, remoteAddr, remoteHost, remotePort, remoteUser, authType: PythonObject
+    let urlScheme, inputTerminated, http, https: PythonObject
+
+    private init() throws {
+        requestMethod = try .interned("REQUEST_METHOD")
+        scriptName = try .interned("SCRIPT_NAME")
+        pathInfo = try .interned("PATH_INFO")
+        queryString = try .interned("QUERY_STRING")
+        contentType = try .interned("CONTENT_TYPE")
+        contentLength = try .interned("CONTENT_LENGTH")
+        serverName = try .interned("SERVER_NAME")
+        serverPort = try .interned("SERVER_PORT")
+        serverProtocol = try .interned("SERVER_PROTOCOL")
+        remoteAddr = try .interned("REMOTE_ADDR")
+        remoteHost = try .interned("REMOTE_HOST")
+        remotePort = try .interned("REMOTE_PORT")
+        remoteUser = try .interned("REMOTE_USER")
+        authType = try .interned("AUTH_TYPE")
+        urlScheme = try .interned("wsgi.url_scheme")
+        inputTerminated = try .interned("wsgi.input_terminated")
+        http = try .interned("http")
+        https = try .interned("https")
+    }
+}
