@@ -11,7 +11,10 @@ import json
 import os
 import platform
 import re
+import resource
+import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -60,9 +63,13 @@ class Server:
                     pass
 
 
-def wrk(port, path, connections, seconds):
+UPLOAD_BYTES = 10 << 20
+
+
+def wrk(port, path, connections, seconds, script=None):
     """Requests per second and the 99th percentile latency (ms) of one load run."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+    extra = ["-s", script] if script else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -72,6 +79,65 @@ def wrk(port, path, connections, seconds):
         value, unit = float(p99.group(1)), p99.group(2)
         latency = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     return (float(rps.group(1)) if rps and not errors else 0.0), latency
+
+
+def upload_script(work):
+    """A wrk script that POSTs UPLOAD_BYTES with every request."""
+    path = os.path.join(work, "upload.lua")
+    with open(path, "w") as f:
+        f.write('wrk.method = "POST"\n'
+                f'wrk.body = string.rep("u", {UPLOAD_BYTES})\n'
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    return path
+
+
+def largest_rss_mib(server):
+    """The largest resident set among the server's processes (its process group), MiB."""
+    largest = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != server.process.pid:  # pgrp: the server's session leader
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            largest = max(largest, rss)
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return largest / 1024
+
+
+class IdleConnections:
+    """`count` keep-alive connections that each made one request and then stay idle."""
+
+    def __init__(self, port, count):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < count + 256:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 256), hard))
+        self.sockets = []
+        selector = selectors.DefaultSelector()
+        request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for _ in range(count):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(request)
+            connection.setblocking(False)
+            selector.register(connection, selectors.EVENT_READ)
+            self.sockets.append(connection)
+        pending, deadline = set(self.sockets), time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            for key, _ in selector.select(1):
+                if key.fileobj.recv(65536):  # a response (small: it arrives whole)
+                    pending.discard(key.fileobj)
+                    selector.unregister(key.fileobj)
+        selector.close()
+        self.answered = count - len(pending)
+
+    def close(self):
+        for connection in self.sockets:
+            connection.close()
 
 
 def nginx_server(work, port):
@@ -113,8 +179,11 @@ def python_servers(venv, base, app_dir, module, names):
     fastpysgi = ("import fastpysgi, sys; sys.path.insert(0, %r); from %s import %s as app; "
                  "fastpysgi.run(wsgi_app=app, host='127.0.0.1', port=int(sys.argv[1]), workers=2)") % (app_dir, name, attribute)
     peers = {
+        # --backlog: granian admits at most backlog/workers connections per worker, 512 by
+        # default, too few for the 5,000 idle connections of idle-5000.
         "granian": lambda port: [os.path.join(venv, "bin", "granian"), "--interface", "wsgi", "--workers", "2",
-                                 "--host", "127.0.0.1", "--port", str(port), "--no-ws", "--log-level", "warning", module],
+                                 "--backlog", "8192", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+                                 "--log-level", "warning", module],
         "bjoern": lambda port: [python, "-c", bjoern, str(port)],
         "fastpysgi": lambda port: [python, "-c", fastpysgi, str(port)],
         "gunicorn gthread": lambda port: [os.path.join(venv, "bin", "gunicorn"), "--workers", "2", "--worker-class", "gthread",
@@ -133,7 +202,14 @@ SCENARIOS = [
     ("response-64k", "64 KiB response", "/64k", 32, ["frost", "frost wsgi", "granian", "gunicorn gthread"], "/64k"),
     ("response-1m", "1 MiB response", "/1m", 32, ["frost", "frost wsgi", "granian", "gunicorn gthread"], "/1m"),
     ("flask-page", "Flask page (template render)", "/", 32, ["frost flask", "granian flask", "gunicorn flask"], "/flask"),
+    ("upload-10m", "10 MiB upload read by the application", "/upload", 8,
+     ["frost", "frost wsgi", "granian", "gunicorn gthread"], "/upload"),
 ]
+# Served while IDLE_COUNT idle keep-alive connections are open; compared with each
+# server's own hello-c32 figure of the same round.
+IDLE = ("idle-5000", "hello, 32 connections while 5,000 idle keep-alive connections are open", "/", 32,
+        ["frost", "frost wsgi", "granian"])
+IDLE_COUNT = 5000
 QUICK = [("hello-c32", "hello, 32 connections", "/", 32, ["frost", "frost wsgi", "granian", "bjoern"], "/")]
 
 
@@ -146,7 +222,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def chart(path, title, rows):
+def chart(path, title, rows, reference="nginx serving the same bytes as a static file"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -158,7 +234,7 @@ def chart(path, title, rows):
     axis.axvline(1.0, color="black", linewidth=0.8)
     for index, ratio in enumerate(ratios[::-1]):
         axis.text(ratio, index, f" {ratio:.2f}×", va="center")
-    axis.set_xlabel("requests per second ÷ nginx serving the same bytes as a static file (median)")
+    axis.set_xlabel(f"requests per second ÷ {reference} (median)")
     axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -174,9 +250,17 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--only", action="append", help="run only this scenario (repeatable; hello-c32 comes "
+                        "along with idle-5000); results are printed, not written")
     options = parser.parse_args()
     scenarios = QUICK if options.quick else SCENARIOS
-    rounds, seconds = (1, 3) if options.quick else (options.rounds, min(options.seconds, 15))
+    if options.only:
+        scenarios = [s for s in SCENARIOS if s[0] in options.only or (s[0] == "hello-c32" and IDLE[0] in options.only)]
+        options.quick = True  # printed only
+        with_idle = IDLE[0] in options.only
+    else:
+        with_idle = not options.quick
+    rounds, seconds = (1, 3) if options.quick and not options.only else (options.rounds, min(options.seconds, 15))
     logs = os.path.join(options.work, "logs")
     os.makedirs(logs, exist_ok=True)
 
@@ -214,16 +298,41 @@ def main():
                 f.write(page)
 
         results = {scenario[0]: {} for scenario in scenarios}
+        idle = {}
+        script = upload_script(options.work)
         for round_number in range(1, rounds + 1):
             for key, title, path, connections, names, nginx_path in scenarios:
-                base, _ = wrk(servers["nginx static"].port, nginx_path, connections, seconds)
-                print(f"round {round_number} {key}: nginx static {base:.0f} req/s", flush=True)
+                uploading = key == "upload-10m"
+                if uploading:
+                    # No static file is the same work as reading an upload: the ratio is to granian's.
+                    base, _ = wrk(servers["granian"].port, path, connections, seconds, script)
+                    print(f"round {round_number} {key}: granian {base:.0f} req/s", flush=True)
+                else:
+                    base, _ = wrk(servers["nginx static"].port, nginx_path, connections, seconds)
+                    print(f"round {round_number} {key}: nginx static {base:.0f} req/s", flush=True)
                 for name in names:
-                    rps, p99 = wrk(servers[name].port, path, connections, seconds)
+                    rps, p99 = wrk(servers[name].port, path, connections, seconds, script if uploading else None)
                     ratio = rps / base if base else 0.0
-                    results[key].setdefault(name, []).append({"rps": rps, "p99": p99, "ratio": ratio, "nginx": base})
+                    run = {"rps": rps, "p99": p99, "ratio": ratio, "nginx": base}
+                    if uploading:
+                        run["rss"] = largest_rss_mib(servers[name])
+                    results[key].setdefault(name, []).append(run)
                     print(f"round {round_number} {key}: {name} {rps:.0f} req/s ({ratio:.2f}× nginx), "
-                          f"p99 {p99 if p99 is not None else '?'} ms", flush=True)
+                          f"p99 {p99 if p99 is not None else '?'} ms" + (f", RSS {run['rss']:.0f} MiB" if uploading else ""),
+                          flush=True)
+            if with_idle:
+                for name in IDLE[4]:
+                    held = IdleConnections(servers[name].port, IDLE_COUNT)
+                    try:
+                        rps, p99 = wrk(servers[name].port, IDLE[2], IDLE[3], seconds)
+                    finally:
+                        held.close()
+                    alone = results["hello-c32"][name][-1]["rps"]
+                    ratio = rps / alone if alone else 0.0
+                    idle.setdefault(name, []).append({"rps": rps, "p99": p99, "ratio": ratio, "alone": alone,
+                                                      "answered": held.answered})
+                    print(f"round {round_number} {IDLE[0]}: {name} {rps:.0f} req/s with {held.answered} idle connections "
+                          f"({ratio:.2f}× without), p99 {p99 if p99 is not None else '?'} ms", flush=True)
     finally:
         stop_all()
 
@@ -241,25 +350,52 @@ def main():
                          "p99": statistics.median(p99s) if p99s else None})
         rows.sort(key=lambda row: -row["ratio"])
         nginx = statistics.median(run["nginx"] for run in results[key][names[0]])
-        table = [f"## {title} (`GET {path}`, {connections} connections)\n",
-                 "| server | × nginx | req/s | p99 ms |", "|---|---:|---:|---:|",
-                 f"| nginx static | 1.00 | {nginx:.0f} | |"]
+        uploading = key == "upload-10m"
+        method = "POST" if uploading else "GET"
+        if uploading:
+            table = [f"## {title} (`{method} {path}`, {connections} connections; ratios to granian)\n",
+                     "| server | × granian | req/s | p99 ms | largest RSS MiB |", "|---|---:|---:|---:|---:|"]
+        else:
+            table = [f"## {title} (`{method} {path}`, {connections} connections)\n",
+                     "| server | × nginx | req/s | p99 ms |", "|---|---:|---:|---:|",
+                     f"| nginx static | 1.00 | {nginx:.0f} | |"]
         for row in rows:
             p99 = "" if row["p99"] is None else f"{row['p99']:.2f}"
             ratio = f"{row['ratio']:.2f}" if row["ratio"] >= 0.1 else f"{row['ratio']:.3f}"
-            table.append(f"| {row['server']} | {ratio} | {row['rps']:.0f} | {p99} |")
+            rss = ""
+            if uploading:
+                rss = f" {statistics.median(run['rss'] for run in results[key][row['server']]):.0f} |"
+            table.append(f"| {row['server']} | {ratio} | {row['rps']:.0f} | {p99} |{rss}")
         print("\n".join(table) + "\n")
         if not options.quick:
             os.makedirs(options.results, exist_ok=True)
             with open(os.path.join(options.results, f"{key}.md"), "w") as f:
                 f.write(f"{stamp}; {machine()}\n\n" + "\n".join(table) + "\n")
-            chart(os.path.join(options.results, f"{key}.png"), title, rows)
+            chart(os.path.join(options.results, f"{key}.png"), title, rows,
+                  *(["granian's in the same round"] if uploading else []))
             summary += ["\n".join(table), f"\n![{title}]({key}.png)\n"]
+    if idle:
+        key, title, path, connections, names = IDLE
+        table = [f"## {title} (`GET {path}`, {connections} connections)\n",
+                 "| server | × without them | req/s | req/s without | p99 ms |", "|---|---:|---:|---:|---:|"]
+        for name in names:
+            runs = idle[name]
+            p99s = [run["p99"] for run in runs if run["p99"] is not None]
+            p99 = f"{statistics.median(p99s):.2f}" if p99s else ""
+            table.append(f"| {name} | {statistics.median(run['ratio'] for run in runs):.2f} | "
+                         f"{statistics.median(run['rps'] for run in runs):.0f} | "
+                         f"{statistics.median(run['alone'] for run in runs):.0f} | {p99} |")
+        print("\n".join(table) + "\n")
+        if not options.quick:
+            with open(os.path.join(options.results, f"{key}.md"), "w") as f:
+                f.write(f"{stamp}; {machine()}\n\n" + "\n".join(table) + "\n")
+            summary += ["\n".join(table) + "\n"]
     if not options.quick:
         with open(os.path.join(options.results, "README.md"), "w") as f:
             f.write("\n".join(summary) + "\n")
         with open(os.path.join(options.results, "results.json"), "w") as f:
-            json.dump({"date": stamp, "machine": machine(), "rounds": rounds, "seconds": seconds, "runs": results}, f, indent=1)
+            json.dump({"date": stamp, "machine": machine(), "rounds": rounds, "seconds": seconds, "runs": results,
+                       "idle": idle}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -106,13 +106,20 @@ class ISAPIInputWrapper:
         self._remaining -= len(self._buffer)
 
     def _fill(self, wanted):
-        while len(self._buffer) < wanted and self._remaining > 0:
-            chunk = self._ecb.ReadClient(min(self._remaining, max(wanted - len(self._buffer), 65536)))
+        if len(self._buffer) >= wanted or self._remaining <= 0:
+            return
+        # Pieces are joined once: adding each to the buffer would copy it again and again.
+        parts = [self._buffer] if self._buffer else []
+        have = len(self._buffer)
+        while have < wanted and self._remaining > 0:
+            chunk = self._ecb.ReadClient(min(self._remaining, max(wanted - have, 65536)))
             if not chunk:
                 self._remaining = 0
                 break
             self._remaining -= len(chunk)
-            self._buffer += chunk
+            parts.append(chunk)
+            have += len(chunk)
+        self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read(self, size=-1):
         if size is None or size < 0:

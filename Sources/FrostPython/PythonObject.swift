@@ -90,6 +90,14 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         try check(PyUnicode_InternFromString(text))
     }
 
+    /// A new `bytes` object of `count` bytes that `fill` writes (it must write them all).
+    public static func bytes(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> PythonObject {
+        let object = try check(PyBytes_FromStringAndSize(nil, count))
+        guard let start = PyBytes_AsString(object.pointer) else { throw PythonError.fetch() }
+        try fill(UnsafeMutableRawBufferPointer(start: start, count: count))
+        return object
+    }
+
     public static func bytes(_ raw: UnsafeRawBufferPointer) throws -> PythonObject {
         try check(PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count))
     }

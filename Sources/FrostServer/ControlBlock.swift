@@ -156,8 +156,17 @@ extension Host {
             let size = try optionalArgument(args, keywords, 0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
             do {
-                let data = try Python.withoutGIL { try block.exchange.readBody(maximum: size) }
-                return try PythonObject(bytes: data)
+                let parts = try Python.withoutGIL { try block.exchange.readBodyParts(maximum: size) }
+                // One copy, from the buffers the body arrived in into the bytes object.
+                return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
+                    var offset = 0
+                    for part in parts {
+                        part.withUnsafeReadableBytes { source in
+                            UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
+                        }
+                        offset += part.readableBytes
+                    }
+                }
             } catch let error as ExchangeError {
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
             }

@@ -171,6 +171,14 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
     func readBody(maximum: Int) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for part in try readBodyParts(maximum: maximum) { bytes += part.readableBytesView }
+        return bytes
+    }
+
+    /// The same as views of the buffers the body arrived in (no copy), for a caller that
+    /// copies them once into their destination.
+    func readBodyParts(maximum: Int) throws -> [ByteBuffer] {
         // A client may wait for what was written before it sends more.
         if monitor.locked({ chunks.isEmpty && !bodyEnded && (pendingHead != nil || pendingBody != nil) }) {
             try? flushPending()
@@ -178,7 +186,7 @@ final class HTTPExchange: @unchecked Sendable {
         var resume = false
         let limit = FrostPython.deadline(afterSeconds: bodyTimeout)
         var timedOut = false
-        let bytes: [UInt8] = try monitor.locked {
+        let parts: [ByteBuffer] = try monitor.locked {
             while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
                 if !monitor.wait(until: limit) { timedOut = true; break }
             }
@@ -190,15 +198,17 @@ final class HTTPExchange: @unchecked Sendable {
                 }
                 throw ExchangeError(message: "the client closed the connection before sending the whole body")
             }
-            var out: [UInt8] = []
-            while out.count < maximum, !chunks.isEmpty {
+            var out: [ByteBuffer] = []
+            var count = 0
+            while count < maximum, !chunks.isEmpty {
                 var first = chunks[0]
-                let take = min(maximum - out.count, first.readableBytes)
-                out += first.readBytes(length: take) ?? []
+                let take = min(maximum - count, first.readableBytes)
+                out.append(first.readSlice(length: take)!)
+                count += take
                 if first.readableBytes == 0 { chunks.removeFirst() } else { chunks[0] = first }
             }
-            buffered -= out.count
-            bodyBytesRead += out.count
+            buffered -= count
+            bodyBytesRead += count
             if readsPaused && buffered <= HTTPExchange.lowWater {
                 readsPaused = false
                 resume = true
@@ -206,7 +216,7 @@ final class HTTPExchange: @unchecked Sendable {
             return out
         }
         if resume { eventLoop.execute { self.connection.resumeReading(self.context) } }
-        return bytes
+        return parts
     }
 
     /// A body that went over the limit, or a dead client: reads fail from now on.
@@ -249,6 +259,14 @@ final class HTTPExchange: @unchecked Sendable {
                 markAnsweredByFilter(keepConnection: keep)
                 return
             }
+        }
+        // Every head from Python (the handler, a filter, Redirect's URL) passes here: this
+        // is where header injection is refused (the pipeline has no validator of its own).
+        if !isHeaderValue(reason) {
+            throw ExchangeError(message: "the status line's reason phrase \(reason.debugDescription) holds CR, LF or NUL")
+        }
+        for (name, value) in headers where !isHeaderName(name) || !isHeaderValue(value) {
+            throw ExchangeError(message: "bad response header \(name.debugDescription): \(value.debugDescription)")
         }
         var responseHeaders = HTTPHeaders(headers)
         let (isHead, version): (Bool, HTTPVersion) = (head.method == .HEAD, head.version)

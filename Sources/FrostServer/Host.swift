@@ -256,8 +256,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // NIO's error handler is left out: it would answer a malformed body with a 400
             // while the extension still owes that request's response (a second response,
             // which the pipeline cannot take). HTTPConnectionHandler.errorCaught decides.
+            // Nor NIO's outbound header validator: HTTPExchange.sendHead checks every head
+            // that does not come from the host itself, once, where a bad one can still be
+            // reported to the handler (the validator would fail the write and cut the
+            // connection), and it cost a pass through one more handler per response part.
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                withPipeliningAssistance: true, withErrorHandling: false)
+                withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
                                       lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,

@@ -132,6 +132,20 @@ public enum ListenSockets {
     }
 }
 
+/// Limits of the serving process.
+public enum ProcessLimits {
+    /// Raises the soft limit on open descriptors to the hard one, as nginx
+    /// (`worker_rlimit_nofile`) and Go's runtime do: every connection is a descriptor, and
+    /// the usual soft default (1024) would refuse the 1025th while the system allows more.
+    public static func raiseOpenFileLimit() {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
+    }
+}
+
 func cString(_ characters: [CChar]) -> String {
     String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -287,6 +287,7 @@ public enum LoaderMain {
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         // Writes to a closed log pipe or socket fail with EPIPE instead of killing the server.
         signal(SIGPIPE, SIG_IGN)
+        ProcessLimits.raiseOpenFileLimit()
         let environment = processEnvironment()
         let notifier = SystemdNotifier(environment: environment)
         let systemdSockets = worker == nil ? ListenSockets.fromSystemd(environment: environment, pid: getpid()) : []

@@ -91,6 +91,18 @@ enum HostFixture {
                 except ValueError as error:
                     return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
                 return reply(ecb, "accepted", content_type="text/plain")
+            if path == "/badreason":
+                try:
+                    ecb.SendResponseHeaders("200 OK\r\nX-Injected: 1", "Content-Length: 0\r\n\r\n", False)
+                except ExtensionError as error:
+                    return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
+                return reply(ecb, "accepted", content_type="text/plain")
+            if path == "/badredirect":
+                try:
+                    ecb.Redirect("/target\r\nX-Injected: 1")
+                except ExtensionError as error:
+                    return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
+                return isapicon.HSE_STATUS_SUCCESS
             if path == "/print":
                 print("from the handler")
                 print("no newline yet", end="")
@@ -286,6 +298,13 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         let bad = try server.get("/badheader")
         #expect(bad.status == 400)
         #expect(bad.text.hasPrefix("refused: bad value for response header"))
+        // No header injection through the status line or a redirect's URL: the handler is
+        // told, and the connection still carries a well-formed answer.
+        for path in ["/badreason", "/badredirect"] {
+            let injected = try server.get(path)
+            #expect(injected.status == 400 && injected.text.hasPrefix("refused:"), "\(path): \(injected.text)")
+            #expect(injected.header("x-injected") == nil)
+        }
     }
 
     @Test func exceptionsGiveAGeneric500AndALoggedTraceback() throws {
