@@ -113,7 +113,9 @@ let package = Package(
         .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
-        .testTarget(name: "FrostServerTests", dependencies: ["FrostServer"]),
+        .testTarget(name: "FrostServerTests", dependencies: [
+            "FrostServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor"]),
         .testTarget(
             name: "EndToEndTests",

@@ -647,8 +647,6 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     let connection: FilterConnection
     private var context: ChannelHandlerContext?
-    /// While set, what the HTTP encoder writes is dropped (the filter answered the request).
-    private var discarding = false
     private var incoming: [ByteBuffer] = []
     private var heldIn: [UInt8] = []
     private var inBusy = false
@@ -766,10 +764,6 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
     // MARK: Out
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if discarding {
-            promise?.succeed(())
-            return
-        }
         let payload = unwrapOutboundIn(data)
         if outgoing.isEmpty && !outBusy && !chain.wants(FilterNotification.sendRawData) {
             return context.write(data, promise: promise)
@@ -795,14 +789,6 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
             handler.outgoing.append(.raw(buffer))
             handler.pumpOut()
         }
-    }
-
-    /// Runs `body` (which writes through the HTTP encoder) with the encoder's output
-    /// dropped: the filter already answered, the pipeline only needs to see a response.
-    func discardingEncoderOutput(_ body: () -> Void) {
-        discarding = true
-        body()
-        discarding = false
     }
 
     private func closeAfterWrites() {

@@ -16,18 +16,35 @@ protocol ExchangeDispatcher: AnyObject, Sendable {
 /// one of a connection that has not sent any yet), then close.
 struct StopAfterCurrentRequest {}
 
-/// One per connection, on its event loop. The pipelining handler in front of it hands
-/// requests over one at a time, in order.
+/// One per connection, on its event loop, behind NIO's request decoder: it hands requests
+/// over one at a time, in order, and writes their responses through its `ResponseEncoder`.
+///
+/// Pipelined input (what arrives after a request while its response is still owed: the
+/// next requests, a parse error, the client's half-close) waits in `heldEvents` and is
+/// delivered when the response is out. Reading goes on while a response is owed, so a
+/// client that does not pipeline costs no change of read interest (two `epoll_ctl` per
+/// request, as NIO's pipelining handler does it); reading pauses only once something is
+/// held.
 final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
 
     private let connectionID: Int
     private let dispatcher: ExchangeDispatcher
     private let limits: HostLimits
     private var current: HTTPExchange?
+    /// The request in hand has been read to its end and its response is still owed.
+    private var awaitingResponse = false
+    /// What arrived while `awaitingResponse`, in order, for after the response.
+    private var heldEvents: [HeldEvent] = []
+    private enum HeldEvent {
+        case part(HTTPServerRequestPart)
+        case error(Error)
+        case inputClosed
+    }
+    private var encoder = ResponseEncoder()
     private var readsPaused = false
     private var readPending = false
     private var rejecting = false
@@ -111,21 +128,49 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Answers a request the limits refuse, from the event loop, and closes.
     private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String) {
         rejecting = true
-        let body = Array((text + "\n").utf8)
-        var buffer = context.channel.allocator.buffer(capacity: body.count)
-        buffer.writeBytes(body)
-        let responseHead = HTTPResponseHead(version: head.version, status: status, headers: [
-            "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
-        ])
-        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        sendPlain(context, status, version: head.version, method: head.method, text: text + "\n")
         lingering.begin()  // the client may be sending the body it announced: read, drop, then close
     }
 
+    /// A complete plain-text response the host writes itself, announcing the close.
+    private func sendPlain(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, version: HTTPVersion,
+                           method: HTTPMethod, text: String) {
+        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        let head = HTTPResponseHead(version: version, status: status, headers: [
+            "content-type": "text/plain; charset=utf-8", "content-length": String(buffer.readableBytes), "connection": "close",
+        ])
+        send(context, head: head, body: .byteBuffer(buffer), end: true, method: method, flush: true)
+    }
+
+    /// Writes response parts (event loop): `head`, `body`, and the response's end when
+    /// `end`; `promise` completes with the last of them, in order with earlier writes.
+    /// `method` is the request's (HEAD and CONNECT responses carry no body).
+    func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
+              method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
+        let buffers = encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator)
+        if buffers.isEmpty {
+            if let promise { context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise) }
+        } else {
+            for (index, buffer) in buffers.enumerated() {
+                context.write(wrapOutboundOut(buffer), promise: index == buffers.count - 1 ? promise : nil)
+            }
+        }
+        if flush { context.flush() }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if awaitingResponse || !heldEvents.isEmpty {
+            heldEvents.append(.part(part))
+            return
+        }
+        handle(context, part)
+    }
+
+    private func handle(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
         if rejecting || inputMalformed || closingAfterResponse { return }
-        switch unwrapInboundIn(data) {
+        switch part {
         case .head(let head):
             if let current, current.responseEnded, !current.isKeepAlive {
                 closingAfterResponse = true  // exchangeFinished closes without a reset
@@ -151,8 +196,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-                let interim = HTTPResponseHead(version: head.version, status: .continue)
-                context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
+                send(context, head: HTTPResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
             dispatcher.dispatch(exchange)
         case .body(let buffer):
@@ -173,13 +217,32 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             if let current, current.appendBody(buffer) { readsPaused = true }
         case .end:
             if discarding != nil { return stopDiscarding(context, keep: true) }
-            current?.endBody()
+            guard let current else { return }
+            current.endBody()
+            if !current.responseEnded { awaitingResponse = true }
         }
     }
 
-    /// Holds reads back while a request body waits for Python to consume it.
+    /// Delivers what was held while a response was owed, until the next request in it
+    /// owes one again; then reading goes on.
+    private func deliverHeld(_ context: ChannelHandlerContext) {
+        while !awaitingResponse, !heldEvents.isEmpty {
+            switch heldEvents.removeFirst() {
+            case .part(let part): handle(context, part)
+            case .error(let error): handle(context, error: error)
+            case .inputClosed: clientEndedInput(context)
+            }
+        }
+        if heldEvents.isEmpty && !readsPaused && readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Holds reads back while a request body waits for Python to consume it, and while
+    /// pipelined input waits for a response.
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
+        if readsPaused || !heldEvents.isEmpty {
             readPending = true
         } else {
             context.read()
@@ -188,7 +251,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func resumeReading(_ context: ChannelHandlerContext) {
         readsPaused = false
-        if readPending {
+        if readPending && heldEvents.isEmpty {
             readPending = false
             context.read()
         }
@@ -200,7 +263,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext, close: Bool) {
         if current === exchange {
             current = nil
+            awaitingResponse = false
             if close || stopping || inputEnded || inputMalformed {
+                heldEvents.removeAll()  // nothing after this response is answered
                 disarm()
                 lingering.begin()
             } else if !exchange.requestComplete {
@@ -213,6 +278,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             }
         }
         dispatcher.completed(exchange)
+        if current == nil { deliverHeld(context) }
     }
 
     /// The unread body has been dropped to its end (`keep`), or it ran past the bounds.
@@ -227,7 +293,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event { return clientEndedInput(context) }
+        if case ChannelEvent.inputClosed = event {
+            if !heldEvents.isEmpty { return heldEvents.append(.inputClosed) }
+            return clientEndedInput(context)
+        }
         guard event is StopAfterCurrentRequest else { return context.fireUserInboundEventTriggered(event) }
         stopping = true
         if let current {
@@ -267,6 +336,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// writes; one that did not gets a 400 from here. Either way the connection closes.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }  // discarded
+        if error is HTTPParserError && (awaitingResponse || !heldEvents.isEmpty) {
+            return heldEvents.append(.error(error))  // about what came after the request in hand
+        }
+        handle(context, error: error)
+    }
+
+    private func handle(_ context: ChannelHandlerContext, error: Error) {
         guard error is HTTPParserError else {
             current?.connectionClosed()
             context.close(promise: nil)
@@ -282,15 +358,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         if current != nil { return }  // its response is on the way; exchangeFinished closes
         rejecting = true
-        let body = Array("Bad Request: the request is malformed\n".utf8)
-        var buffer = context.channel.allocator.buffer(capacity: body.count)
-        buffer.writeBytes(body)
-        let head = HTTPResponseHead(version: .http1_1, status: .badRequest, headers: [
-            "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
-        ])
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        sendPlain(context, .badRequest, version: .http1_1, method: .GET, text: "Bad Request: the request is malformed\n")
         lingering.begin()
     }
 }

@@ -104,6 +104,7 @@ final class HTTPExchange: @unchecked Sendable {
         self.bodyTimeout = bodyTimeout
         self.maxDiscardBytes = maxDiscardBytes
         self.requestHead = head
+        self.requestMethod = head.method
         self.filterRequest = filterRequest
         self.context = context
         self.connection = connection
@@ -349,16 +350,21 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Writes pending head and body parts on the event loop (no flush); `promise`
     /// completes with the last of them. Event loop.
-    private func writeParts(_ head: HTTPResponseHead?, _ body: ByteBuffer?, promise: EventLoopPromise<Void>? = nil) {
+    private func writeParts(_ head: HTTPResponseHead?, _ body: ByteBuffer?, end: Bool = false, flush: Bool = false,
+                            promise: EventLoopPromise<Void>? = nil) {
         let hasBody = (body?.readableBytes ?? 0) > 0
-        if let head {
-            context.write(connection.wrapOutboundOut(.head(head)), promise: hasBody ? nil : promise)
+        if head == nil && !hasBody && !end {
+            if flush { context.flush() }
+            promise?.succeed(())
+            return
         }
-        if let body, hasBody {
-            context.write(connection.wrapOutboundOut(.body(.byteBuffer(body))), promise: promise)
-        }
-        if head == nil && !hasBody { promise?.succeed(()) }
+        connection.send(context, head: head, body: hasBody ? body.map(IOData.byteBuffer) : nil, end: end,
+                        method: requestMethod, flush: flush, promise: promise)
     }
+
+    /// The method of the request this exchange answers (the original one: a filter's
+    /// rewrite of the head does not change how the response is framed).
+    private let requestMethod: HTTPMethod
 
     /// Accounting once pending parts reached the socket.
     private func noteWritten(_ head: HTTPResponseHead?, _ body: ByteBuffer?) {
@@ -379,8 +385,7 @@ final class HTTPExchange: @unchecked Sendable {
             monitor.locked { bytesInFlight += count }
             eventLoop.execute {
                 let written = self.eventLoop.makePromise(of: Void.self)
-                self.writeParts(head, body, promise: written)
-                self.context.flush()
+                self.writeParts(head, body, flush: true, promise: written)
                 written.futureResult.whenComplete { result in
                     if case .success = result { self.noteWritten(head, body) }
                     self.monitor.locked {
@@ -425,7 +430,7 @@ final class HTTPExchange: @unchecked Sendable {
         let (head, body) = takePending()
         try submit { promise in
             self.writeParts(head, body)
-            self.context.writeAndFlush(self.connection.wrapOutboundOut(.body(.fileRegion(region))), promise: promise)
+            self.connection.send(self.context, body: .fileRegion(region), method: self.requestMethod, flush: true, promise: promise)
         }
         noteWritten(head, body)
         monitor.locked { bytesSent += length }
@@ -466,22 +471,11 @@ final class HTTPExchange: @unchecked Sendable {
         let (head, body) = takePending()
         eventLoop.execute {
             self.responseEnded = true
-            if answered {
-                // The filter wrote the response; the HTTP pipeline still has to see one.
-                self.connection.raw?.discardingEncoderOutput {
-                    let head = HTTPResponseHead(version: self.head.version, status: .ok, headers: ["content-length": "0"])
-                    self.context.write(self.connection.wrapOutboundOut(.head(head)), promise: nil)
-                }
-            }
             let end = self.context.eventLoop.makePromise(of: Void.self)
             if answered {
-                self.connection.raw?.discardingEncoderOutput {
-                    self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
-                }
-                if self.connection.raw == nil { end.succeed(()) }
+                end.succeed(())  // the filter wrote the response itself
             } else {
-                self.writeParts(head, body)
-                self.context.writeAndFlush(self.connection.wrapOutboundOut(.end(nil)), promise: end)
+                self.writeParts(head, body, end: true, flush: true, promise: end)
             }
             end.futureResult.whenComplete { result in
                 if case .success = result { self.noteWritten(head, body) }
@@ -540,11 +534,11 @@ final class HTTPExchange: @unchecked Sendable {
             responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         responseEnded = true
-        context.write(connection.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status,
-                                                                        headers: responseHeaders))), promise: nil)
         let sendsBody = body != nil && head.method != .HEAD
-        if let body, sendsBody { context.write(connection.wrapOutboundOut(.body(body)), promise: nil) }
-        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
+        let written = context.eventLoop.makePromise(of: Void.self)
+        connection.send(context, head: HTTPResponseHead(version: head.version, status: status, headers: responseHeaders),
+                        body: sendsBody ? body : nil, end: true, method: requestMethod, flush: true, promise: written)
+        written.futureResult.whenComplete { result in
             if case .success = result { self.noteDelivered(bodyBytes: sendsBody ? bodyLength : 0) }
             onWritten?()
             self.connection.exchangeFinished(self, context: self.context, close: close)
@@ -576,9 +570,10 @@ final class HTTPExchange: @unchecked Sendable {
         let responseHead = HTTPResponseHead(version: head.version, status: .gatewayTimeout, headers: [
             "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
         ])
-        context.write(connection.wrapOutboundOut(.head(responseHead)), promise: nil)
-        context.write(connection.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        context.writeAndFlush(connection.wrapOutboundOut(.end(nil))).whenComplete { result in
+        let written = context.eventLoop.makePromise(of: Void.self)
+        connection.send(context, head: responseHead, body: .byteBuffer(buffer), end: true, method: requestMethod, flush: true,
+                        promise: written)
+        written.futureResult.whenComplete { result in
             if case .success = result { self.noteDelivered(bodyBytes: body.count) }
             self.connection.exchangeFinished(self, context: self.context, close: true)
         }

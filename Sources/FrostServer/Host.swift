@@ -253,15 +253,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 connection.raw = raw
                 try channel.pipeline.syncOperations.addHandler(raw!)
             }
-            // NIO's error handler is left out: it would answer a malformed body with a 400
-            // while the extension still owes that request's response (a second response,
-            // which the pipeline cannot take). HTTPConnectionHandler.errorCaught decides.
-            // Nor NIO's outbound header validator: HTTPExchange.sendHead checks every head
-            // that does not come from the host itself, once, where a bad one can still be
-            // reported to the handler (the validator would fail the write and cut the
-            // connection), and it cost a pass through one more handler per response part.
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)
+            // Only NIO's request decoder: HTTPConnectionHandler orders pipelined requests
+            // and encodes responses itself (a response in one buffer, no change of read
+            // interest per request). NIO's error handler would answer a malformed body with
+            // a 400 while the extension still owes that request's response;
+            // HTTPConnectionHandler.errorCaught decides. NIO's outbound header validator
+            // is replaced by HTTPExchange.sendHead's check of every head that does not come
+            // from the host itself, where a bad one can still be reported to the handler.
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
                                       lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,

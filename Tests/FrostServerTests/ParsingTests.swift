@@ -1,3 +1,5 @@
+import NIOCore
+import NIOHTTP1
 import Testing
 @testable import FrostServer
 
@@ -80,5 +82,66 @@ import Foundation
         #expect(parseHTTPDate("Sun, 9999999999 Nov 1994 08:49:37 GMT") == nil)
         #expect(StaticFiles.contentType(for: "/a/b/style.CSS") == "text/css; charset=utf-8")
         #expect(StaticFiles.contentType(for: "/a/noext") == "application/octet-stream")
+    }
+}
+
+/// The host's own response encoder frames responses as NIO's HTTPResponseEncoder does.
+@Suite struct ResponseEncoderTests {
+    let allocator = ByteBufferAllocator()
+
+    func text(_ parts: [IOData]) -> String {
+        parts.map { part -> String in
+            guard case .byteBuffer(let buffer) = part else { return "<file>" }
+            return String(buffer: buffer)
+        }.joined()
+    }
+
+    func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:], version: HTTPVersion = .http1_1) -> HTTPResponseHead {
+        HTTPResponseHead(version: version, status: status, headers: headers)
+    }
+
+    func body(_ text: String) -> IOData { .byteBuffer(ByteBuffer(string: text)) }
+
+    @Test func aHeadWithItsBodyAndEndIsOneBuffer() {
+        var encoder = ResponseEncoder()
+        let parts = encoder.encode(head: head(.ok, ["Content-Length": "5"]), body: body("hello"), end: true, method: .GET,
+                                   allocator: allocator)
+        #expect(parts.count == 1)
+        #expect(text(parts) == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    }
+
+    @Test func withoutALengthHTTP11IsChunkedAndHTTP10IsNot() {
+        var encoder = ResponseEncoder()
+        var out = text(encoder.encode(head: head(.ok), body: body("abc"), end: false, method: .GET, allocator: allocator))
+        out += text(encoder.encode(head: nil, body: body("0123456789abcdefg"), end: true, method: .GET, allocator: allocator))
+        #expect(out == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n11\r\n0123456789abcdefg\r\n0\r\n\r\n")
+        var old = ResponseEncoder()
+        let plain = text(old.encode(head: head(.ok, version: .http1_0), body: body("abc"), end: true, method: .GET, allocator: allocator))
+        #expect(plain == "HTTP/1.0 200 OK\r\n\r\nabc")
+    }
+
+    @Test func headAndBodilessStatusesCarryNoBody() {
+        var encoder = ResponseEncoder()
+        let headResponse = text(encoder.encode(head: head(.ok, ["Content-Length": "5"]), body: body("hello"), end: true,
+                                               method: .HEAD, allocator: allocator))
+        #expect(headResponse == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD keeps the length, drops the body")
+        let chunkedHead = text(encoder.encode(head: head(.ok), body: nil, end: true, method: .HEAD, allocator: allocator))
+        #expect(chunkedHead == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", "no 0-chunk after a HEAD response")
+        let noContent = text(encoder.encode(head: head(.noContent, ["Content-Length": "0", "Transfer-Encoding": "chunked"]),
+                                            body: nil, end: true, method: .GET, allocator: allocator))
+        #expect(noContent == "HTTP/1.1 204 No Content\r\n\r\n")
+        let interim = text(encoder.encode(head: head(.continue), body: nil, end: false, method: .POST, allocator: allocator))
+        #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+        let final = text(encoder.encode(head: head(.ok), body: body("x"), end: true, method: .POST, allocator: allocator))
+        #expect(final == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "a 100 does not end the framing")
+    }
+
+    @Test func largeBodiesAreNotCopied() {
+        var encoder = ResponseEncoder()
+        let large = String(repeating: "z", count: ResponseEncoder.coalesceLimit + 1)
+        let parts = encoder.encode(head: head(.ok, ["Content-Length": String(large.count)]), body: body(large), end: true,
+                                   method: .GET, allocator: allocator)
+        #expect(parts.count == 2, "the head, then the body buffer as it is")
+        #expect(text(parts).hasSuffix(large))
     }
 }
