@@ -297,6 +297,11 @@ def main():
             with open(os.path.join(options.work, "static", "flask.html"), "wb") as f:
                 f.write(page)
 
+        # Every server gets the same unmeasured warm-up (lazily built state, page faults,
+        # caches), so the first round measures what the others do.
+        for server in running:
+            wrk(server.port, "/" if server.name != "nginx static" else "/64k", 32, 2)
+
         results = {scenario[0]: {} for scenario in scenarios}
         idle = {}
         script = upload_script(options.work)
