@@ -322,7 +322,7 @@ def main():
                     if uploading:
                         run["rss"] = largest_rss_mib(servers[name])
                     results[key].setdefault(name, []).append(run)
-                    print(f"round {round_number} {key}: {name} {rps:.0f} req/s ({ratio:.2f}× nginx), "
+                    print(f"round {round_number} {key}: {name} {rps:.0f} req/s ({ratio:.2f}× {'granian' if uploading else 'nginx'}), "
                           f"p99 {p99 if p99 is not None else '?'} ms" + (f", RSS {run['rss']:.0f} MiB" if uploading else ""),
                           flush=True)
             if with_idle:
