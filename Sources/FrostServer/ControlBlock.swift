@@ -350,8 +350,13 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
             throw PythonError.raise(.typeError, "response headers must be a str of lines or (name, value) pairs of str")
         }
         // Trimmed as the "Name: value" lines are.
-        let name = String(decoding: trimmed(Array(try parts[0].asString().utf8)[...]), as: UTF8.self)
-        let headerValue = String(decoding: trimmed(Array(try parts[1].asString().utf8)[...]), as: UTF8.self)
+        func trimmedText(_ text: String) -> String {
+            guard let first = text.utf8.first, let last = text.utf8.last,
+                  first == 32 || first == 9 || last == 32 || last == 9 else { return text }
+            return String(decoding: trimmed(Array(text.utf8)[...]), as: UTF8.self)
+        }
+        let name = trimmedText(try parts[0].asString())
+        let headerValue = trimmedText(try parts[1].asString())
         guard isHeaderName(name) else {
             throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
         }
@@ -548,7 +553,7 @@ extension ControlBlock {
         if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders)) }
         let child = HTTPRequestHead(version: head.version, method: method, uri: url, headers: headers)
         let noHeaders = flags & IOFlags.execNoHeaders != 0
-        let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        let path = percentDecoded(pathPart(of: url))
         var route = host.route(path)
         if flags & IOFlags.execIgnoreCurrentInterceptor != 0, case .extensionCall(let directory, _, let pathInfo) = route {
             route = .file(directory: directory, relative: pathInfo)

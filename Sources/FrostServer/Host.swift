@@ -357,7 +357,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
         if let healthPath = configuration.healthPath, exchange.head.method == .GET || exchange.head.method == .HEAD,
-           exchange.head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) == healthPath {
+           pathPart(of: exchange.head.uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
         }
         if let chain = filterChain, exchange.filterRequest != nil {
@@ -372,8 +372,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return
         }
         if let routes = configuration.site {
-            let path = percentDecoded(String(exchange.head.uri.split(separator: "?", maxSplits: 1,
-                                                                   omittingEmptySubsequences: false).first ?? ""))
+            let path = percentDecoded(pathPart(of: exchange.head.uri))
             switch routes.route(path) {
             case .notFound:
                 return exchange.respondOnLoop(status: .notFound, text: "Not Found")
@@ -474,7 +473,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             request.password = data.password.isEmpty ? nil : data.password
         }
         let uri = exchange.head.uri
-        let path = percentDecoded(String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        let path = percentDecoded(pathPart(of: uri))
         let route = self.route(path)
         let physical = physicalPath(of: route, path: path)
         if chain.wants(FilterNotification.urlMap, request) {
@@ -681,7 +680,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// The physical path a URL maps to: through the site's virtual directories, else
     /// below the bundle directory. `..` components do not climb out.
     func mapURLToPath(_ url: String) -> String {
-        let path = percentDecoded(String(url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+        let path = percentDecoded(pathPart(of: url))
         return physicalPath(of: route(path), path: path)
     }
 

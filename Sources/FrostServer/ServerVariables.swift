@@ -15,14 +15,12 @@ struct ServerVariables {
     }
 
     /// The path part of the request target, as sent.
-    var rawPath: String {
-        let uri = head.uri
-        return String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
-    }
+    var rawPath: String { pathPart(of: head.uri) }
 
     var queryString: String {
-        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        return parts.count > 1 ? String(parts[1]) : ""
+        let uri = head.uri
+        guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return "" }
+        return String(uri[uri.utf8.index(after: question)...])
     }
 
     /// PATH_INFO is the decoded path (IIS decodes it) below the virtual directory.
@@ -34,7 +32,8 @@ struct ServerVariables {
     var serverName: String {
         if let host = head.headers.first(name: "host") {
             if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
-            return String(host.split(separator: ":").first ?? "")
+            guard let colon = host.utf8.firstIndex(of: UInt8(ascii: ":")) else { return host }
+            return String(host[..<colon])
         }
         return exchange.localAddress?.ipAddress ?? "localhost"
     }
@@ -117,7 +116,14 @@ struct SiteContext: Sendable {
     var serverSoftware = "frost/0.1"
 }
 
+/// The path part of a request target (before any "?"), as sent.
+func pathPart(of uri: String) -> String {
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
+    return String(uri[..<question])
+}
+
 func percentDecoded(_ text: String) -> String {
+    if !text.utf8.contains(UInt8(ascii: "%")) { return text }
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8)[...]
     while let byte = iterator.popFirst() {
