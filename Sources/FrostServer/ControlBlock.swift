@@ -46,7 +46,8 @@ final class ControlBlock {
     /// HSE_EXEC_URL_NO_HEADERS: the child's response headers are dropped.
     let suppressHeaders: Bool
     let depth: Int
-    private let childMonitor = Monitor()
+    /// A child request's (ExecURL) end, which its parent waits for; nil for a request's own block.
+    private let childMonitor: Monitor?
     private var childDone = false
 
     init(exchange: HTTPExchange, host: Host) throws {
@@ -57,6 +58,7 @@ final class ControlBlock {
         self.parent = nil
         self.suppressHeaders = false
         self.depth = 0
+        self.childMonitor = nil
         let available = exchange.availableCount
         self.preloaded = available == 0 ? [] : try exchange.readBody(maximum: min(available, 48 * 1024))
     }
@@ -71,9 +73,11 @@ final class ControlBlock {
         self.suppressHeaders = suppressHeaders
         self.depth = parent.depth + 1
         self.preloaded = []
+        self.childMonitor = Monitor()
     }
 
     func markChildDone() {
+        guard let childMonitor else { return }
         childMonitor.locked {
             childDone = true
             childMonitor.broadcast()
@@ -82,6 +86,7 @@ final class ControlBlock {
 
     /// Waits (GIL released by the caller) until the child calls DoneWithSession.
     func waitUntilChildDone() {
+        guard let childMonitor else { return }
         childMonitor.locked { while !childDone { childMonitor.wait() } }
     }
 

@@ -25,10 +25,10 @@ final class HTTPExchange: @unchecked Sendable {
     static let lowWater = 64 * 1024
 
     let connectionID: Int
-    /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS).
-    var head: HTTPRequestHead { headLock.locked { requestHead } }
+    /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS). Guarded by
+    /// `monitor`: never read it with `monitor` held.
+    var head: HTTPRequestHead { monitor.locked { requestHead } }
     private var requestHead: HTTPRequestHead
-    private let headLock = Monitor()
     /// What the filter changed for this request (nil without a filter).
     let filterRequest: FilterRequest?
     /// Called before a head is sent (on the sending thread, GIL released) so the filter
@@ -105,6 +105,8 @@ final class HTTPExchange: @unchecked Sendable {
         self.maxDiscardBytes = maxDiscardBytes
         self.requestHead = head
         self.requestMethod = head.method
+        self.declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
+        self.isChunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
         self.filterRequest = filterRequest
         self.context = context
         self.connection = connection
@@ -121,12 +123,13 @@ final class HTTPExchange: @unchecked Sendable {
     var clientAddress: String { forwarded?.address ?? remoteAddress?.ipAddress ?? "" }
 
     func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
-        headLock.locked { change(&requestHead) }
+        monitor.locked { change(&requestHead) }
     }
 
-    /// Content-Length, or nil (chunked or no body).
-    var declaredLength: Int? { head.headers.first(name: "content-length").flatMap { Int($0) } }
-    var isChunked: Bool { head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") } }
+    /// Content-Length, or nil (chunked or no body), and whether the body is chunked: as the
+    /// request was framed on the wire (a filter's rewrite of the head does not reframe it).
+    let declaredLength: Int?
+    let isChunked: Bool
 
     // MARK: Request body (event loop side)
 
