@@ -80,9 +80,10 @@ public enum IsapiNative {
     }
 }
 
-/// Names for the bits of a filter's `Flags`, for messages and `--check`.
+/// Names for the bits of a filter's `Flags` (IIS's SF_NOTIFY_* values), for messages,
+/// `--check` and the host's notifications: the one table of them.
 public enum FilterFlags {
-    static let names: [(Int, String)] = [
+    public static let names: [(Int, String)] = [
         (0x0000_0001, "SF_NOTIFY_SECURE_PORT"), (0x0000_0002, "SF_NOTIFY_NONSECURE_PORT"),
         (0x0000_8000, "SF_NOTIFY_READ_RAW_DATA"), (0x0000_4000, "SF_NOTIFY_PREPROC_HEADERS"),
         (0x0000_2000, "SF_NOTIFY_AUTHENTICATION"), (0x0000_1000, "SF_NOTIFY_URL_MAP"),

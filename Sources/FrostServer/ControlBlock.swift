@@ -447,23 +447,11 @@ extension String {
     }
 }
 
+/// Reason phrases: NIOHTTP1's, for the codes it knows.
 enum HTTPReason {
     static func phrase(_ code: Int) -> String {
-        switch code {
-        case 200: return "OK"
-        case 201: return "Created"
-        case 204: return "No Content"
-        case 301: return "Moved Permanently"
-        case 302: return "Found"
-        case 304: return "Not Modified"
-        case 400: return "Bad Request"
-        case 403: return "Forbidden"
-        case 404: return "Not Found"
-        case 405: return "Method Not Allowed"
-        case 500: return "Internal Server Error"
-        case 503: return "Service Unavailable"
-        default: return "Status \(code)"
-        }
+        let phrase = HTTPResponseStatus(statusCode: code).reasonPhrase
+        return phrase.isEmpty ? "Status \(code)" : phrase
     }
 }
 

@@ -1,4 +1,5 @@
 import FrostPython
+import FrostRuntime
 import NIOCore
 import NIOHTTP1
 #if canImport(Glibc)
@@ -153,19 +154,7 @@ final class FilterChain: @unchecked Sendable {
     }
 
     static func name(of notification: Int) -> String {
-        switch notification {
-        case FilterNotification.readRawData: return "SF_NOTIFY_READ_RAW_DATA"
-        case FilterNotification.preprocHeaders: return "SF_NOTIFY_PREPROC_HEADERS"
-        case FilterNotification.authentication: return "SF_NOTIFY_AUTHENTICATION"
-        case FilterNotification.urlMap: return "SF_NOTIFY_URL_MAP"
-        case FilterNotification.accessDenied: return "SF_NOTIFY_ACCESS_DENIED"
-        case FilterNotification.sendResponse: return "SF_NOTIFY_SEND_RESPONSE"
-        case FilterNotification.sendRawData: return "SF_NOTIFY_SEND_RAW_DATA"
-        case FilterNotification.log: return "SF_NOTIFY_LOG"
-        case FilterNotification.endOfRequest: return "SF_NOTIFY_END_OF_REQUEST"
-        case FilterNotification.endOfNetSession: return "SF_NOTIFY_END_OF_NET_SESSION"
-        default: return "notification 0x\(String(notification, radix: 16))"
-        }
+        FilterFlags.names.first { $0.0 == notification }?.1 ?? "notification 0x\(String(notification, radix: 16))"
     }
 
     /// `isapi.FilterError(errno, strerror, funcname)`.
