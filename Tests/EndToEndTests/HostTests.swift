@@ -85,24 +85,17 @@ enum HostFixture {
             if path == "/redirect":
                 ecb.Redirect("/target")
                 return isapicon.HSE_STATUS_SUCCESS
-            if path == "/badheader":
+            refused = {
+                "/badheader": lambda: ecb.SendResponseHeaders("200 OK", "X-Bad: a\x00b\r\n\r\n", False),
+                "/badreason": lambda: ecb.SendResponseHeaders("200 OK\r\nX-Injected: 1", "Content-Length: 0\r\n\r\n", False),
+                "/badredirect": lambda: ecb.Redirect("/target\r\nX-Injected: 1"),
+            }
+            if path in refused:
                 try:
-                    ecb.SendResponseHeaders("200 OK", "X-Bad: a\x00b\r\n\r\n", False)
-                except ValueError as error:
+                    refused[path]()
+                except (ValueError, ExtensionError) as error:
                     return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
                 return reply(ecb, "accepted", content_type="text/plain")
-            if path == "/badreason":
-                try:
-                    ecb.SendResponseHeaders("200 OK\r\nX-Injected: 1", "Content-Length: 0\r\n\r\n", False)
-                except ExtensionError as error:
-                    return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
-                return reply(ecb, "accepted", content_type="text/plain")
-            if path == "/badredirect":
-                try:
-                    ecb.Redirect("/target\r\nX-Injected: 1")
-                except ExtensionError as error:
-                    return reply(ecb, "refused: " + str(error), status="400 Bad Request", content_type="text/plain")
-                return isapicon.HSE_STATUS_SUCCESS
             if path == "/print":
                 print("from the handler")
                 print("no newline yet", end="")
