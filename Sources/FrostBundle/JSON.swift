@@ -1,4 +1,4 @@
-/// A JSON value with a strict parser and a deterministic writer (sorted keys, fixed
+/// A JSON value with a strict parser (RFC 8259's grammar, no duplicate keys, UTF-8) and a deterministic writer (sorted keys, fixed
 /// layout), so a manifest written twice from the same data is byte-identical. Written
 /// here because the loader links no Foundation.
 public enum JSON: Equatable, Sendable {
@@ -16,7 +16,18 @@ public enum JSON: Equatable, Sendable {
     }
 
     public static func parse(_ text: String) throws -> JSON {
-        var parser = Parser(bytes: Array(text.utf8))
+        try parse(bytes: Array(text.utf8))
+    }
+
+    /// Parses bytes that must be UTF-8 (a file as read): invalid UTF-8 is an error, not
+    /// replaced.
+    public static func parse(utf8 bytes: [UInt8]) throws -> JSON {
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw ParseError(offset: 0, message: "not UTF-8") }
+        return try parse(bytes: bytes)
+    }
+
+    private static func parse(bytes: [UInt8]) throws -> JSON {
+        var parser = Parser(bytes: bytes)
         parser.skipSpace()
         let value = try parser.value(depth: 0)
         parser.skipSpace()
@@ -126,7 +137,13 @@ public enum JSON: Equatable, Sendable {
                 while true {
                     skipSpace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key") }
+                    let keyStart = index
                     let key = try string()
+                    // Strict: a repeated key is an error, not "the last one wins" (two readers
+                    // could disagree on what a manifest says).
+                    guard members[key] == nil else {
+                        throw ParseError(offset: keyStart, message: "duplicate key \(key.debugDescription)")
+                    }
                     skipSpace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                     index += 1
@@ -168,12 +185,38 @@ public enum JSON: Equatable, Sendable {
             index += w.count
         }
 
+        /// RFC 8259's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, finite.
+        /// (Double's own parser also takes `+1`, `01`, `1.`, `.5`, `inf` and `nan`.)
         mutating func number() throws -> Double {
             let start = index
-            while index < bytes.count, "+-0123456789.eE".utf8.contains(bytes[index]) { index += 1 }
-            guard index > start, let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else {
+            func digits() -> Int {
+                let from = index
+                while index < bytes.count, (48...57).contains(bytes[index]) { index += 1 }
+                return index - from
+            }
+            func fail(_ message: String) -> ParseError {
                 index = start
-                throw error("unexpected character")
+                return error(message)
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard index < bytes.count, (48...57).contains(bytes[index]) else { throw fail("unexpected character") }
+            if bytes[index] == UInt8(ascii: "0") {
+                index += 1
+                if index < bytes.count, (48...57).contains(bytes[index]) { throw fail("a number with a leading zero") }
+            } else {
+                _ = digits()
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+                index += 1
+                guard digits() > 0 else { throw fail("a number without digits after its point") }
+            }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+                index += 1
+                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+                guard digits() > 0 else { throw fail("a number without digits in its exponent") }
+            }
+            guard let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)), value.isFinite else {
+                throw fail("a number out of range")
             }
             return value
         }

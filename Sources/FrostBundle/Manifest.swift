@@ -103,11 +103,8 @@ public struct BundleManifest: Equatable, Sendable {
         let path = join(bundleDirectory, fileName)
         guard FileSystem.isRegularFile(path) else { return nil }
         let bytes = try FileSystem.readFile(path)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw ManifestError(path: path, message: "not UTF-8")
-        }
         do {
-            return try BundleManifest(json: try JSON.parse(text), source: path)
+            return try BundleManifest(json: try JSON.parse(utf8: bytes), source: path)
         } catch let error as JSON.ParseError {
             throw ManifestError(path: path, message: error.description)
         }

@@ -57,7 +57,7 @@ public struct Site: Sendable, Equatable {
         let json: JSON
         do {
             let bytes = try FileSystem.readFile(file)
-            json = try JSON.parse(String(decoding: bytes, as: UTF8.self))
+            json = try JSON.parse(utf8: bytes)
         } catch {
             throw fail("\(error)")
         }

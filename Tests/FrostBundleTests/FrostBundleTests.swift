@@ -89,9 +89,18 @@ import FrostArchive
         #expect(try JSON.parse(text) == value)
         #expect(text.hasPrefix("{\n  \"a\":"))
         #expect(try JSON.parse("[\"\\ud83d\\ude00\"]") == .array([.string("😀")]))
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"unterminated", "[1] 2", "{\"a\":\"\\x\"}"] {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"unterminated", "[1] 2", "{\"a\":\"\\x\"}",
+                    // strict for real: repeated keys, and numbers outside RFC 8259's grammar
+                    "{\"a\":1,\"a\":2}", "{\"k\":{\"x\":1},\"k\":{}}", "+1", "01", "-01", "1.", ".5", "1e", "1e+",
+                    "-", "--1", "1e400", "-1e400", "Infinity", "NaN", "0x10", "[1,,2]"] {
             #expect(throws: JSON.ParseError.self, "\(bad)") { _ = try JSON.parse(bad) }
         }
+        for (good, number) in [("0", 0.0), ("-0", -0.0), ("10", 10), ("-2.5", -2.5), ("1E3", 1000), ("2e-1", 0.2), ("0.5e+1", 5)] {
+            #expect(try JSON.parse(good) == .number(number), "\(good)")
+        }
+        #expect(try JSON.parse("{\"a\":{\"b\":1},\"b\":{\"b\":2}}")["b"]?["b"]?.int == 2, "the same key in two objects is fine")
+        #expect(throws: JSON.ParseError.self) { _ = try JSON.parse(utf8: [0x22, 0xC3, 0x28, 0x22]) }  // invalid UTF-8
+        #expect(try JSON.parse(utf8: Array("\"é\"".utf8)) == .string("é"))
     }
 
     @Test func manifestRoundTripsAndVerifierFindsEveryKindOfDifference() throws {
