@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "CArchiveStatic", dependencies: ["CArchive"]),
         .target(
             name: "FrostArchive",
-            dependencies: ["CArchive", "CArchiveStatic"],
+            dependencies: ["CArchive", "CArchiveStatic", "FrostSystem"],
             swiftSettings: loaderModuleSettings,
             // The codecs libarchive's zip reader references are linked statically too:
             // only the referenced parts come along (zlib stays shared: CPython's zlib
@@ -51,20 +51,23 @@ let package = Package(
                 .linkedLibrary(":libnettle.a"), .linkedLibrary("z"),
             ]
         ),
-        .target(name: "FrostPython", dependencies: ["CPython"], swiftSettings: loaderModuleSettings),
+        // The system layer: every Glibc helper more than one module needs (clocks, the
+        // monitor, writing to descriptors, listen addresses). Foundation-free.
+        .target(name: "FrostSystem", swiftSettings: loaderModuleSettings),
+        .target(name: "FrostPython", dependencies: ["CPython", "FrostSystem"], swiftSettings: loaderModuleSettings),
         // SHA-256 blocks with the x86 SHA extensions (the loader hashes its archives at start).
         .target(name: "CSHA256"),
         .target(name: "FrostBundle", dependencies: ["FrostArchive", "CSHA256"], swiftSettings: loaderModuleSettings),
         .target(
             name: "FrostRuntime",
-            dependencies: ["FrostArchive", "FrostPython", "FrostBundle"],
+            dependencies: ["FrostSystem", "FrostArchive", "FrostPython", "FrostBundle"],
             swiftSettings: loaderModuleSettings
         ),
         // The HTTP host: SwiftNIO in front, the Python extension behind, on Python threads.
         .target(
             name: "FrostServer",
             dependencies: [
-                "FrostPython", "FrostRuntime", "FrostBundle", "FrostSupervisor",
+                "FrostSystem", "FrostPython", "FrostRuntime", "FrostBundle", "FrostSupervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -72,13 +75,13 @@ let package = Package(
         ),
         // The master process: listening sockets, worker processes, signals, systemd. No
         // Python, no NIO: it only spawns and watches loaders in worker mode.
-        .target(name: "FrostSupervisor", dependencies: ["CProcess"], swiftSettings: loaderModuleSettings),
+        .target(name: "FrostSupervisor", dependencies: ["CProcess", "FrostSystem"], swiftSettings: loaderModuleSettings),
         // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
         // also applies to the dependencies of extension modules Python dlopens) to the
         // bundle's lib/, where libpython and every needed shared library are copied.
         .executableTarget(
             name: "frost-stub",
-            dependencies: ["FrostServer", "FrostSupervisor"],
+            dependencies: ["FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
@@ -96,7 +99,7 @@ let package = Package(
         .target(
             name: "FrostFreeze",
             dependencies: [
-                "FrostArchive", "FrostBundle", "IsapiPackage",
+                "FrostSystem", "FrostArchive", "FrostBundle", "IsapiPackage",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             resources: [.copy("Resources/hooks.json"), .copy("Resources/analyse.py"), .copy("Resources/trace.py")]

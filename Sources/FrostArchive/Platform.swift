@@ -1,3 +1,4 @@
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -45,16 +46,8 @@ enum FileIO {
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], archive: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw in
-                write(fd, raw.baseAddress! + offset, raw.count - offset)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ArchiveError(.ioFailure, archive: archive, "write failed: \(errnoText())")
-            }
-            offset += n
+        guard FrostSystem.writeAll(bytes, to: fd) else {
+            throw ArchiveError(.ioFailure, archive: archive, "write failed: \(errnoText())")
         }
     }
 

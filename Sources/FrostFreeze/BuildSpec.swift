@@ -1,5 +1,6 @@
 import Foundation
 import FrostBundle
+import FrostSystem
 import TOMLKit
 
 /// What to freeze and how: from a spec file (`Bundles/NAME.toml`), a pyproject.toml's
@@ -444,12 +445,15 @@ public struct WSGIEntry: Equatable, Sendable {
     }
 }
 
-enum ListenAddress {
+extension ListenAddress {
+    /// What a spec's `listen` may say: a unix socket, or a host and a fixed port (a
+    /// bundle's default address is not "any port").
     static func isValid(_ address: String) -> Bool {
-        if address.hasPrefix("unix:") { return address.count > 5 }
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return false }
-        let host = address[..<colon]
-        return !host.isEmpty && (1...65535).contains(port)
+        switch ListenAddress(address) {
+        case .unix: return true
+        case .tcp(let host, let port): return !host.isEmpty && port > 0
+        case nil: return false
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 @preconcurrency import CPython
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,13 +11,7 @@ public func writeOut(_ text: String, to fd: Int32) {
 
 /// All of `bytes` to `fd` (retrying short writes and EINTR); stops at an error.
 public func writeOut(_ bytes: [UInt8], to fd: Int32) {
-    var rest = bytes[...]
-    while !rest.isEmpty {
-        let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        rest = rest.dropFirst(n)
-    }
+    writeAll(bytes, to: fd)
 }
 
 /// A line on stdout.

@@ -1,4 +1,4 @@
-@_exported import func FrostPython.monotonicSeconds
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

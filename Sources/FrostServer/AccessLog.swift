@@ -1,5 +1,6 @@
 import FrostPython
 import FrostRuntime
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import FrostPython
 import NIOCore
 import NIOHTTP1
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import FrostPython
 import NIOCore
+import FrostSystem
 
 /// Checks the time-outs of one event loop's connections a few times a second.
 ///

@@ -2,6 +2,7 @@ import FrostPython
 import FrostRuntime
 import NIOCore
 import NIOHTTP1
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import FrostRuntime
 import NIOCore
 import NIOHTTP1
+import FrostSystem
 
 /// Receives what every request needs: called on a Python-free path (the event loop).
 protocol ExchangeDispatcher: AnyObject, Sendable {

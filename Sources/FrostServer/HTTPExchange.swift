@@ -2,6 +2,7 @@ import FrostPython
 import FrostRuntime
 import NIOCore
 import NIOHTTP1
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -188,7 +189,7 @@ final class HTTPExchange: @unchecked Sendable {
             try? flushPending()
         }
         var resume = false
-        let limit = FrostPython.deadline(afterSeconds: bodyTimeout)
+        let limit = FrostSystem.deadline(afterSeconds: bodyTimeout)
         var timedOut = false
         let parts: [ByteBuffer] = try monitor.locked {
             while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {

@@ -1,4 +1,5 @@
 import FrostPython
+import FrostSystem
 import FrostRuntime
 import FrostSupervisor
 import NIOCore
@@ -207,16 +208,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return configuration.boundSockets.map(ListenSockets.describe).joined(separator: ", ")
         }
         do {
-            if listen.hasPrefix("unix:") {
-                serverChannels = [try bootstrap.bind(unixDomainSocketPath: String(listen.dropFirst(5)),
-                                                     cleanupExistingSocketFile: true).wait()]
-            } else {
-                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-                    throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
-                }
-                var host = String(listen[..<colon])
-                if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-                serverChannels = [try bootstrap.bind(host: host, port: port).wait()]
+            switch ListenAddress(listen) {
+            case .unix(let path):
+                serverChannels = [try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()]
+            case .tcp(let host, let port):
+                serverChannels = [try bootstrap.bind(host: host, port: Int(port)).wait()]
+            case nil:
+                throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
             }
         } catch let error as HostError {
             throw error

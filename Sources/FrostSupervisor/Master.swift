@@ -1,3 +1,4 @@
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -518,11 +519,7 @@ final class SignalPipe: @unchecked Sendable {
     }
 }
 
-func monotonic() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
+func monotonic() -> Double { monotonicSeconds() }
 
 func format(_ seconds: Double) -> String {
     let tenths = Int((seconds * 10).rounded())
@@ -538,13 +535,7 @@ func describeExit(_ status: Int32) -> String {
 
 /// One write(2) per line, so lines from several processes never interleave.
 func writeLine(_ text: String, to fd: Int32) {
-    let bytes = Array((text + "\n").utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written <= 0 { return }
-        offset += written
-    }
+    writeAll(Array((text + "\n").utf8), to: fd)
 }
 
 func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {

@@ -1,3 +1,4 @@
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,24 +15,18 @@ public enum ListenSockets {
     /// Binds and listens on "HOST:PORT" (port 0 picks one) or "unix:PATH" (an old socket
     /// file is replaced). The descriptor is close-on-exec; workers get duplicates.
     public static func bind(_ address: String, backlog: Int32 = 1024) throws -> Int32 {
-        if address.hasPrefix("unix:") {
-            let path = String(address.dropFirst(5))
+        switch ListenAddress(address) {
+        case .unix(let path):
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw SupervisorError("cannot create a socket for \(address): \(lastError())") }
             var info = stat()
             if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-            var storage = sockaddr_un()
-            storage.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: storage.sun_path) else {
+            guard var (storage, length) = unixSocketAddress(path) else {
                 close(fd)
                 throw SupervisorError("the socket path \(path) is too long")
             }
-            withUnsafeMutableBytes(of: &storage.sun_path) { raw in
-                for (index, byte) in bytes.enumerated() { raw[index] = byte }
-            }
             let status = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
             }
             guard status == 0, listen(fd, backlog) == 0 else {
                 let message = lastError()
@@ -39,12 +34,14 @@ public enum ListenSockets {
                 throw SupervisorError("cannot listen on \(address): \(message)")
             }
             return fd
-        }
-        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else {
+        case .tcp(let host, let port):
+            return try bindTCP(address, host: host, port: port, backlog: backlog)
+        case nil:
             throw SupervisorError("'\(address)' is not HOST:PORT or unix:PATH")
         }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    }
+
+    private static func bindTCP(_ address: String, host: String, port: UInt16, backlog: Int32) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -150,7 +147,7 @@ func cString(_ characters: [CChar]) -> String {
     String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-func lastError() -> String { String(cString: strerror(errno)) }
+func lastError() -> String { errnoDescription() }
 
 /// The process environment as a dictionary.
 public func processEnvironment() -> [String: String] {

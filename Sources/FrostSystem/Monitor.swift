@@ -82,19 +82,3 @@ public final class Monitor: @unchecked Sendable {
         public func signal() { pthread_cond_signal(condition) }
     }
 }
-
-/// Seconds on the monotonic clock (for intervals; not a time of day). The one copy of
-/// it for the loader's modules.
-public func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
-
-/// The CLOCK_REALTIME time `seconds` from now, for `Monitor.wait(until:)`.
-public func deadline(afterSeconds seconds: Double) -> timespec {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    let total = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
-    return timespec(tv_sec: Int(total), tv_nsec: Int((total - total.rounded(.down)) * 1e9))
-}
