@@ -55,9 +55,10 @@ let package = Package(
         // monitor, writing to descriptors, listen addresses). Foundation-free.
         .target(name: "FrostSystem", swiftSettings: loaderModuleSettings),
         .target(name: "FrostPython", dependencies: ["CPython", "FrostSystem"], swiftSettings: loaderModuleSettings),
-        // SHA-256 blocks with the x86 SHA extensions (the loader hashes its archives at start).
-        .target(name: "CSHA256"),
-        .target(name: "FrostBundle", dependencies: ["FrostArchive", "CSHA256"], swiftSettings: loaderModuleSettings),
+        // nettle's SHA-256 (linked with libarchive, which needs it; the loader hashes its
+        // archives at start).
+        .systemLibrary(name: "CNettle", path: "Sources/CNettle"),
+        .target(name: "FrostBundle", dependencies: ["FrostArchive", "CNettle"], swiftSettings: loaderModuleSettings),
         .target(
             name: "FrostRuntime",
             dependencies: ["FrostSystem", "FrostArchive", "FrostPython", "FrostBundle"],
