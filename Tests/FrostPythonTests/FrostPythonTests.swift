@@ -251,7 +251,9 @@ enum TestInterpreter {
     }
 
     /// Jobs that come one after another run on one thread (the one that slept last, its
-    /// caches warm), not in turn on every thread of the pool.
+    /// caches warm), not in turn on every thread of the pool. (On a loaded machine the
+    /// watchdog may hand a job that waited a tick to another thread: a few may go elsewhere;
+    /// waking threads in turn spread them evenly, 8 each.)
     @Test func sequentialJobsStayOnOneThread() throws {
         let pool = try PythonThreadPool(interpreter: TestInterpreter.shared, size: 8, name: "py-sequential")
         defer { pool.stop() }
@@ -259,14 +261,15 @@ enum TestInterpreter {
         for index in 0..<64 {
             let done = DispatchSemaphore(value: 0)
             pool.submit {
-                seen.set(index, (try? Python.importModule("threading").callMethod("get_ident").asInt()) ?? -1)
+                seen.set(index, Int(bitPattern: UInt(pthread_self())))
                 done.signal()
             }
             done.wait()
             usleep(200)  // the thread goes back to sleep before the next job comes
         }
-        let threads = Set((0..<64).map { seen.get($0) ?? -1 })
-        #expect(threads.count == 1, "64 jobs in turn ran on \(threads.count) threads")
+        var perThread: [Int: Int] = [:]
+        for index in 0..<64 { perThread[seen.get(index) ?? -1, default: 0] += 1 }
+        #expect((perThread.values.max() ?? 0) >= 56, "64 jobs in turn ran on \(perThread.count) threads: \(perThread.values.sorted())")
     }
 
     /// A job that blocks (releasing the GIL, as time.sleep and I/O do) does not hold back the
