@@ -352,8 +352,8 @@ final class HTTPExchange: @unchecked Sendable {
         }
     }
 
-    /// Writes pending head and body parts on the event loop (no flush); `promise`
-    /// completes with the last of them. Event loop.
+    /// Writes pending head and body parts (and the response's end with `end`), flushed with
+    /// `flush`; `promise` completes with the last of them. Event loop.
     private func writeParts(_ head: HTTPResponseHead?, _ body: ByteBuffer?, end: Bool = false, flush: Bool = false,
                             promise: EventLoopPromise<Void>? = nil) {
         let hasBody = (body?.readableBytes ?? 0) > 0
