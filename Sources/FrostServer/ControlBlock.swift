@@ -356,13 +356,8 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
             throw PythonError.raise(.typeError, "response headers must be a str of lines or (name, value) pairs of str")
         }
         // Trimmed as the "Name: value" lines are.
-        func trimmedText(_ text: String) -> String {
-            guard let first = text.utf8.first, let last = text.utf8.last,
-                  first == 32 || first == 9 || last == 32 || last == 9 else { return text }
-            return String(decoding: trimmed(Array(text.utf8)[...]), as: UTF8.self)
-        }
-        let name = trimmedText(try parts[0].asString())
-        let headerValue = trimmedText(try parts[1].asString())
+        let name = trimmingBlanks(try parts[0].asString())
+        let headerValue = trimmingBlanks(try parts[1].asString())
         guard isHeaderName(name) else {
             throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
         }

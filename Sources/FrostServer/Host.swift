@@ -522,7 +522,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if code == 401 && chain.wants(FilterNotification.accessDenied, request) {
                 let uri = exchange.head.uri
                 let scope = FilterScope()
-                let data = URLMapData(scope: scope, url: String(uri.split(separator: "?").first ?? ""),
+                let data = URLMapData(scope: scope, url: pathPart(of: uri),
                                       physicalPath: request.physicalPath ?? mapURLToPath(uri), reason: 0x8)  // SF_DENIED_APPLICATION
                 switch chain.notify(FilterNotification.accessDenied, connection: connection, exchange: exchange,
                                     data: try? URLMapData.deniedType.wrap(data), scope: scope) {
@@ -739,13 +739,12 @@ struct AccessRecord: Sendable {
 
     init(_ exchange: HTTPExchange) {
         let head = exchange.head
-        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         clientHost = exchange.clientAddress.isEmpty ? "-" : exchange.clientAddress
         user = exchange.filterRequest?.user ?? ""
         serverName = head.headers.first(name: "host") ?? exchange.localAddress?.ipAddress ?? "-"
         method = head.method.rawValue
-        target = String(parts.first ?? "")
-        parameters = parts.count > 1 ? String(parts[1]) : ""
+        target = pathPart(of: head.uri)
+        parameters = queryPart(of: head.uri)
         version = "HTTP/\(head.version.major).\(head.version.minor)"
         status = exchange.loggedStatus
         bytesSent = exchange.bytesSent

@@ -17,11 +17,7 @@ struct ServerVariables {
     /// The path part of the request target, as sent.
     var rawPath: String { pathPart(of: head.uri) }
 
-    var queryString: String {
-        let uri = head.uri
-        guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return "" }
-        return String(uri[uri.utf8.index(after: question)...])
-    }
+    var queryString: String { queryPart(of: head.uri) }
 
     /// PATH_INFO is the decoded path (IIS decodes it) below the virtual directory.
     var pathInfo: String { site.pathInfo ?? percentDecoded(rawPath) }
@@ -101,9 +97,6 @@ struct ServerVariables {
         }
     }
 
-    func cgiName(_ header: String) -> String {
-        String(header.uppercased().map { $0 == "-" ? "_" : $0 })
-    }
 }
 
 /// Where a request runs: its virtual directory's physical path and the split of its path.
@@ -120,6 +113,30 @@ struct SiteContext: Sendable {
 func pathPart(of uri: String) -> String {
     guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
     return String(uri[..<question])
+}
+
+/// The query of a request target (after the first "?"; "" without one), as sent.
+func queryPart(of uri: String) -> String {
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return "" }
+    return String(uri[uri.utf8.index(after: question)...])
+}
+
+/// A header's name as a CGI variable has it, after "HTTP_": upper case, "-" as "_".
+/// (Header names are tokens: ASCII.)
+func cgiName(_ header: String) -> String {
+    String(decoding: header.utf8.map { byte -> UInt8 in
+        if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
+        return (97...122).contains(byte) ? byte - 32 : byte
+    }, as: UTF8.self)
+}
+
+/// `text` without the blanks (spaces and tabs) around it, as header values are read.
+func trimmingBlanks(_ text: String) -> String {
+    let bytes = text.utf8
+    guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }) else { return "" }
+    let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })!
+    if first == bytes.startIndex && last == bytes.index(before: bytes.endIndex) { return text }
+    return String(text[first...last])
 }
 
 func percentDecoded(_ text: String) -> String {

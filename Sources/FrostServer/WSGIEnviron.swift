@@ -53,12 +53,9 @@ extension ControlBlock {
         // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
         var fields: [(name: String, value: String)] = []
         for (name, value) in head.headers {
-            let key = "HTTP_" + String(decoding: name.utf8.map { byte -> UInt8 in
-                if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
-                return (97...122).contains(byte) ? byte - 32 : byte
-            }, as: UTF8.self)
+            let key = "HTTP_" + cgiName(name)
             if key == "HTTP_CONTENT_TYPE" || key == "HTTP_CONTENT_LENGTH" { continue }
-            let trimmed = trimmedSpaces(value)
+            let trimmed = trimmingBlanks(value)
             if let index = fields.firstIndex(where: { $0.name == key }) {
                 fields[index].value += (key == "HTTP_COOKIE" ? "; " : ",") + trimmed
             } else {
@@ -69,14 +66,6 @@ extension ControlBlock {
             try environ.setItem(try PythonObject.latin1(name), try PythonObject.latin1(value))
         }
         return environ
-    }
-
-    private func trimmedSpaces(_ text: String) -> String {
-        let bytes = text.utf8
-        guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }) else { return "" }
-        let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })!
-        if first == bytes.startIndex && last == bytes.index(before: bytes.endIndex) { return text }
-        return String(text[first...last])
     }
 }
 
