@@ -1,3 +1,4 @@
+import FrostSystem
 import CArchive
 #if canImport(Glibc)
 import Glibc
@@ -71,7 +72,7 @@ public final class MountedArchive: @unchecked Sendable {
         self.limits = limits
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw ArchiveError(.cannotOpen, archive: path, "cannot open: \(FileIO.errnoText())")
+            throw ArchiveError(.cannotOpen, archive: path, "cannot open: \(errnoDescription())")
         }
         do {
             let table = try TableOfContents.read(fd: fd, archive: path, limits: limits)
@@ -146,7 +147,7 @@ enum TableOfContents {
     static func read(fd: Int32, archive: String, limits: ArchiveLimits) throws -> Result {
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            throw ArchiveError(.cannotOpen, archive: archive, "cannot stat: \(FileIO.errnoText())")
+            throw ArchiveError(.cannotOpen, archive: archive, "cannot stat: \(errnoDescription())")
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw ArchiveError(.cannotOpen, archive: archive, "not a regular file")

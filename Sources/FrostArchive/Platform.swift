@@ -8,20 +8,16 @@ import Darwin
 /// The few POSIX file operations this module needs, each turning errno into an
 /// `ArchiveError` that names the file.
 enum FileIO {
-    static func errnoText(_ code: Int32 = errno) -> String {
-        String(cString: strerror(code))
-    }
-
     static func writeAtomically(_ bytes: [UInt8], to path: String, archive: String) throws {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw ArchiveError(.cannotOpen, archive: archive, "cannot create \(temporary): \(errnoText())")
+            throw ArchiveError(.cannotOpen, archive: archive, "cannot create \(temporary): \(errnoDescription())")
         }
         do {
             try writeAll(fd, bytes, archive: archive)
             guard fsync(fd) == 0 || errno == EINVAL else {
-                throw ArchiveError(.ioFailure, archive: archive, "fsync failed: \(errnoText())")
+                throw ArchiveError(.ioFailure, archive: archive, "fsync failed: \(errnoDescription())")
             }
             close(fd)
         } catch {
@@ -30,7 +26,7 @@ enum FileIO {
             throw error
         }
         guard rename(temporary, path) == 0 else {
-            let message = errnoText()
+            let message = errnoDescription()
             unlink(temporary)
             throw ArchiveError(.ioFailure, archive: archive, "cannot rename into place: \(message)")
         }
@@ -39,7 +35,7 @@ enum FileIO {
     static func append(_ bytes: [UInt8], to path: String, archive: String) throws {
         let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else {
-            throw ArchiveError(.cannotOpen, archive: archive, "cannot open for appending: \(errnoText())")
+            throw ArchiveError(.cannotOpen, archive: archive, "cannot open for appending: \(errnoDescription())")
         }
         defer { close(fd) }
         try writeAll(fd, bytes, archive: archive)
@@ -47,7 +43,7 @@ enum FileIO {
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], archive: String) throws {
         guard FrostSystem.writeAll(bytes, to: fd) else {
-            throw ArchiveError(.ioFailure, archive: archive, "write failed: \(errnoText())")
+            throw ArchiveError(.ioFailure, archive: archive, "write failed: \(errnoDescription())")
         }
     }
 
@@ -62,7 +58,7 @@ enum FileIO {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ArchiveError(.ioFailure, archive: archive, entry: entry, "reading \(what) failed: \(errnoText())")
+                throw ArchiveError(.ioFailure, archive: archive, entry: entry, "reading \(what) failed: \(errnoDescription())")
             }
             if n == 0 {
                 throw ArchiveError(.truncated, archive: archive, entry: entry,

@@ -416,7 +416,7 @@ final class HTTPExchange: @unchecked Sendable {
         if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
         guard length > 0, !suppress else { return }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ExchangeError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw ExchangeError(message: "cannot open \(path): \(errnoDescription())") }
         try writeFile(descriptor: descriptor, start: start, length: length, closeWhenDone: true)
     }
 

@@ -811,7 +811,7 @@ final class Acceptor: @unchecked Sendable {
         self.seat = seat
         self.accepted = accepted
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw HostError(message: "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw HostError(message: "cannot create a pipe: \(errnoDescription())") }
         (wakeRead, wakeWrite) = (fds[0], fds[1])
         for fd in [wakeRead, wakeWrite] + sockets { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         // Non-blocking accept (the flag is shared with the other processes, which accept
@@ -825,7 +825,7 @@ final class Acceptor: @unchecked Sendable {
         }, context)
         guard status == 0 else {
             Unmanaged<Acceptor>.fromOpaque(context).release()
-            throw HostError(message: "cannot start the accepting thread: \(String(cString: strerror(status)))")
+            throw HostError(message: "cannot start the accepting thread: \(errnoDescription(status))")
         }
     }
 

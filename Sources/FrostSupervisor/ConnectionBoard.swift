@@ -1,4 +1,5 @@
 import CProcess
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,9 +26,9 @@ public final class ConnectionBoard: @unchecked Sendable {
     /// A new board (the master).
     public static func create() throws -> ConnectionBoard {
         let fd = frost_memfd_create("frost-connections")
-        guard fd >= 0 else { throw SupervisorError("cannot create the workers' connection board: \(lastError())") }
+        guard fd >= 0 else { throw SupervisorError("cannot create the workers' connection board: \(errnoDescription())") }
         guard ftruncate(fd, off_t(size)) == 0 else {
-            let message = lastError()
+            let message = errnoDescription()
             close(fd)
             throw SupervisorError("cannot size the workers' connection board: \(message)")
         }
@@ -45,7 +46,7 @@ public final class ConnectionBoard: @unchecked Sendable {
     private init(fd: Int32) throws {
         let memory = mmap(nil, ConnectionBoard.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let memory, memory != MAP_FAILED else {
-            throw SupervisorError("cannot map the workers' connection board (descriptor \(fd)): \(lastError())")
+            throw SupervisorError("cannot map the workers' connection board (descriptor \(fd)): \(errnoDescription())")
         }
         self.fd = fd
         self.values = memory.bindMemory(to: Int32.self, capacity: Int(ConnectionBoard.seats) * 2)

@@ -122,7 +122,7 @@ public final class Master {
             let text = "\(getpid())\n"
             let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             if fd < 0 || write(fd, text, text.utf8.count) != text.utf8.count {
-                log("cannot write the pid file \(pidFile): \(lastError())")
+                log("cannot write the pid file \(pidFile): \(errnoDescription())")
                 if fd >= 0 { close(fd) }
                 return 1
             }
@@ -183,10 +183,10 @@ public final class Master {
     // MARK: Workers
 
     private func spawn() {
-        let now = monotonic()
+        let now = monotonicSeconds()
         var pair: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            log("cannot create a worker link: \(lastError())")
+            log("cannot create a worker link: \(errnoDescription())")
             nextSpawnAt = now + 1
             return
         }
@@ -235,7 +235,7 @@ public final class Master {
         }
         guard status == 0 else {
             close(masterEnd)
-            log("cannot start a worker (\(configuration.executable)): \(String(cString: strerror(status)))")
+            log("cannot start a worker (\(configuration.executable)): \(errnoDescription(status))")
             exitStatus = everReady ? exitStatus : 1
             nextSpawnAt = now + 1
             return
@@ -254,7 +254,7 @@ public final class Master {
             let line = String(decoding: worker.buffer[..<newline], as: UTF8.self)
             worker.buffer.removeSubrange(...newline)
             guard let message = WorkerMessage(line: line) else { continue }
-            let now = monotonic()
+            let now = monotonicSeconds()
             switch message {
             case .ready:
                 worker.ready = true
@@ -302,7 +302,7 @@ public final class Master {
                     return
                 }
                 let delay = min(10.0, 0.5 * Double(1 << min(startFailures - 1, 5)))
-                nextSpawnAt = monotonic() + delay
+                nextSpawnAt = monotonicSeconds() + delay
                 log("worker \(worker.number) (pid \(worker.pid)) \(how) before it was ready; retrying in \(format(delay)) s")
                 if reloading && startFailures >= 5 {
                     log("reload abandoned: the new generation does not start; the previous one keeps serving")
@@ -322,7 +322,7 @@ public final class Master {
 
     /// Kills workers that stopped heart-beating or do not get ready.
     private func checkHealth() {
-        let now = monotonic()
+        let now = monotonicSeconds()
         for worker in workers where worker.stoppingSince == nil {
             if worker.ready, now - worker.lastHeartbeat > configuration.heartbeatTimeout {
                 log("worker \(worker.number) (pid \(worker.pid)) missed its heartbeat for \(format(now - worker.lastHeartbeat)) s: killing it")
@@ -338,7 +338,7 @@ public final class Master {
     }
 
     private func enforceStopDeadlines() {
-        let now = monotonic()
+        let now = monotonicSeconds()
         for worker in workers {
             if let since = worker.stoppingSince, now - since > configuration.gracefulTimeout + 5 {
                 log("worker \(worker.number) (pid \(worker.pid)) did not stop in time: killing it")
@@ -351,7 +351,7 @@ public final class Master {
     /// Keeps `desired` workers of the current generation serving; retires old-generation,
     /// recycling and surplus workers once enough new ones are ready.
     private func maintain() {
-        let now = monotonic()
+        let now = monotonicSeconds()
         let current = workers.filter { $0.generation == generation && $0.stoppingSince == nil && $0.recycleReason == nil }
         if current.count < desired, now >= nextSpawnAt {
             for _ in current.count..<desired { spawn() }
@@ -384,12 +384,12 @@ public final class Master {
 
     private func terminate(_ worker: Worker) {
         guard worker.stoppingSince == nil else { return }
-        worker.stoppingSince = monotonic()
+        worker.stoppingSince = monotonicSeconds()
         kill(worker.pid, SIGTERM)
     }
 
     private func periodic() {
-        let now = monotonic()
+        let now = monotonicSeconds()
         if let interval = notifier.watchdogInterval, now - lastWatchdog >= interval / 2 {
             let healthy = workers.contains { $0.ready && $0.stoppingSince == nil }
                 && !workers.contains { $0.ready && $0.stoppingSince == nil && now - $0.lastHeartbeat > configuration.heartbeatTimeout }
@@ -422,7 +422,7 @@ public final class Master {
             startFailures = 0
             nextSpawnAt = 0
             log("SIGHUP: starting generation \(generation) (the bundle and site configuration as they are on disk now)")
-            notifier.send(["RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())", "STATUS=reloading"])
+            notifier.send(["RELOADING=1", "MONOTONIC_USEC=\(monotonicMicroseconds())", "STATUS=reloading"])
         case SIGTTIN where !stopping:
             desired += 1
             log("SIGTTIN: \(desired) workers")
@@ -457,7 +457,7 @@ public final class Master {
 
     /// One line per worker: number, pid, generation, state, requests, RSS, age.
     public func statusLines() -> [String] {
-        let now = monotonic()
+        let now = monotonicSeconds()
         var lines = ["master pid \(getpid()): \(desired) workers wanted, generation \(generation), \(restarts) restarts"]
         for worker in workers.sorted(by: { $0.number < $1.number }) {
             let state = worker.stoppingSince != nil ? "stopping" : worker.recycleReason != nil ? "recycling"
@@ -519,7 +519,6 @@ final class SignalPipe: @unchecked Sendable {
     }
 }
 
-func monotonic() -> Double { monotonicSeconds() }
 
 func format(_ seconds: Double) -> String {
     let tenths = Int((seconds * 10).rounded())

@@ -18,7 +18,7 @@ public enum ListenSockets {
         switch ListenAddress(address) {
         case .unix(let path):
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw SupervisorError("cannot create a socket for \(address): \(lastError())") }
+            guard fd >= 0 else { throw SupervisorError("cannot create a socket for \(address): \(errnoDescription())") }
             var info = stat()
             if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
             guard var (storage, length) = unixSocketAddress(path) else {
@@ -29,7 +29,7 @@ public enum ListenSockets {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
             }
             guard status == 0, listen(fd, backlog) == 0 else {
-                let message = lastError()
+                let message = errnoDescription()
                 close(fd)
                 throw SupervisorError("cannot listen on \(address): \(message)")
             }
@@ -57,13 +57,13 @@ public enum ListenSockets {
         while let current = entry {
             entry = current.pointee.ai_next
             let fd = socket(current.pointee.ai_family, current.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { failure = lastError(); continue }
+            guard fd >= 0 else { failure = errnoDescription(); continue }
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
             if Glibc.bind(fd, current.pointee.ai_addr, current.pointee.ai_addrlen) == 0, listen(fd, backlog) == 0 {
                 return fd
             }
-            failure = lastError()
+            failure = errnoDescription()
             close(fd)
         }
         throw SupervisorError("cannot listen on \(address): \(failure)")
@@ -147,7 +147,6 @@ func cString(_ characters: [CChar]) -> String {
     String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-func lastError() -> String { errnoDescription() }
 
 /// The process environment as a dictionary.
 public func processEnvironment() -> [String: String] {

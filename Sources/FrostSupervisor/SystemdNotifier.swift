@@ -38,7 +38,4 @@ public final class SystemdNotifier {
         }
         return sent == message.count
     }
-
-    /// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC` with `RELOADING=1`.
-    public static func monotonicMicroseconds() -> UInt64 { FrostSystem.monotonicMicroseconds() }
 }
