@@ -251,9 +251,10 @@ enum TestInterpreter {
     }
 
     /// Jobs that come one after another run on one thread (the one that slept last, its
-    /// caches warm), not in turn on every thread of the pool. (On a loaded machine the
-    /// watchdog may hand a job that waited a tick to another thread: a few may go elsewhere;
-    /// waking threads in turn spread them evenly, 8 each.)
+    /// caches warm), not in turn on every thread of the pool. (On a loaded machine — the
+    /// whole suite runs in parallel — the watchdog hands a job whose thread did not get a
+    /// core within a tick to another thread: 11 of 64 went elsewhere in one run. Waking
+    /// threads in turn spreads them evenly, 8 each, so "most on one" tells the two apart.)
     @Test func sequentialJobsStayOnOneThread() throws {
         let pool = try PythonThreadPool(interpreter: TestInterpreter.shared, size: 8, name: "py-sequential")
         defer { pool.stop() }
@@ -269,7 +270,7 @@ enum TestInterpreter {
         }
         var perThread: [Int: Int] = [:]
         for index in 0..<64 { perThread[seen.get(index) ?? -1, default: 0] += 1 }
-        #expect((perThread.values.max() ?? 0) >= 56, "64 jobs in turn ran on \(perThread.count) threads: \(perThread.values.sorted())")
+        #expect((perThread.values.max() ?? 0) >= 32, "64 jobs in turn ran on \(perThread.count) threads: \(perThread.values.sorted())")
     }
 
     /// A job that blocks (releasing the GIL, as time.sleep and I/O do) does not hold back the
