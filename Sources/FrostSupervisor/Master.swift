@@ -38,70 +38,40 @@ public struct MasterConfiguration: Sendable {
 
 /// The master process: binds the listening sockets once, spawns the workers (fresh
 /// processes of the same executable, never forks of this one), hands them the sockets,
-/// watches their heartbeats, replaces those that die or hang, recycles on request,
-/// swaps generations on SIGHUP and stops them on SIGTERM. It runs no Python.
+/// reads their links and reaps them. What to do about each event — replace, back off,
+/// give up, recycle, swap generations, scale, stop — is `Supervision`'s decision; this
+/// class owns the syscalls. It runs no Python.
 public final class Master {
-    final class Worker {
-        let number: Int
-        let generation: Int
-        /// Its seat on the connection board.
-        let seat: Int32
-        let pid: pid_t
+    /// A running worker's end of things the policy does not see: its link and board seat.
+    struct Link {
         let control: Int32
-        var started: Double
+        let seat: Int32
         var buffer: [UInt8] = []
-        var ready = false
-        var lastHeartbeat: Double
-        var served = 0
-        var residentKiB = 0
-        /// SIGTERM sent (retired); when, for the kill deadline.
-        var stoppingSince: Double?
-        var recycleReason: String?
-
-        init(number: Int, generation: Int, seat: Int32, pid: pid_t, control: Int32, now: Double) {
-            self.number = number
-            self.generation = generation
-            self.seat = seat
-            self.pid = pid
-            self.control = control
-            self.started = now
-            self.lastHeartbeat = now
-        }
     }
 
     private var configuration: MasterConfiguration
+    private var supervision: Supervision
     private let notifier: SystemdNotifier
+    private let environment: [String: String]
     private var sockets: [Int32] = []
     /// Where workers publish their connection counts (nil: it could not be made; workers
     /// then accept without looking at each other).
     private var board: ConnectionBoard?
     private var createdSocketFiles: [String] = []
-    private var workers: [Worker] = []
-    private var generation = 1
-    private var nextNumber = 0
-    private var desired: Int
-    private var everReady = false
-    private var announced = false
-    private var reloading = false
-    private var stopping = false
-    private var startFailures = 0
-    private var nextSpawnAt = 0.0
-    private var restarts = 0
+    private var links: [Int32: Link] = [:]
     private var lastWatchdog = 0.0
     private var lastStats = 0.0
-    private var exitStatus: Int32 = 0
-    private var signalPipe: SignalPipe?
-    /// Failed starts, with backoff, before a master whose workers never started gives up.
-    static let startAttempts = 3
 
     public init(configuration: MasterConfiguration, environment: [String: String] = processEnvironment()) {
         self.configuration = configuration
-        self.desired = max(1, configuration.workers)
+        var settings = Supervision.Settings(workers: configuration.workers)
+        settings.heartbeatTimeout = configuration.heartbeatTimeout
+        settings.gracefulTimeout = configuration.gracefulTimeout
+        settings.startTimeout = configuration.startTimeout
+        self.supervision = Supervision(settings: settings)
         self.notifier = SystemdNotifier(environment: environment)
         self.environment = environment
     }
-
-    private let environment: [String: String]
 
     /// Runs until stopped; returns the process exit status.
     public func run() -> Int32 {
@@ -110,7 +80,6 @@ public final class Master {
         let pipe = SignalPipe(signals: [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1])
         // A log reader that went away must not take the master with it.
         signal(SIGPIPE, SIG_IGN)
-        signalPipe = pipe
         do {
             try openSockets()
         } catch {
@@ -129,29 +98,46 @@ public final class Master {
             close(fd)
         }
         defer { cleanUp() }
-        maintain()  // the first workers start now, not after the first poll
+        execute(supervision.tick(now: monotonicSeconds()))  // the first workers start now, not after the first poll
         while true {
+            let polled = Array(links.keys)
             var fds = [pollfd(fd: pipe.readFD, events: Int16(POLLIN), revents: 0)]
-            fds += workers.map { pollfd(fd: $0.control, events: Int16(POLLIN), revents: 0) }
+            fds += polled.map { pollfd(fd: links[$0]!.control, events: Int16(POLLIN), revents: 0) }
             _ = poll(&fds, nfds_t(fds.count), 200)
             if fds[0].revents != 0 {
-                for signal in pipe.drain() {
-                    handle(signal: signal)
-                }
+                for signal in pipe.drain() { handle(signal: signal) }
             }
-            for (index, pfd) in fds.dropFirst().enumerated() where pfd.revents != 0 && index < workers.count {
-                readMessages(from: workers[index])
+            for (pid, pfd) in zip(polled, fds.dropFirst()) where pfd.revents != 0 {
+                readMessages(from: pid)
             }
             reap()
-            if stopping {
-                if workers.isEmpty { return exitStatus }
-                enforceStopDeadlines()
-                continue
-            }
-            if exitStatus != 0 { stopAll(immediately: false); continue }
-            checkHealth()
-            maintain()
+            execute(supervision.tick(now: monotonicSeconds()))
+            if let status = supervision.finished { return status }
             periodic()
+        }
+    }
+
+    /// Carries out the policy's commands, in order; a spawn is reported back at once.
+    private func execute(_ commands: [Supervision.Command]) {
+        for command in commands {
+            switch command {
+            case .spawn(let number):
+                execute(spawn(number: number))
+            case .terminate(let pid):
+                kill(pid, SIGTERM)
+            case .kill(let pid):
+                kill(pid, SIGKILL)
+            case .log(let message):
+                log(message)
+            case .notify(let fields):
+                notifier.send(fields)
+            case .announce:
+                configuration.onFirstServing?()
+                let addresses = sockets.map(ListenSockets.describe).map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
+                let count = supervision.desired
+                writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(count) worker process\(count == 1 ? "" : "es")", to: 1)
+                notifier.send(["READY=1", supervision.status, "MAINPID=\(getpid())"])
+            }
         }
     }
 
@@ -182,20 +168,18 @@ public final class Master {
 
     // MARK: Workers
 
-    private func spawn() {
+    /// Starts worker `number`: the sockets at 3, 4, …, its link right after them, then the board.
+    private func spawn(number: Int) -> [Supervision.Command] {
         let now = monotonicSeconds()
         var pair: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            log("cannot create a worker link: \(errnoDescription())")
-            nextSpawnAt = now + 1
-            return
+            return supervision.spawnFailed(number: number, reason: "cannot create a worker link: \(errnoDescription())", now: now)
         }
         let masterEnd = ListenSockets.moveHigh(pair[0])
         let workerEnd = ListenSockets.moveHigh(pair[1])
         defer { close(workerEnd) }
-        // The worker gets the sockets at 3, 4, …, its link right after them, then the board.
         let controlFD = Int32(3 + sockets.count)
-        let seat = (0..<ConnectionBoard.seats).first { seat in !workers.contains { $0.seat == seat } } ?? -1
+        let seat = (0..<ConnectionBoard.seats).first { seat in !links.values.contains { $0.seat == seat } } ?? -1
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -235,45 +219,28 @@ public final class Master {
         }
         guard status == 0 else {
             close(masterEnd)
-            log("cannot start a worker (\(configuration.executable)): \(errnoDescription(status))")
-            exitStatus = everReady ? exitStatus : 1
-            nextSpawnAt = now + 1
-            return
+            return supervision.spawnFailed(
+                number: number, reason: "cannot start a worker (\(configuration.executable)): \(errnoDescription(status))", now: now)
         }
-        nextNumber += 1
-        let worker = Worker(number: nextNumber, generation: generation, seat: seat, pid: pid, control: masterEnd, now: now)
-        workers.append(worker)
+        links[pid] = Link(control: masterEnd, seat: Int32(seat))
+        return supervision.spawned(number: number, pid: pid, now: now)
     }
 
-    private func readMessages(from worker: Worker) {
+    private func readMessages(from pid: Int32) {
+        guard var link = links[pid] else { return }
         var chunk = [UInt8](repeating: 0, count: 4096)
-        let count = recv(worker.control, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+        let count = recv(link.control, &chunk, chunk.count, Int32(MSG_DONTWAIT))
         guard count > 0 else { return }
-        worker.buffer += chunk[..<count]
-        while let newline = worker.buffer.firstIndex(of: 10) {
-            let line = String(decoding: worker.buffer[..<newline], as: UTF8.self)
-            worker.buffer.removeSubrange(...newline)
-            guard let message = WorkerMessage(line: line) else { continue }
-            let now = monotonicSeconds()
-            switch message {
-            case .ready:
-                worker.ready = true
-                worker.lastHeartbeat = now
-                startFailures = 0
-                if everReady {
-                    log("worker \(worker.number) (pid \(worker.pid)) is serving")
-                }
-                everReady = true
-            case .heartbeat(let served, let resident):
-                worker.lastHeartbeat = now
-                worker.served = served
-                worker.residentKiB = resident
-            case .recycle(let reason):
-                if worker.recycleReason == nil, worker.stoppingSince == nil {
-                    worker.recycleReason = reason
-                    log("worker \(worker.number) (pid \(worker.pid)) asks to be recycled (\(reason)); starting its replacement")
-                }
-            }
+        link.buffer += chunk[..<count]
+        var messages: [WorkerMessage] = []
+        while let newline = link.buffer.firstIndex(of: 10) {
+            let line = String(decoding: link.buffer[..<newline], as: UTF8.self)
+            link.buffer.removeSubrange(...newline)
+            if let message = WorkerMessage(line: line) { messages.append(message) }
+        }
+        links[pid] = link
+        for message in messages {
+            execute(supervision.received(message, from: pid, now: monotonicSeconds()))
         }
     }
 
@@ -283,120 +250,18 @@ public final class Master {
             var waitStatus: Int32 = 0
             let pid = waitpid(-1, &waitStatus, WNOHANG)
             guard pid > 0 else { return }
-            guard let index = workers.firstIndex(where: { $0.pid == pid }) else { continue }
-            let worker = workers.remove(at: index)
-            close(worker.control)
-            board?.clear(seat: worker.seat)  // a worker that crashed left its count behind
-            let how = describeExit(waitStatus)
-            if worker.stoppingSince != nil || stopping {
-                log("worker \(worker.number) (pid \(worker.pid)) stopped (\(how))")
-                continue
-            }
-            if !worker.ready {
-                startFailures += 1
-                if !everReady && startFailures >= Master.startAttempts {
-                    log("worker \(worker.number) (pid \(worker.pid)) \(how) before it was ready; "
-                        + "\(startFailures) starts failed and none succeeded: stopping")
-                    exitStatus = 1
-                    stopAll(immediately: false)
-                    return
-                }
-                let delay = min(10.0, 0.5 * Double(1 << min(startFailures - 1, 5)))
-                nextSpawnAt = monotonicSeconds() + delay
-                log("worker \(worker.number) (pid \(worker.pid)) \(how) before it was ready; retrying in \(format(delay)) s")
-                if reloading && startFailures >= 5 {
-                    log("reload abandoned: the new generation does not start; the previous one keeps serving")
-                    reloading = false
-                    generation -= 1
-                    for other in workers where other.generation > generation { terminate(other) }
-                    notifier.send(["READY=1", status()])
-                }
-                continue
-            }
-            restarts += 1
-            spawn()
-            let replacement = workers.last.map { " by worker \($0.number) (pid \($0.pid))" } ?? ""
-            log("worker \(worker.number) (pid \(worker.pid)) \(how); replaced\(replacement)")
+            guard let link = links.removeValue(forKey: pid) else { continue }
+            close(link.control)
+            board?.clear(seat: link.seat)  // a worker that crashed left its count behind
+            execute(supervision.exited(pid: pid, how: describeExit(waitStatus), now: monotonicSeconds()))
         }
-    }
-
-    /// Kills workers that stopped heart-beating or do not get ready.
-    private func checkHealth() {
-        let now = monotonicSeconds()
-        for worker in workers where worker.stoppingSince == nil {
-            if worker.ready, now - worker.lastHeartbeat > configuration.heartbeatTimeout {
-                log("worker \(worker.number) (pid \(worker.pid)) missed its heartbeat for \(format(now - worker.lastHeartbeat)) s: killing it")
-                kill(worker.pid, SIGKILL)
-                worker.lastHeartbeat = now + 3600  // once
-            } else if !worker.ready, now - worker.started > configuration.startTimeout {
-                log("worker \(worker.number) (pid \(worker.pid)) not ready after \(format(configuration.startTimeout)) s: killing it")
-                kill(worker.pid, SIGKILL)
-                worker.started = now + 3600
-            }
-        }
-        enforceStopDeadlines()
-    }
-
-    private func enforceStopDeadlines() {
-        let now = monotonicSeconds()
-        for worker in workers {
-            if let since = worker.stoppingSince, now - since > configuration.gracefulTimeout + 5 {
-                log("worker \(worker.number) (pid \(worker.pid)) did not stop in time: killing it")
-                kill(worker.pid, SIGKILL)
-                worker.stoppingSince = now + 3600
-            }
-        }
-    }
-
-    /// Keeps `desired` workers of the current generation serving; retires old-generation,
-    /// recycling and surplus workers once enough new ones are ready.
-    private func maintain() {
-        let now = monotonicSeconds()
-        let current = workers.filter { $0.generation == generation && $0.stoppingSince == nil && $0.recycleReason == nil }
-        if current.count < desired, now >= nextSpawnAt {
-            for _ in current.count..<desired { spawn() }
-        }
-        if current.count > desired {
-            for worker in current.sorted(by: { $0.number > $1.number }).prefix(current.count - desired) {
-                log("worker \(worker.number) (pid \(worker.pid)) is one too many: stopping it")
-                terminate(worker)
-            }
-        }
-        let readyCount = current.filter(\.ready).count
-        if readyCount >= desired {
-            for worker in workers where worker.stoppingSince == nil && (worker.generation != generation || worker.recycleReason != nil) {
-                terminate(worker)
-            }
-            if reloading {
-                reloading = false
-                log("reload done: generation \(generation) serves with \(readyCount) worker(s)")
-                notifier.send(["READY=1", status()])
-            }
-            if !announced {
-                announced = true
-                configuration.onFirstServing?()
-                let addresses = sockets.map(ListenSockets.describe).map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
-                writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(desired) worker process\(desired == 1 ? "" : "es")", to: 1)
-                notifier.send(["READY=1", status(), "MAINPID=\(getpid())"])
-            }
-        }
-    }
-
-    private func terminate(_ worker: Worker) {
-        guard worker.stoppingSince == nil else { return }
-        worker.stoppingSince = monotonicSeconds()
-        kill(worker.pid, SIGTERM)
     }
 
     private func periodic() {
         let now = monotonicSeconds()
-        if let interval = notifier.watchdogInterval, now - lastWatchdog >= interval / 2 {
-            let healthy = workers.contains { $0.ready && $0.stoppingSince == nil }
-                && !workers.contains { $0.ready && $0.stoppingSince == nil && now - $0.lastHeartbeat > configuration.heartbeatTimeout }
-            if healthy {
-                notifier.send(["WATCHDOG=1"])
-                lastWatchdog = now
-            }
+        if let interval = notifier.watchdogInterval, now - lastWatchdog >= interval / 2, supervision.isHealthy(now: now) {
+            notifier.send(["WATCHDOG=1"])
+            lastWatchdog = now
         }
         if configuration.statsInterval > 0, now - lastStats >= configuration.statsInterval {
             lastStats = now
@@ -407,65 +272,22 @@ public final class Master {
     // MARK: Signals
 
     private func handle(signal: Int32) {
+        let now = monotonicSeconds()
         switch signal {
-        case SIGCHLD:
-            break  // reaped by the loop
-        case SIGTERM, SIGINT:
-            log("\(signal == SIGTERM ? "SIGTERM" : "SIGINT"): stopping the workers; requests in flight finish")
-            stopAll(immediately: false)
-        case SIGQUIT:
-            log("SIGQUIT: stopping now")
-            stopAll(immediately: true)
-        case SIGHUP where !stopping:
-            generation += 1
-            reloading = true
-            startFailures = 0
-            nextSpawnAt = 0
-            log("SIGHUP: starting generation \(generation) (the bundle and site configuration as they are on disk now)")
-            notifier.send(["RELOADING=1", "MONOTONIC_USEC=\(monotonicMicroseconds())", "STATUS=reloading"])
-        case SIGTTIN where !stopping:
-            desired += 1
-            log("SIGTTIN: \(desired) workers")
-        case SIGTTOU where !stopping:
-            desired = max(1, desired - 1)
-            log("SIGTTOU: \(desired) workers")
-        case SIGUSR1:
-            writeLine(statusLines().joined(separator: "\n"), to: 1)
-        default:
-            break
+        case SIGTERM: execute(supervision.stop(cause: "SIGTERM", immediately: false, now: now))
+        case SIGINT: execute(supervision.stop(cause: "SIGINT", immediately: false, now: now))
+        case SIGQUIT: execute(supervision.stop(cause: "SIGQUIT", immediately: true, now: now))
+        case SIGHUP: execute(supervision.reload(cause: "SIGHUP", now: now))
+        case SIGTTIN: execute(supervision.scale(by: 1, cause: "SIGTTIN"))
+        case SIGTTOU: execute(supervision.scale(by: -1, cause: "SIGTTOU"))
+        case SIGUSR1: writeLine(statusLines().joined(separator: "\n"), to: 1)
+        default: break  // SIGCHLD: reaped by the loop
         }
-    }
-
-    private func stopAll(immediately: Bool) {
-        if !stopping { notifier.send(["STOPPING=1"]) }
-        stopping = true
-        for worker in workers {
-            if immediately {
-                kill(worker.pid, SIGKILL)
-            } else {
-                terminate(worker)
-            }
-        }
-    }
-
-    // MARK: Reporting
-
-    private func status() -> String {
-        let serving = workers.filter { $0.ready && $0.stoppingSince == nil }.count
-        return "STATUS=\(serving) of \(desired) workers serving (generation \(generation))"
     }
 
     /// One line per worker: number, pid, generation, state, requests, RSS, age.
     public func statusLines() -> [String] {
-        let now = monotonicSeconds()
-        var lines = ["master pid \(getpid()): \(desired) workers wanted, generation \(generation), \(restarts) restarts"]
-        for worker in workers.sorted(by: { $0.number < $1.number }) {
-            let state = worker.stoppingSince != nil ? "stopping" : worker.recycleReason != nil ? "recycling"
-                : worker.ready ? "serving" : "starting"
-            lines.append("worker \(worker.number) pid \(worker.pid) generation \(worker.generation) \(state): "
-                         + "\(worker.served) requests, RSS \(worker.residentKiB / 1024) MiB, up \(Int(now - worker.started)) s")
-        }
-        return lines
+        supervision.statusLines(masterPID: getpid(), now: monotonicSeconds())
     }
 
     private func log(_ message: String) {
@@ -519,11 +341,6 @@ final class SignalPipe: @unchecked Sendable {
     }
 }
 
-
-func format(_ seconds: Double) -> String {
-    let tenths = Int((seconds * 10).rounded())
-    return "\(tenths / 10).\(tenths % 10)"
-}
 
 func describeExit(_ status: Int32) -> String {
     let signal = status & 0x7f
