@@ -359,6 +359,17 @@ enum PackageFixture {
         #expect(badName.stderr.contains("'not-a-module' is not a valid Python module name"))
         let help = try runProcess(loader, ["--help"])
         #expect(help.status == 0 && help.stdout.contains("--check"))
+        // The help comes from the options table: every public option, no internal one.
+        for option in ["--listen ADDR", "--max-requests-jitter J", "--lingering-timeout S", "--trusted-proxy ADDR", "--timings"] {
+            #expect(help.stdout.contains("\n  \(option)"), "\(option)")
+        }
+        #expect(!help.stdout.contains("--worker-control") && !help.stdout.contains("--connection-board"))
+        let missingValue = try runProcess(loader, ["--threads"])
+        #expect(missingValue.status == 2 && missingValue.stderr.hasPrefix("_x: --threads needs a value (N)"))
+        let flagWithValue = try runProcess(loader, ["--debug=yes"])
+        #expect(flagWithValue.status == 2 && flagWithValue.stderr.hasPrefix("_x: --debug takes no value"))
+        let badNumber = try runProcess(loader, ["--max-body=0"])
+        #expect(badNumber.status == 2 && badNumber.stderr.hasPrefix("_x: --max-body needs a positive number"))
     }
 }
 
