@@ -58,7 +58,7 @@ let package = Package(
         // nettle's SHA-256 (linked with libarchive, which needs it; the loader hashes its
         // archives at start).
         .systemLibrary(name: "CNettle", path: "Sources/CNettle"),
-        .target(name: "FrostBundle", dependencies: ["FrostArchive", "CNettle"], swiftSettings: loaderModuleSettings),
+        .target(name: "FrostBundle", dependencies: ["FrostSystem", "FrostArchive", "CNettle"], swiftSettings: loaderModuleSettings),
         .target(
             name: "FrostRuntime",
             dependencies: ["FrostSystem", "FrostArchive", "FrostPython", "FrostBundle"],

@@ -280,3 +280,19 @@ public enum JSON: Equatable, Sendable {
         }
     }
 }
+
+/// So a manifest value can sit inside a Codable report (`frost inspect --json`).
+extension JSON: Encodable {
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value):
+            if let integer = int { try container.encode(integer) } else { try container.encode(value) }
+        case .string(let value): try container.encode(value)
+        case .array(let values): try container.encode(values)
+        case .object(let members): try container.encode(members)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import FrostArchive
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -249,7 +250,7 @@ extension FileSystem {
 
     static func entryNames(_ path: String) throws -> [String] {
         guard let directory = opendir(path) else {
-            throw Failure(path: path, message: String(cString: strerror(errno)))
+            throw Failure(path: path, message: errnoDescription())
         }
         defer { closedir(directory) }
         var names: [String] = []
@@ -264,13 +265,13 @@ extension FileSystem {
 
     public static func readFile(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(path: path, message: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw Failure(path: path, message: errnoDescription()) }
         defer { close(fd) }
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: String(cString: strerror(errno))) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: errnoDescription()) }
             if n == 0 { break }
             result.append(contentsOf: buffer[..<n])
         }
@@ -280,14 +281,14 @@ extension FileSystem {
     /// The SHA-256 (hex) and size of a file, read in blocks.
     public static func sha256(ofFile path: String) throws -> (String, Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(path: path, message: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw Failure(path: path, message: errnoDescription()) }
         defer { close(fd) }
         var hasher = SHA256()
         var size = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: String(cString: strerror(errno))) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: errnoDescription()) }
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(buffer: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
             size += n

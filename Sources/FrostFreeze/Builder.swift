@@ -1,12 +1,41 @@
 import Foundation
 import FrostArchive
 import FrostBundle
+import FrostSystem
 import IsapiPackage
 
 /// A build failure other than a bad spec.
+/// Why a build failed: the kind of failure, what it is about (a file, a spec key, a
+/// requirements file) and a message that says what to fix.
 public struct BuildError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// The spec's `python` cannot be run, is not a supported CPython, or lacks a shared libpython.
+        case interpreter
+        /// The build venv: locking, creating it, installing requirements.
+        case buildEnvironment
+        /// The import analysis failed (a syntax error, a crash) or reported nonsense.
+        case analysis
+        /// A shared library an included module needs is not on this machine.
+        case sharedLibraries
+        /// The frost-stub to copy in is missing or cannot be stripped.
+        case loader
+        /// A spec value the build cannot use.
+        case spec
+        /// Reading or writing a file.
+        case io
+    }
+
+    public let kind: Kind
+    /// The file, spec key (`python = …`) or requirements file concerned.
+    public let subject: String
     public let message: String
-    public init(_ message: String) { self.message = message }
+
+    public init(_ kind: Kind, subject: String, _ message: String) {
+        self.kind = kind
+        self.subject = subject
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -240,7 +269,7 @@ public final class Builder {
 
         progress.stage(5, stages, "collecting shared libraries")
         guard let libpython = analysis.python.libpython else {
-            throw BuildError("\(python) has no shared libpython (built without --enable-shared); the loader needs one")
+            throw BuildError(.interpreter, subject: python, "\(python) has no shared libpython (built without --enable-shared); the loader needs one")
         }
         let resolver = LibraryResolver()
         let libraries: [LibraryResolver.Resolved]
@@ -260,7 +289,7 @@ public final class Builder {
             libraries = Builder.merge(try resolver.closure(of: [options.stubPath] + extensionFiles + loaded.map(\.path)),
                                       loaded)
         } catch let error as LibraryResolver.Unresolved {
-            throw BuildError("cannot collect shared libraries: \(error)")
+            throw BuildError(.sharedLibraries, subject: error.neededBy, "cannot collect shared libraries: \(error)")
         }
         let siteRoots = analysis.python.site
         for library in libraries {
@@ -366,7 +395,7 @@ public final class Builder {
 
     func checkLoader() throws {
         guard FileManager.default.isExecutableFile(atPath: options.stubPath) else {
-            throw BuildError("no loader at \(options.stubPath): build frost-stub (swift build) or pass --stub")
+            throw BuildError(.loader, subject: options.stubPath, "no loader at \(options.stubPath): build frost-stub (swift build) or pass --stub")
         }
     }
 
@@ -382,26 +411,26 @@ public final class Builder {
         do {
             result = try PythonRunner.run(spec.python, ["-I", "-c", probe])
         } catch {
-            throw BuildError("python = \(spec.python): cannot run it (\(error)); name an installed CPython 3.10 to 3.13")
+            throw BuildError(.interpreter, subject: "python = \(spec.python)", "python = \(spec.python): cannot run it (\(error)); name an installed CPython 3.10 to 3.13")
         }
         let fields = String(decoding: result.stdout, as: UTF8.self).split(separator: " ").map {
             $0.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard result.status == 0, fields.count == 6, let minor = Int(fields[2]) else {
-            throw BuildError("python = \(spec.python) does not run as a Python 3 interpreter: \(result.stderr)")
+            throw BuildError(.interpreter, subject: "python = \(spec.python)", "python = \(spec.python) does not run as a Python 3 interpreter: \(result.stderr)")
         }
         let version = fields[1...3].joined(separator: ".")
         let supported = BundleLayout.supportedPythonMinorVersions
         let range = "CPython 3.\(supported.lowerBound) to 3.\(supported.upperBound)"
         guard fields[0] == "cpython", fields[1] == "3", supported.contains(minor) else {
-            throw BuildError("python = \(spec.python) is \(fields[0]) \(version); frost freezes with \(range)")
+            throw BuildError(.interpreter, subject: "python = \(spec.python)", "python = \(spec.python) is \(fields[0]) \(version); frost freezes with \(range)")
         }
         guard fields[4] == "0" else {
-            throw BuildError("python = \(spec.python) is a free-threaded build of Python \(version) (3.\(minor)t), "
+            throw BuildError(.interpreter, subject: "python = \(spec.python)", "python = \(spec.python) is a free-threaded build of Python \(version) (3.\(minor)t), "
                              + "which frost does not support yet; use the default build of \(range)")
         }
         guard fields[5] == "1" else {
-            throw BuildError("python = \(spec.python) (Python \(version)) has no shared libpython (built without "
+            throw BuildError(.interpreter, subject: "python = \(spec.python)", "python = \(spec.python) (Python \(version)) has no shared libpython (built without "
                              + "--enable-shared); the loader loads one: use a build with it (pyenv: "
                              + "PYTHON_CONFIGURE_OPTS=--enable-shared, Debian's python3)")
         }
@@ -420,7 +449,7 @@ public final class Builder {
         // Another build may be making the same venv: one at a time, then look again.
         try FileManager.default.createDirectory(atPath: options.cacheDirectory + "/venvs", withIntermediateDirectories: true)
         let lock = open(venv + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw BuildError("cannot lock \(venv).lock: \(String(cString: strerror(errno)))") }
+        guard lock >= 0 else { throw BuildError(.buildEnvironment, subject: venv + ".lock", "cannot lock \(venv).lock: \(errnoDescription())") }
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
         if FileManager.default.fileExists(atPath: venv + "/.frost-complete") { return python }
@@ -428,28 +457,24 @@ public final class Builder {
         try? FileManager.default.removeItem(atPath: venv)
         let create = try PythonRunner.run(spec.python, ["-I", "-m", "venv", venv])
         guard create.status == 0 else {
-            throw BuildError("cannot create a venv with \(spec.python) (on Debian: apt-get install python3-venv): \(create.stderr)")
+            throw BuildError(.buildEnvironment, subject: venv, "cannot create a venv with \(spec.python) (on Debian: apt-get install python3-venv): \(create.stderr)")
         }
         progress.detail("installing \(URL(fileURLWithPath: requirements).lastPathComponent)")
         let install = try PythonRunner.run(python, ["-I", "-m", "pip", "install", "--disable-pip-version-check",
                                                     "--no-input", "-q", "-r", requirements])
         guard install.status == 0 else {
-            throw BuildError("pip could not install \(requirements):\n\(install.stderr)")
+            throw BuildError(.buildEnvironment, subject: requirements, "pip could not install \(requirements):\n\(install.stderr)")
         }
         _ = FileManager.default.createFile(atPath: venv + "/.frost-complete", contents: Data())
         return python
     }
 
     func analyse(python: String) throws -> Analysis {
-        var hooks: Hooks
-        do {
-            hooks = try Hooks.builtIn()
-            if let own = spec.hooks { hooks = hooks.adding(try Hooks.load(own)) }
-        } catch let error as Hooks.FormatError {
-            throw BuildError("bad hooks: \(error)")
-        }
+        // A bad hooks file reaches the user as Hooks.FormatError, naming the file and field.
+        var hooks = try Hooks.builtIn()
+        if let own = spec.hooks { hooks = hooks.adding(try Hooks.load(own)) }
         guard let tracer = Bundle.module.url(forResource: "trace", withExtension: "py") else {
-            throw BuildError("trace.py is missing from frost's resources")
+            throw BuildError(.io, subject: "trace.py", "trace.py is missing from frost's resources")
         }
         let named = Set(spec.includes + spec.packages)
         let request: [String: Any] = [
@@ -476,14 +501,14 @@ public final class Builder {
         guard result.status == 0 else {
             let lastLine = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
             if lastLine.contains("SyntaxError") || result.stderr.contains("SyntaxError") {
-                throw BuildError("the analysis could not compile a module:\n\(result.stderr)")
+                throw BuildError(.analysis, subject: spec.script, "the analysis could not compile a module:\n\(result.stderr)")
             }
-            throw BuildError("the analysis failed with \(python):\n\(result.stderr)")
+            throw BuildError(.analysis, subject: spec.script, "the analysis failed with \(python):\n\(result.stderr)")
         }
         do {
             return try JSONDecoder().decode(Analysis.self, from: result.stdout)
         } catch {
-            throw BuildError("the analysis wrote an unreadable report: \(error)")
+            throw BuildError(.analysis, subject: python, "the analysis wrote an unreadable report: \(error)")
         }
     }
 
@@ -491,7 +516,7 @@ public final class Builder {
     /// its content, so builds stay reproducible).
     func entryScript() throws -> String {
         guard let wsgi = spec.wsgi else { return spec.script }
-        guard let app = WSGIEntry(wsgi) else { throw BuildError("wsgi '\(wsgi)' is not package.module:callable") }
+        guard let app = WSGIEntry(wsgi) else { throw BuildError(.spec, subject: "wsgi", "wsgi '\(wsgi)' is not package.module:callable") }
         let source = Builder.wsgiEntrySource(app, text: wsgi, name: spec.name, threads: spec.threads)
         let directory = options.cacheDirectory + "/entries/" + String(SHA256.hex(Array(source.utf8)).prefix(24))
         let path = directory + "/" + spec.name + ".py"
@@ -561,7 +586,7 @@ public final class Builder {
         // Stripped of debug sections; deterministic for the same input.
         if let strip = Builder.stripTool {
             let result = try PythonRunner.run(strip, ["--strip-all", "-o", path, options.stubPath])
-            guard result.status == 0 else { throw BuildError("strip failed on \(options.stubPath): \(result.stderr)") }
+            guard result.status == 0 else { throw BuildError(.loader, subject: options.stubPath, "strip failed on \(options.stubPath): \(result.stderr)") }
         } else {
             try copy(options.stubPath, to: path)
         }
@@ -681,7 +706,7 @@ public final class Builder {
 
     func bytes(_ path: String) throws -> [UInt8] {
         do { return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw BuildError("cannot read \(path): \(error.localizedDescription)")
+            throw BuildError(.io, subject: path, "cannot read \(path): \(error.localizedDescription)")
         }
     }
 
@@ -690,7 +715,7 @@ public final class Builder {
         try fm.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if fm.fileExists(atPath: destination) { return }
         let data = try Data(contentsOf: URL(fileURLWithPath: source))
-        guard fm.createFile(atPath: destination, contents: data) else { throw BuildError("cannot write \(destination)") }
+        guard fm.createFile(atPath: destination, contents: data) else { throw BuildError(.io, subject: destination, "cannot write \(destination)") }
         let executable = ELFReader.isELF(destination)
         try fm.setAttributes([.posixPermissions: executable ? 0o755 : 0o644], ofItemAtPath: destination)
     }

@@ -36,8 +36,27 @@ public struct OCIImage {
         public var bytes: Int
     }
 
+    /// Why an image could not be written: which file, and what to do.
     public struct ImageError: Error, CustomStringConvertible, Sendable {
+        public enum Kind: String, Sendable {
+            /// The directory is not a bundle frost built.
+            case notABundle
+            /// This machine's glibc files cannot be found (the base layer's source).
+            case noGlibc
+            case cannotRead, cannotWrite
+        }
+
+        public let kind: Kind
+        /// The file or directory concerned.
+        public let subject: String
         public let message: String
+
+        init(_ kind: Kind, subject: String, _ message: String) {
+            self.kind = kind
+            self.subject = subject
+            self.message = message
+        }
+
         public var description: String { message }
     }
 
@@ -49,7 +68,7 @@ public struct OCIImage {
         let manifestPath = bundle + "/" + BundleManifest.fileName
         guard FileManager.default.fileExists(atPath: manifestPath),
               let manifest = try? BundleManifest.load(bundleDirectory: bundle) else {
-            throw ImageError(message: "\(bundle): not a bundle (no readable bundle.json): build it with frost build first")
+            throw ImageError(.notABundle, subject: bundle, "\(bundle): not a bundle (no readable bundle.json): build it with frost build first")
         }
         self.bundle = bundle
         self.name = manifest.name
@@ -73,7 +92,7 @@ public struct OCIImage {
             files.append((String(inImage.dropFirst()), real))
         }
         guard !files.isEmpty else {
-            throw ImageError(message: "cannot find glibc's files: the libc6 package's file list is missing (/var/lib/dpkg/info/libc6:*.list)")
+            throw ImageError(.noGlibc, subject: "/var/lib/dpkg/info/libc6:*.list", "cannot find glibc's files: the libc6 package's file list is missing (/var/lib/dpkg/info/libc6:*.list)")
         }
         let version = (try? String(contentsOfFile: "/var/lib/dpkg/status", encoding: .utf8)).flatMap { status in
             status.components(separatedBy: "\n\n").first { $0.hasPrefix("Package: libc6\n") }?
@@ -228,7 +247,7 @@ public struct OCIImage {
         let archive = try layout.bytes()
         let temporary = output + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(archive)) else {
-            throw ImageError(message: "cannot write \(output)")
+            throw ImageError(.cannotWrite, subject: output, "cannot write \(output)")
         }
         _ = rename(temporary, output)
         return Report(manifestDigest: manifestDigest, configDigest: configDigest,
@@ -245,7 +264,7 @@ public struct OCIImage {
 
     static func read(_ path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageError(message: "cannot read \(path)")
+            throw ImageError(.cannotRead, subject: path, "cannot read \(path)")
         }
         return [UInt8](data)
     }

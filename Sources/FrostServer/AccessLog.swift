@@ -37,7 +37,7 @@ public final class AccessLog: @unchecked Sendable {
         if let path, path != "-" {
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
-                throw HostError(message: "cannot open the access log \(path): \(errnoDescription())")
+                throw HostError(.accessLog, subject: path, "cannot open the access log \(path): \(errnoDescription())")
             }
             self.fd = fd
         } else {

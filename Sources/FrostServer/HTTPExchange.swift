@@ -8,8 +8,31 @@ import Glibc
 #endif
 
 /// Why a response could not be written or a body not read.
+/// Why a read or write of the exchange failed, for the control block to turn into the
+/// IIS error its caller expects.
 public struct ExchangeError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// The client went away (or the connection failed) before the operation finished.
+        case clientClosed
+        /// The request body stopped arriving, or arrived malformed.
+        case bodyFailed
+        /// The handler asked for something its response's state does not allow
+        /// (headers twice, writing after the end).
+        case responseState
+        /// A status line or header that would split the response (CR, LF, NUL).
+        case badResponseHead
+        /// A file the handler asked to transmit cannot be used.
+        case fileUnavailable
+    }
+
+    public let kind: Kind
     public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -197,11 +220,11 @@ final class HTTPExchange: @unchecked Sendable {
             }
             if chunks.isEmpty {
                 if bodyEnded { return [] }
-                if let bodyFailure { throw ExchangeError(message: bodyFailure) }
+                if let bodyFailure { throw ExchangeError(.bodyFailed, bodyFailure) }
                 if timedOut {
-                    throw ExchangeError(message: "no request body arrived for \(Int(bodyTimeout)) s")
+                    throw ExchangeError(.bodyFailed, "no request body arrived for \(Int(bodyTimeout)) s")
                 }
-                throw ExchangeError(message: "the client closed the connection before sending the whole body")
+                throw ExchangeError(.clientClosed, "the client closed the connection before sending the whole body")
             }
             var out: [ByteBuffer] = []
             var count = 0
@@ -259,7 +282,7 @@ final class HTTPExchange: @unchecked Sendable {
     func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
         var (status, reason, headers) = (status, reason, headers)
         if let headFilter {
-            if monitor.locked({ headersSent }) { throw ExchangeError(message: "response headers were already sent") }
+            if monitor.locked({ headersSent }) { throw ExchangeError(.responseState, "response headers were already sent") }
             if case .answered(let keep) = headFilter(self, &status, &reason, &headers) {
                 markAnsweredByFilter(keepConnection: keep)
                 return
@@ -268,16 +291,16 @@ final class HTTPExchange: @unchecked Sendable {
         // Every head from Python (the handler, a filter, Redirect's URL) passes here: this
         // is where header injection is refused (the pipeline has no validator of its own).
         if !isHeaderValue(reason) {
-            throw ExchangeError(message: "the status line's reason phrase \(reason.debugDescription) holds CR, LF or NUL")
+            throw ExchangeError(.badResponseHead, "the status line's reason phrase \(reason.debugDescription) holds CR, LF or NUL")
         }
         for (name, value) in headers where !isHeaderName(name) || !isHeaderValue(value) {
-            throw ExchangeError(message: "bad response header \(name.debugDescription): \(value.debugDescription)")
+            throw ExchangeError(.badResponseHead, "bad response header \(name.debugDescription): \(value.debugDescription)")
         }
         var responseHeaders = HTTPHeaders(headers)
         let (isHead, version): (Bool, HTTPVersion) = (head.method == .HEAD, head.version)
         try monitor.locked {
-            guard !headersSent else { throw ExchangeError(message: "response headers were already sent") }
-            guard !closed else { throw ExchangeError(message: "the client closed the connection") }
+            guard !headersSent else { throw ExchangeError(.responseState, "response headers were already sent") }
+            guard !closed else { throw ExchangeError(.clientClosed, "the client closed the connection") }
             headersSent = true
             statusCode = status
             // Decided here, so that the head announces a close the host will make.
@@ -330,8 +353,8 @@ final class HTTPExchange: @unchecked Sendable {
 
     func bufferBody(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
         try monitor.locked {
-            if finished { throw ExchangeError(message: "the response is already finished") }
-            if closed { throw ExchangeError(message: "the client closed the connection") }
+            if finished { throw ExchangeError(.responseState, "the response is already finished") }
+            if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
             guard !bytes.isEmpty, !suppressBody, !answeredByFilter else { return false }
             if pendingBody == nil {
                 pendingBody = allocator.buffer(capacity: max(bytes.count, 256))
@@ -404,8 +427,8 @@ final class HTTPExchange: @unchecked Sendable {
         }
         try monitor.locked {
             while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed { monitor.wait() }
-            if let writeFailure { throw ExchangeError(message: writeFailure) }
-            if closed && bytesInFlight > 0 { throw ExchangeError(message: "the client closed the connection") }
+            if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
+            if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }
         }
     }
 
@@ -413,10 +436,10 @@ final class HTTPExchange: @unchecked Sendable {
     /// waits until the connection has taken them.
     func writeFile(path: String, start: Int, length: Int) throws {
         let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredByFilter, finished) }
-        if alreadyFinished { throw ExchangeError(message: "the response is already finished") }
+        if alreadyFinished { throw ExchangeError(.responseState, "the response is already finished") }
         guard length > 0, !suppress else { return }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ExchangeError(message: "cannot open \(path): \(errnoDescription())") }
+        guard descriptor >= 0 else { throw ExchangeError(.fileUnavailable, "cannot open \(path): \(errnoDescription())") }
         try writeFile(descriptor: descriptor, start: start, length: length, closeWhenDone: true)
     }
 
@@ -427,7 +450,7 @@ final class HTTPExchange: @unchecked Sendable {
         guard length > 0, !suppress else { return }
         // NIO owns (and closes) a duplicate, so the caller's descriptor stays its own.
         let duplicate = dup(descriptor)
-        guard duplicate >= 0 else { throw ExchangeError(message: "cannot use file descriptor \(descriptor)") }
+        guard duplicate >= 0 else { throw ExchangeError(.fileUnavailable, "cannot use file descriptor \(descriptor)") }
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: duplicate)
         defer { try? handle.close() }
         let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + length)
@@ -602,7 +625,7 @@ final class HTTPExchange: @unchecked Sendable {
         do {
             try promise.futureResult.wait()
         } catch {
-            throw ExchangeError(message: "the connection failed: \(error)")
+            throw ExchangeError(.clientClosed, "the connection failed: \(error)")
         }
     }
 }

@@ -90,8 +90,30 @@ public struct HostConfiguration: Sendable {
     }
 }
 
+/// Why the host could not start serving.
 public struct HostError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// The listen address is not HOST:PORT or unix:PATH.
+        case badAddress
+        /// Binding, listening or serving handed-over sockets failed.
+        case cannotListen
+        /// The access log file cannot be opened.
+        case accessLog
+        /// A pipe or thread the host needs could not be made.
+        case resources
+    }
+
+    public let kind: Kind
+    /// The address or file concerned.
+    public let subject: String
     public let message: String
+
+    public init(_ kind: Kind, subject: String, _ message: String) {
+        self.kind = kind
+        self.subject = subject
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -203,7 +225,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                     }
                 }
             } catch {
-                throw HostError(message: "cannot serve the listening sockets handed over: \(error)")
+                throw HostError(.cannotListen, subject: "handed-over sockets", "cannot serve the listening sockets handed over: \(error)")
             }
             return configuration.boundSockets.map(ListenSockets.describe).joined(separator: ", ")
         }
@@ -214,12 +236,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             case .tcp(let host, let port):
                 serverChannels = [try bootstrap.bind(host: host, port: Int(port)).wait()]
             case nil:
-                throw HostError(message: "'\(listen)' is not HOST:PORT or unix:PATH")
+                throw HostError(.badAddress, subject: listen, "'\(listen)' is not HOST:PORT or unix:PATH")
             }
         } catch let error as HostError {
             throw error
         } catch {
-            throw HostError(message: "cannot listen on \(listen): \(error)")
+            throw HostError(.cannotListen, subject: listen, "cannot listen on \(listen): \(error)")
         }
         if listen.hasPrefix("unix:") { return listen }
         return describe(serverChannels.first?.localAddress) ?? listen
@@ -811,7 +833,7 @@ final class Acceptor: @unchecked Sendable {
         self.seat = seat
         self.accepted = accepted
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw HostError(message: "cannot create a pipe: \(errnoDescription())") }
+        guard pipe(&fds) == 0 else { throw HostError(.resources, subject: "pipe", "cannot create a pipe: \(errnoDescription())") }
         (wakeRead, wakeWrite) = (fds[0], fds[1])
         for fd in [wakeRead, wakeWrite] + sockets { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         // Non-blocking accept (the flag is shared with the other processes, which accept
@@ -825,7 +847,7 @@ final class Acceptor: @unchecked Sendable {
         }, context)
         guard status == 0 else {
             Unmanaged<Acceptor>.fromOpaque(context).release()
-            throw HostError(message: "cannot start the accepting thread: \(errnoDescription(status))")
+            throw HostError(.resources, subject: "accepting thread", "cannot start the accepting thread: \(errnoDescription(status))")
         }
     }
 

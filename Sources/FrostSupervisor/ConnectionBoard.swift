@@ -26,11 +26,11 @@ public final class ConnectionBoard: @unchecked Sendable {
     /// A new board (the master).
     public static func create() throws -> ConnectionBoard {
         let fd = frost_memfd_create("frost-connections")
-        guard fd >= 0 else { throw SupervisorError("cannot create the workers' connection board: \(errnoDescription())") }
+        guard fd >= 0 else { throw SupervisorError(.connectionBoard, subject: "memfd", "cannot create the workers' connection board: \(errnoDescription())") }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let message = errnoDescription()
             close(fd)
-            throw SupervisorError("cannot size the workers' connection board: \(message)")
+            throw SupervisorError(.connectionBoard, subject: "descriptor \(fd)", "cannot size the workers' connection board: \(message)")
         }
         // Above the descriptors a worker gets at 3, 4, … (see ListenSockets.moveHigh).
         return try ConnectionBoard(fd: ListenSockets.moveHigh(fd))
@@ -46,7 +46,7 @@ public final class ConnectionBoard: @unchecked Sendable {
     private init(fd: Int32) throws {
         let memory = mmap(nil, ConnectionBoard.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let memory, memory != MAP_FAILED else {
-            throw SupervisorError("cannot map the workers' connection board (descriptor \(fd)): \(errnoDescription())")
+            throw SupervisorError(.connectionBoard, subject: "descriptor \(fd)", "cannot map the workers' connection board (descriptor \(fd)): \(errnoDescription())")
         }
         self.fd = fd
         self.values = memory.bindMemory(to: Int32.self, capacity: Int(ConnectionBoard.seats) * 2)

@@ -4,9 +4,30 @@ import Glibc
 #endif
 
 /// A supervisor failure the user can act on.
+/// Why the master (or a worker's part of the process model) could not set something up.
 public struct SupervisorError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// A listen address that is not HOST:PORT or unix:PATH, or a path too long.
+        case badAddress
+        /// The name of a listen address does not resolve.
+        case unresolvable
+        /// socket, bind or listen failed.
+        case cannotListen
+        /// The shared connection board could not be made or mapped.
+        case connectionBoard
+    }
+
+    public let kind: Kind
+    /// The address or descriptor concerned.
+    public let subject: String
     public let message: String
-    public init(_ message: String) { self.message = message }
+
+    public init(_ kind: Kind, subject: String, _ message: String) {
+        self.kind = kind
+        self.subject = subject
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -18,26 +39,26 @@ public enum ListenSockets {
         switch ListenAddress(address) {
         case .unix(let path):
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw SupervisorError("cannot create a socket for \(address): \(errnoDescription())") }
+            guard fd >= 0 else { throw SupervisorError(.cannotListen, subject: address, "cannot create a socket for \(address): \(errnoDescription())") }
             var info = stat()
             if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-            guard var (storage, length) = unixSocketAddress(path) else {
+            guard let (storage, length) = unixSocketAddress(path) else {
                 close(fd)
-                throw SupervisorError("the socket path \(path) is too long")
+                throw SupervisorError(.badAddress, subject: address, "the socket path \(path) is too long")
             }
-            let status = withUnsafePointer(to: &storage) {
+            let status = withUnsafePointer(to: storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
             }
             guard status == 0, listen(fd, backlog) == 0 else {
                 let message = errnoDescription()
                 close(fd)
-                throw SupervisorError("cannot listen on \(address): \(message)")
+                throw SupervisorError(.cannotListen, subject: address, "cannot listen on \(address): \(message)")
             }
             return fd
         case .tcp(let host, let port):
             return try bindTCP(address, host: host, port: port, backlog: backlog)
         case nil:
-            throw SupervisorError("'\(address)' is not HOST:PORT or unix:PATH")
+            throw SupervisorError(.badAddress, subject: address, "'\(address)' is not HOST:PORT or unix:PATH")
         }
     }
 
@@ -49,7 +70,7 @@ public enum ListenSockets {
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
         guard status == 0, let first = list else {
-            throw SupervisorError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+            throw SupervisorError(.unresolvable, subject: address, "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
         }
         defer { freeaddrinfo(list) }
         var failure = "no address"
@@ -66,7 +87,7 @@ public enum ListenSockets {
             failure = errnoDescription()
             close(fd)
         }
-        throw SupervisorError("cannot listen on \(address): \(failure)")
+        throw SupervisorError(.cannotListen, subject: address, "cannot listen on \(address): \(failure)")
     }
 
     /// Where a listening socket listens: "127.0.0.1:8000", "[::1]:8000" or "unix:PATH".

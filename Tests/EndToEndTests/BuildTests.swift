@@ -223,11 +223,39 @@ func glibcLibraries() -> [String] {
         try "print(1)\n".write(toFile: scratch.path("app.py"), atomically: true, encoding: .utf8)
         let result = try frostBuild([spec], dist: scratch.path("dist"))
         #expect(result.status == 2)
-        #expect(result.stderr.hasPrefix("frost: \(spec):2: key 'workers': must be between 0 and 1024"))
+        #expect(result.stderr.hasPrefix("frost: error: \(spec):2: key 'workers': must be between 0 and 1024"))
         #expect(!FileManager.default.fileExists(atPath: scratch.path("dist")))
         let unknown = try frostBuild([scratch.path("nothing.toml")], dist: scratch.path("dist"))
         #expect(unknown.status == 2)
         #expect(!FileManager.default.fileExists(atPath: scratch.path("dist")))
+    }
+
+    /// Every command reports a failure as one `frost: error:` line naming the file, with
+    /// 2 for bad input and 1 for a failure, whichever library the error came from.
+    @Test func everyCommandReportsFailuresAsOneLineWithItsExitStatus() throws {
+        let scratch = ScratchDirectory("errors")
+        let notZip = scratch.path("not.zip")
+        try "hello".write(toFile: notZip, atomically: true, encoding: .utf8)
+        try "print(1)\n".write(toFile: scratch.path("app.py"), atomically: true, encoding: .utf8)
+        let cases: [(arguments: [String], status: Int32, message: String)] = [
+            (["inspect", scratch.path("absent")], 2, "\(scratch.path("absent")): no such file or directory"),
+            (["verify", scratch.path]   , 2, "\(scratch.path): no bundle.json"),
+            (["run", scratch.path], 2, "\(scratch.path) is not a bundle (no bundle.json)"),
+            (["archive", "list", notZip], 1, "archive \(notZip): "),
+            (["archive", "create", notZip, "-o", scratch.path("x.zip")], 2, "\(notZip): not a directory"),
+            (["image", scratch.path, "-o", scratch.path("x.tar")], 1, "\(scratch.path): not a bundle"),
+            (["build", scratch.path("app.py"), "--quiet", "--dist", scratch.path("dist"), "--stub", scratch.path("no-stub")], 1,
+             "no loader at \(scratch.path("no-stub"))"),
+            (["build", scratch.path("app.py"), "--report", scratch.path("r.txt")], 2, "r.txt"),
+            (["init", scratch.path("missing.py")], 2, "\(scratch.path("missing.py")): not an existing .py file"),
+        ]
+        for (arguments, status, message) in cases {
+            let result = try runProcess(Products.frost, arguments, environment: ["FROST_CACHE": BuildCache.shared])
+            #expect(result.status == status, "frost \(arguments.joined(separator: " ")): \(result.output)")
+            #expect(result.stderr.hasPrefix("frost: error: ") && result.stderr.contains(message),
+                    "frost \(arguments.joined(separator: " ")): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+        }
     }
 
     @Test func unresolvableAndDynamicImportsAreWarnedWithFileAndLine() throws {
