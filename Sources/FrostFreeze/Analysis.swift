@@ -2,6 +2,31 @@ import Foundation
 
 /// What the target interpreter found (the JSON written by `analyse.py`).
 public struct Analysis: Decodable, Sendable {
+    /// Where a module comes from; decides where it goes in the bundle.
+    public enum Category: String, Codable, Sendable {
+        /// The program's own code (the entry script's directory, the project root).
+        case app
+        /// The `isapi` package frost ships.
+        case isapi
+        /// Third-party packages (site-packages of the build venv).
+        case site
+        /// The interpreter's standard library.
+        case stdlib
+    }
+
+    public enum ModuleKind: String, Codable, Sendable {
+        case source
+        case `extension`
+    }
+
+    /// Where a package's files live in the bundle.
+    public enum Placement: String, Codable, Sendable {
+        /// NAME.zip, or the standard library zip.
+        case archive
+        /// lib/app for the program's code, lib/site-packages for third-party code.
+        case filesystem
+    }
+
     public struct PythonInfo: Decodable, Sendable {
         public let version: String
         public let major: Int
@@ -20,39 +45,44 @@ public struct Analysis: Decodable, Sendable {
         public let name: String
         public let file: String
         public let package: Bool
-        /// "app", "isapi", "site" or "stdlib".
-        public let category: String
-        /// "source" or "extension".
-        public let kind: String
+        public let category: Category
+        public let kind: ModuleKind
         /// Where it goes: in an archive for sources, below lib/ for extensions.
         public let archive_path: String
         public let pyc: String?
         public let root: String
         public let distribution: String?
-        /// "archive" (NAME.zip or the standard library zip) or "filesystem" (lib/app for
-        /// the app's code, lib/site-packages for third-party code).
-        public let placement: String?
-        public var onFilesystem: Bool { placement == "filesystem" }
+        public let placement: Placement?
+        public var onFilesystem: Bool { placement == .filesystem }
         /// Reached only by imports inside functions.
         public let optional: Bool?
     }
 
     /// Where a top-level package went, and why.
-    public struct Placement: Decodable, Sendable {
+    public struct PackagePlacement: Decodable, Sendable {
         public let name: String
         public let `where`: String
         public let why: String
     }
 
     public struct Warning: Decodable, Sendable, Equatable {
-        /// "missing", "dynamic", "trace" (the traced import stopped) or "traced" (a module
-        /// the traced import saw could not be bundled).
-        public let kind: String
+        public enum Kind: String, Codable, Sendable {
+            /// An import that names a module not found.
+            case missing
+            /// An import whose name is computed (`importlib.import_module(x)`).
+            case dynamic
+            /// The traced import of the entry module stopped with an error.
+            case trace
+            /// A module the traced import saw could not be bundled.
+            case traced
+        }
+
+        public let kind: Kind
         public let module: String?
         public let importer: String?
         public let file: String?
         public let line: Int?
-        public let category: String?
+        public let category: Category?
         public let message: String
 
         public var description: String {
@@ -67,8 +97,8 @@ public struct Analysis: Decodable, Sendable {
         /// The path relative to the package root (in the archive, or below lib/app or
         /// lib/site-packages).
         public let archive: String
-        public let placement: String?
-        public let category: String?
+        public let placement: Placement?
+        public let category: Category?
     }
 
     /// What the traced import saw.
@@ -91,7 +121,7 @@ public struct Analysis: Decodable, Sendable {
     /// Data files left out by the hooks' exclude_data.
     public let data_left_out: Int
     /// The packages placed on the filesystem (and those the spec kept in the archive).
-    public let placement: [Placement]
+    public let placement: [PackagePlacement]
 
     /// What first brought a module in: the importing module (with the file and line of the
     /// import), or a reason in angle brackets (`<includes>`, `<the traced import>`, ...).

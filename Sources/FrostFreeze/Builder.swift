@@ -83,20 +83,11 @@ public struct BuildReport: Sendable {
     /// bundle, since a call may need them; `excludes` drops those the program never calls).
     public var optionalPulls: [String] = []
 
-    public var json: JSON {
-        .object([
-            "name": .string(name), "output": .string(output), "up_to_date": .bool(upToDate),
-            "modules": .object(moduleCounts.mapValues { .number(Double($0)) }),
-            "extension_modules": .number(Double(extensionModules)),
-            "shared_libraries": .number(Double(sharedLibraries)),
-            "sizes": .object(Dictionary(uniqueKeysWithValues: sizes.map { ($0.part, JSON.number(Double($0.bytes))) })),
-            "files": .number(Double(fileCount)),
-            "warnings": .array(warnings.map { .string($0) }),
-            "seconds": .number((seconds * 1000).rounded() / 1000),
-            "placement": .array(placements.map { .string($0) }),
-            "heaviest": .array(heaviest.map { .string($0) }),
-            "optional_pulls": .array(optionalPulls.map { .string($0) }),
-        ])
+    /// `frost build --json`: indented, sorted keys, ending in a newline.
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
     }
 
     public var summary: String {
@@ -132,6 +123,84 @@ public struct BuildReport: Sendable {
     }
 }
 
+/// The JSON form (`--json`, the build stamp): snake_case keys, sizes as an object.
+extension BuildReport: Codable {
+    enum CodingKeys: String, CodingKey {
+        case name, output, warnings, seconds, heaviest, sizes, files
+        case upToDate = "up_to_date", moduleCounts = "modules", extensionModules = "extension_modules"
+        case sharedLibraries = "shared_libraries", placements = "placement", optionalPulls = "optional_pulls"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(output, forKey: .output)
+        try container.encode(upToDate, forKey: .upToDate)
+        try container.encode(moduleCounts, forKey: .moduleCounts)
+        try container.encode(extensionModules, forKey: .extensionModules)
+        try container.encode(sharedLibraries, forKey: .sharedLibraries)
+        try container.encode(Dictionary(uniqueKeysWithValues: sizes.map { ($0.part, $0.bytes) }), forKey: .sizes)
+        try container.encode(fileCount, forKey: .files)
+        try container.encode(warnings, forKey: .warnings)
+        try container.encode((seconds * 1000).rounded() / 1000, forKey: .seconds)
+        try container.encode(placements, forKey: .placements)
+        try container.encode(heaviest, forKey: .heaviest)
+        try container.encode(optionalPulls, forKey: .optionalPulls)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        output = try container.decode(String.self, forKey: .output)
+        upToDate = try container.decode(Bool.self, forKey: .upToDate)
+        moduleCounts = try container.decode([String: Int].self, forKey: .moduleCounts)
+        extensionModules = try container.decode(Int.self, forKey: .extensionModules)
+        sharedLibraries = try container.decode(Int.self, forKey: .sharedLibraries)
+        sizes = try container.decode([String: Int].self, forKey: .sizes).map { ($0.key, $0.value) }.sorted { $0.1 > $1.1 }
+        fileCount = try container.decode(Int.self, forKey: .files)
+        warnings = try container.decode([String].self, forKey: .warnings)
+        seconds = try container.decode(Double.self, forKey: .seconds)
+        placements = try container.decode([String].self, forKey: .placements)
+        heaviest = try container.decode([String].self, forKey: .heaviest)
+        optionalPulls = try container.decode([String].self, forKey: .optionalPulls)
+    }
+}
+
+/// What `analyse.py` is asked to do (its stdin), in its own key names.
+struct AnalysisRequest: Encodable {
+    let name: String
+    let script: String
+    let app_root: String
+    let console: String?
+    let console_module: String
+    let filesystem: [String]
+    let archive: [String]
+    let isapi_parent: String
+    let optimize: Int
+    let cache: String
+    let includes: [String]
+    let excludes: [String]
+    let packages: [String]
+    let provided_modules: [String]
+    let runtime_modules: [String]
+    let whole_packages: [String]
+    let hooks: [String: Hooks.Package]
+    let default_excludes: [String]
+    let trace: Bool
+    let trace_script: String
+    let trace_timeout: Int
+}
+
+/// What the last build read and wrote, to skip the next one when nothing changed.
+struct BuildStamp: Codable {
+    /// Over the sizes and times of `files`.
+    let fingerprint: String
+    let files: [String]
+    /// bundle.json's SHA-256.
+    let manifest: String
+    let report: BuildReport
+}
+
 func formatBytes(_ bytes: Int) -> String {
     if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
     if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10)) }
@@ -161,8 +230,8 @@ public final class Builder {
     /// Where code placed on the filesystem goes: the app's own below lib/app (first on
     /// sys.path after the archive, as the script's directory is in development), third-party
     /// code below lib/site-packages, beside the extension modules.
-    static func filesystemDirectory(category: String) -> String {
-        category == "app" ? "lib/app" : "lib/site-packages"
+    static func filesystemDirectory(category: Analysis.Category) -> String {
+        category == .app ? "lib/app" : "lib/site-packages"
     }
 
     /// How long the traced import may take before what it imported so far is used.
@@ -214,7 +283,7 @@ public final class Builder {
         progress.stage(3, stages, "writing \(spec.name).zip")
         let archiveName = spec.name + ".zip"
         var archive = ZipWriter(defaultCompression: spec.compress ? .deflate : .stored)
-        for module in analysis.modules where module.kind == "source" && module.category != "stdlib" {
+        for module in analysis.modules where module.kind == .source && module.category != .stdlib {
             guard let pyc = module.pyc else { continue }
             if module.onFilesystem {
                 try copy(pyc, to: staging + "/" + Builder.filesystemDirectory(category: module.category) + "/" + module.archive_path)
@@ -223,8 +292,8 @@ public final class Builder {
             }
         }
         for data in analysis.package_data {
-            if data.placement == "filesystem" {
-                try copy(data.source, to: staging + "/" + Builder.filesystemDirectory(category: data.category ?? "site") + "/" + data.archive)
+            if data.placement == .filesystem {
+                try copy(data.source, to: staging + "/" + Builder.filesystemDirectory(category: data.category ?? .site) + "/" + data.archive)
             } else {
                 try archive.add(data.archive, contents: try bytes(data.source))
             }
@@ -251,13 +320,13 @@ public final class Builder {
         progress.stage(4, stages, "writing the standard library")
         let stdlibName = "lib/python\(analysis.python.major)\(analysis.python.minor).zip"
         var stdlib = ZipWriter(defaultCompression: spec.compress ? .deflate : .stored)
-        for module in byCategory["stdlib", default: []] where module.kind == "source" {
+        for module in byCategory[.stdlib, default: []] where module.kind == .source {
             try stdlib.add(module.archive_path, contents: try bytes(module.pyc!))
         }
         try stdlib.write(to: staging + "/" + stdlibName)
         var extensionFiles: [String] = []
-        for module in analysis.modules where module.kind == "extension" {
-            let target = module.category == "stdlib" ? "lib/lib-dynload/" + URL(fileURLWithPath: module.file).lastPathComponent
+        for module in analysis.modules where module.kind == .extension {
+            let target = module.category == .stdlib ? "lib/lib-dynload/" + URL(fileURLWithPath: module.file).lastPathComponent
                 : "lib/site-packages/" + module.archive_path
             try copyStripped(module.file, to: staging + "/" + target)
             extensionFiles.append(module.file)
@@ -305,9 +374,9 @@ public final class Builder {
         // Why each module and library is here, for `frost inspect --why` (and the summary).
         let record = ImportRecord.make(entry: spec.name, analysis: analysis, libraries: libraries,
                                        objects: [("the loader", options.stubPath)]
-                                           + analysis.modules.filter { $0.kind == "extension" }.map { ($0.name, $0.file) },
+                                           + analysis.modules.filter { $0.kind == .extension }.map { ($0.name, $0.file) },
                                        pythonLibrary: pythonLibraryName)
-        try Data(record.json.serialized().utf8).write(to: URL(fileURLWithPath: staging + "/" + ImportRecord.fileName))
+        try record.jsonData().write(to: URL(fileURLWithPath: staging + "/" + ImportRecord.fileName))
 
         progress.stage(6, stages, "writing the loaders and bundle.json")
         try installStub(to: staging + "/_" + spec.name)
@@ -324,7 +393,7 @@ public final class Builder {
         try? fm.removeItem(atPath: old)
 
         var counts: [String: Int] = [:]
-        for (category, modules) in byCategory { counts[category] = modules.filter { $0.kind == "source" }.count }
+        for (category, modules) in byCategory { counts[category.rawValue] = modules.filter { $0.kind == .source }.count }
         let placements = analysis.placement.map { "\($0.name): \($0.where) (\($0.why))" }
         let heaviest = record.heaviest(in: output, count: 5)
         let report = BuildReport(
@@ -340,16 +409,16 @@ public final class Builder {
     /// Warnings about the application's own code one by one; those inside third-party
     /// packages one line per missing module (or per package for computed imports).
     static func presentWarnings(_ warnings: [Analysis.Warning]) -> [String] {
-        var lines = warnings.filter { $0.category != "site" }.map(\.description)
-        let site = warnings.filter { $0.category == "site" }
-        for (module, group) in Dictionary(grouping: site.filter { $0.kind == "missing" }, by: { $0.module ?? "?" })
+        var lines = warnings.filter { $0.category != .site }.map(\.description)
+        let site = warnings.filter { $0.category == .site }
+        for (module, group) in Dictionary(grouping: site.filter { $0.kind == .missing }, by: { $0.module ?? "?" })
             .sorted(by: { $0.key < $1.key }) {
             let first = group[0]
             let location = (first.file.map(shortSitePath) ?? "?") + (first.line.map { ":\($0)" } ?? "")
             let more = group.count > 1 ? " and \(group.count - 1) more place\(group.count > 2 ? "s" : "")" : ""
             lines.append("warning: module \(module) not found, imported in third-party code at \(location)\(more)")
         }
-        let dynamic = site.filter { $0.kind == "dynamic" }
+        let dynamic = site.filter { $0.kind == .dynamic }
         for (package, group) in Dictionary(grouping: dynamic, by: { ($0.module ?? "?").split(separator: ".").first.map(String.init) ?? "?" })
             .sorted(by: { $0.key < $1.key }) {
             let first = group[0]
@@ -362,8 +431,8 @@ public final class Builder {
     /// One line for the imports third-party code makes only on some paths and that are not
     /// installed: they break nothing the app's start used (the traced import saw that).
     static func optionalNote(_ optional: [Analysis.Warning]) -> String? {
-        let missing = Set(optional.filter { $0.kind == "missing" }.compactMap(\.module)).sorted()
-        let computed = optional.filter { $0.kind == "dynamic" }.count
+        let missing = Set(optional.filter { $0.kind == .missing }.compactMap(\.module)).sorted()
+        let computed = optional.filter { $0.kind == .dynamic }.count
         guard !missing.isEmpty || computed > 0 else { return nil }
         var parts: [String] = []
         if !missing.isEmpty {
@@ -477,27 +546,23 @@ public final class Builder {
             throw BuildError(.io, subject: "trace.py", "trace.py is missing from frost's resources")
         }
         let named = Set(spec.includes + spec.packages)
-        let request: [String: Any] = [
-            "name": spec.name, "script": try entryScript(),
-            "app_root": spec.appRoot, "console": spec.console as Any, "console_module": BuildSpec.consoleModule,
-            "filesystem": spec.filesystem, "archive": spec.archive,
-            "isapi_parent": IsapiPackage.directory.deletingLastPathComponent().path,
-            "optimize": spec.optimize, "cache": options.cacheDirectory + "/bytecode",
-            "includes": spec.includes,
-            "excludes": spec.excludes + Builder.defaultExcludes.filter { !spec.includes.contains($0) && !spec.packages.contains($0) },
-            "packages": spec.packages,
-            "provided_modules": Builder.providedModules,
-            "runtime_modules": Builder.runtimeModules.filter { !spec.excludes.contains($0) },
-            "whole_packages": Builder.wholePackages,
-            "hooks": hooks.requestObject,
-            "default_excludes": Builder.toolingExcludes.filter { !named.contains($0) },
-            "trace": spec.trace,
-            "trace_script": tracer.path,
-            "trace_timeout": Builder.traceTimeout,
-        ]
+        let request = AnalysisRequest(
+            name: spec.name, script: try entryScript(), app_root: spec.appRoot, console: spec.console,
+            console_module: BuildSpec.consoleModule, filesystem: spec.filesystem, archive: spec.archive,
+            isapi_parent: IsapiPackage.directory.deletingLastPathComponent().path,
+            optimize: spec.optimize, cache: options.cacheDirectory + "/bytecode",
+            includes: spec.includes,
+            excludes: spec.excludes + Builder.defaultExcludes.filter { !spec.includes.contains($0) && !spec.packages.contains($0) },
+            packages: spec.packages,
+            provided_modules: Builder.providedModules,
+            runtime_modules: Builder.runtimeModules.filter { !spec.excludes.contains($0) },
+            whole_packages: Builder.wholePackages,
+            hooks: hooks.packages,
+            default_excludes: Builder.toolingExcludes.filter { !named.contains($0) },
+            trace: spec.trace, trace_script: tracer.path, trace_timeout: Builder.traceTimeout)
         let script = Bundle.module.url(forResource: "analyse", withExtension: "py")!.path
         let result = try PythonRunner.run(python, ["-I", script],
-                                          input: try JSONSerialization.data(withJSONObject: request))
+                                          input: try JSONEncoder().encode(request))
         guard result.status == 0 else {
             let lastLine = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
             if lastLine.contains("SyntaxError") || result.stderr.contains("SyntaxError") {
@@ -661,45 +726,31 @@ public final class Builder {
         files += spec.resources.map(\.source)
         if let console = spec.console { files.append(console) }
         if let requirements = spec.requirements { files.append(requirements) }
-        let stamp: JSON = .object([
-            "fingerprint": .string(fingerprint(files: files)),
-            "files": .array(files.map { .string($0) }),
-            "manifest": .string(try FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0),
-            "report": report.json,
-        ])
+        let stamp = BuildStamp(fingerprint: fingerprint(files: files), files: files,
+                               manifest: try FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0, report: report)
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try Data(stamp.serialized().utf8).write(to: URL(fileURLWithPath: path))
+        try JSONEncoder().encode(stamp).write(to: URL(fileURLWithPath: path))
     }
 
     /// When nothing the last build read has changed and the bundle is as it left it,
     /// the build is skipped.
     func upToDateReport(stampPath: String, started: Date) throws -> BuildReport? {
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: stampPath)),
-              let stamp = try? JSON.parse(String(decoding: data, as: UTF8.self)),
-              let files = stamp["files"]?.array?.compactMap(\.string),
-              stamp["fingerprint"]?.string == fingerprint(files: files),
-              let manifestHash = stamp["manifest"]?.string,
-              (try? FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0) == manifestHash,
+              let stamp = try? JSONDecoder().decode(BuildStamp.self, from: data),
+              stamp.fingerprint == fingerprint(files: stamp.files),
+              (try? FileSystem.sha256(ofFile: output + "/" + BundleManifest.fileName).0) == stamp.manifest,
               let manifest = try? BundleManifest.load(bundleDirectory: output),
-              BundleVerifier.verifyArchives(bundleDirectory: output, manifest: manifest).isEmpty,
-              let previous = stamp["report"] else { return nil }
+              BundleVerifier.verifyArchives(bundleDirectory: output, manifest: manifest).isEmpty else { return nil }
         // Quick check of the other files: present with the recorded size.
         for (path, record) in manifest.files {
             let size = (try? FileManager.default.attributesOfItem(atPath: output + "/" + path)[.size] as? Int) ?? -1
             if size != record.size { return nil }
         }
-        var counts: [String: Int] = [:]
-        for (key, value) in previous["modules"]?.object ?? [:] { counts[key] = value.int ?? 0 }
-        let sizes = (previous["sizes"]?.object ?? [:]).map { ($0.key, $0.value.int ?? 0) }.sorted { $0.1 > $1.1 }
-        return BuildReport(name: spec.name, output: output, upToDate: true, moduleCounts: counts,
-                           extensionModules: previous["extension_modules"]?.int ?? 0,
-                           sharedLibraries: previous["shared_libraries"]?.int ?? 0, sizes: sizes,
-                           fileCount: previous["files"]?.int ?? 0,
-                           warnings: previous["warnings"]?.array?.compactMap(\.string) ?? [],
-                           seconds: Date().timeIntervalSince(started),
-                           placements: previous["placement"]?.array?.compactMap(\.string) ?? [],
-                           heaviest: previous["heaviest"]?.array?.compactMap(\.string) ?? [],
-                           optionalPulls: previous["optional_pulls"]?.array?.compactMap(\.string) ?? [])
+        var report = stamp.report
+        report.output = output
+        report.upToDate = true
+        report.seconds = Date().timeIntervalSince(started)
+        return report
     }
 
     // MARK: - Files

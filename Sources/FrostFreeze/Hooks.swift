@@ -67,42 +67,73 @@ public struct Hooks: Equatable, Sendable {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw FormatError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
-        guard let top = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        do {
+            return Hooks(packages: try JSONDecoder().decode(HooksFile.self, from: data).packages)
+        } catch let problem as HooksFile.Problem {
+            throw FormatError(file: path, message: problem.message)
+        } catch DecodingError.dataCorrupted(let context) {
+            let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+            throw FormatError(file: path, message: "invalid JSON: \(detail)")
+        } catch {
             throw FormatError(file: path, message: "not a JSON object of packages")
         }
+    }
+
+    /// The file's top level, checked field by field so every mistake names the package
+    /// and field (a plain Codable decode would accept unknown fields).
+    struct HooksFile: Decodable {
+        struct Problem: Error {
+            let message: String
+        }
+
+        struct Key: CodingKey {
+            let stringValue: String
+            init(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+
         var packages: [String: Package] = [:]
-        for (name, value) in top where !name.hasPrefix("_") {
-            guard let fields = value as? [String: Any] else {
-                throw FormatError(file: path, message: "package '\(name)': expected an object of hidden_imports, packages, excludes, exclude_data, filesystem")
-            }
-            let known = Set(Package.CodingKeys.allCases.map(\.rawValue))
-            for field in fields.keys.sorted() where !known.contains(field) {
-                throw FormatError(file: path, message: "package '\(name)': unknown field '\(field)' (known: \(known.sorted().joined(separator: ", ")))")
-            }
-            for (field, list) in fields {
-                if field == "filesystem" {
-                    guard list is Bool else {
-                        throw FormatError(file: path, message: "package '\(name)': 'filesystem' must be true or false")
+
+        init(from decoder: Decoder) throws {
+            let top = try decoder.container(keyedBy: Key.self)
+            for key in top.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !key.stringValue.hasPrefix("_") {
+                let name = key.stringValue
+                guard let fields = try? top.nestedContainer(keyedBy: Key.self, forKey: key) else {
+                    throw Problem(message: "package '\(name)': expected an object of hidden_imports, packages, excludes, exclude_data, filesystem")
+                }
+                let known = Set(Package.CodingKeys.allCases.map(\.rawValue))
+                for field in fields.allKeys.map(\.stringValue).sorted() where !known.contains(field) {
+                    throw Problem(message: "package '\(name)': unknown field '\(field)' (known: \(known.sorted().joined(separator: ", ")))")
+                }
+                var package = Package()
+                for field in fields.allKeys {
+                    if field.stringValue == "filesystem" {
+                        guard let value = try? fields.decode(Bool.self, forKey: field) else {
+                            throw Problem(message: "package '\(name)': 'filesystem' must be true or false")
+                        }
+                        package.filesystem = value
+                        continue
                     }
-                    continue
+                    guard let strings = try? fields.decode([String].self, forKey: field) else {
+                        throw Problem(message: "package '\(name)': '\(field.stringValue)' must be an array of strings")
+                    }
+                    if field.stringValue != "exclude_data", let bad = strings.first(where: { !Hooks.isModuleName($0) }) {
+                        throw Problem(message: "package '\(name)': '\(bad)' in '\(field.stringValue)' is not a module name")
+                    }
+                    switch field.stringValue {
+                    case "hidden_imports": package.hidden_imports = strings
+                    case "packages": package.packages = strings
+                    case "excludes": package.excludes = strings
+                    default: package.exclude_data = strings
+                    }
                 }
-                guard let strings = list as? [String] else {
-                    throw FormatError(file: path, message: "package '\(name)': '\(field)' must be an array of strings")
+                guard Hooks.isModuleName(name) else {
+                    throw Problem(message: "'\(name)' is not a package or module name")
                 }
-                if field != "exclude_data", let bad = strings.first(where: { !Hooks.isModuleName($0) }) {
-                    throw FormatError(file: path, message: "package '\(name)': '\(bad)' in '\(field)' is not a module name")
-                }
-            }
-            guard Hooks.isModuleName(name) else {
-                throw FormatError(file: path, message: "'\(name)' is not a package or module name")
-            }
-            do {
-                packages[name] = try JSONDecoder().decode(Package.self, from: JSONSerialization.data(withJSONObject: fields))
-            } catch {
-                throw FormatError(file: path, message: "package '\(name)': \(error)")
+                packages[name] = package
             }
         }
-        return Hooks(packages: packages)
     }
 
     /// These hooks with `other`'s added (lists extend, per package).
@@ -116,14 +147,6 @@ public struct Hooks: Equatable, Sendable {
         !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
             guard let first = part.unicodeScalars.first, !CharacterSet.decimalDigits.contains(first) else { return false }
             return part.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" }
-        }
-    }
-
-    /// As the analysis reads them.
-    var requestObject: [String: Any] {
-        packages.mapValues { package in
-            ["hidden_imports": package.hidden_imports as Any, "packages": package.packages,
-             "excludes": package.excludes, "exclude_data": package.exclude_data, "filesystem": package.filesystem]
         }
     }
 }

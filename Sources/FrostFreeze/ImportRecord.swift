@@ -4,10 +4,10 @@ import FrostBundle
 /// Why each module and shared library is in a bundle: what first brought it in, with the
 /// file and line of the import. Written as `lib/imports.json` (covered by bundle.json like
 /// every file) and read by `frost inspect --why`.
-public struct ImportRecord: Sendable {
+public struct ImportRecord: Codable, Sendable {
     public static let fileName = "lib/imports.json"
 
-    public struct Link: Sendable, Equatable {
+    public struct Link: Codable, Sendable, Equatable {
         /// A module, or a reason in angle brackets ("<includes>", "<the traced import>").
         public let by: String
         public let file: String?
@@ -29,6 +29,40 @@ public struct ImportRecord: Sendable {
     /// Module → the code of it whose imports were not followed (it cannot run in a bundle).
     public var trimmed: [String: [String]] = [:]
 
+    enum CodingKeys: String, CodingKey {
+        case entry, modules, locations, libraries, optional, trimmed
+        case optionalPulls = "optional_pulls"
+    }
+
+    init(entry: String, modules: [String: Link], locations: [String: String], libraries: [String: [String]]) {
+        self.entry = entry
+        self.modules = modules
+        self.locations = locations
+        self.libraries = libraries
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        entry = try container.decode(String.self, forKey: .entry)
+        modules = try container.decode([String: Link].self, forKey: .modules)
+        locations = try container.decode([String: String].self, forKey: .locations)
+        libraries = try container.decode([String: [String]].self, forKey: .libraries)
+        optional = try container.decodeIfPresent(Set<String>.self, forKey: .optional) ?? []
+        optionalPulls = try container.decodeIfPresent([String].self, forKey: .optionalPulls) ?? []
+        trimmed = try container.decodeIfPresent([String: [String]].self, forKey: .trimmed) ?? [:]
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(entry, forKey: .entry)
+        try container.encode(modules, forKey: .modules)
+        try container.encode(locations, forKey: .locations)
+        try container.encode(libraries, forKey: .libraries)
+        try container.encode(optional.sorted(), forKey: .optional)  // a Set's order is not stable
+        try container.encode(optionalPulls, forKey: .optionalPulls)
+        try container.encode(trimmed, forKey: .trimmed)
+    }
+
     /// `pythonLibrary`: libpython's name; the loader loads it at start (it links none).
     static func make(entry: String, analysis: Analysis, libraries: [LibraryResolver.Resolved],
                      objects: [(String, String)], pythonLibrary: String) -> ImportRecord {
@@ -38,9 +72,9 @@ public struct ImportRecord: Sendable {
             let link = analysis.brought_by[module.name]
             modules[module.name] = Link(by: link?.by ?? "<entry>", file: link?.file, line: link?.line)
             switch (module.kind, module.category, module.onFilesystem) {
-            case ("extension", "stdlib", _): locations[module.name] = "lib/lib-dynload/" + URL(fileURLWithPath: module.file).lastPathComponent
-            case ("extension", _, _): locations[module.name] = "lib/site-packages/" + module.archive_path
-            case (_, "stdlib", _): locations[module.name] = "lib/python\(analysis.python.major)\(analysis.python.minor).zip/" + module.archive_path
+            case (.extension, .stdlib, _): locations[module.name] = "lib/lib-dynload/" + URL(fileURLWithPath: module.file).lastPathComponent
+            case (.extension, _, _): locations[module.name] = "lib/site-packages/" + module.archive_path
+            case (_, .stdlib, _): locations[module.name] = "lib/python\(analysis.python.major)\(analysis.python.minor).zip/" + module.archive_path
             case (_, let category, true): locations[module.name] = Builder.filesystemDirectory(category: category) + "/" + module.archive_path
             default: locations[module.name] = entry + ".zip/" + module.archive_path
             }
@@ -62,21 +96,11 @@ public struct ImportRecord: Sendable {
         return record
     }
 
-    public var json: JSON {
-        .object([
-            "entry": .string(entry),
-            "modules": .object(modules.mapValues { link in
-                var fields: [String: JSON] = ["by": .string(link.by)]
-                if let file = link.file { fields["file"] = .string(file) }
-                if let line = link.line { fields["line"] = .number(Double(line)) }
-                return .object(fields)
-            }),
-            "locations": .object(locations.mapValues { .string($0) }),
-            "libraries": .object(libraries.mapValues { .array($0.map { .string($0) }) }),
-            "optional": .array(optional.sorted().map { .string($0) }),
-            "optional_pulls": .array(optionalPulls.map { .string($0) }),
-            "trimmed": .object(trimmed.mapValues { .array($0.map { .string($0) }) }),
-        ])
+    /// `lib/imports.json`: sorted keys, so the same build writes the same bytes.
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self) + Data("\n".utf8)
     }
 
     public struct ReadError: Error, CustomStringConvertible, Sendable {
@@ -88,19 +112,9 @@ public struct ImportRecord: Sendable {
     public static func load(bundle: String) throws -> ImportRecord {
         let path = bundle + "/" + fileName
         guard let data = FileManager.default.contents(atPath: path),
-              let json = try? JSON.parse(String(decoding: data, as: UTF8.self)) else {
+              let record = try? JSONDecoder().decode(ImportRecord.self, from: data) else {
             throw ReadError(message: "\(path): missing or unreadable (a bundle built by an older frost: rebuild it)")
         }
-        var modules: [String: Link] = [:]
-        for (name, value) in json["modules"]?.object ?? [:] {
-            modules[name] = Link(by: value["by"]?.string ?? "<entry>", file: value["file"]?.string, line: value["line"]?.int)
-        }
-        var record = ImportRecord(entry: json["entry"]?.string ?? "", modules: modules,
-                                  locations: (json["locations"]?.object ?? [:]).compactMapValues(\.string),
-                                  libraries: (json["libraries"]?.object ?? [:]).mapValues { $0.array?.compactMap(\.string) ?? [] })
-        record.optional = Set(json["optional"]?.array?.compactMap(\.string) ?? [])
-        record.optionalPulls = json["optional_pulls"]?.array?.compactMap(\.string) ?? []
-        record.trimmed = (json["trimmed"]?.object ?? [:]).mapValues { $0.array?.compactMap(\.string) ?? [] }
         return record
     }
 

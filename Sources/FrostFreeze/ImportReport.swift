@@ -7,10 +7,13 @@ import FrostBundle
 /// inside functions reach it. `frost build --report FILE.html` (or `.json`) writes it from
 /// the bundle's `lib/imports.json`, as PyInstaller's cross-reference file does.
 public enum ImportReport {
-    public struct Row: Sendable {
+    public struct Row: Codable, Sendable {
+        public enum Kind: String, Codable, Sendable {
+            case module, library
+        }
+
         public let name: String
-        /// "module" or "library".
-        public let kind: String
+        public let kind: Kind
         public let location: String
         public let bytes: Int
         /// A module, a reason in angle brackets, or for a library who needs it.
@@ -44,32 +47,32 @@ public enum ImportReport {
         var rows: [Row] = []
         for (name, link) in record.modules {
             let location = record.locations[name] ?? ""
-            rows.append(Row(name: name, kind: "module", location: location, bytes: location.isEmpty ? 0 : size(of: location),
+            rows.append(Row(name: name, kind: .module, location: location, bytes: location.isEmpty ? 0 : size(of: location),
                             by: link.by, file: link.file, line: link.line, optional: record.optional.contains(name)))
         }
         let libraryFiles = Set((try? FileManager.default.contentsOfDirectory(atPath: bundle + "/lib")) ?? [])
         for (name, users) in record.libraries {
             let location = libraryFiles.contains(name) ? "lib/" + name : ""
-            rows.append(Row(name: name, kind: "library", location: location, bytes: location.isEmpty ? 0 : size(of: location),
+            rows.append(Row(name: name, kind: .library, location: location, bytes: location.isEmpty ? 0 : size(of: location),
                             by: users.joined(separator: ", "), file: nil, line: nil, optional: false))
         }
         return rows.sorted { ($0.bytes, $1.name) > ($1.bytes, $0.name) }
     }
 
-    public static func json(record: ImportRecord, bundle: String) -> JSON {
-        .object([
-            "entry": .string(record.entry),
-            "items": .array(rows(record: record, bundle: bundle).map { row in
-                var fields: [String: JSON] = ["name": .string(row.name), "kind": .string(row.kind),
-                                              "location": .string(row.location), "bytes": .number(Double(row.bytes)),
-                                              "by": .string(row.by), "optional": .bool(row.optional)]
-                if let file = row.file { fields["file"] = .string(file) }
-                if let line = row.line { fields["line"] = .number(Double(line)) }
-                return .object(fields)
-            }),
-            "optional_pulls": .array(record.optionalPulls.map { .string($0) }),
-            "not_followed": .object(record.trimmed.mapValues { .array($0.map { .string($0) }) }),
-        ])
+    /// The `.json` form: the rows, the heaviest optional pulls, the code not followed.
+    struct Document: Encodable {
+        let entry: String
+        let items: [Row]
+        let optional_pulls: [String]
+        let not_followed: [String: [String]]
+    }
+
+    public static func json(record: ImportRecord, bundle: String) throws -> String {
+        let document = Document(entry: record.entry, items: rows(record: record, bundle: bundle),
+                                optional_pulls: record.optionalPulls, not_followed: record.trimmed)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 
     public static func html(record: ImportRecord, bundle: String) -> String {
@@ -86,7 +89,7 @@ public enum ImportReport {
             td,th{padding:2px 8px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}
             td.n{text-align:right}.opt{color:#a60}code{font-size:13px}</style></head><body>
             <h1>\(escape(record.entry))</h1>
-            <p>\(rows.filter { $0.kind == "module" }.count) modules and \(rows.filter { $0.kind == "library" }.count) shared
+            <p>\(rows.filter { $0.kind == .module }.count) modules and \(rows.filter { $0.kind == .library }.count) shared
             libraries, \(escape(formatBytes(total))) in all. “Brought in by” is the first import that reached each one;
             <span class="opt">optional</span> ones are reached only by imports inside functions (in the bundle because a
             call may need them; <code>excludes</code> leaves out those the program never calls).</p>
@@ -119,7 +122,7 @@ public enum ImportReport {
     public static func write(bundle: String, to path: String) throws {
         try validate(path)
         let record = try ImportRecord.load(bundle: bundle)
-        let text = path.hasSuffix(".json") ? json(record: record, bundle: bundle).serialized() : html(record: record, bundle: bundle)
+        let text = path.hasSuffix(".json") ? try json(record: record, bundle: bundle) : html(record: record, bundle: bundle)
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
     }
 }

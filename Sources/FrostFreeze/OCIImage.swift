@@ -183,66 +183,46 @@ public struct OCIImage {
         let created = OCIImage.timestamp(options.sourceTime)
         let bundleDigest = try FileSystem.sha256(ofFile: bundle + "/" + BundleManifest.fileName).0
         let version = options.version ?? String(bundleDigest.prefix(12))
-        let labels: [String: JSON] = [
-            "org.opencontainers.image.title": .string(name),
-            "org.opencontainers.image.version": .string(version),
-            "org.opencontainers.image.created": .string(created),
-            "org.opencontainers.image.base.name": .string("glibc from Debian libc6 \(libcVersion)"),
-            "dev.frost.bundle.manifest.sha256": .string(bundleDigest),
+        let labels = [
+            "org.opencontainers.image.title": name,
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.created": created,
+            "org.opencontainers.image.base.name": "glibc from Debian libc6 \(libcVersion)",
+            "dev.frost.bundle.manifest.sha256": bundleDigest,
         ]
         let loader = "/app/\(name)/_\(name)"
-        let config: JSON = .object([
-            "architecture": .string(OCIImage.architecture),
-            "os": .string("linux"),
-            "created": .string(created),
-            "config": .object([
-                "User": .string("\(uid):\(uid)"),
-                "Entrypoint": .array([loader, "--listen", "0.0.0.0:\(options.port)", "--workers", "auto",
-                                      "--health-path", options.healthPath].map { .string($0) }),
-                "ExposedPorts": .object(["\(options.port)/tcp": .object([:])]),
-                "StopSignal": .string("SIGTERM"),
-                "WorkingDir": .string("/app/\(name)"),
-                "Env": .array(["PATH=/usr/bin:/bin", "FROST_STATE_DIR=/var/lib/frost/\(name)", "HOME=/var/lib/frost/\(name)"]
-                    .map { .string($0) }),
-                "Labels": .object(labels),
-            ]),
-            "rootfs": .object(["type": .string("layers"), "diff_ids": .array(layers.map { .string($0.diffID) })]),
-            "history": .array(layers.map { .object(["created": .string(created), "created_by": .string("frost image: \($0.name)")]) }),
-        ])
-        let configBytes = Array(config.serialized().utf8)
+        let config = ImageConfig(
+            architecture: OCIImage.architecture, os: "linux", created: created,
+            config: .init(User: "\(uid):\(uid)",
+                          Entrypoint: [loader, "--listen", "0.0.0.0:\(options.port)", "--workers", "auto", "--health-path", options.healthPath],
+                          ExposedPorts: ["\(options.port)/tcp": [:]], StopSignal: "SIGTERM", WorkingDir: "/app/\(name)",
+                          Env: ["PATH=/usr/bin:/bin", "FROST_STATE_DIR=/var/lib/frost/\(name)", "HOME=/var/lib/frost/\(name)"],
+                          Labels: labels),
+            rootfs: .init(type: "layers", diff_ids: layers.map(\.diffID)),
+            history: layers.map { .init(created: created, created_by: "frost image: \($0.name)") })
+        let configBytes = try OCIImage.encode(config)
         let configDigest = "sha256:" + SHA256.hex(configBytes)
         blobs[configDigest] = configBytes
-        let manifest: JSON = .object([
-            "schemaVersion": .number(2),
-            "mediaType": .string("application/vnd.oci.image.manifest.v1+json"),
-            "config": .object(["mediaType": .string("application/vnd.oci.image.config.v1+json"),
-                               "digest": .string(configDigest), "size": .number(Double(configBytes.count))]),
-            "layers": .array(layers.map { .object([
-                "mediaType": .string("application/vnd.oci.image.layer.v1.tar+gzip"),
-                "digest": .string($0.digest), "size": .number(Double($0.size)),
-            ]) }),
-            "annotations": .object(labels),
-        ])
-        let manifestBytes = Array(manifest.serialized().utf8)
+        let manifest = ImageManifest(
+            schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+            config: .init(mediaType: "application/vnd.oci.image.config.v1+json", digest: configDigest, size: configBytes.count),
+            layers: layers.map { .init(mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: $0.digest, size: $0.size) },
+            annotations: labels)
+        let manifestBytes = try OCIImage.encode(manifest)
         let manifestDigest = "sha256:" + SHA256.hex(manifestBytes)
         blobs[manifestDigest] = manifestBytes
-        let index: JSON = .object([
-            "schemaVersion": .number(2),
-            "manifests": .array([.object([
-                "mediaType": .string("application/vnd.oci.image.manifest.v1+json"),
-                "digest": .string(manifestDigest), "size": .number(Double(manifestBytes.count)),
-                // NAME:VERSION, so `podman load` names the image after the bundle.
-                "annotations": .object(["org.opencontainers.image.ref.name": .string(options.tag ?? "\(name):\(version)")]),
-                "platform": .object(["architecture": .string(OCIImage.architecture), "os": .string("linux")]),
-            ])]),
-        ])
+        let index = ImageIndex(schemaVersion: 2, manifests: [.init(
+            mediaType: "application/vnd.oci.image.manifest.v1+json", digest: manifestDigest, size: manifestBytes.count,
+            // NAME:VERSION, so `podman load` names the image after the bundle.
+            annotations: ["org.opencontainers.image.ref.name": options.tag ?? "\(name):\(version)"],
+            platform: .init(architecture: OCIImage.architecture, os: "linux"))])
         var layout = TarWriter(modificationTime: options.sourceTime, gzip: false)
         layout.add(.init(path: "blobs", kind: .directory, mode: 0o755))
         layout.add(.init(path: "blobs/sha256", kind: .directory, mode: 0o755))
         for digest in blobs.keys.sorted() {
             layout.add(.init(path: "blobs/sha256/" + digest.dropFirst(7), kind: .file(blobs[digest]!), mode: 0o644))
         }
-        layout.add(.init(path: "index.json", kind: .file(Array(index.serialized().utf8)), mode: 0o644))
+        layout.add(.init(path: "index.json", kind: .file(try OCIImage.encode(index)), mode: 0o644))
         layout.add(.init(path: "oci-layout", kind: .file(Array("{\"imageLayoutVersion\": \"1.0.0\"}\n".utf8)), mode: 0o644))
         let archive = try layout.bytes()
         let temporary = output + ".tmp-\(getpid())"
@@ -252,6 +232,13 @@ public struct OCIImage {
         _ = rename(temporary, output)
         return Report(manifestDigest: manifestDigest, configDigest: configDigest,
                       layers: layers.map { ($0.name, $0.digest, $0.size) }, bytes: archive.count)
+    }
+
+    /// Sorted keys, no escaped slashes: the same image gives the same digests.
+    static func encode(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(value)) + Array("\n".utf8)
     }
 
     static var architecture: String {
@@ -288,4 +275,66 @@ public struct OCIImage {
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
                       Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
     }
+}
+
+// MARK: - The OCI image-spec documents (field names as the spec spells them)
+
+/// application/vnd.oci.image.config.v1+json
+struct ImageConfig: Encodable {
+    struct Config: Encodable {
+        let User: String
+        let Entrypoint: [String]
+        let ExposedPorts: [String: [String: String]]
+        let StopSignal: String
+        let WorkingDir: String
+        let Env: [String]
+        let Labels: [String: String]
+    }
+    struct RootFS: Encodable {
+        let type: String
+        let diff_ids: [String]
+    }
+    struct History: Encodable {
+        let created: String
+        let created_by: String
+    }
+    let architecture: String
+    let os: String
+    let created: String
+    let config: Config
+    let rootfs: RootFS
+    let history: [History]
+}
+
+/// A content descriptor: what a manifest or index points at.
+struct ImageDescriptor: Encodable {
+    let mediaType: String
+    let digest: String
+    let size: Int
+}
+
+/// application/vnd.oci.image.manifest.v1+json
+struct ImageManifest: Encodable {
+    let schemaVersion: Int
+    let mediaType: String
+    let config: ImageDescriptor
+    let layers: [ImageDescriptor]
+    let annotations: [String: String]
+}
+
+/// index.json of the image layout.
+struct ImageIndex: Encodable {
+    struct Platform: Encodable {
+        let architecture: String
+        let os: String
+    }
+    struct Manifest: Encodable {
+        let mediaType: String
+        let digest: String
+        let size: Int
+        let annotations: [String: String]
+        let platform: Platform
+    }
+    let schemaVersion: Int
+    let manifests: [Manifest]
 }

@@ -70,7 +70,7 @@ struct BuildCommand: ParsableCommand {
         if quiet && !json { builder.onWarning = { _ in } }
         let report = try builder.build()
         if json {
-            print(report.json.serialized(), terminator: "")
+            print(try report.jsonText(), terminator: "")
         } else if !quiet {
             print(report.summary)
         }

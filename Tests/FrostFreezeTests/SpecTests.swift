@@ -215,6 +215,9 @@ func specError(_ body: () throws -> Void) -> SpecError? {
             do { _ = try Hooks.load(path); return nil } catch { return "\(error)" }
         }
         #expect(error("[1]")?.hasSuffix("h.json: not a JSON object of packages") == true)
+        #expect(error(#"{"numpy": {"#)?.contains("h.json: invalid JSON") == true)
+        #expect(error(#"{"numpy": {"filesystem": "yes"}}"#)?.contains("package 'numpy': 'filesystem' must be true or false") == true)
+        #expect(error(#"{"numpy": {"packages": "numpy.core"}}"#)?.contains("package 'numpy': 'packages' must be an array of strings") == true)
         #expect(error(#"{"numpy": {"hidden": []}}"#)?.contains("package 'numpy': unknown field 'hidden'") == true)
         #expect(error(#"{"numpy": {"excludes": ["not a module"]}}"#)?.contains("'not a module' in 'excludes' is not a module name") == true)
         #expect(error(#"{"a.-b": {}}"#)?.contains("'a.-b' is not a package or module name") == true)
