@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "FrostServer",
             dependencies: [
-                "FrostSystem", "FrostPython", "FrostRuntime", "FrostBundle", "FrostSupervisor",
+                "FrostSystem", "FrostPython", "FrostRuntime", "FrostBundle",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -82,7 +82,7 @@ let package = Package(
         // bundle's lib/, where libpython and every needed shared library are copied.
         .executableTarget(
             name: "frost-stub",
-            dependencies: ["FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
+            dependencies: ["FrostSystem", "FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
@@ -108,24 +108,25 @@ let package = Package(
         .executableTarget(
             name: "frost",
             dependencies: [
-                "FrostArchive", "FrostBundle", "FrostFreeze",
+                "FrostSystem", "FrostArchive", "FrostBundle", "FrostFreeze",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "FrostArchiveTests", dependencies: ["FrostArchive"]),
         .testTarget(name: "FrostPythonTests", dependencies: ["FrostPython"]),
-        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive"]),
+        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive", "FrostSystem"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostServerTests", dependencies: [
             "FrostServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor"]),
+        .testTarget(name: "FrostSystemTests", dependencies: ["FrostSystem"]),
+        .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor", "FrostSystem"]),
         .testTarget(
             name: "EndToEndTests",
             // frost-stub is not a dependency (its static-stdlib link flags would apply to
             // the test bundle); `swift build` builds it, and the tests find it beside themselves.
-            dependencies: ["FrostArchive", "FrostBundle", "FrostFreeze", "frost"]
+            dependencies: ["FrostSystem", "FrostArchive", "FrostBundle", "FrostFreeze", "frost"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,5 @@
+// IsapiPackage: the isapi package's Python sources, shipped as a resource of the packager.
+
 import Foundation
 
 /// Where the `isapi` package's sources are, for the packager to put into every bundle.

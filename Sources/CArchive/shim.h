@@ -1,3 +1,4 @@
+// CArchive: libarchive's headers for FrostArchive (a system library linked statically, no pkg-config).
 #ifndef FROST_CARCHIVE_SHIM_H
 #define FROST_CARCHIVE_SHIM_H
 #include <archive.h>

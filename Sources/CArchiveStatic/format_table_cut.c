@@ -1,3 +1,4 @@
+// CArchiveStatic: one C symbol that keeps libarchive's table of writer formats (and libxml2 with it) out of the link.
 /*
  * Why this file exists: libarchive's zip writer calls one helper,
  * __archive_write_entry_filetype_unsupported, that lives in archive_write_set_format.o

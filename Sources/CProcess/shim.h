@@ -1,3 +1,4 @@
+// CProcess: what Glibc's Swift module does not expose to the supervisor: prctl, memfd_create, atomics on shared memory.
 // What Glibc's Swift module does not expose to the process supervisor.
 #include <features.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+// CPython: the C API of any CPython 3.10 to 3.13, loaded at run time: its own declarations, dlsym-filled trampolines, per-version PyConfig offsets.
 /* Loading the bundle's libpython at run time, and the trampolines that call into it. */
 #include "CPython.h"
 #include <dlfcn.h>

@@ -1,3 +1,5 @@
+// FrostArchive: the only user of libarchive: deterministic zip writing and checked, bounded mounting.
+
 import FrostSystem
 import CArchive
 #if canImport(Glibc)

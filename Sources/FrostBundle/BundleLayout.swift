@@ -1,3 +1,6 @@
+// FrostBundle: what packager and loader agree on: the dist layout, bundle.json, SHA-256, strict JSON, verification.
+
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -42,11 +45,11 @@ public struct BundleLayout: Sendable, Equatable {
         }
     }
 
-    public var executablePath: String { join(directory, executableName) }
+    public var executablePath: String { FileSystem.join(directory, executableName) }
     /// `NAME.zip` beside the executable.
-    public var archivePath: String { join(directory, name + ".zip") }
-    public var libraryDirectory: String { join(directory, "lib") }
-    public var manifestPath: String { join(directory, "bundle.json") }
+    public var archivePath: String { FileSystem.join(directory, name + ".zip") }
+    public var libraryDirectory: String { FileSystem.join(directory, "lib") }
+    public var manifestPath: String { FileSystem.join(directory, "bundle.json") }
 
     /// The CPython versions a bundle can carry: 3.10 to 3.13 (the loader knows their
     /// initialisation config; everything else it uses is common to all of them).
@@ -54,22 +57,22 @@ public struct BundleLayout: Sendable, Equatable {
 
     /// The standard library archive inside `lib/` for Python `major.minor`.
     public func standardLibraryArchive(major: Int, minor: Int) -> String {
-        join(libraryDirectory, "python\(major)\(minor).zip")
+        FileSystem.join(libraryDirectory, "python\(major)\(minor).zip")
     }
 
     /// Extension modules of the standard library inside `lib/`.
-    public var extensionModuleDirectory: String { join(libraryDirectory, "lib-dynload") }
+    public var extensionModuleDirectory: String { FileSystem.join(libraryDirectory, "lib-dynload") }
 
     /// Extension modules of third-party packages, at their package paths, and the
     /// third-party packages that read their own files by path (bytecode and data together).
-    public var siteExtensionDirectory: String { join(libraryDirectory, "site-packages") }
+    public var siteExtensionDirectory: String { FileSystem.join(libraryDirectory, "site-packages") }
 
     /// The app's own code that reads its files by path (templates beside a Flask app, a
     /// Django project), bytecode and data together; on sys.path right after the archive.
-    public var appDirectory: String { join(libraryDirectory, "app") }
+    public var appDirectory: String { FileSystem.join(libraryDirectory, "app") }
 
     /// certifi's CA bundle, copied out of the archive so OpenSSL can read it.
-    public var certificateFile: String { join(libraryDirectory, "cacert.pem") }
+    public var certificateFile: String { FileSystem.join(libraryDirectory, "cacert.pem") }
 
     /// Whether the bundle carries its own standard library.
     public func hasOwnStandardLibrary(major: Int, minor: Int) -> Bool {
@@ -94,40 +97,4 @@ public struct BundleLayout: Sendable, Equatable {
     }
 }
 
-func join(_ directory: String, _ name: String) -> String {
-    directory.hasSuffix("/") ? directory + name : directory + "/" + name
-}
 
-/// The few file-system queries the layout needs, without Foundation.
-public enum FileSystem {
-    public static func isRegularFile(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
-    }
-
-    public static func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    /// Creates a directory and its missing parents (errors are left to the first use).
-    public static func makeDirectories(_ path: String, mode: mode_t) {
-        var prefix = ""
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            if !isDirectory(prefix) { mkdir(prefix, mode) }
-        }
-    }
-
-    /// The running executable's absolute path (`/proc/self/exe` on Linux).
-    public static func currentExecutablePath() -> String? {
-        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = buffer.withUnsafeMutableBufferPointer { raw in
-            raw.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) {
-                readlink("/proc/self/exe", $0, raw.count - 1)
-            }
-        }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[..<n], as: UTF8.self)
-    }
-}

@@ -101,7 +101,7 @@ public struct BundleManifest: Equatable, Sendable {
 
     /// Reads `bundle.json` from a bundle directory; nil when there is none.
     public static func load(bundleDirectory: String) throws -> BundleManifest? {
-        let path = join(bundleDirectory, fileName)
+        let path = FileSystem.join(bundleDirectory, fileName)
         guard FileSystem.isRegularFile(path) else { return nil }
         let bytes = try FileSystem.readFile(path)
         do {
@@ -172,7 +172,7 @@ public enum BundleVerifier {
 
     static func check(file path: String, record: BundleManifest.FileRecord, in directory: String) -> [BundleDifference] {
         do {
-            let (hash, size) = try FileSystem.sha256(ofFile: join(directory, path))
+            let (hash, size) = try FileSystem.sha256(ofFile: FileSystem.join(directory, path))
             if hash != record.sha256 || size != record.size {
                 return [BundleDifference(kind: .changed, path: path,
                                          detail: size != record.size ? "\(size) bytes, manifest says \(record.size)" : "SHA-256 differs")]
@@ -186,7 +186,7 @@ public enum BundleVerifier {
     static func checkEntries(_ archivePath: String, expected: [String: String], in directory: String) -> [BundleDifference] {
         let mounted: MountedArchive
         do {
-            mounted = try MountedArchive(path: join(directory, archivePath))
+            mounted = try MountedArchive(path: FileSystem.join(directory, archivePath))
         } catch {
             return [BundleDifference(kind: .unreadable, path: archivePath, detail: "\(error)")]
         }
@@ -212,72 +212,6 @@ public enum BundleVerifier {
 }
 
 extension FileSystem {
-    public struct Failure: Error, CustomStringConvertible, Sendable {
-        public let path: String
-        public let message: String
-        public var description: String { "\(path): \(message)" }
-    }
-
-    public struct ListedFile: Sendable, Equatable {
-        public let path: String
-        public let isRegular: Bool
-    }
-
-    /// Every non-directory below `root`, relative and sorted; symbolic links are listed
-    /// (not followed) and reported as not regular.
-    public static func listFiles(below root: String) throws -> [ListedFile] {
-        var result: [ListedFile] = []
-        func walk(_ relative: String) throws {
-            for name in try entryNames(relative.isEmpty ? root : join(root, relative)).sorted() {
-                let child = relative.isEmpty ? name : relative + "/" + name
-                var info = stat()
-                guard lstat(join(root, child), &info) == 0 else { continue }
-                switch info.st_mode & S_IFMT {
-                case S_IFDIR: try walk(child)
-                case S_IFREG: result.append(ListedFile(path: child, isRegular: true))
-                default: result.append(ListedFile(path: child, isRegular: false))
-                }
-            }
-        }
-        try walk("")
-        return result
-    }
-
-    /// The names in a directory (without "." and ".."), unsorted; none when it cannot be read.
-    public static func names(in directory: String) -> [String] {
-        (try? entryNames(directory)) ?? []
-    }
-
-    static func entryNames(_ path: String) throws -> [String] {
-        guard let directory = opendir(path) else {
-            throw Failure(path: path, message: errnoDescription())
-        }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    public static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(path: path, message: errnoDescription()) }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(path: path, message: errnoDescription()) }
-            if n == 0 { break }
-            result.append(contentsOf: buffer[..<n])
-        }
-        return result
-    }
-
     /// The SHA-256 (hex) and size of a file, read in blocks.
     public static func sha256(ofFile path: String) throws -> (String, Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

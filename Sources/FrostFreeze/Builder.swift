@@ -1,3 +1,5 @@
+// FrostFreeze: the packager: spec, analysis by the target interpreter, ELF closure, dist, report and image writing.
+
 import Foundation
 import FrostArchive
 import FrostBundle
@@ -85,9 +87,7 @@ public struct BuildReport: Sendable {
 
     /// `frost build --json`: indented, sorted keys, ending in a newline.
     public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+        String(decoding: try canonicalJSON(self), as: UTF8.self)
     }
 
     public var summary: String {

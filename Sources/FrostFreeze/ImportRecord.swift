@@ -98,9 +98,7 @@ public struct ImportRecord: Codable, Sendable {
 
     /// `lib/imports.json`: sorted keys, so the same build writes the same bytes.
     public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self) + Data("\n".utf8)
+        try canonicalJSON(self)
     }
 
     public struct ReadError: Error, CustomStringConvertible, Sendable {

@@ -70,9 +70,7 @@ public enum ImportReport {
     public static func json(record: ImportRecord, bundle: String) throws -> String {
         let document = Document(entry: record.entry, items: rows(record: record, bundle: bundle),
                                 optional_pulls: record.optionalPulls, not_followed: record.trimmed)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
+        return String(decoding: try canonicalJSON(document), as: UTF8.self)
     }
 
     public static func html(record: ImportRecord, bundle: String) -> String {

@@ -1,6 +1,7 @@
 import Foundation
 import FrostArchive
 import FrostBundle
+import FrostSystem
 
 /// Writes a bundle as an OCI image (an `oci-archive`: the image layout in a tar), without a
 /// container engine, a Dockerfile or a base image to pull — as `ko` does for Go: a base
@@ -234,11 +235,9 @@ public struct OCIImage {
                       layers: layers.map { ($0.name, $0.digest, $0.size) }, bytes: archive.count)
     }
 
-    /// Sorted keys, no escaped slashes: the same image gives the same digests.
+    /// Canonical JSON: the same image gives the same digests.
     static func encode(_ value: some Encodable) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value)) + Array("\n".utf8)
+        Array(try canonicalJSON(value))
     }
 
     static var architecture: String {

@@ -1,3 +1,5 @@
+// FrostPython: the only user of libpython: loading it, the interpreter's lifecycle, the GIL, owned references, errors, native types.
+
 @preconcurrency import CPython
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import FrostArchive
 import FrostBundle
 import FrostPython
+import FrostSystem
 
 /// The state behind one `_frost.ArchiveImporter`: a mounted archive and the directory
 /// inside it this importer serves (zipimport's `archive` and `prefix`).

@@ -1,6 +1,9 @@
+// FrostRuntime: the loader's Python side: the archive importer, `_isapi`, loading and reloading the entry module.
+
 import FrostArchive
 import FrostBundle
 import FrostPython
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

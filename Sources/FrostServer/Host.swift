@@ -1,7 +1,8 @@
+// FrostServer: the HTTP host: SwiftNIO in front, the control block, filters, routing, static files, limits and the access log behind it.
+
 import FrostPython
 import FrostSystem
 import FrostRuntime
-import FrostSupervisor
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -75,7 +76,7 @@ public struct HostConfiguration: Sendable {
     public var healthPath: String?
     /// This worker's seat on the board where the workers sharing `boundSockets` publish
     /// their connection counts (nil: accept without looking at the others).
-    public var connectionSeat: ConnectionBoard.Seat?
+    public var connectionSeat: (any ConnectionBalancing)?
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -227,7 +228,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             } catch {
                 throw HostError(.cannotListen, subject: "handed-over sockets", "cannot serve the listening sockets handed over: \(error)")
             }
-            return configuration.boundSockets.map(ListenSockets.describe).joined(separator: ", ")
+            return configuration.boundSockets.map { localAddressDescription(of: $0) }.joined(separator: ", ")
         }
         do {
             switch ListenAddress(listen) {
@@ -811,6 +812,18 @@ func base64Decoded(_ text: String) -> [UInt8]? {
     return out
 }
 
+/// How a worker learns whether to leave a waiting connection to another worker, and
+/// tells the others how many it holds. The process model's connection board provides it
+/// (FrostSupervisor); the host only needs these three calls.
+public protocol ConnectionBalancing: Sendable {
+    /// This worker now holds `count` connections.
+    func setConnections(_ count: Int)
+    /// This worker is (not) accepting.
+    func setAccepting(_ accepting: Bool)
+    /// Another accepting worker holds fewer connections than this one.
+    func anotherHoldsFewer() -> Bool
+}
+
 /// Accepts connections on listening sockets other processes share: it waits with poll
 /// and accepts without blocking, so losing a connection to another worker is just
 /// EAGAIN. Stopping closes this process's copies of the sockets only.
@@ -821,14 +834,14 @@ func base64Decoded(_ text: String) -> [UInt8]? {
 final class Acceptor: @unchecked Sendable {
     // @unchecked: the descriptors are immutable; `accepted` is called on the thread only.
     private let sockets: [Int32]
-    private let seat: ConnectionBoard.Seat?
+    private let seat: (any ConnectionBalancing)?
     static let maxDeferral = 0.002
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private var thread = pthread_t()
     private let accepted: (Int32) -> Void
 
-    init(sockets: [Int32], seat: ConnectionBoard.Seat? = nil, accepted: @escaping (Int32) -> Void) throws {
+    init(sockets: [Int32], seat: (any ConnectionBalancing)? = nil, accepted: @escaping (Int32) -> Void) throws {
         self.sockets = sockets
         self.seat = seat
         self.accepted = accepted

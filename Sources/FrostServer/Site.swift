@@ -1,4 +1,5 @@
 import FrostBundle
+import FrostSystem
 
 /// Where URLs go: virtual directories, each with a physical path and script maps that
 /// say which URLs the extension handles; everything else under a virtual directory is a

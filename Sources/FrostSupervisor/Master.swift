@@ -1,3 +1,5 @@
+// FrostSupervisor: the process model: the master and its policy, listening sockets, the workers' links, heartbeats and connection board, sd_notify.
+
 import FrostSystem
 #if canImport(Glibc)
 import Glibc
@@ -133,7 +135,7 @@ public final class Master {
                 notifier.send(fields)
             case .announce:
                 configuration.onFirstServing?()
-                let addresses = sockets.map(ListenSockets.describe).map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
+                let addresses = sockets.map { localAddressDescription(of: $0) }.map { $0.hasPrefix("unix:") ? $0 : "http://" + $0 }
                 let count = supervision.desired
                 writeLine("frost: serving \(configuration.name) on \(addresses.joined(separator: ", ")) with \(count) worker process\(count == 1 ? "" : "es")", to: 1)
                 notifier.send(["READY=1", supervision.status, "MAINPID=\(getpid())"])
@@ -147,7 +149,7 @@ public final class Master {
         let inherited = ListenSockets.fromSystemd(environment: environment, pid: getpid())
         if !inherited.isEmpty {
             sockets = inherited.map { ListenSockets.moveHigh($0) }
-            log("using \(sockets.count) socket(s) from systemd: \(sockets.map(ListenSockets.describe).joined(separator: ", "))")
+            log("using \(sockets.count) socket(s) from systemd: \(sockets.map { localAddressDescription(of: $0) }.joined(separator: ", "))")
             return
         }
         for address in configuration.listen {
@@ -158,7 +160,7 @@ public final class Master {
     }
 
     /// "127.0.0.1:8000" etc. of the listening sockets.
-    public var addresses: [String] { sockets.map(ListenSockets.describe) }
+    public var addresses: [String] { sockets.map { localAddressDescription(of: $0) } }
 
     private func cleanUp() {
         for fd in sockets { close(fd) }

@@ -90,48 +90,6 @@ public enum ListenSockets {
         throw SupervisorError(.cannotListen, subject: address, "cannot listen on \(address): \(failure)")
     }
 
-    /// Where a listening socket listens: "127.0.0.1:8000", "[::1]:8000" or "unix:PATH".
-    public static func describe(_ fd: Int32) -> String {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard status == 0 else { return "fd \(fd)" }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                    var copy = address.pointee.sin_addr
-                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-                    inet_ntop(AF_INET, &copy, &text, socklen_t(text.count))
-                    return "\(cString(text)):\(UInt16(bigEndian: address.pointee.sin_port))"
-                }
-            }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var copy = address.pointee.sin6_addr
-                    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-                    inet_ntop(AF_INET6, &copy, &text, socklen_t(text.count))
-                    return "[\(cString(text))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
-                }
-            }
-        case AF_UNIX:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { address in
-                    var path = address.pointee.sun_path
-                    let text = withUnsafeBytes(of: &path) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    return "unix:" + text
-                }
-            }
-        default:
-            return "fd \(fd)"
-        }
-    }
-
     /// The sockets systemd passed (`LISTEN_PID` is this process, `LISTEN_FDS` how many,
     /// starting at descriptor 3); empty when there are none for this process.
     public static func fromSystemd(environment: [String: String], pid: Int32) -> [Int32] {
@@ -164,9 +122,6 @@ public enum ProcessLimits {
     }
 }
 
-func cString(_ characters: [CChar]) -> String {
-    String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
 
 
 /// The process environment as a dictionary.

@@ -38,3 +38,49 @@ public func unixSocketAddress(_ path: String, abstractNames: Bool = false) -> (a
     }
     return (address, socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (abstract ? 0 : 1)))
 }
+
+/// Where a socket is bound (getsockname): "127.0.0.1:8000", "[::1]:8000" or "unix:PATH".
+public func localAddressDescription(of fd: Int32) -> String {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let status = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard status == 0 else { return "fd \(fd)" }
+    switch Int32(storage.ss_family) {
+    case AF_INET:
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var copy = address.pointee.sin_addr
+                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                inet_ntop(AF_INET, &copy, &text, socklen_t(text.count))
+                return "\(cString(text)):\(UInt16(bigEndian: address.pointee.sin_port))"
+            }
+        }
+    case AF_INET6:
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                var copy = address.pointee.sin6_addr
+                var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                inet_ntop(AF_INET6, &copy, &text, socklen_t(text.count))
+                return "[\(cString(text))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+            }
+        }
+    case AF_UNIX:
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { address in
+                var path = address.pointee.sun_path
+                let text = withUnsafeBytes(of: &path) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                return "unix:" + text
+            }
+        }
+    default:
+        return "fd \(fd)"
+    }
+}
+
+private func cString(_ characters: [CChar]) -> String {
+    String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,3 +1,5 @@
+// FrostSystem: the system layer, Foundation-free: every Glibc helper more than one module needs.
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,6 +3,7 @@ import FrostPython
 import FrostRuntime
 import FrostServer
 import FrostSupervisor
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif

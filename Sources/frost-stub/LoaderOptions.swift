@@ -278,3 +278,6 @@ extension Host: WorkerServer {
                             busyThreads: statistics.busyThreads, threads: statistics.pythonThreads)
     }
 }
+
+/// The workers' connection board balances the host's accepting.
+extension ConnectionBoard.Seat: ConnectionBalancing {}

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import FrostArchive
 import FrostBundle
+import FrostFreeze
+import FrostSystem
 
 /// `frost archive create|list`: frost's deterministic zip files on their own.
 struct ArchiveCommand: ParsableCommand {
@@ -103,7 +105,7 @@ struct ArchiveCommand: ParsableCommand {
                     .init(path: $0.path, size: $0.uncompressedSize, compressed: $0.compressedSize,
                           method: $0.compression == .stored ? "stored" : "deflate")
                 })
-                print(try prettyJSON(listing))
+                print(try prettyJSON(listing), terminator: "")
                 return
             }
             for entry in entries {
@@ -123,9 +125,7 @@ func pad(_ n: Int, _ width: Int) -> String {
     return String(repeating: " ", count: max(0, width - text.count)) + text
 }
 
-/// Indented JSON with sorted keys: what the commands' `--json` flags print.
+/// What the commands' `--json` flags print (FrostFreeze's canonical JSON).
 func prettyJSON(_ value: some Encodable) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+    String(decoding: try canonicalJSON(value), as: UTF8.self)
 }

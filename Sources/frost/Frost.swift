@@ -1,3 +1,5 @@
+// frost: the command-line tool: one file per subcommand, every failure reported in one place.
+
 import ArgumentParser
 import Foundation
 import FrostArchive

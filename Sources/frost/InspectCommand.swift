@@ -79,7 +79,7 @@ struct InspectCommand: ParsableCommand {
         }
         let inspection = try inspect(isDirectory: isDirectory.boolValue)
         if json {
-            print(try prettyJSON(inspection))
+            print(try prettyJSON(inspection), terminator: "")
         } else {
             printText(inspection)
         }

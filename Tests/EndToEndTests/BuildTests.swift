@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import FrostBundle
+import FrostSystem
 
 /// A bytecode/venv cache shared by the build tests (and kept between runs: everything in
 /// it is keyed by content and venv creation is locked), and private ones where a test

@@ -1,5 +1,6 @@
 import Testing
 import FrostBundle
+import FrostSystem
 
 @Suite struct BundleLayoutTests {
     @Test func loaderNameSelectsTheModule() {
@@ -36,13 +37,6 @@ import FrostBundle
         #expect(BundleLayout.problemWithModuleName("9lives") != nil)
         #expect(BundleLayout.problemWithModuleName("a..b") != nil)
         #expect(BundleLayout.problemWithModuleName("") != nil)
-    }
-
-    @Test func fileSystemQueries() {
-        #expect(FileSystem.isRegularFile("/etc/hostname") || FileSystem.isRegularFile("/etc/passwd"))
-        #expect(!FileSystem.isRegularFile("/etc"))
-        #expect(FileSystem.isDirectory("/etc"))
-        #expect(FileSystem.currentExecutablePath()?.hasPrefix("/") == true)
     }
 }
 

@@ -1,5 +1,6 @@
 import Testing
 import FrostSupervisor
+import FrostSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,12 +24,12 @@ import Glibc
     @Test func bindsTCPAndUnixSocketsAndDescribesThem() throws {
         let tcp = try ListenSockets.bind("127.0.0.1:0")
         defer { close(tcp) }
-        #expect(ListenSockets.describe(tcp).hasPrefix("127.0.0.1:"))
-        #expect(ListenSockets.describe(tcp) != "127.0.0.1:0")
+        #expect(localAddressDescription(of: tcp).hasPrefix("127.0.0.1:"))
+        #expect(localAddressDescription(of: tcp) != "127.0.0.1:0")
         let path = "/tmp/frost-supervisor-test-\(getpid()).sock"
         let unix = try ListenSockets.bind("unix:" + path)
         defer { close(unix); unlink(path) }
-        #expect(ListenSockets.describe(unix) == "unix:" + path)
+        #expect(localAddressDescription(of: unix) == "unix:" + path)
         #expect(throws: SupervisorError.self) { try ListenSockets.bind("no-port") }
     }
 
