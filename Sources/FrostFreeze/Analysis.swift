@@ -159,9 +159,11 @@ public struct Analysis: Decodable, Sendable {
 
 /// Runs the target interpreter.
 enum PythonRunner {
+    /// The program could not be started at all.
     struct Failure: Error, CustomStringConvertible {
-        let message: String
-        var description: String { message }
+        let executable: String
+        let reason: String
+        var description: String { "cannot run \(executable): \(reason)" }
     }
 
     @discardableResult
@@ -176,7 +178,7 @@ enum PythonRunner {
         process.standardError = err
         process.standardInput = inPipe
         do { try process.run() } catch {
-            throw Failure(message: "cannot run \(executable): \(error.localizedDescription)")
+            throw Failure(executable: executable, reason: error.localizedDescription)
         }
         let group = DispatchGroup()
         nonisolated(unsafe) var outData = Data()

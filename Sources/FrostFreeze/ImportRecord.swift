@@ -101,9 +101,10 @@ public struct ImportRecord: Codable, Sendable {
         try canonicalJSON(self)
     }
 
+    /// `lib/imports.json` is missing or unreadable.
     public struct ReadError: Error, CustomStringConvertible, Sendable {
-        public let message: String
-        public var description: String { message }
+        public let path: String
+        public var description: String { "\(path): missing or unreadable (a bundle built by an older frost: rebuild it)" }
     }
 
     /// Reads a bundle's record.
@@ -111,7 +112,7 @@ public struct ImportRecord: Codable, Sendable {
         let path = bundle + "/" + fileName
         guard let data = FileManager.default.contents(atPath: path),
               let record = try? JSONDecoder().decode(ImportRecord.self, from: data) else {
-            throw ReadError(message: "\(path): missing or unreadable (a bundle built by an older frost: rebuild it)")
+            throw ReadError(path: path)
         }
         return record
     }

@@ -52,9 +52,27 @@ public enum StandardLibrarySource: Sendable, Equatable {
 }
 
 /// Why the interpreter did not start.
+/// Why the interpreter (or one of its threads) could not start.
 public struct InterpreterError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// `start` called in the wrong order or twice.
+        case lifecycle
+        /// The loaded library is not a supported version.
+        case unsupported
+        /// CPython refused the configuration (search paths, pre-initialisation, init).
+        case configuration
+        /// A Python thread could not be created.
+        case thread
+    }
+
+    public let kind: Kind
     public let message: String
-    public init(_ message: String) { self.message = message }
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -92,13 +110,13 @@ public final class Interpreter: @unchecked Sendable {
     /// environment variable ignored, UTF-8 mode, unbuffered stdio, `sys.frozen = True`.
     public static func start(_ configuration: InterpreterConfiguration) throws -> Interpreter {
         guard let library = PythonLibrary.loaded else {
-            throw InterpreterError("no Python library is loaded (PythonLibrary.load comes first)")
+            throw InterpreterError(.lifecycle, "no Python library is loaded (PythonLibrary.load comes first)")
         }
         guard running == nil, Py_IsInitialized() == 0 else {
-            throw InterpreterError("the Python interpreter is already running in this process")
+            throw InterpreterError(.lifecycle, "the Python interpreter is already running in this process")
         }
         guard let layout = frost_python_config_layout(Int32(library.version.minor))?.pointee else {
-            throw InterpreterError("Python \(library.version) is not supported")
+            throw InterpreterError(.unsupported, "Python \(library.version) is not supported")
         }
         try preInitialize()
         NativeModuleRegistry.register(configuration.builtinModules)
@@ -140,7 +158,7 @@ public final class Interpreter: @unchecked Sendable {
         set(layout.module_search_paths_set, configuration.standardLibrary == .inSearchPath ? 1 : 0)
         for path in configuration.standardLibrary == .inSearchPath ? configuration.searchPath : [] {
             guard let wide = Py_DecodeLocale(path, nil) else {
-                throw InterpreterError("cannot decode search path entry \(path)")
+                throw InterpreterError(.configuration, "cannot decode search path entry \(path)")
             }
             defer { PyMem_RawFree(wide) }
             try check(PyWideStringList_Append(frost_config_list(c, layout.module_search_paths), wide), "search path")
@@ -157,7 +175,7 @@ public final class Interpreter: @unchecked Sendable {
                 let front = try PythonObject.list(configuration.searchPath.map { try PythonObject($0) })
                 try path.setItem(slice: 0..<0, front)
             } catch {
-                throw InterpreterError("cannot set sys.path: \(error)")
+                throw InterpreterError(.configuration, "cannot set sys.path: \(error)")
             }
         }
         let tstate = PyEval_SaveThread()!
@@ -196,7 +214,7 @@ public final class Interpreter: @unchecked Sendable {
         guard frost_is_initialized_status_error(status) != 0 else { return }
         let function = status.func.map { String(cString: $0) }
         let message = status.err_msg.map { String(cString: $0) } ?? "exit code \(status.exitcode)"
-        throw InterpreterError("Python \(what) failed: \(function.map { "\($0): " } ?? "")\(message)")
+        throw InterpreterError(.configuration, "Python \(what) failed: \(function.map { "\($0): " } ?? "")\(message)")
     }
 }
 

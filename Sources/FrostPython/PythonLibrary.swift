@@ -35,9 +35,28 @@ public enum PythonLibrary {
     }
 
     /// Why a library cannot be used.
+    /// Why no libpython could be loaded: which file, and what was wrong with it.
     public struct LoadError: Error, CustomStringConvertible, Sendable {
+        public enum Kind: String, Sendable {
+            /// dlopen or a symbol lookup failed.
+            case cannotLoad
+            /// The library is not a CPython this loader supports.
+            case unsupported
+            /// No library given and none found in the usual places.
+            case notFound
+        }
+
+        public let kind: Kind
+        /// The library's path (or the first place looked at).
+        public let path: String
         public let message: String
-        public init(_ message: String) { self.message = message }
+
+        public init(_ kind: Kind, path: String, _ message: String) {
+            self.kind = kind
+            self.path = path
+            self.message = message
+        }
+
         public var description: String { message }
     }
 
@@ -53,11 +72,11 @@ public enum PythonLibrary {
         if let current, current.path == path { return current.version }
         var message = [CChar](repeating: 0, count: 1024)
         guard frost_python_load(path, &message, message.count) == 0 else {
-            throw LoadError(String(cString: message))
+            throw LoadError(.cannotLoad, path: path, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         let line = String(cString: Py_GetVersion())
-        guard let version = Version(line: line) else { throw LoadError("\(path) reports an unreadable version: \(line)") }
-        if let problem = unsupported(version) { throw LoadError("\(path) is Python \(version): \(problem)") }
+        guard let version = Version(line: line) else { throw LoadError(.unsupported, path: path, "\(path) reports an unreadable version: \(line)") }
+        if let problem = unsupported(version) { throw LoadError(.unsupported, path: path, "\(path) is Python \(version): \(problem)") }
         current = (path, version)
         return version
     }
@@ -90,6 +109,6 @@ public enum PythonLibrary {
                 if access(path, R_OK) == 0 { return try load(path) }
             }
         }
-        throw LoadError("no Python library found: set FROST_PYTHON_LIBRARY to a libpython3.X.so (looked for \(tried.first ?? "") and others)")
+        throw LoadError(.notFound, path: tried.first ?? "", "no Python library found: set FROST_PYTHON_LIBRARY to a libpython3.X.so (looked for \(tried.first ?? "") and others)")
     }
 }

@@ -75,7 +75,7 @@ public final class PythonThreadPool: @unchecked Sendable {
         guard status == 0 else {
             Unmanaged<Start>.fromOpaque(context).release()
             stop()
-            throw InterpreterError("cannot start Python thread \(name): \(errnoDescription(status))")
+            throw InterpreterError(.thread, "cannot start Python thread \(name): \(errnoDescription(status))")
         }
         threads.append(handle)
     }
