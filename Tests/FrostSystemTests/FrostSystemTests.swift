@@ -68,11 +68,18 @@ import Glibc
         usleep(2000)
         #expect(monotonicSeconds() - first >= 0.002)
         #expect(monotonicMicroseconds() > UInt64(first * 1_000_000))
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
+        // Monitor.wait(until:) takes CLOCK_REALTIME deadlines (pthread_cond_timedwait's default).
+        func realtime() -> Double {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        }
+        let before = realtime()
         let later = deadline(afterSeconds: 1.5)
-        let ahead = Double(later.tv_sec - now.tv_sec) + Double(later.tv_nsec - now.tv_nsec) / 1e9
-        #expect(ahead > 1.4 && ahead < 1.6)
+        let after = realtime()
+        let at = Double(later.tv_sec) + Double(later.tv_nsec) / 1e9
+        #expect(at >= before + 1.5 - 1e-6 && at <= after + 1.5 + 1e-6)
+        #expect((0..<1_000_000_000).contains(later.tv_nsec))
     }
 
     @Test func aMonitorWaitsForItsConditionAndTimesOut() {
