@@ -15,6 +15,6 @@ public func writeOut(_ bytes: [UInt8], to fd: Int32) {
 }
 
 /// A line on stdout.
-public func printLine(_ text: String) { writeOut(text + "\n", to: 1) }
+public func printLine(_ text: String) { writeLine(text, to: 1) }
 /// A line on stderr.
-public func printError(_ text: String) { writeOut(text + "\n", to: 2) }
+public func printError(_ text: String) { writeLine(text, to: 2) }

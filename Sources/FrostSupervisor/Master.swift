@@ -351,11 +351,6 @@ func describeExit(_ status: Int32) -> String {
     return "was killed by signal \(signal) (\(name))" + ((status & 0x80) != 0 ? ", core dumped" : "")
 }
 
-/// One write(2) per line, so lines from several processes never interleave.
-func writeLine(_ text: String, to fd: Int32) {
-    writeAll(Array((text + "\n").utf8), to: fd)
-}
-
 func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
     var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
     pointers.append(nil)

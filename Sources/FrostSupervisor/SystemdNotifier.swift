@@ -29,9 +29,9 @@ public final class SystemdNotifier {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        guard var (address, length) = unixSocketAddress(socketPath, abstractNames: true) else { return false }
+        guard let (address, length) = unixSocketAddress(socketPath, abstractNames: true) else { return false }
         let message = Array(fields.joined(separator: "\n").utf8)
-        let sent = withUnsafePointer(to: &address) {
+        let sent = withUnsafePointer(to: address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
                 message.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), pointer, length) }
             }

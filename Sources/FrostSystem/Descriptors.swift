@@ -18,6 +18,13 @@ public func writeAll(_ bytes: [UInt8], to fd: Int32) -> Bool {
     return true
 }
 
+/// `text` and a newline in one write(2) where the descriptor takes it whole, so lines
+/// from several processes (the master's, the workers') do not interleave.
+@discardableResult
+public func writeLine(_ text: String, to fd: Int32) -> Bool {
+    writeAll(Array((text + "\n").utf8), to: fd)
+}
+
 /// errno as text ("No such file or directory").
 public func errnoDescription(_ code: Int32 = errno) -> String {
     String(cString: strerror(code))

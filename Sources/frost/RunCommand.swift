@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FrostBundle
 import FrostFreeze
+import FrostSystem
 
 /// `frost run`: build if needed, then serve in the foreground.
 struct RunCommand: ParsableCommand {
@@ -37,6 +38,6 @@ struct RunCommand: ParsableCommand {
         // Replace this process: signals (Ctrl-C, SIGTERM) reach the loader directly.
         var argv: [UnsafeMutablePointer<CChar>?] = ([loader] + loaderArguments).map { strdup($0) } + [nil]
         execv(loader, &argv)
-        throw CommandError(.failure, subject: loader, "cannot run \(loader): \(String(cString: strerror(errno)))")
+        throw CommandError(.failure, subject: loader, "cannot run \(loader): \(errnoDescription())")
     }
 }
