@@ -69,6 +69,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// The rest of a request body its handler left unread, being read and dropped so the
     /// connection can carry the next request: bytes left in the budget, and when it began.
     private var discarding: (budget: Int, since: Double)?
+    /// The request in hand announced a body and is not dispatched yet: what of the body
+    /// arrived with the head (up to `readAhead` bytes) is read first.
+    private var readingAhead = false
+    /// IIS's default UploadReadAheadSize.
+    static let readAhead = 48 * 1024
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
     /// Closes the connection without losing a response to a reset.
@@ -126,21 +131,26 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    /// Answers a request the limits refuse, from the event loop, and closes.
-    private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String) {
+    /// Answers a request the limits or the validation refuse, from the event loop, and closes.
+    private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String,
+                        headers: [(String, String)] = []) {
         rejecting = true
-        sendPlain(context, status, version: head.version, method: head.method, text: text + "\n")
+        current = nil  // read ahead but never dispatched: the extension never sees it
+        let version = head.version.major == 1 && head.version.minor <= 1 ? head.version : .http1_1
+        sendPlain(context, status, version: version, method: head.method, text: text + "\n", headers: headers)
         lingering.begin()  // the client may be sending the body it announced: read, drop, then close
     }
 
     /// A complete plain-text response the host writes itself, announcing the close.
     private func sendPlain(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, version: HTTPVersion,
-                           method: HTTPMethod, text: String) {
+                           method: HTTPMethod, text: String, headers extra: [(String, String)] = []) {
         var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
-        let head = HTTPResponseHead(version: version, status: status, headers: [
+        var headers: HTTPHeaders = [
             "content-type": "text/plain; charset=utf-8", "content-length": String(buffer.readableBytes), "connection": "close",
-        ])
+        ]
+        headers.add(contentsOf: extra)
+        let head = HTTPResponseHead(version: version, status: status, headers: headers)
         send(context, head: head, body: .byteBuffer(buffer), end: true, method: method, flush: true)
     }
 
@@ -189,6 +199,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
                 return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
             }
+            var head = head
+            if let refusal = RequestValidation.check(&head) {
+                return reject(context, head, refusal.status, refusal.reason, headers: refusal.headers)
+            }
             bodyBytes = 0
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
@@ -199,7 +213,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 send(context, head: HTTPResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
-            dispatcher.dispatch(exchange)
+            let announcesBody = !head.headers["transfer-encoding"].isEmpty
+                || (head.headers.first(name: "content-length").flatMap(Int.init) ?? 0) > 0
+            if announcesBody {
+                // What of the body came with the head is read first (up to IIS's
+                // UploadReadAheadSize): a body that turns out malformed in it is refused
+                // here, and the handler finds the rest in AvailableData. A client that waits
+                // for an early answer before sending its body gets the dispatch at the end of
+                // this read.
+                readingAhead = true
+            } else {
+                dispatcher.dispatch(exchange)
+            }
         case .body(let buffer):
             if var discarding {
                 discarding.budget -= buffer.readableBytes
@@ -212,16 +237,34 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             bodyBytes += buffer.readableBytes
             if bodyBytes > limits.maxBodyBytes {
                 // A chunked body over the limit: the request cannot be completed.
-                current?.abortBody()
+                if readingAhead, let current {
+                    return reject(context, current.head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
+                }
+                current?.bodyFailed("the request body is larger than --max-body (\(limits.maxBodyBytes) bytes)")
                 return
             }
             if let current, current.appendBody(buffer) { readsPaused = true }
+            if readingAhead && bodyBytes >= HTTPConnectionHandler.readAhead { dispatchReadAhead() }
         case .end:
             if discarding != nil { return stopDiscarding(context, keep: true) }
             guard let current else { return }
             current.endBody()
+            if readingAhead { dispatchReadAhead() }
             if !current.responseEnded { awaitingResponse = true }
         }
+    }
+
+    /// Hands the request read ahead to the dispatcher; its body goes on streaming.
+    private func dispatchReadAhead() {
+        readingAhead = false
+        if let current { dispatcher.dispatch(current) }
+    }
+
+    /// The end of what one read brought: a request whose body is still coming is
+    /// dispatched now (its handler may answer before the rest arrives).
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if readingAhead { dispatchReadAhead() }
+        context.fireChannelReadComplete()
     }
 
     /// Delivers what was held while a response was owed, until the next request in it
@@ -322,6 +365,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// A body cut short by it fails the handler's reads (the decoder reports it as an error).
     private func clientEndedInput(_ context: ChannelHandlerContext) {
         inputEnded = true
+        if readingAhead, let current {
+            readingAhead = false
+            return reject(context, current.head, .badRequest,
+                          "Bad Request: the client closed its side of the connection before sending the whole body")
+        }
         if let current {
             current.disableKeepAlive()
             current.bodyFailed("the client closed its side of the connection before sending the whole body")
@@ -353,6 +401,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         inputMalformed = true
         disarm()
         if discarding != nil { return stopDiscarding(context, keep: false) }  // its response is out
+        if readingAhead, let current {
+            readingAhead = false
+            return reject(context, current.head, .badRequest, "Bad Request: the request body is malformed")
+        }
         if let current, !current.responseEnded {
             current.bodyFailed("the request body is malformed (\(error))")
             return

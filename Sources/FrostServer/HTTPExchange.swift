@@ -247,12 +247,6 @@ final class HTTPExchange: @unchecked Sendable {
         return parts
     }
 
-    /// A body that went over the limit, or a dead client: reads fail from now on.
-    func abortBody() {
-        connectionClosed()
-        eventLoop.execute { self.context.close(promise: nil) }
-    }
-
     /// How many body bytes have arrived and not been read yet.
     var availableCount: Int { monitor.locked { buffered } }
 

@@ -141,6 +141,11 @@ func trimmingBlanks(_ text: String) -> String {
 
 func percentDecoded(_ text: String) -> String {
     if !text.utf8.contains(UInt8(ascii: "%")) { return text }
+    return String(decoding: percentDecodedBytes(text), as: UTF8.self)
+}
+
+/// The bytes `%XX` escapes stand for; a `%` not followed by two hex digits stays as it is.
+func percentDecodedBytes(_ text: String) -> [UInt8] {
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8)[...]
     while let byte = iterator.popFirst() {
@@ -152,5 +157,5 @@ func percentDecoded(_ text: String) -> String {
             bytes.append(byte)
         }
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return bytes
 }

@@ -148,7 +148,9 @@ enum WireInputs {
         + [0x3C, 0xD7] + Array("\n0\r\n\r\n".utf8)
     static let badChunkSize = Array("POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".utf8)
     static let runOnChunk = Array("POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
-    static let malformedChunkRead = Array("POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".utf8)
+    /// A body past the host's read-ahead (48 KiB), so the handler has it when it turns malformed.
+    static let malformedChunkRead = Array("POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nea60\r\n".utf8)
+        + [UInt8](repeating: UInt8(ascii: "b"), count: 60000) + Array("\r\nzz\r\n".utf8)
 
     static let shapes: [[UInt8]] = [
         Array("GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: fuzz\r\n\r\n".utf8),
@@ -196,7 +198,7 @@ struct SeededGenerator: RandomNumberGenerator {
         // A handler reading a body that turns malformed gets an error, and its one response goes out.
         let reading = try WireExchange.run(port: server.port, WireInputs.malformedChunkRead, halfClose: false)
         let answer = try #require(reading.responses?.first)
-        #expect(answer.status == 200 && answer.body.hasPrefix("read failed after 5:"), "\(answer.body)")
+        #expect(answer.status == 200 && answer.body.hasPrefix("read failed after 60000:"), "\(answer.body)")
         #expect(answer.headers["connection"] == "close")
         #expect(reading.closedByServer)
         #expect(try Self.workerPID(server) == pid, "the same worker serves on")

@@ -145,3 +145,67 @@ import Foundation
         #expect(text(parts).hasSuffix(large))
     }
 }
+
+@Suite struct RequestValidationTests {
+    func check(_ uri: String, method: HTTPMethod = .GET, version: HTTPVersion = .http1_1,
+               _ headers: [(String, String)] = [("Host", "h")]) -> (RequestValidation.Refusal?, HTTPRequestHead) {
+        var head = HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers))
+        let refusal = RequestValidation.check(&head)
+        return (refusal, head)
+    }
+
+    @Test func originFormAndAsteriskPass() {
+        #expect(check("/a?b=1").0 == nil)
+        #expect(check("*", method: .OPTIONS).0 == nil)
+        #expect(check("*", method: .GET).0?.status == .badRequest)
+        #expect(check("/", version: .http1_0, []).0 == nil, "HTTP/1.0 needs no Host")
+    }
+
+    @Test func absoluteFormBecomesThePathWithItsAuthorityAsHost() {
+        let (refusal, head) = check("HTTP://Example.org:8080/x/y?q=1#f", [("Host", "ignored")])
+        #expect(refusal == nil)
+        #expect(head.uri == "/x/y?q=1#f")
+        #expect(head.headers["host"] == ["Example.org:8080"])
+        #expect(check("https://example.org").1.uri == "/")
+        #expect(check("http://example.org?x").1.uri == "/?x")
+        #expect(check("http:///path").0?.status == .badRequest)
+        #expect(check("http://u:p@example.org/").0?.status == .badRequest)
+        #expect(check("ftp://example.org/").0?.status == .badRequest)
+        #expect(check("example.org:443").0?.status == .badRequest)
+    }
+
+    @Test func hostIsRequiredOnceInHTTP11() {
+        #expect(check("/", []).0?.status == .badRequest)
+        #expect(check("/", [("Host", "a"), ("Host", "b")]).0?.status == .badRequest)
+        #expect(check("/", version: .http1_0, [("Host", "a"), ("Host", "b")]).0?.status == .badRequest)
+    }
+
+    @Test func connectAndOtherVersionsAreRefused() {
+        let connect = check("example.org:443", method: .CONNECT).0
+        #expect(connect?.status == .methodNotAllowed)
+        #expect(connect?.headers.contains { $0.0 == "Allow" } == true)
+        #expect(check("/", version: HTTPVersion(major: 2, minor: 0)).0?.status == .httpVersionNotSupported)
+        #expect(check("/", version: HTTPVersion(major: 1, minor: 2)).0?.status == .httpVersionNotSupported)
+    }
+
+    @Test func transferCodingsFollowRFC9112() {
+        func te(_ value: String, version: HTTPVersion = .http1_1) -> HTTPResponseStatus? {
+            check("/", method: .POST, version: version, [("Host", "h"), ("Transfer-Encoding", value)]).0?.status
+        }
+        #expect(te("chunked") == nil)
+        #expect(te("Chunked ") == nil)
+        #expect(te("gzip") == .badRequest, "chunked must come last")
+        #expect(te("chunked, gzip") == .badRequest)
+        #expect(te("gzip, chunked") == .notImplemented)
+        #expect(te("chunked, chunked") == .badRequest)
+        #expect(te("chunked", version: .http1_0) == .badRequest)
+    }
+
+    @Test func decodedPathsMustBeUTF8WithoutNUL() {
+        #expect(check("/caf%C3%A9?x=%ff").0 == nil, "the query is the application's business")
+        #expect(check("/%ff").0?.status == .badRequest)
+        #expect(check("/a%00b").0?.status == .badRequest)
+        #expect(check("/100%").0 == nil, "a lone % stays as it is")
+        #expect(percentDecodedBytes("/a%2Fb%zz") == Array("/a/b%zz".utf8))
+    }
+}
