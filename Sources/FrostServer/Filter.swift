@@ -724,8 +724,13 @@ final class RawDataHandler: ChannelDuplexHandler, @unchecked Sendable {
         case .finished(let keep):
             if !keep { closeAfterWrites() }
         case .error:
-            writeRaw(Array("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n".utf8))
-            closeAfterWrites()
+            // Queued here, on the loop, before the close (writeRaw would queue it after).
+            let answer = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n"
+            var buffer = context.channel.allocator.buffer(capacity: answer.utf8.count)
+            buffer.writeString(answer)
+            outgoing.append(.raw(buffer))
+            closing = true
+            pumpOut()
         }
         pumpIn()
     }

@@ -611,8 +611,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 current = try reloadExtension(replacing: current)
                 result = try current.callMethod("HttpExtensionProc", [ecb])  // the request again
             }
-            let status = result.isInt ? (try? result.asInt()) ?? 1 : 1
+            // None (no return statement) counts as HSE_STATUS_SUCCESS.
+            let status = result.isNone ? 1 : result.isInt ? (try? result.asInt()) ?? 0 : 0
             if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
+            guard (1...Host.statusError).contains(status) else {
+                logError("HttpExtensionProc returned \(result.isInt ? String(status) : "a non-integer") for \(exchange.head.method.rawValue) "
+                         + "\(exchange.head.uri), not an HSE_STATUS_* value: answered as HSE_STATUS_ERROR", nil)
+                return Python.withoutGIL { complete(block, failed: true) }
+            }
             Python.withoutGIL { complete(block, failed: status == Host.statusError) }
         } catch let error as PythonError {
             if exchange.clientClosed {
