@@ -160,7 +160,37 @@ public enum BundleVerifier {
         return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
     }
 
-    /// What the loader checks before it starts: the archives' own hashes.
+    /// What the loader checks before it starts, cheaply: the archives' hashes, and below
+    /// `lib/` (where code is loaded from) every file present, listed and of its recorded
+    /// size, so nothing dropped in or cut short there runs. Hashing every shared library
+    /// at every start would cost more than it buys; `frost verify` does it.
+    public static func verifyAtStart(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
+        var differences = verifyArchives(bundleDirectory: bundleDirectory, manifest: manifest)
+        let library = FileSystem.join(bundleDirectory, "lib")
+        let present = FileSystem.isDirectory(library) ? ((try? FileSystem.listFiles(below: library)) ?? []) : []
+        var seen = Set<String>()
+        for file in present {
+            let path = "lib/" + file.path
+            seen.insert(path)
+            if !file.isRegular {
+                differences.append(BundleDifference(kind: .unexpected, path: path, detail: "not a regular file"))
+            } else if manifest.files[path] == nil {
+                differences.append(BundleDifference(kind: .unexpected, path: path, detail: "not in the manifest"))
+            }
+        }
+        for (path, record) in manifest.files.sorted(by: { $0.key < $1.key }) where path.hasPrefix("lib/") {
+            guard seen.contains(path) else {
+                differences.append(BundleDifference(kind: .missing, path: path, detail: ""))
+                continue
+            }
+            if manifest.archives[path] == nil, let size = FileSystem.fileSize(FileSystem.join(bundleDirectory, path)), size != record.size {
+                differences.append(BundleDifference(kind: .changed, path: path, detail: "\(size) bytes, manifest says \(record.size)"))
+            }
+        }
+        return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
+    }
+
+    /// The archives' own hashes.
     public static func verifyArchives(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
         manifest.archives.keys.sorted().flatMap { archive -> [BundleDifference] in
             guard let record = manifest.files[archive] else {

@@ -405,8 +405,8 @@ public final class Loader {
         return version
     }
 
-    /// A bundle built by frost carries bundle.json: its archives must match it before
-    /// anything runs. Hand-assembled bundles (no manifest) are not checked.
+    /// A bundle built by frost carries bundle.json: its archives, and what lies below lib/,
+    /// must match it before anything runs. Hand-assembled bundles (no manifest) are not checked.
     private static func checkManifest(_ layout: BundleLayout) throws -> BundleManifest? {
         let manifest: BundleManifest?
         do {
@@ -415,7 +415,7 @@ public final class Loader {
             throw LoaderError(.archive, "unreadable manifest: \(error)")
         }
         guard let manifest else { return nil }
-        let differences = BundleVerifier.verifyArchives(bundleDirectory: layout.directory, manifest: manifest)
+        let differences = BundleVerifier.verifyAtStart(bundleDirectory: layout.directory, manifest: manifest)
         if let first = differences.first {
             throw LoaderError(.archive, "the bundle does not match \(layout.manifestPath): \(first)"
                               + (differences.count > 1 ? " and \(differences.count - 1) more" : "")
