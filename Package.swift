@@ -119,6 +119,7 @@ let package = Package(
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
         .testTarget(name: "FrostServerTests", dependencies: [
             "FrostServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "FrostSystemTests", dependencies: ["FrostSystem"]),
         .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor", "FrostSystem"]),

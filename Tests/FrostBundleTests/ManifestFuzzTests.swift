@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+import FrostBundle
+
+/// A property-based fuzzer over the manifest reader: seeded mutations of a real
+/// bundle.json (bytes flipped, inserted, deleted, duplicated) for a bounded count and
+/// time. Every input is read without a crash or a hang, and every refusal is typed.
+@Suite struct ManifestFuzzTests {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static var sample: [UInt8] {
+        var manifest = BundleManifest(name: "app", entry: "app", pythonVersion: "3.11.2", bytecodeMagic: "a70d0d0a")
+        manifest.files["app.zip"] = .init(sha256: String(repeating: "ab", count: 32), size: 1234)
+        manifest.files["lib/libpython3.11.so.1.0"] = .init(sha256: String(repeating: "cd", count: 32), size: 5_000_000)
+        manifest.archives["app.zip"] = ["app.pyc": String(repeating: "ef", count: 32), "pkg/__init__.pyc": String(repeating: "01", count: 32)]
+        manifest.options = ["listen": .string("127.0.0.1:8000"), "workers": .number(2), "threads": .number(8)]
+        return Array(manifest.json.serialized().utf8)
+    }
+
+    @Test func mutatedManifestsAreReadOrRefusedWithATypedError() throws {
+        let good = Self.sample
+        #expect(try BundleManifest(json: try JSON.parse(utf8: good), source: "bundle.json").name == "app")
+        var random = SplitMix(state: 20261202)
+        let alphabet = Array("{}[]\",:0123456789.eE+-\\u tfnabcdef\u{0}\u{7f}".utf8) + [0xC3, 0xFF]
+        let started = Date()
+        var accepted = 0, refused = 0
+        for _ in 0..<20_000 where Date().timeIntervalSince(started) < 10 {
+            var bytes = good
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                let at = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<4, using: &random) {
+                case 0: bytes[at] = alphabet.randomElement(using: &random)!
+                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
+                case 2: bytes.remove(at: at)
+                default: bytes.insert(contentsOf: bytes[at..<min(bytes.count, at + Int.random(in: 1...40, using: &random))], at: at)
+                }
+                if bytes.isEmpty { bytes = [UInt8(ascii: "{")] }
+            }
+            do {
+                _ = try BundleManifest(json: try JSON.parse(utf8: bytes), source: "bundle.json")
+                accepted += 1
+            } catch is JSON.ParseError {
+                refused += 1
+            } catch is ManifestError {
+                refused += 1
+            }
+        }
+        #expect(accepted + refused > 1000, "ran: \(accepted) accepted, \(refused) refused")
+        #expect(refused > accepted, "most mutations are refused: \(accepted) accepted, \(refused) refused")
+    }
+}

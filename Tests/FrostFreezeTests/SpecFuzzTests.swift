@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import FrostFreeze
+
+/// A property-based fuzzer over the spec parser: seeded mutations of a full spec, for a
+/// bounded count and time. Each is loaded or refused with a SpecError naming the file;
+/// nothing crashes or hangs, and no other error type escapes.
+@Suite struct SpecFuzzTests {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let sample = """
+        name = "site"
+        script = "app/main.py"
+        requirements = "app/requirements.txt"
+        includes = ["json", "email.mime.text"]
+        excludes = ["tkinter"]
+        packages = ["encodings"]
+        optimize = 1
+        compress = true
+        listen = "127.0.0.1:8000"
+        workers = "auto"
+        threads = 4
+
+        [resources]
+        "app/static" = "static"
+        """
+
+    @Test func mutatedSpecsLoadOrFailWithASpecError() throws {
+        let dir = SpecDirectory()
+        let good = Array(Self.sample.utf8)
+        #expect(try SpecLoader.load(dir.write("good.toml", Self.sample)).name == "site")
+        var random = SplitMix(state: 20261202)
+        let alphabet = Array("=[]{}\"',.#\n\\ 0123456789truefalsnamescript-_:/".utf8) + [0, 0xC3, 0xFF]
+        let started = Date()
+        var loaded = 0, refused = 0
+        for index in 0..<600 where Date().timeIntervalSince(started) < 20 {
+            var bytes = good
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let at = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[at] = alphabet.randomElement(using: &random)!
+                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            let file = dir.path + "/fuzz\(index).toml"
+            FileManager.default.createFile(atPath: file, contents: Data(bytes))
+            do {
+                _ = try SpecLoader.load(file)
+                loaded += 1
+            } catch let error as SpecError {
+                #expect(error.file == file, "the error names the file: \(error)")
+                refused += 1
+            }
+        }
+        #expect(loaded + refused >= 100, "ran: \(loaded) loaded, \(refused) refused")
+        #expect(refused > 0 && loaded > 0, "both outcomes seen: \(loaded) loaded, \(refused) refused")
+    }
+}

@@ -1,0 +1,64 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+@testable import FrostServer
+
+/// A property-based fuzzer over the request head: seeded mutations of valid requests go
+/// through the decoder the host uses (NIO's, on an embedded channel) and the host's own
+/// validation, for a bounded count. Nothing crashes; every head that passes validation is
+/// one the extension can be handed (origin-form target, UTF-8 path, a Host in HTTP/1.1).
+@Suite struct RequestHeadFuzzTests {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let shapes = [
+        "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: fuzz\r\n\r\n",
+        "POST http://example.org/p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+        "PUT /%C3%A9 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "OPTIONS * HTTP/1.0\r\n\r\n",
+    ].map { Array($0.utf8) }
+
+    @Test func mutatedHeadsNeverPassValidationMalformed() throws {
+        var random = SplitMix(state: 20261202)
+        let alphabet = Array(" :/?%\r\n\t\0AZaz09-.*@#".utf8) + [0x80, 0xFF]
+        var heads = 0, passed = 0, parseErrors = 0
+        for _ in 0..<5000 {
+            var bytes = Self.shapes.randomElement(using: &random)!
+            for _ in 0..<Int.random(in: 1...5, using: &random) {
+                let at = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[at] = alphabet.randomElement(using: &random)!
+                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            var buffer = channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            do { try channel.writeInbound(buffer) } catch { parseErrors += 1 }
+            while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+                guard case .head(var head) = part else { continue }
+                heads += 1
+                if RequestValidation.check(&head) == nil {
+                    passed += 1
+                    #expect(head.uri.hasPrefix("/") || (head.uri == "*" && head.method == .OPTIONS), "\(head.uri)")
+                    #expect(head.version.major == 1 && head.version.minor <= 1)
+                    #expect(head.version.minor == 0 || head.headers["host"].count == 1)
+                    #expect(String(validating: percentDecodedBytes(pathPart(of: head.uri)), as: UTF8.self) != nil)
+                    #expect(!percentDecodedBytes(pathPart(of: head.uri)).contains(0))
+                }
+            }
+            _ = try? channel.finish()
+        }
+        #expect(heads > 500 && passed > 100 && parseErrors > 500, "heads \(heads), passed \(passed), parse errors \(parseErrors)")
+    }
+}
