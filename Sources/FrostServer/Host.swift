@@ -196,7 +196,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 512)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in self.initializeConnection(channel) }
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)  // socketOption(.tcp_nodelay) would be SOL_SOCKET level 1: SO_DEBUG
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             // A client may half-close after its request; it still gets its responses.
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)

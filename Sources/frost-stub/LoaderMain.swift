@@ -132,6 +132,12 @@ public enum LoaderMain {
     /// the sockets its master handed over and reports to it every second.
     static func runServer(executablePath: String, label: String, settings: LoaderSettings, worker: WorkerSetup?) -> Int32 {
         let listens = settings.listens, limits = settings.limits
+        if let user = settings.user {
+            do { try Privileges.drop(to: user) } catch {
+                printError("\(label): error: \(error)")
+                return 2
+            }
+        }
         // Block the stop signals in every thread (threads inherit the mask); the main
         // thread waits for them with sigwait. A worker ignores SIGHUP (the master's).
         var signals = sigset_t()

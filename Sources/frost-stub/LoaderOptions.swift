@@ -24,6 +24,8 @@ struct LoaderSettings {
     var limits = HostLimits()
     var siteFile: String?
     var process = ProcessOptions()
+    /// Run Python as this user (started as root).
+    var user: String?
 }
 
 /// One option of the loader: its name, its value's placeholder (nil: a flag), its help,
@@ -89,6 +91,11 @@ enum LoaderOptions {
         .process("--max-requests-jitter", "J", "plus a random 0..J, so workers do not recycle together"),
         .process("--max-rss", "MB", "recycle a worker whose resident memory exceeds MB"),
         .process("--pid-file", "FILE", "the master's pid"),
+        .value("--user", "NAME", "started as root, run Python as NAME (its groups too): the master keeps root to bind and spawn, each worker (or the single process) changes user before Python starts") { settings, text in
+            guard !text.isEmpty else { return "--user needs a user name" }
+            settings.user = text
+            return nil
+        },
         .process("--stats-interval", "S", "per-worker statistics every S seconds (0: none)"),
         .value("--trusted-proxy", "ADDR", "believe X-Forwarded-For and X-Forwarded-Proto (REMOTE_ADDR, HTTPS) from this peer: an IP address, or unix for unix-socket peers (repeatable)") { settings, text in
             guard !text.isEmpty else { return "--trusted-proxy needs an IP address, or unix" }

@@ -219,3 +219,54 @@ enum FilterFaultFixture {
         #expect(stopped.status == 0)
     }
 }
+
+/// Started as root with `--user`, Python runs as that user: in each worker under a
+/// master (which keeps root to bind and spawn), and in a single process.
+@Suite(.serialized) struct PrivilegeTests {
+    static let module = #"""
+    import os
+    from isapi import isapicon
+    from isapi.simple import SimpleExtension
+
+    class Extension(SimpleExtension):
+        "who am I"
+
+        def HttpExtensionProc(self, ecb):
+            try:
+                os.setuid(0)
+                regained = "regained root"
+            except PermissionError:
+                regained = "cannot regain root"
+            body = f"uid {os.getuid()} euid {os.geteuid()} gid {os.getgid()} groups {sorted(os.getgroups())} {regained}".encode()
+            ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
+            ecb.WriteClient(body)
+            return isapicon.HSE_STATUS_SUCCESS
+
+    def __ExtensionFactory__():
+        return Extension()
+    """#
+
+    @Test(.enabled(if: getuid() == 0, "needs root"))
+    func pythonRunsAsTheConfiguredUser() throws {
+        let scratch = ScratchDirectory("privileges")
+        try Self.module.write(toFile: scratch.path("whoami.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("whoami.py"), "--quiet"], dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let loader = scratch.path("dist/whoami/_whoami")
+        let nobody = try #require(getpwnam("nobody")?.pointee)
+        let expected = "uid \(nobody.pw_uid) euid \(nobody.pw_uid) gid \(nobody.pw_gid) groups [\(nobody.pw_gid)] cannot regain root"
+        for workers in ["1", "0"] {
+            let server = try RunningServer(loader: loader, arguments: ["--workers", workers, "--user", "nobody"])
+            let answer: String
+            do { answer = try server.get("/").text } catch {
+                Issue.record("--workers \(workers): \(error): \(server.stop().stderr)")
+                continue
+            }
+            #expect(answer == expected, "--workers \(workers): \(answer)")
+            let stopped = server.stop()
+            #expect(stopped.status == 0, "\(stopped.stderr)")
+        }
+        let unknown = try runProcess(loader, ["--listen", "127.0.0.1:0", "--workers", "0", "--user", "no-such-user-here"], timeout: 30)
+        #expect(unknown.status == 2 && unknown.stderr.contains("--user no-such-user-here: no such user on this system"), "\(unknown.output)")
+    }
+}
