@@ -348,22 +348,52 @@ def _load_record(options):
 
 def _write_atomic(path, data, mode=0o644):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.frost-{os.getpid()}.tmp"
+    temporary = f"{path}{_TEMPORARY_MARK}{os.getpid()}.tmp"
     with open(temporary, "wb") as out:
         out.write(data)
     os.chmod(temporary, mode)
     os.replace(temporary, path)
 
 
+_TEMPORARY_MARK = ".frost-"
+
+
+def _remove_leftovers(paths):
+    """Temporary files of a run that was killed before it could rename them (the caller
+    holds the lock, so no other run is writing them)."""
+    for path in paths:
+        directory, base = os.path.split(path)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(base + _TEMPORARY_MARK) and name.endswith(".tmp"):
+                try:
+                    os.remove(os.path.join(directory, name))
+                except OSError:
+                    pass
+
+
 def _lock(options):
-    """One install/remove at a time for a bundle (a second one waits)."""
+    """One install/remove at a time for a bundle (a second one waits).
+
+    The holder removes the lock file when it is done, so a waiter that got the lock may
+    hold it on a file no longer there while a newcomer locks a new one: it checks that
+    the file it locked is still the one at the path, and tries again if not."""
     path = _below_root(options, os.path.join(_bundle_directory(), RECORD_FILE + ".lock"))
     if options.dry_run:
         return None
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle = open(path, "w")
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
+    while True:
+        handle = open(path, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
 
 
 def _unlock(handle, options):
@@ -540,6 +570,8 @@ def Install(params, options):
 
 
 def _install(params, options, plan):
+    if not options.dry_run:
+        _remove_leftovers([_below_root(options, path) for path in list(plan.files) + [plan.record_path]])
     record = _load_record(options)
     recorded = record.get("files", {})
     recorded_links = record.get("links", {})
@@ -578,7 +610,11 @@ def _install(params, options, plan):
                 print("would run " + " ".join(command))
         _call_post_install(params, options)
         return
-    if not changes and not stale:
+    # A run killed after its last file but before its record leaves the files right and
+    # the record missing: this run writes the record (and starts the units), so remove
+    # finds what was installed.
+    recorded_fully = recorded == {path: _sha256(data) for path, data in plan.files.items()} and recorded_links == plan.links
+    if not changes and not stale and recorded_fully:
         if options.verbose >= 1:
             print(f"{plan.unit}: already installed, nothing changed")
         _call_post_install(params, options)

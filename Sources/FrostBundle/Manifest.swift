@@ -160,12 +160,13 @@ public enum BundleVerifier {
         return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
     }
 
-    /// What the loader checks before it starts, cheaply: the archives' hashes, and below
-    /// `lib/` (where code is loaded from) every file present, listed and of its recorded
-    /// size, so nothing dropped in or cut short there runs. Hashing every shared library
-    /// at every start would cost more than it buys; `frost verify` does it.
-    public static func verifyAtStart(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
-        var differences = verifyArchives(bundleDirectory: bundleDirectory, manifest: manifest)
+    /// What the loader checks below `lib/` (where code is loaded from) before Python
+    /// starts, cheaply: every file present, listed and of its recorded size, so nothing
+    /// dropped in or cut short there runs. Archives are hashed (`verifyArchives`); hashing
+    /// every shared library at every start would cost more than it buys (`frost verify`
+    /// does it).
+    public static func verifyLibraryDirectory(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
+        var differences: [BundleDifference] = []
         let library = FileSystem.join(bundleDirectory, "lib")
         let present = FileSystem.isDirectory(library) ? ((try? FileSystem.listFiles(below: library)) ?? []) : []
         var seen = Set<String>()
@@ -195,6 +196,9 @@ public enum BundleVerifier {
         manifest.archives.keys.sorted().flatMap { archive -> [BundleDifference] in
             guard let record = manifest.files[archive] else {
                 return [BundleDifference(kind: .missing, path: archive, detail: "archive without a file record")]
+            }
+            guard FileSystem.isRegularFile(FileSystem.join(bundleDirectory, archive)) else {
+                return [BundleDifference(kind: .missing, path: archive, detail: "")]
             }
             return check(file: archive, record: record, in: bundleDirectory)
         }

@@ -376,7 +376,15 @@ public final class Loader {
         var path: String?
         if let manifest {
             let candidate = layout.libraryDirectory + "/" + manifest.pythonLibraryName
-            if FileSystem.isRegularFile(candidate) {
+            if let size = FileSystem.fileSize(candidate) {
+                // Not loaded when it is not the file the build put there: a library cut short
+                // would fault as it is mapped.
+                if let recorded = manifest.files["lib/" + manifest.pythonLibraryName]?.size, recorded != size {
+                    throw LoaderError(.interpreter, """
+                        the bundle's Python library \(candidate) is \(size) bytes but bundle.json says \(recorded) \
+                        (Python \(manifest.pythonVersion)): its lib/ comes from another build, or was changed; rebuild the bundle
+                        """)
+                }
                 path = candidate
             } else if FileSystem.isDirectory(layout.libraryDirectory) {
                 throw LoaderError(.interpreter, """
@@ -384,6 +392,8 @@ public final class Loader {
                     rebuild the bundle
                     """)
             }
+            // What libpython and the extension modules will map: nothing extra, missing or cut short.
+            try checkLibraryDirectory(layout, manifest)
         } else if let name = FileSystem.names(in: layout.libraryDirectory).filter({
             $0.hasPrefix("libpython3.") && $0.hasSuffix(".so.1.0")
         }).sorted().last {
@@ -405,8 +415,9 @@ public final class Loader {
         return version
     }
 
-    /// A bundle built by frost carries bundle.json: its archives, and what lies below lib/,
-    /// must match it before anything runs. Hand-assembled bundles (no manifest) are not checked.
+    /// A bundle built by frost carries bundle.json: its archives must match it before
+    /// anything runs (and lib/ too, checked once the library is known: `checkLibraryDirectory`).
+    /// Hand-assembled bundles (no manifest) are not checked.
     private static func checkManifest(_ layout: BundleLayout) throws -> BundleManifest? {
         let manifest: BundleManifest?
         do {
@@ -415,13 +426,22 @@ public final class Loader {
             throw LoaderError(.archive, "unreadable manifest: \(error)")
         }
         guard let manifest else { return nil }
-        let differences = BundleVerifier.verifyAtStart(bundleDirectory: layout.directory, manifest: manifest)
-        if let first = differences.first {
-            throw LoaderError(.archive, "the bundle does not match \(layout.manifestPath): \(first)"
-                              + (differences.count > 1 ? " and \(differences.count - 1) more" : "")
-                              + "; refusing to start (frost verify \(layout.directory) lists every difference)")
-        }
+        let differences = BundleVerifier.verifyArchives(bundleDirectory: layout.directory, manifest: manifest)
+        if !differences.isEmpty { throw mismatch(layout, differences) }
         return manifest
+    }
+
+    private static func mismatch(_ layout: BundleLayout, _ differences: [BundleDifference]) -> LoaderError {
+        LoaderError(.archive, "the bundle does not match \(layout.manifestPath): \(differences[0])"
+                    + (differences.count > 1 ? " and \(differences.count - 1) more" : "")
+                    + "; refusing to start (frost verify \(layout.directory) lists every difference)")
+    }
+
+    /// Everything below lib/ present, listed in bundle.json and of its recorded size.
+    private static func checkLibraryDirectory(_ layout: BundleLayout, _ manifest: BundleManifest?) throws {
+        guard let manifest else { return }
+        let differences = BundleVerifier.verifyLibraryDirectory(bundleDirectory: layout.directory, manifest: manifest)
+        if !differences.isEmpty { throw mismatch(layout, differences) }
     }
 
     private static func mountArchive(_ layout: BundleLayout) throws -> (String, MountedArchive) {

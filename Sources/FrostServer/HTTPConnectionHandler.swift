@@ -206,7 +206,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             bodyBytes = 0
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        bodyTimeout: limits.bodyTimeout, maxDiscardBytes: limits.maxDiscardBytes,
+                                        bodyTimeout: limits.bodyTimeout, sendTimeout: limits.sendTimeout,
+                                        maxDiscardBytes: limits.maxDiscardBytes,
                                         filterRequest: raw == nil ? nil : FilterRequest(), trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }

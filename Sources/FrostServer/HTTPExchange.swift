@@ -76,6 +76,10 @@ final class HTTPExchange: @unchecked Sendable {
     /// event loop only). Infinity: no deadline, or it has passed and was handled.
     var expiresAt = Double.infinity
     let bodyTimeout: Double
+    /// Seconds a writer waits for the client to take any of what is in flight before the
+    /// write fails and the connection is cut (nginx's send_timeout): a client that stops
+    /// reading holds a Python thread for at most this long.
+    let sendTimeout: Double
     /// How much unread body may still be to come for the connection to be kept (it is
     /// then read and dropped after the response).
     let maxDiscardBytes: Int
@@ -122,10 +126,11 @@ final class HTTPExchange: @unchecked Sendable {
     private var writeFailure: String?
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         bodyTimeout: Double, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
+         bodyTimeout: Double, sendTimeout: Double = 60, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
          trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.bodyTimeout = bodyTimeout
+        self.sendTimeout = sendTimeout
         self.maxDiscardBytes = maxDiscardBytes
         self.requestHead = head
         self.requestMethod = head.method
@@ -419,8 +424,18 @@ final class HTTPExchange: @unchecked Sendable {
                 }
             }
         }
+        let stalled: Bool = monitor.locked {
+            // Every completed write broadcasts: a wait that times out saw no progress at all.
+            while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed {
+                if !monitor.wait(until: FrostSystem.deadline(afterSeconds: sendTimeout)) {
+                    writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
+                    return true
+                }
+            }
+            return false
+        }
+        if stalled { eventLoop.execute { self.context.close(promise: nil) } }
         try monitor.locked {
-            while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed { monitor.wait() }
             if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
             if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }
         }

@@ -26,6 +26,9 @@ public struct HostLimits: Sendable {
     public var idleTimeout = 60.0
     /// Seconds Python waits for more body bytes before the request fails (30).
     public var bodyTimeout = 30.0
+    /// Seconds a response write may wait for a client that reads nothing before the
+    /// connection is cut (60, nginx's send_timeout).
+    public var sendTimeout = 60.0
     /// Seconds a request may take from head to finished response (300): then 504, or the
     /// connection is cut if the headers already went out.
     public var requestTimeout = 300.0

@@ -129,6 +129,7 @@ enum LoaderOptions {
         .seconds("--header-timeout", "time for a request head to arrive (10); then the connection is closed") { $0.headerTimeout = $1 },
         .seconds("--idle-timeout", "time a keep-alive connection may wait for its next request (60)") { $0.idleTimeout = $1 },
         .seconds("--body-timeout", "time between parts of a request body (30)") { $0.bodyTimeout = $1 },
+        .seconds("--send-timeout", "time a response may wait for a client that reads none of it (60); then the connection is cut and the handler's write fails") { $0.sendTimeout = $1 },
         .seconds("--request-timeout", "time a handler may take (300); a request over its deadline gets 504") { $0.requestTimeout = $1 },
         .positive("--discard-max", "BYTES", "a request body the handler left unread is read and dropped to keep the connection when at most this much of it is still to come (1048576); a larger or chunked one: Connection: close") { $0.maxDiscardBytes = $1 },
         .seconds("--lingering-time", "before closing after a response, read and drop what the client still sends for at most S in all (30), so the response is never lost to a reset") { $0.lingeringTime = $1 },

@@ -155,6 +155,94 @@ func nginxAccepts(_ serverBlock: String, scratch: ScratchDirectory) throws -> Pr
         }
     }
 
+    /// Several installs at once leave one registration, the same as a single install; an
+    /// install killed at any point (files half written, temporaries left, no record) is
+    /// repaired by the next run, and remove then leaves the tree as it was.
+    @Test func parallelAndInterruptedInstallsEndInOneConsistentRegistration() throws {
+        let scratch = ScratchDirectory("install-races")
+        let name = "redirector_with_filter"
+        let build = try frostBuild([Repository.root.appendingPathComponent("Bundles/\(name).toml").path, "--quiet"],
+                                   dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let console = scratch.path("dist/\(name)/\(name)")
+        let root = scratch.path("root")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        #expect(try runProcess(console, ["install", "--root", root]).status == 0)
+        let reference = try treeContents(root)
+        #expect(reference.count >= 4, "\(reference.keys.sorted())")
+        #expect(try runProcess(console, ["remove", "--root", root]).status == 0)
+
+        // Four at once.
+        let runs = (0..<4).map { _ -> Process in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: console)
+            process.arguments = ["install", "--root", root]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
+        for process in runs { try process.run() }
+        for process in runs { process.waitUntilExit() }
+        #expect(runs.allSatisfy { $0.terminationStatus == 0 }, "\(runs.map(\.terminationStatus))")
+        let afterParallel = try treeContents(root)
+        #expect(afterParallel == reference, "four parallel installs: \(afterParallel.keys.sorted())")
+        #expect(try runProcess(console, ["remove", "--root", root]).status == 0)
+
+        // Killed as soon as it has written something, at a later point each time.
+        var partial = 0
+        for attempt in 0..<12 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: console)
+            process.arguments = ["install", "--root", root]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            while try process.isRunning && treeContents(root).isEmpty { usleep(200) }
+            usleep(UInt32(attempt * 300))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let left = try treeContents(root)
+            if left != reference { partial += 1 }
+            let repaired = try runProcess(console, ["install", "--root", root])
+            #expect(repaired.status == 0, "attempt \(attempt): \(repaired.output)")
+            let afterRepair = try treeContents(root)
+            #expect(afterRepair == reference, "attempt \(attempt): after the repair \(afterRepair.keys.sorted()), killed with \(left.keys.sorted())")
+            #expect(try runProcess(console, ["remove", "--root", root]).status == 0)
+            #expect(try treeContents(root).isEmpty)
+        }
+        print("installer: \(partial) of 12 kills left a partial registration; every one was repaired")
+
+        // What a kill can leave at each point, made on purpose (a real kill rarely lands
+        // inside the few milliseconds of writing): the first k files of the registration in
+        // place, the next one's temporary beside it, no record yet (k = all: only the record
+        // is missing, which the next run must write, or remove would find nothing to remove).
+        let order = reference.keys.sorted().filter { !$0.hasSuffix("frost-install.json") }
+        for k in 0...order.count {
+            for path in order.prefix(k) {
+                let target = root + "/" + path
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let data = reference[path]!
+                if let text = String(data: data, encoding: .utf8), text.hasPrefix("link:") {
+                    try FileManager.default.createSymbolicLink(atPath: target, withDestinationPath: String(text.dropFirst(5)))
+                } else {
+                    try data.write(to: URL(fileURLWithPath: target))
+                }
+            }
+            // Files go through a temporary renamed into place; links are made directly.
+            if k < order.count, let text = String(data: reference[order[k]]!, encoding: .utf8), !text.hasPrefix("link:") {
+                let next = root + "/" + order[k]
+                try FileManager.default.createDirectory(atPath: (next as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try Data("half".utf8).write(to: URL(fileURLWithPath: next + ".frost-999999.tmp"))
+            }
+            let repaired = try runProcess(console, ["install", "--root", root])
+            #expect(repaired.status == 0, "\(k) files in place: \(repaired.output)")
+            let afterRepair = try treeContents(root)
+            #expect(afterRepair == reference, "\(k) files in place: after the repair \(afterRepair.keys.sorted())")
+            #expect(try runProcess(console, ["remove", "--root", root]).status == 0)
+            #expect(try treeContents(root).isEmpty, "\(k) files in place: removed cleanly")
+        }
+    }
+
     /// Installed into a root, served by Debian's nginx (a normal process on a loopback port)
     /// through the unix socket the socket unit names, handed to the loader as systemd would.
     @Test func aRealNginxServesTheInstalledBundleAcrossALoaderRestart() throws {

@@ -1,0 +1,41 @@
+# Sourced by Benchmarks/run and Benchmarks/soak: installs what the measurements need (wrk,
+# nginx and libev from Debian; a venv from /usr/bin/python3 with the peers from PyPI, kept in
+# .build-bench/), builds frost and the benchmark bundles into .build-bench/dist, and sets
+# $here, $repo, $venv and $dist. With --quick among the arguments the Flask bundle is skipped.
+repo=$(cd "$here/.." && pwd)
+export PATH="/opt/swift/usr/bin:$PATH"
+
+missing=()
+for package in wrk nginx libev-dev; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    policy=/usr/sbin/policy-rc.d; had_policy=false; [ -e "$policy" ] && had_policy=true
+    $had_policy || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; }  # no nginx service
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    $had_policy || rm -f "$policy"
+fi
+
+state="$repo/.build-bench"
+venv="$state/venv"
+if [ ! -x "$venv/bin/granian" ] || [ ! -f "$venv/.complete" ]; then
+    echo "bench: creating $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check wheel
+    "$venv/bin/pip" install -q --disable-pip-version-check gunicorn granian bjoern fastpysgi waitress \
+        -r "$here/apps/flask_requirements.txt" pyinstaller matplotlib
+    touch "$venv/.complete"
+fi
+
+cd "$repo"
+swift build -c release --product frost-stub >/dev/null
+swift build -c release --product frost >/dev/null
+frost="$(swift build -c release --show-bin-path)/frost"
+dist="$state/dist"
+for spec in bench_isapi bench_wsgi flask_page; do
+    if [ "$spec" = flask_page ] && printf '%s\n' "$@" | grep -qx -- --quick; then continue; fi
+    "$frost" build "$here/apps/$spec.toml" --dist "$dist" --quiet
+done

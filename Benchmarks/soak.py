@@ -1,0 +1,132 @@
+"""The soak behind Benchmarks/soak: a million requests with a SIGHUP every 100,000.
+
+Segments go round the samples (ISAPI hello, WSGI hello, Flask page); each segment is a wrk
+run (-t1 -c16) that stops itself after its share of requests and counts every answer that
+is not a 200 and every socket error. After each segment the sample's master gets SIGHUP and
+the next segment of that sample runs on the new generation. A worker's RSS is read at the
+end of each segment and compared with its sample's RSS after warm-up.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import Server, HERE  # noqa: E402
+
+STOP_AFTER = """
+local limit = tonumber(os.getenv("SOAK_REQUESTS"))
+local seen = 0
+function response(status, headers, body)
+  seen = seen + 1
+  if seen >= limit then wrk.thread:stop() end
+end
+-- done() runs in the main Lua state: the thread's counters are not there, wrk's summary is.
+function done(summary, latency, requests)
+  io.write(string.format("soak: %d requests, %d failed statuses\\n", summary.requests, summary.errors.status))
+end
+"""
+
+
+def worker_rss_kib(master_pid):
+    """RSS (KiB) of each worker (the master's children), by pid."""
+    result = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != master_pid:
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                result[int(entry)] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return result
+
+
+def run_segment(port, requests, script):
+    # wrk runs the script once per thread; with -t1 one thread drives all 16 connections.
+    environment = dict(os.environ, SOAK_REQUESTS=str(requests))
+    out = subprocess.run(["wrk", "-t1", "-c16", "-d600s", "-s", script, f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, env=environment, timeout=900).stdout
+    done = re.search(r"soak: (\d+) requests, (\d+) failed statuses", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    errors = sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    return (int(done.group(1)) if done else 0, (int(done.group(2)) if done else 1) + errors,
+            float(rate.group(1)) if rate else 0.0)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--dist", required=True)
+    parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--segment", type=int, default=100_000)
+    parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    options = parser.parse_args()
+    logs = os.path.join(options.work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    script = os.path.join(options.work, "stop_after.lua")
+    with open(script, "w") as f:
+        f.write(STOP_AFTER)
+
+    samples = [("isapi hello", "bench_isapi", 18201), ("wsgi hello", "wsgi_bench", 18202), ("flask page", "flask_bench", 18203)]
+    servers = {}
+    for name, bundle, port in samples:
+        servers[name] = Server(name, port, [os.path.join(options.dist, bundle, "_" + bundle), "--listen", f"127.0.0.1:{port}",
+                                            "--workers", "2", "--no-access-log"])
+        servers[name].start(logs)
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        baseline = {}
+        for name, server in servers.items():  # warm-up: 20,000 requests each, then the RSS to hold to
+            run_segment(server.port, 20_000, script)
+            baseline[name] = max(worker_rss_kib(server.process.pid).values())
+        segments, total, failed = [], 0, 0
+        index = 0
+        # The Flask page is ~15x slower than the hellos: it gets one segment in ten.
+        order = ["isapi hello", "wsgi hello", "isapi hello", "wsgi hello", "flask page"]
+        while total < options.total:
+            name = order[index % len(order)]
+            server = servers[name]
+            count = min(options.segment, options.total - total)
+            started = time.monotonic()
+            served, errors, rate = run_segment(server.port, count, script)
+            rss = worker_rss_kib(server.process.pid)
+            growth = max((value - baseline[name]) / baseline[name] for value in rss.values()) if rss else 1.0
+            segments.append({"sample": name, "requests": served, "failed": errors, "req_per_s": rate,
+                             "seconds": round(time.monotonic() - started, 1), "worker_rss_kib": sorted(rss.values()),
+                             "largest_growth_vs_warm": round(growth, 3)})
+            print(f"soak: segment {index + 1}: {name}: {served} requests, {errors} failed, {rate:.0f} req/s, "
+                  f"worker RSS {sorted(rss.values())} KiB ({growth:+.1%} vs warm {baseline[name]} KiB)", flush=True)
+            total += served
+            failed += errors
+            os.kill(server.process.pid, signal.SIGHUP)  # a new generation for the next segment of this sample
+            time.sleep(1.5)
+            index += 1
+        worst = max(s["largest_growth_vs_warm"] for s in segments)
+        verdict = failed == 0 and worst <= 0.10
+        summary = {"date": datetime.date.today().isoformat(), "requests": total, "failed": failed,
+                   "worst_rss_growth_vs_warm": worst, "warm_rss_kib": baseline, "segments": segments, "passed": verdict}
+        os.makedirs(options.results, exist_ok=True)
+        with open(os.path.join(options.results, "soak.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"soak: {total} requests, {failed} failed, worst worker RSS {worst:+.1%} vs warm-up: "
+              f"{'passed' if verdict else 'FAILED'}")
+        sys.exit(0 if verdict else 1)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

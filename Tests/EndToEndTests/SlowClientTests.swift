@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Slow and greedy clients against one worker with four Python threads and short
+/// time-outs: each attack is bounded in count and time, the time-outs end it, and a
+/// well-behaved client keeps getting its answers within its usual latency meanwhile.
+@Suite(.serialized) struct SlowClientTests {
+    static let arguments = ["--workers", "1", "--threads", "4", "--header-timeout", "2", "--idle-timeout", "2",
+                            "--send-timeout", "2", "--no-access-log"]
+
+    /// Seconds each of `count` fresh-connection GETs takes, in order.
+    static func latencies(_ server: RunningServer, count: Int) throws -> [Double] {
+        try (0..<count).map { _ in
+            let start = Date()
+            let response = try server.get("/")
+            #expect(response.status == 200)
+            return Date().timeIntervalSince(start)
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// The usual latency, and the bound an attack may not push a request past: generous
+    /// for shared 2-core machines, far below any time-out the attacks wait on.
+    static func baseline(_ server: RunningServer) throws -> (median: Double, bound: Double) {
+        _ = try latencies(server, count: 10)  // warm
+        let median = Self.median(try latencies(server, count: 40))
+        return (median, max(0.25, median * 20))
+    }
+
+    /// A writer of one byte every 100 ms to each connection, until stopped.
+    final class Trickler: @unchecked Sendable {
+        // @unchecked: `running` is guarded by `lock`.
+        private let lock = NSLock()
+        private var running = true
+        private var finished = false
+
+        init(_ connections: [RawConnection]) {
+            let descriptors = connections.map(\.fd)
+            Thread.detachNewThread { [self] in
+                while lock.withLock({ running }) {
+                    var byte = UInt8(ascii: "a")
+                    for fd in descriptors { _ = send(fd, &byte, 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                    usleep(100_000)
+                }
+                lock.withLock { finished = true }
+            }
+        }
+
+        func stop() {
+            lock.withLock { running = false }
+            while !lock.withLock({ finished }) { usleep(10_000) }
+        }
+    }
+
+    @Test func slowlorisHeadsAreCutAtTheHeaderTimeoutAndOthersAreServed() throws {
+        let scratch = ScratchDirectory("slowloris")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
+        let (usual, bound) = try Self.baseline(server)
+        var attackers: [RawConnection] = []
+        for _ in 0..<300 {
+            let connection = try RawConnection(port: server.port)
+            try connection.send("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
+            attackers.append(connection)
+        }
+        let trickler = Trickler(attackers)
+        let during = try Self.latencies(server, count: 40)
+        #expect(Self.median(during) < bound && during.max()! < 2 * bound,
+                "during the attack: median \(Self.median(during)), worst \(during.max()!), usual \(usual)")
+        usleep(4_000_000)  // past --header-timeout (2 s) and the sweeper's tick
+        trickler.stop()
+        let closed = attackers.filter { $0.isClosedByServer() }.count
+        #expect(closed == attackers.count, "\(closed) of \(attackers.count) trickled heads closed at the header time-out")
+        print("slowloris: usual \(usual) s, during median \(Self.median(during)) s, worst \(during.max()!) s; \(closed) closed")
+        _ = server.stop()
+    }
+
+    @Test func clientsThatStopReadingAreCutAtTheSendTimeoutAndFreeTheirThreads() throws {
+        let scratch = ScratchDirectory("no-reader")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
+        let (usual, bound) = try Self.baseline(server)
+        // Eight clients (twice the Python threads) ask for 64 MiB each and read nothing.
+        var attackers: [RawConnection] = []
+        for _ in 0..<8 {
+            let connection = try RawConnection(port: server.port)
+            var small: Int32 = 4096
+            setsockopt(connection.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            try connection.send("GET /stream?64 HTTP/1.1\r\nHost: h\r\n\r\n")
+            attackers.append(connection)
+        }
+        // Their handlers block on their writes, then fail at --send-timeout (2 s): within a few
+        // seconds every thread is free again, and the writers' connections are cut.
+        let start = Date()
+        var recovered: Double?
+        while Date().timeIntervalSince(start) < 15 {
+            let began = Date()
+            if (try? server.get("/"))?.status == 200, Date().timeIntervalSince(began) < bound {
+                recovered = Date().timeIntervalSince(start)
+                if recovered! > 3 { break }  // past the send time-out: the attack is over
+            }
+            usleep(100_000)
+        }
+        #expect(recovered != nil && recovered! < 12, "served again \(recovered ?? -1) s into the attack")
+        let after = try Self.latencies(server, count: 20)
+        #expect(Self.median(after) < bound, "after: \(Self.median(after)), usual \(usual)")
+        // What was sent before the cut is still in the clients' buffers: read it to the end.
+        let cut = attackers.filter { connection in
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            var total = 0
+            while true {
+                let n = recv(connection.fd, &chunk, chunk.count, 0)
+                if n <= 0 { return n == 0 || errno == ECONNRESET }  // the end, or a reset: cut either way
+                total += n
+                if total > 64 << 20 { return false }  // the whole response: not cut
+            }
+        }.count
+        #expect(cut == attackers.count, "\(cut) of \(attackers.count) non-reading clients cut")
+        let stopped = server.stop()
+        #expect(stopped.stderr.contains("--send-timeout"), "the log says why: \(stopped.stderr.suffix(1500))")
+        #expect(!stopped.stderr.contains("replaced by"))
+    }
+
+    @Test func aThousandIdleConnectionsCostLittleAndDoNotSlowOthers() throws {
+        let scratch = ScratchDirectory("idle-many")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
+                                       arguments: ["--workers", "1", "--threads", "4", "--idle-timeout", "30", "--no-access-log"])
+        let (usual, bound) = try Self.baseline(server)
+        let workerPID = try server.get("/").text.split(separator: " ").last.map(String.init) ?? ""
+        func resident() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        let before = resident()
+        var idle: [RawConnection] = []
+        for _ in 0..<1000 {
+            let connection = try RawConnection(port: server.port)
+            try connection.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            _ = try connection.readResponse()
+            idle.append(connection)  // kept open, idle
+        }
+        let during = try Self.latencies(server, count: 40)
+        let grown = resident() - before
+        #expect(Self.median(during) < bound, "with 1,000 idle connections: \(Self.median(during)), usual \(usual)")
+        #expect(grown < 64 * 1024, "1,000 idle connections cost \(grown) KiB of the worker's RSS")
+        print("idle: 1000 connections, +\(grown) KiB RSS, median \(Self.median(during)) s (usual \(usual) s)")
+        _ = server.stop()
+    }
+}
