@@ -124,6 +124,8 @@ final class HTTPExchange: @unchecked Sendable {
     static let maxBytesInFlight = 256 * 1024
     /// Why a flushed write failed (the connection broke).
     private var writeFailure: String?
+    /// The failure is the send time-out's (this side cut the connection).
+    private var writeStalled = false
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
          bodyTimeout: Double, sendTimeout: Double = 60, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
@@ -429,6 +431,7 @@ final class HTTPExchange: @unchecked Sendable {
             while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed {
                 if !monitor.wait(until: FrostSystem.deadline(afterSeconds: sendTimeout)) {
                     writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
+                    writeStalled = true
                     return true
                 }
             }
@@ -525,6 +528,10 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// The connection is gone (the client closed it, or it failed).
     var clientClosed: Bool { monitor.locked { closed } }
+
+    /// Set when a write gave up on a client that read nothing (`sendTimeout`): why the
+    /// connection was cut, for the log.
+    var stalledWrite: String? { monitor.locked { writeStalled ? writeFailure : nil } }
 
     /// The connection closes after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     func disableKeepAlive() {

@@ -626,7 +626,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         } catch let error as PythonError {
             if exchange.clientClosed {
                 // Not the application's fault: the client went away mid-response.
-                logError("the client closed the connection during \(exchange.head.method.rawValue) \(exchange.head.uri)", nil)
+                let why = exchange.stalledWrite.map { "\($0): connection cut" } ?? "the client closed the connection"
+                logError("\(why) during \(exchange.head.method.rawValue) \(exchange.head.uri)", nil)
                 Python.withoutGIL { fail(block, traceback: nil) }
                 return
             }

@@ -106,6 +106,7 @@ enum HostileRequests {
             Case("space before the colon", "GET / HTTP/1.1\r\n\(host)X-Name : x\r\n\r\n", 400),
             Case("NUL in a header value", [UInt8]("GET / HTTP/1.1\r\n\(host)X-A: a".utf8) + [0] + [UInt8]("b\r\n\r\n".utf8), 400),
             Case("obs-fold", "GET / HTTP/1.1\r\n\(host)X-A: a\r\n  folded\r\n\r\n", 400),
+            Case("bare LF line endings", "GET /lf HTTP/1.1\nHost: h\n\n", 400),
             Case("bare CR in a header", "GET / HTTP/1.1\r\n\(host)X-A: a\rb\r\n\r\n", 400),
             Case("header line without a colon", "GET / HTTP/1.1\r\n\(host)NoColon\r\n\r\n", 400),
             Case("too many header fields", "GET / HTTP/1.1\r\n\(host)" + (0..<30).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431),

@@ -270,3 +270,51 @@ enum FilterFaultFixture {
         #expect(unknown.status == 2 && unknown.stderr.contains("--user no-such-user-here: no such user on this system"), "\(unknown.output)")
     }
 }
+
+/// What one client sends never shows up for another: ALL_RAW and ALL_HTTP are the
+/// request's own, and the access log does not carry credentials.
+@Suite struct ExposureTests {
+    static let module = #"""
+    import time
+    from isapi import isapicon
+    from isapi.simple import SimpleExtension
+
+    class Extension(SimpleExtension):
+        "echoes its own raw headers"
+
+        def HttpExtensionProc(self, ecb):
+            if ecb.PathInfo == b"/slow":
+                time.sleep(0.3)
+            body = ecb.GetServerVariable("ALL_RAW") + b"\n--\n" + ecb.GetServerVariable("ALL_HTTP")
+            ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
+            ecb.WriteClient(body)
+            return isapicon.HSE_STATUS_SUCCESS
+
+    def __ExtensionFactory__():
+        return Extension()
+    """#
+
+    @Test func credentialsStayWithTheirRequest() throws {
+        let scratch = ScratchDirectory("exposure")
+        let loader = try makeBundle(in: scratch, name: "rawecho", files: ["rawecho.py": Self.module],
+                                    stub: Products.releaseStub ?? Products.stub)
+        let server = try RunningServer(loader: loader, arguments: ["--workers", "0", "--threads", "4"])
+        // A request with credentials in flight on one connection while others are served.
+        let secret = "Basic dXNlcjpodW50ZXIy"  // user:hunter2
+        let holder = try RawConnection(port: server.port)
+        try holder.send("GET /slow HTTP/1.1\r\nHost: h\r\nAuthorization: \(secret)\r\nCookie: session=s3cr3t\r\n\r\n")
+        for _ in 0..<20 {
+            let other = try server.get("/other").text
+            #expect(!other.contains("dXNlcjpodW50ZXIy") && !other.contains("s3cr3t"), "\(other)")
+        }
+        let own = try holder.readResponse().text
+        #expect(own.contains("Authorization: \(secret)") && own.contains("HTTP_COOKIE:session=s3cr3t"), "\(own)")
+        // Keep-alive: the next request on the same connection does not inherit the first one's headers.
+        try holder.send("GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+        let next = try holder.readResponse().text
+        #expect(!next.contains("dXNlcjpodW50ZXIy") && !next.contains("s3cr3t"), "\(next)")
+        let stopped = server.stop()
+        #expect(!stopped.stdout.contains("dXNlcjpodW50ZXIy") && !stopped.stdout.contains("hunter2") && !stopped.stdout.contains("s3cr3t"),
+                "the access log carries no credentials: \(stopped.stdout)")
+    }
+}
