@@ -112,14 +112,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "FrostArchiveTests", dependencies: ["FrostArchive"]),
+        // What several test targets share (the fuzzers' seeded generator); no product uses it.
+        .target(name: "FrostTestSupport", path: "Tests/FrostTestSupport"),
+        .testTarget(name: "FrostArchiveTests", dependencies: ["FrostArchive", "FrostTestSupport"]),
         .testTarget(name: "FrostPythonTests", dependencies: ["FrostPython"]),
-        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive", "FrostSystem"]),
+        .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive", "FrostSystem", "FrostTestSupport"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
-        .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive"]),
+        .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive", "FrostTestSupport"]),
         .testTarget(name: "FrostServerTests", dependencies: [
-            "FrostServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOEmbedded", package: "swift-nio"),
+            "FrostServer", "FrostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "FrostSystemTests", dependencies: ["FrostSystem"]),
         .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor", "FrostSystem"]),
@@ -127,7 +129,7 @@ let package = Package(
             name: "EndToEndTests",
             // frost-stub is not a dependency (its static-stdlib link flags would apply to
             // the test bundle); `swift build` builds it, and the tests find it beside themselves.
-            dependencies: ["FrostSystem", "FrostArchive", "FrostBundle", "FrostFreeze", "frost"]
+            dependencies: ["FrostSystem", "FrostArchive", "FrostBundle", "FrostFreeze", "frost", "FrostTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

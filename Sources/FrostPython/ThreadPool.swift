@@ -206,12 +206,14 @@ public final class PythonThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Starts the watchdog ticking when it sleeps for want of running threads.
+    /// Starts the watchdog ticking when it sleeps for want of running threads. The wake-up
+    /// is kept even when the watchdog is not asleep yet: it may have seen no running
+    /// thread a moment ago and be on its way to sleep, and would then sleep through the
+    /// blocked job it is there for (queued work waited for that job to end).
     private func wakeWatchdog() {
         watchdogMonitor.locked {
-            guard watchdogIdle else { return }
             watchdogWoken = true
-            watchdogMonitor.signal()
+            if watchdogIdle { watchdogMonitor.signal() }
         }
     }
 }

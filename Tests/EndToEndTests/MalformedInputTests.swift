@@ -1,4 +1,5 @@
 import Foundation
+import FrostTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -159,18 +160,6 @@ enum WireInputs {
     ]
 }
 
-/// A small deterministic generator (SplitMix64), so a failing case can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite(.serialized) struct MalformedInputTests {
     /// The worker's pid, from a fresh connection.
     static func workerPID(_ server: RunningServer) throws -> String {
@@ -256,7 +245,7 @@ struct SeededGenerator: RandomNumberGenerator {
         let scratch = ScratchDirectory("wire-fuzz")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "1"])
         let pid = try Self.workerPID(server)
-        var random = SeededGenerator(state: 20261201)
+        var random = SeededRandom(seed: 20261201)
         let count = 2000
         var statuses: [Int: Int] = [:]
         var closes = 0

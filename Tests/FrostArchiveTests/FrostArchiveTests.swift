@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import FrostArchive
+import FrostTestSupport
 
 /// A scratch directory removed when the test ends.
 final class Scratch {
@@ -232,18 +233,8 @@ func sampleWriter() throws -> ZipWriter {
     /// the file cut short) of a real archive, bounded in count and time. Mounting and
     /// reading every entry either works or throws an ArchiveError; nothing crashes or hangs.
     @Test func randomCorruptionNeverCrashes() throws {
-        struct SplitMix: RandomNumberGenerator {
-            var state: UInt64
-            mutating func next() -> UInt64 {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                return z ^ (z >> 31)
-            }
-        }
         let good = try sampleWriter().bytes()
-        var generator = SplitMix(state: 20261202)
+        var generator = SeededRandom(seed: 20261202)
         let scratch = Scratch()
         let started = Date()
         var refused = 0

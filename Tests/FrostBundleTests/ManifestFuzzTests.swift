@@ -1,21 +1,12 @@
 import Foundation
 import Testing
 import FrostBundle
+import FrostTestSupport
 
 /// A property-based fuzzer over the manifest reader: seeded mutations of a real
 /// bundle.json (bytes flipped, inserted, deleted, duplicated) for a bounded count and
 /// time. Every input is read without a crash or a hang, and every refusal is typed.
 @Suite struct ManifestFuzzTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     static var sample: [UInt8] {
         var manifest = BundleManifest(name: "app", entry: "app", pythonVersion: "3.11.2", bytecodeMagic: "a70d0d0a")
@@ -29,7 +20,7 @@ import FrostBundle
     @Test func mutatedManifestsAreReadOrRefusedWithATypedError() throws {
         let good = Self.sample
         #expect(try BundleManifest(json: try JSON.parse(utf8: good), source: "bundle.json").name == "app")
-        var random = SplitMix(state: 20261202)
+        var random = SeededRandom(seed: 20261202)
         let alphabet = Array("{}[]\",:0123456789.eE+-\\u tfnabcdef\u{0}\u{7f}".utf8) + [0xC3, 0xFF]
         let started = Date()
         var accepted = 0, refused = 0

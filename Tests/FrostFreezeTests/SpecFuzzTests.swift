@@ -1,21 +1,12 @@
 import Foundation
 import Testing
 @testable import FrostFreeze
+import FrostTestSupport
 
 /// A property-based fuzzer over the spec parser: seeded mutations of a full spec, for a
 /// bounded count and time. Each is loaded or refused with a SpecError naming the file;
 /// nothing crashes or hangs, and no other error type escapes.
 @Suite struct SpecFuzzTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     static let sample = """
         name = "site"
@@ -38,7 +29,7 @@ import Testing
         let dir = SpecDirectory()
         let good = Array(Self.sample.utf8)
         #expect(try SpecLoader.load(dir.write("good.toml", Self.sample)).name == "site")
-        var random = SplitMix(state: 20261202)
+        var random = SeededRandom(seed: 20261202)
         let alphabet = Array("=[]{}\"',.#\n\\ 0123456789truefalsnamescript-_:/".utf8) + [0, 0xC3, 0xFF]
         let started = Date()
         var loaded = 0, refused = 0
@@ -53,7 +44,7 @@ import Testing
                 }
             }
             let file = dir.path + "/fuzz\(index).toml"
-            FileManager.default.createFile(atPath: file, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
             do {
                 _ = try SpecLoader.load(file)
                 loaded += 1

@@ -3,22 +3,13 @@ import NIOEmbedded
 import NIOHTTP1
 import Testing
 @testable import FrostServer
+import FrostTestSupport
 
 /// A property-based fuzzer over the request head: seeded mutations of valid requests go
 /// through the decoder the host uses (NIO's, on an embedded channel) and the host's own
 /// validation, for a bounded count. Nothing crashes; every head that passes validation is
 /// one the extension can be handed (origin-form target, UTF-8 path, a Host in HTTP/1.1).
 @Suite struct RequestHeadFuzzTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     static let shapes = [
         "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: fuzz\r\n\r\n",
@@ -28,7 +19,7 @@ import Testing
     ].map { Array($0.utf8) }
 
     @Test func mutatedHeadsNeverPassValidationMalformed() throws {
-        var random = SplitMix(state: 20261202)
+        var random = SeededRandom(seed: 20261202)
         let alphabet = Array(" :/?%\r\n\t\0AZaz09-.*@#".utf8) + [0x80, 0xFF]
         var heads = 0, passed = 0, parseErrors = 0
         for _ in 0..<5000 {
