@@ -136,22 +136,8 @@ public enum BundleVerifier {
     /// Everything: every file's hash, files the manifest does not list, and every entry
     /// of every archive.
     public static func verify(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
-        var differences: [BundleDifference] = []
-        let present = (try? FileSystem.listFiles(below: bundleDirectory)) ?? []
-        var seen = Set<String>()
-        for file in present where file.path != BundleManifest.fileName {
-            seen.insert(file.path)
-            if !file.isRegular {
-                differences.append(BundleDifference(kind: .unexpected, path: file.path, detail: "not a regular file"))
-            } else if manifest.files[file.path] == nil {
-                differences.append(BundleDifference(kind: .unexpected, path: file.path, detail: "not in the manifest"))
-            }
-        }
-        for (path, record) in manifest.files.sorted(by: { $0.key < $1.key }) {
-            guard seen.contains(path) else {
-                differences.append(BundleDifference(kind: .missing, path: path, detail: ""))
-                continue
-            }
+        var (differences, present) = presence(bundleDirectory: bundleDirectory, below: "", manifest: manifest)
+        for (path, record) in present {
             differences += check(file: path, record: record, in: bundleDirectory)
         }
         for (archivePath, expected) in manifest.archives.sorted(by: { $0.key < $1.key }) {
@@ -166,12 +152,28 @@ public enum BundleVerifier {
     /// every shared library at every start would cost more than it buys (`frost verify`
     /// does it).
     public static func verifyLibraryDirectory(bundleDirectory: String, manifest: BundleManifest) -> [BundleDifference] {
+        var (differences, present) = presence(bundleDirectory: bundleDirectory, below: "lib/", manifest: manifest)
+        for (path, record) in present {
+            if manifest.archives[path] == nil, let size = FileSystem.fileSize(FileSystem.join(bundleDirectory, path)), size != record.size {
+                differences.append(BundleDifference(kind: .changed, path: path, detail: "\(size) bytes, manifest says \(record.size)"))
+            }
+        }
+        return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
+    }
+
+    /// What is below `prefix` ("" for the whole bundle, else a directory ending in "/")
+    /// against the manifest's list: files it does not list or that are not regular files,
+    /// and listed files that are not there; `present` are the listed ones that are, sorted,
+    /// for the caller to check further. bundle.json itself is not in its own list.
+    static func presence(bundleDirectory: String, below prefix: String, manifest: BundleManifest)
+        -> (differences: [BundleDifference], present: [(String, BundleManifest.FileRecord)]) {
+        let root = prefix.isEmpty ? bundleDirectory : FileSystem.join(bundleDirectory, String(prefix.dropLast()))
+        let listed = FileSystem.isDirectory(root) ? ((try? FileSystem.listFiles(below: root)) ?? []) : []
         var differences: [BundleDifference] = []
-        let library = FileSystem.join(bundleDirectory, "lib")
-        let present = FileSystem.isDirectory(library) ? ((try? FileSystem.listFiles(below: library)) ?? []) : []
         var seen = Set<String>()
-        for file in present {
-            let path = "lib/" + file.path
+        for file in listed {
+            let path = prefix + file.path
+            if path == BundleManifest.fileName { continue }
             seen.insert(path)
             if !file.isRegular {
                 differences.append(BundleDifference(kind: .unexpected, path: path, detail: "not a regular file"))
@@ -179,16 +181,15 @@ public enum BundleVerifier {
                 differences.append(BundleDifference(kind: .unexpected, path: path, detail: "not in the manifest"))
             }
         }
-        for (path, record) in manifest.files.sorted(by: { $0.key < $1.key }) where path.hasPrefix("lib/") {
-            guard seen.contains(path) else {
+        var present: [(String, BundleManifest.FileRecord)] = []
+        for (path, record) in manifest.files.sorted(by: { $0.key < $1.key }) where path.hasPrefix(prefix) {
+            if seen.contains(path) {
+                present.append((path, record))
+            } else {
                 differences.append(BundleDifference(kind: .missing, path: path, detail: ""))
-                continue
-            }
-            if manifest.archives[path] == nil, let size = FileSystem.fileSize(FileSystem.join(bundleDirectory, path)), size != record.size {
-                differences.append(BundleDifference(kind: .changed, path: path, detail: "\(size) bytes, manifest says \(record.size)"))
             }
         }
-        return differences.sorted { ($0.path, $0.kind.rawValue) < ($1.path, $1.kind.rawValue) }
+        return (differences, present)
     }
 
     /// The archives' own hashes.

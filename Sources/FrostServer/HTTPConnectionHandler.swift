@@ -214,9 +214,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 send(context, head: HTTPResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
-            let announcesBody = !head.headers["transfer-encoding"].isEmpty
-                || (head.headers.first(name: "content-length").flatMap(Int.init) ?? 0) > 0
-            if announcesBody {
+            if !exchange.hasNoBody {
                 // What of the body came with the head is read first (up to IIS's
                 // UploadReadAheadSize): a body that turns out malformed in it is refused
                 // here, and the handler finds the rest in AvailableData. A client that waits

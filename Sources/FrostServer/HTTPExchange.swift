@@ -274,7 +274,7 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     /// Neither a Content-Length above 0 nor chunked framing.
-    private var hasNoBody: Bool { (declaredLength ?? 0) == 0 && !isChunked }
+    var hasNoBody: Bool { (declaredLength ?? 0) == 0 && !isChunked }
 
     // MARK: Response (Python side)
 

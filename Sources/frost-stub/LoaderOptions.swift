@@ -48,27 +48,36 @@ struct LoaderOption: Sendable {
     }
 
     static func positive(_ name: String, _ placeholder: String, _ help: String,
-                         _ set: @escaping @Sendable (inout HostLimits, Int) -> Void) -> LoaderOption {
+                         _ set: @escaping @Sendable (inout LoaderSettings, Int) -> Void) -> LoaderOption {
         value(name, placeholder, help) { settings, text in
             guard let number = Int(text), number > 0 else { return "\(name) needs a positive number" }
-            set(&settings.limits, number)
+            set(&settings, number)
             return nil
         }
     }
 
-    static func seconds(_ name: String, _ help: String, _ set: @escaping @Sendable (inout HostLimits, Double) -> Void) -> LoaderOption {
+    /// A count that may be 0; `meaning` completes "needs a number" ("(0: no limit)").
+    static func count(_ name: String, _ placeholder: String, _ help: String, meaning: String = "",
+                      _ set: @escaping @Sendable (inout LoaderSettings, Int) -> Void) -> LoaderOption {
+        value(name, placeholder, help) { settings, text in
+            guard let number = Int(text), number >= 0 else { return "\(name) needs a number\(meaning)" }
+            set(&settings, number)
+            return nil
+        }
+    }
+
+    static func seconds(_ name: String, _ help: String, _ set: @escaping @Sendable (inout LoaderSettings, Double) -> Void) -> LoaderOption {
         value(name, "S", help) { settings, text in
             guard let seconds = Double(text), seconds > 0 else { return "\(name) needs a positive number of seconds" }
-            set(&settings.limits, seconds)
+            set(&settings, seconds)
             return nil
         }
     }
 
-    /// An option of the process model, parsed by `ProcessOptions`.
-    static func process(_ name: String, _ placeholder: String, _ help: String, isInternal: Bool = false) -> LoaderOption {
-        LoaderOption(name: name, value: placeholder, help: help, isInternal: isInternal) { settings, text in
-            settings.process.set(name, text)
-        }
+    /// Set by the master for its workers; not in `--help`.
+    static func internalValue(_ name: String, _ placeholder: String, _ help: String,
+                              _ apply: @escaping @Sendable (inout LoaderSettings, String) -> String?) -> LoaderOption {
+        LoaderOption(name: name, value: placeholder, help: help, isInternal: true, apply: apply)
     }
 }
 
@@ -84,19 +93,30 @@ enum LoaderOptions {
             settings.threads = count
             return nil
         },
-        .process("--workers", "N", "worker processes under a master (default: the bundle's spec, else 1; auto: one per core; 0: one process, no master)"),
-        .process("--heartbeat-timeout", "S", "a worker silent this long is killed and replaced (30)"),
-        .process("--graceful-timeout", "S", "how long stopping workers may finish requests (30)"),
-        .process("--max-requests", "N", "recycle a worker after N requests (0: never)"),
-        .process("--max-requests-jitter", "J", "plus a random 0..J, so workers do not recycle together"),
-        .process("--max-rss", "MB", "recycle a worker whose resident memory exceeds MB"),
-        .process("--pid-file", "FILE", "the master's pid"),
+        .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else 1; auto: one per core; 0: one process, no master)") { settings, text in
+            guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }
+            settings.process.workers = text
+            return nil
+        },
+        .seconds("--heartbeat-timeout", "a worker silent this long is killed and replaced (30)") { $0.process.heartbeatTimeout = $1 },
+        .seconds("--graceful-timeout", "how long stopping workers may finish requests (30)") { $0.process.gracefulTimeout = $1 },
+        .count("--max-requests", "N", "recycle a worker after N requests (0: never)", meaning: " (0: no limit)") { $0.process.maxRequests = $1 },
+        .count("--max-requests-jitter", "J", "plus a random 0..J, so workers do not recycle together") { $0.process.maxRequestsJitter = $1 },
+        .count("--max-rss", "MB", "recycle a worker whose resident memory exceeds MB", meaning: " of MiB (0: no limit)") { $0.process.maxRSSMiB = $1 },
+        .value("--pid-file", "FILE", "the master's pid") {
+            $0.process.pidFile = $1
+            return nil
+        },
         .value("--user", "NAME", "started as root, run Python as NAME (its groups too): the master keeps root to bind and spawn, each worker (or the single process) changes user before Python starts") { settings, text in
             guard !text.isEmpty else { return "--user needs a user name" }
             settings.user = text
             return nil
         },
-        .process("--stats-interval", "S", "per-worker statistics every S seconds (0: none)"),
+        .value("--stats-interval", "S", "per-worker statistics every S seconds (0: none)") { settings, text in
+            guard let seconds = Double(text), seconds >= 0 else { return "--stats-interval needs a number of seconds (0: off)" }
+            settings.process.statsInterval = seconds
+            return nil
+        },
         .value("--trusted-proxy", "ADDR", "believe X-Forwarded-For and X-Forwarded-Proto (REMOTE_ADDR, HTTPS) from this peer: an IP address, or unix for unix-socket peers (repeatable)") { settings, text in
             guard !text.isEmpty else { return "--trusted-proxy needs an IP address, or unix" }
             settings.trustedProxies.append(text)
@@ -122,18 +142,18 @@ enum LoaderOptions {
             return nil
         },
         .flag("--no-access-log", "no access log") { $0.accessLog = false },
-        .positive("--max-uri", "BYTES", "longest request target (8192): 414") { $0.maxURIBytes = $1 },
-        .positive("--max-headers", "N", "most request header fields (100): 431") { $0.maxHeaderCount = $1 },
-        .positive("--max-header-bytes", "BYTES", "largest request head (32768): 431") { $0.maxHeaderBytes = $1 },
-        .positive("--max-body", "BYTES", "largest request body (1073741824): 413") { $0.maxBodyBytes = $1 },
-        .seconds("--header-timeout", "time for a request head to arrive (10); then the connection is closed") { $0.headerTimeout = $1 },
-        .seconds("--idle-timeout", "time a keep-alive connection may wait for its next request (60)") { $0.idleTimeout = $1 },
-        .seconds("--body-timeout", "time between parts of a request body (30)") { $0.bodyTimeout = $1 },
-        .seconds("--send-timeout", "time a response may wait for a client that reads none of it (60); then the connection is cut and the handler's write fails") { $0.sendTimeout = $1 },
-        .seconds("--request-timeout", "time a handler may take (300); a request over its deadline gets 504") { $0.requestTimeout = $1 },
-        .positive("--discard-max", "BYTES", "a request body the handler left unread is read and dropped to keep the connection when at most this much of it is still to come (1048576); a larger or chunked one: Connection: close") { $0.maxDiscardBytes = $1 },
-        .seconds("--lingering-time", "before closing after a response, read and drop what the client still sends for at most S in all (30), so the response is never lost to a reset") { $0.lingeringTime = $1 },
-        .seconds("--lingering-timeout", "while lingering, the longest wait between two of the client's sends (5)") { $0.lingeringTimeout = $1 },
+        .positive("--max-uri", "BYTES", "longest request target (8192): 414") { $0.limits.maxURIBytes = $1 },
+        .positive("--max-headers", "N", "most request header fields (100): 431") { $0.limits.maxHeaderCount = $1 },
+        .positive("--max-header-bytes", "BYTES", "largest request head (32768): 431") { $0.limits.maxHeaderBytes = $1 },
+        .positive("--max-body", "BYTES", "largest request body (1073741824): 413") { $0.limits.maxBodyBytes = $1 },
+        .seconds("--header-timeout", "time for a request head to arrive (10); then the connection is closed") { $0.limits.headerTimeout = $1 },
+        .seconds("--idle-timeout", "time a keep-alive connection may wait for its next request (60)") { $0.limits.idleTimeout = $1 },
+        .seconds("--body-timeout", "time between parts of a request body (30)") { $0.limits.bodyTimeout = $1 },
+        .seconds("--send-timeout", "time a response may wait for a client that reads none of it (60); then the connection is cut and the handler's write fails") { $0.limits.sendTimeout = $1 },
+        .seconds("--request-timeout", "time a handler may take (300); a request over its deadline gets 504") { $0.limits.requestTimeout = $1 },
+        .positive("--discard-max", "BYTES", "a request body the handler left unread is read and dropped to keep the connection when at most this much of it is still to come (1048576); a larger or chunked one: Connection: close") { $0.limits.maxDiscardBytes = $1 },
+        .seconds("--lingering-time", "before closing after a response, read and drop what the client still sends for at most S in all (30), so the response is never lost to a reset") { $0.limits.lingeringTime = $1 },
+        .seconds("--lingering-timeout", "while lingering, the longest wait between two of the client's sends (5)") { $0.limits.lingeringTimeout = $1 },
         .flag("--timings", "print where each process's start-up time goes (locate, verify, mount, Python init, import, factories, listen)") { _ in
             StartupTimings.enabled = true
         },
@@ -146,9 +166,24 @@ enum LoaderOptions {
         },
         .flag("--version", "print the frost and Python versions") { $0.version = true },
         .flag("--help", "this text") { $0.help = true },
-        .process("--worker-control", "FD", "the worker's link to its master", isInternal: true),
-        .process("--listen-fds", "FD,...", "the listening sockets the master handed over", isInternal: true),
-        .process("--connection-board", "FD:SEAT", "the shared connection board and this worker's seat", isInternal: true),
+        .internalValue("--worker-control", "FD", "the worker's link to its master") { settings, text in
+            guard let fd = Int32(text), fd > 2 else { return "--worker-control needs a descriptor" }
+            settings.process.workerControl = fd
+            return nil
+        },
+        .internalValue("--listen-fds", "FD,...", "the listening sockets the master handed over") { settings, text in
+            let fds = text.split(separator: ",").compactMap { Int32($0) }
+            guard !fds.isEmpty, fds.allSatisfy({ $0 > 2 }) else { return "--listen-fds needs descriptors" }
+            settings.process.listenFDs = fds
+            return nil
+        },
+        .internalValue("--connection-board", "FD:SEAT", "the shared connection board and this worker's seat") { settings, text in
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let fd = Int32(parts[0]), fd > 2, let seat = Int32(parts[1]),
+                  (0..<ConnectionBoard.seats).contains(seat) else { return "--connection-board needs DESCRIPTOR:SEAT" }
+            settings.process.connectionBoard = (fd, seat)
+            return nil
+        },
     ]
 
     /// Parses `--name VALUE`, `--name=VALUE` and flags; nil and a problem for anything else.
@@ -207,7 +242,8 @@ enum LoaderOptions {
     }
 }
 
-/// The process model's options: the master's and what it hands to its workers.
+/// The process model's options: the master's and what it hands to its workers (parsed by
+/// their rows of `LoaderOptions.table`).
 struct ProcessOptions {
     var workers: String?
     var heartbeatTimeout = 30.0
@@ -223,52 +259,6 @@ struct ProcessOptions {
     /// Internal (set by the master): the shared connection board's descriptor and this
     /// worker's seat on it.
     var connectionBoard: (fd: Int32, seat: Int32)?
-
-    /// Sets an option from its text; returns a problem to report, or nil.
-    mutating func set(_ option: String, _ text: String) -> String? {
-        func seconds() -> Double? { Double(text).flatMap { $0 > 0 ? $0 : nil } }
-        func count() -> Int? { Int(text).flatMap { $0 >= 0 ? $0 : nil } }
-        switch option {
-        case "--workers":
-            guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }
-            workers = text
-        case "--heartbeat-timeout":
-            guard let value = seconds() else { return "\(option) needs a positive number of seconds" }
-            heartbeatTimeout = value
-        case "--graceful-timeout":
-            guard let value = seconds() else { return "\(option) needs a positive number of seconds" }
-            gracefulTimeout = value
-        case "--stats-interval":
-            guard let value = Double(text), value >= 0 else { return "\(option) needs a number of seconds (0: off)" }
-            statsInterval = value
-        case "--max-requests":
-            guard let value = count() else { return "\(option) needs a number (0: no limit)" }
-            maxRequests = value
-        case "--max-requests-jitter":
-            guard let value = count() else { return "\(option) needs a number" }
-            maxRequestsJitter = value
-        case "--max-rss":
-            guard let value = count() else { return "\(option) needs a number of MiB (0: no limit)" }
-            maxRSSMiB = value
-        case "--pid-file":
-            pidFile = text
-        case "--worker-control":
-            guard let fd = Int32(text), fd > 2 else { return "\(option) needs a descriptor" }
-            workerControl = fd
-        case "--connection-board":
-            let parts = text.split(separator: ":")
-            guard parts.count == 2, let fd = Int32(parts[0]), fd > 2, let seat = Int32(parts[1]),
-                  (0..<ConnectionBoard.seats).contains(seat) else { return "\(option) needs DESCRIPTOR:SEAT" }
-            connectionBoard = (fd, seat)
-        case "--listen-fds":
-            let fds = text.split(separator: ",").compactMap { Int32($0) }
-            guard !fds.isEmpty, fds.allSatisfy({ $0 > 2 }) else { return "\(option) needs descriptors" }
-            listenFDs = fds
-        default:
-            return "unknown option \(option)"
-        }
-        return nil
-    }
 
     /// "auto" is one per core.
     static func workerCount(_ text: String) -> Int? {
