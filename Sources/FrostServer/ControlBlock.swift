@@ -61,7 +61,7 @@ final class ControlBlock {
         self.depth = 0
         self.childMonitor = nil
         let available = exchange.availableCount
-        self.preloaded = available == 0 ? [] : try exchange.readBody(maximum: min(available, 48 * 1024))
+        self.preloaded = available == 0 ? [] : try exchange.readBody(maximum: min(available, exchange.readAhead))
     }
 
     /// A child request (ExecURL) sharing the parent's connection and response.
@@ -174,6 +174,10 @@ extension Host {
                     }
                 }
             } catch let error as ExchangeError {
+                if error.kind == .bodyTooSlow {
+                    block.host.logError("\(error.message): \(block.head.method.rawValue) \(block.head.uri) from "
+                                        + "\(block.exchange.clientAddress); ReadClient fails and the connection closes", nil)
+                }
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
             }
         } }

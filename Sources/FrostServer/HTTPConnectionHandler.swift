@@ -69,11 +69,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// The rest of a request body its handler left unread, being read and dropped so the
     /// connection can carry the next request: bytes left in the budget, and when it began.
     private var discarding: (budget: Int, since: Double)?
-    /// The request in hand announced a body and is not dispatched yet: what of the body
-    /// arrived with the head (up to `readAhead` bytes) is read first.
-    private var readingAhead = false
-    /// IIS's default UploadReadAheadSize.
-    static let readAhead = 48 * 1024
+    /// What the request in hand does once its read-ahead is complete (its handler waits
+    /// for `HostLimits.readAhead` body bytes or the body's end): meanwhile only this loop
+    /// holds the request, and the body's pace is the connection's deadline.
+    private var readAheadWaiter: (() -> Void)?
     /// The raw side of the connection, when the bundle has a filter.
     let raw: RawDataHandler?
     /// Closes the connection without losing a response to a reset.
@@ -124,6 +123,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
         guard now >= deadline else { return }
         deadline = .infinity
+        if readAheadWaiter != nil, let current {
+            return failReadAhead(current, .requestTimeout, "Request Timeout: " + current.bodyPaceFailure(now: now))
+        }
         if discarding != nil {
             stopDiscarding(context, keep: false)  // a response was sent: no reset
         } else {
@@ -206,24 +208,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             bodyBytes = 0
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        bodyTimeout: limits.bodyTimeout, sendTimeout: limits.sendTimeout,
-                                        maxDiscardBytes: limits.maxDiscardBytes,
-                                        filterRequest: raw == nil ? nil : FilterRequest(), trustedProxies: trustedProxies)
+                                        limits: limits, filterRequest: raw == nil ? nil : FilterRequest(), trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 send(context, head: HTTPResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
-            if !exchange.hasNoBody {
-                // What of the body came with the head is read first (up to IIS's
-                // UploadReadAheadSize): a body that turns out malformed in it is refused
-                // here, and the handler finds the rest in AvailableData. A client that waits
-                // for an early answer before sending its body gets the dispatch at the end of
-                // this read.
-                readingAhead = true
-            } else {
-                dispatcher.dispatch(exchange)
-            }
+            dispatcher.dispatch(exchange)
         case .body(let buffer):
             if var discarding {
                 discarding.budget -= buffer.readableBytes
@@ -234,36 +225,53 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
                 return arm(context, limits.lingeringTimeout)
             }
             bodyBytes += buffer.readableBytes
+            guard let current else { return }
             if bodyBytes > limits.maxBodyBytes {
                 // A chunked body over the limit: the request cannot be completed.
-                if readingAhead, let current {
-                    return reject(context, current.head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
+                if readAheadWaiter != nil {
+                    return failReadAhead(current, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
                 }
-                current?.bodyFailed("the request body is larger than --max-body (\(limits.maxBodyBytes) bytes)")
+                current.bodyFailed("the request body is larger than --max-body (\(limits.maxBodyBytes) bytes)")
                 return
             }
-            if let current, current.appendBody(buffer) { readsPaused = true }
-            if readingAhead && bodyBytes >= HTTPConnectionHandler.readAhead { dispatchReadAhead() }
+            if current.appendBody(buffer) { readsPaused = true }
+            if readAheadWaiter != nil {
+                if current.isReadAhead { finishReadAhead(current) } else { deadline = current.bodyDeadline }
+            }
         case .end:
             if discarding != nil { return stopDiscarding(context, keep: true) }
             guard let current else { return }
             current.endBody()
-            if readingAhead { dispatchReadAhead() }
+            if readAheadWaiter != nil { finishReadAhead(current) }
             if !current.responseEnded { awaitingResponse = true }
         }
     }
 
-    /// Hands the request read ahead to the dispatcher; its body goes on streaming.
-    private func dispatchReadAhead() {
-        readingAhead = false
-        if let current { dispatcher.dispatch(current) }
+    /// Runs `then` once the exchange's read-ahead is complete (now, if it is). Event loop.
+    func afterReadAhead(_ exchange: HTTPExchange, _ then: @escaping () -> Void) {
+        guard exchange === current, !exchange.isReadAhead else { return then() }
+        readAheadWaiter = then
+        exchange.waitForReadAhead()
+        deadline = exchange.bodyDeadline
     }
 
-    /// The end of what one read brought: a request whose body is still coming is
-    /// dispatched now (its handler may answer before the rest arrives).
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if readingAhead { dispatchReadAhead() }
-        context.fireChannelReadComplete()
+    private func finishReadAhead(_ exchange: HTTPExchange) {
+        guard let then = readAheadWaiter else { return }
+        readAheadWaiter = nil
+        exchange.readAheadDone()
+        disarm()
+        if !exchange.responseEnded { then() }  // else answered meanwhile (its deadline's 504)
+    }
+
+    /// The body failed before the handler was called: the host answers, and the
+    /// connection closes (what the client still sends is read and dropped first).
+    private func failReadAhead(_ exchange: HTTPExchange, _ status: HTTPResponseStatus, _ text: String) {
+        readAheadWaiter = nil
+        exchange.readAheadDone()
+        disarm()
+        exchange.bodyFailed(text)
+        exchange.disableKeepAlive()
+        exchange.respondOnLoop(status: status, text: text)
     }
 
     /// Delivers what was held while a response was owed, until the next request in it
@@ -356,6 +364,13 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         disarm()
         current?.connectionClosed()
+        if readAheadWaiter != nil, let current {
+            // Gone before its handler was called: the request ends here (logged as 499).
+            readAheadWaiter = nil
+            current.readAheadDone()
+            self.current = nil
+            dispatcher.completed(current)
+        }
         context.fireChannelInactive()
     }
 
@@ -364,10 +379,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// A body cut short by it fails the handler's reads (the decoder reports it as an error).
     private func clientEndedInput(_ context: ChannelHandlerContext) {
         inputEnded = true
-        if readingAhead, let current {
-            readingAhead = false
-            return reject(context, current.head, .badRequest,
-                          "Bad Request: the client closed its side of the connection before sending the whole body")
+        if readAheadWaiter != nil, let current {
+            return failReadAhead(current, .badRequest, "Bad Request: the client closed its side of the connection before sending the whole body")
         }
         if let current {
             current.disableKeepAlive()
@@ -400,9 +413,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         inputMalformed = true
         disarm()
         if discarding != nil { return stopDiscarding(context, keep: false) }  // its response is out
-        if readingAhead, let current {
-            readingAhead = false
-            return reject(context, current.head, .badRequest, "Bad Request: the request body is malformed")
+        if readAheadWaiter != nil, let current {
+            // NIO's decoder reports a body cut short by the client's half-close as invalidEOFState.
+            let cutShort = inputEnded || (error as? HTTPParserError) == .invalidEOFState
+            return failReadAhead(current, .badRequest, cutShort
+                                 ? "Bad Request: the client closed its side of the connection before sending the whole body"
+                                 : "Bad Request: the request body is malformed")
         }
         if let current, !current.responseEnded {
             current.bodyFailed("the request body is malformed (\(error))")

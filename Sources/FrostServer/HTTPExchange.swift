@@ -7,7 +7,6 @@ import FrostSystem
 import Glibc
 #endif
 
-/// Why a response could not be written or a body not read.
 /// Why a read or write of the exchange failed, for the control block to turn into the
 /// IIS error its caller expects.
 public struct ExchangeError: Error, CustomStringConvertible, Sendable {
@@ -16,6 +15,9 @@ public struct ExchangeError: Error, CustomStringConvertible, Sendable {
         case clientClosed
         /// The request body stopped arriving, or arrived malformed.
         case bodyFailed
+        /// The request body arrived too slowly (`--body-timeout`, `--body-min-rate`): the
+        /// first read that finds it out; later reads fail with `bodyFailed`.
+        case bodyTooSlow
         /// The handler asked for something its response's state does not allow
         /// (headers twice, writing after the end).
         case responseState
@@ -75,7 +77,12 @@ final class HTTPExchange: @unchecked Sendable {
     /// When the request times out (monotonic seconds; the connection's sweep checks it,
     /// event loop only). Infinity: no deadline, or it has passed and was handled.
     var expiresAt = Double.infinity
-    let bodyTimeout: Double
+    /// How long the body may keep the host waiting (guarded by `monitor`).
+    private var pace: BodyPace
+    /// Body bytes read before the handler is called (`HostLimits.readAhead`).
+    let readAhead: Int
+    /// Buffered body above which the connection stops reading: never below the read-ahead.
+    private let highWater: Int
     /// Seconds a writer waits for the client to take any of what is in flight before the
     /// write fails and the connection is cut (nginx's send_timeout): a client that stops
     /// reading holds a Python thread for at most this long.
@@ -128,12 +135,13 @@ final class HTTPExchange: @unchecked Sendable {
     private var writeStalled = false
 
     init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         bodyTimeout: Double, sendTimeout: Double = 60, maxDiscardBytes: Int = 1 << 20, filterRequest: FilterRequest? = nil,
-         trustedProxies: TrustedProxies = TrustedProxies([])) {
+         limits: HostLimits, filterRequest: FilterRequest? = nil, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
-        self.bodyTimeout = bodyTimeout
-        self.sendTimeout = sendTimeout
-        self.maxDiscardBytes = maxDiscardBytes
+        self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
+        self.readAhead = limits.readAhead
+        self.highWater = max(HTTPExchange.highWater, limits.readAhead)
+        self.sendTimeout = limits.sendTimeout
+        self.maxDiscardBytes = limits.maxDiscardBytes
         self.requestHead = head
         self.requestMethod = head.method
         self.declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
@@ -170,11 +178,33 @@ final class HTTPExchange: @unchecked Sendable {
             chunks.append(buffer)
             buffered += buffer.readableBytes
             bodyBytesReceived += buffer.readableBytes
+            pace.arrived(buffer.readableBytes, now: monotonicSeconds())
             monitor.broadcast()
-            if buffered >= HTTPExchange.highWater { readsPaused = true }
+            if buffered >= highWater { readsPaused = true }
             return readsPaused
         }
     }
+
+    /// Whether the read-ahead is complete: `readAhead` body bytes or the body's end have
+    /// arrived (or there is no body).
+    var isReadAhead: Bool {
+        monitor.locked { bodyEnded || bodyBytesReceived >= readAhead || hasNoBody || bodyFailure != nil }
+    }
+
+    /// Runs `then` once `readAhead` body bytes or the body's end have arrived (at once
+    /// when they have, or there is no body); the request fails with 408 (too slow), 400
+    /// (malformed, cut short) or 413 (too large) instead. Event loop.
+    func afterReadAhead(_ then: @escaping () -> Void) { connection.afterReadAhead(self, then) }
+
+    /// The host waits for the body before calling the handler (the read-ahead): that time
+    /// counts against the client's pace. Event loop.
+    func waitForReadAhead() { monitor.locked { pace.beginWaiting(now: monotonicSeconds()) } }
+
+    func readAheadDone() { monitor.locked { pace.endWaiting(now: monotonicSeconds()) } }
+
+    /// When the read-ahead fails for want of body (monotonic seconds), and why at `now`.
+    var bodyDeadline: Double { monitor.locked { pace.deadline } }
+    func bodyPaceFailure(now: Double) -> String { monitor.locked { pace.failure(now: now) } }
 
     func endBody() {
         monitor.locked {
@@ -219,18 +249,25 @@ final class HTTPExchange: @unchecked Sendable {
             try? flushPending()
         }
         var resume = false
-        let limit = FrostSystem.deadline(afterSeconds: bodyTimeout)
-        var timedOut = false
         let parts: [ByteBuffer] = try monitor.locked {
-            while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
-                if !monitor.wait(until: limit) { timedOut = true; break }
+            if chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
+                pace.beginWaiting(now: monotonicSeconds())
+                defer { pace.endWaiting(now: monotonicSeconds()) }
+                while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
+                    let now = monotonicSeconds()
+                    if now >= pace.deadline {
+                        // The client is too slow: its connection closes after the handler's answer.
+                        let failure = pace.failure(now: now)
+                        bodyFailure = failure
+                        keepAlive = false
+                        throw ExchangeError(.bodyTooSlow, failure)
+                    }
+                    _ = monitor.wait(until: FrostSystem.deadline(afterSeconds: pace.deadline - now))
+                }
             }
             if chunks.isEmpty {
                 if bodyEnded { return [] }
                 if let bodyFailure { throw ExchangeError(.bodyFailed, bodyFailure) }
-                if timedOut {
-                    throw ExchangeError(.bodyFailed, "no request body arrived for \(Int(bodyTimeout)) s")
-                }
                 throw ExchangeError(.clientClosed, "the client closed the connection before sending the whole body")
             }
             var out: [ByteBuffer] = []
@@ -437,7 +474,15 @@ final class HTTPExchange: @unchecked Sendable {
             }
             return false
         }
-        if stalled { eventLoop.execute { self.context.close(promise: nil) } }
+        if stalled {
+            // With a reset (nginx's reset_timedout_connection): what the kernel still holds
+            // for a client that reads nothing is dropped now, not kept until TCP gives up.
+            eventLoop.execute {
+                let channel = self.context.channel
+                guard let options = channel as? SocketOptionProvider else { return channel.close(promise: nil) }
+                options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
         try monitor.locked {
             if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
             if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }

@@ -24,8 +24,20 @@ public struct HostLimits: Sendable {
     public var headerTimeout = 10.0
     /// Seconds a keep-alive connection may wait for its next request (60).
     public var idleTimeout = 60.0
-    /// Seconds Python waits for more body bytes before the request fails (30).
+    /// Seconds between two pieces of a request body (30): then the request fails (408
+    /// before the handler was called, a failed read in it after).
     public var bodyTimeout = 30.0
+    /// The slowest a request body may arrive, in bytes per second (500; 0: any rate): a
+    /// body may take `bodyTimeout` plus a second for every `bodyMinimumRate` bytes received
+    /// (Apache's mod_reqtimeout `body=30,MinRate=500`), so a client that trickles faster
+    /// than the time-out still ends. Only time the host spends waiting for the client counts.
+    public var bodyMinimumRate = 500
+    /// Body bytes read before the handler is called (48 KiB, IIS's uploadReadAheadSize; at
+    /// most 16 MiB): a body this size or smaller arrives in full while only the event loop
+    /// holds it, so a slow upload cannot occupy a Python thread. The handler finds them in
+    /// `AvailableData`.
+    public var readAhead = 48 * 1024
+    public static let maxReadAhead = 16 << 20
     /// Seconds a response write may wait for a client that reads nothing before the
     /// connection is cut (60, nginx's send_timeout).
     public var sendTimeout = 60.0
@@ -407,8 +419,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                                             secure: site.secure, serverSoftware: site.serverSoftware)
             }
         }
-        armDeadline(exchange)
-        pool.submit { self.serve(exchange) }
+        // Python is called once the body is read ahead: a slow upload holds this loop's
+        // connection, not a Python thread.
+        exchange.afterReadAhead { [self] in
+            armDeadline(exchange)
+            pool.submit { self.serve(exchange) }
+        }
     }
 
     private func armDeadline(_ exchange: HTTPExchange) {
@@ -526,7 +542,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         case .extensionCall(let directory, let scriptName, let pathInfo):
             exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
                                         secure: site.secure, serverSoftware: site.serverSoftware)
-            serve(exchange)
+            if exchange.isReadAhead { return serve(exchange) }
+            // The filters ran at the head, as IIS's do; the extension waits for the body's
+            // read-ahead without holding this thread.
+            exchange.eventLoop.execute { [self] in
+                exchange.afterReadAhead { self.pool.submit { self.serve(exchange) } }
+            }
         }
     }
 

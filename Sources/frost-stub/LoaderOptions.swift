@@ -148,7 +148,17 @@ enum LoaderOptions {
         .positive("--max-body", "BYTES", "largest request body (1073741824): 413") { $0.limits.maxBodyBytes = $1 },
         .seconds("--header-timeout", "time for a request head to arrive (10); then the connection is closed") { $0.limits.headerTimeout = $1 },
         .seconds("--idle-timeout", "time a keep-alive connection may wait for its next request (60)") { $0.limits.idleTimeout = $1 },
-        .seconds("--body-timeout", "time between parts of a request body (30)") { $0.limits.bodyTimeout = $1 },
+        .seconds("--body-timeout", "time between parts of a request body (30); then 408 before the handler runs, a failed read after") { $0.limits.bodyTimeout = $1 },
+        .count("--body-min-rate", "BYTES", "slowest request body, bytes per second (500): a body may take --body-timeout plus a second per BYTES received", meaning: " (0: any rate)") {
+            $0.limits.bodyMinimumRate = $1
+        },
+        .value("--read-ahead", "BYTES", "request body read before the handler is called (49152, IIS's uploadReadAheadSize; at most 16 MiB): a body this small never holds a Python thread while it arrives") { settings, text in
+            guard let bytes = Int(text), (0...HostLimits.maxReadAhead).contains(bytes) else {
+                return "--read-ahead needs a number of bytes from 0 to \(HostLimits.maxReadAhead)"
+            }
+            settings.limits.readAhead = bytes
+            return nil
+        },
         .seconds("--send-timeout", "time a response may wait for a client that reads none of it (60); then the connection is cut and the handler's write fails") { $0.limits.sendTimeout = $1 },
         .seconds("--request-timeout", "time a handler may take (300); a request over its deadline gets 504") { $0.limits.requestTimeout = $1 },
         .positive("--discard-max", "BYTES", "a request body the handler left unread is read and dropped to keep the connection when at most this much of it is still to come (1048576); a larger or chunked one: Connection: close") { $0.limits.maxDiscardBytes = $1 },

@@ -108,6 +108,13 @@ final class RawConnection {
     }
 
     /// Whether the server has closed the connection (after what has been read).
+    /// Whether the server sends something (or closes) within `seconds`.
+    func hasInput(within seconds: Double) -> Bool {
+        if !buffer.isEmpty { return true }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, Int32(seconds * 1000)) > 0
+    }
+
     func isClosedByServer() -> Bool {
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, 0) == 0

@@ -78,6 +78,85 @@ import Glibc
         _ = server.stop()
     }
 
+    /// Sixteen uploads (four times the Python threads) of bodies smaller than the
+    /// read-ahead, each trickled at 10 bytes/s (far faster than --body-timeout): the loop
+    /// holds them, not Python, so others keep their latency, and each gets 408 once its
+    /// pace falls behind --body-min-rate; the handler never sees them.
+    @Test func slowBodiesWaitInTheLoopAndAreCutAtTheirMinimumRate() throws {
+        let scratch = ScratchDirectory("slow-body")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
+                                       arguments: Self.arguments + ["--body-timeout", "2", "--body-min-rate", "2000",
+                                                                    "--lingering-timeout", "1"])
+        let (usual, bound) = try Self.baseline(server)
+        var attackers: [RawConnection] = []
+        for _ in 0..<16 {
+            let connection = try RawConnection(port: server.port)
+            try connection.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 20000\r\n\r\n")
+            attackers.append(connection)
+        }
+        let started = Date()
+        let trickler = Trickler(attackers)
+        let during = try Self.latencies(server, count: 40)
+        #expect(Self.median(during) < bound && during.max()! < 2 * bound,
+                "during the attack: median \(Self.median(during)), worst \(during.max()!), usual \(usual)")
+        // Allowed: 2 s plus a second per 2,000 bytes received (a few dozen): cut after about 2 s.
+        let answers = attackers.map { try? $0.readResponse() }
+        let cutAfter = Date().timeIntervalSince(started)
+        trickler.stop()
+        #expect(answers.allSatisfy { $0?.status == 408 }, "\(answers.map { $0?.status ?? -1 })")
+        #expect(answers.allSatisfy { $0?.text.contains("--body-min-rate") == true && $0?.header("connection") == "close" },
+                "\(answers.first??.text ?? "")")
+        #expect(cutAfter < 8, "the last slow body was cut \(cutAfter) s into the attack")
+        let closed = attackers.filter { $0.isClosedByServer() }.count
+        #expect(closed == attackers.count, "\(closed) of \(attackers.count) closed after their 408")
+        print("slow body: usual \(usual) s, during median \(Self.median(during)) s, worst \(during.max()!) s; cut after \(cutAfter) s")
+        _ = server.stop()
+    }
+
+    /// Eight uploads (twice the threads) that send the read-ahead at once, so their
+    /// handlers run, then trickle the rest: each handler's read fails once the body falls
+    /// behind --body-min-rate, the log names it, and the threads serve others again.
+    @Test func aBodyTrickledIntoItsHandlerFailsItsReadAtTheMinimumRate() throws {
+        let scratch = ScratchDirectory("slow-body-handler")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
+                                       arguments: Self.arguments + ["--body-timeout", "2", "--body-min-rate", "50000",
+                                                                    "--lingering-timeout", "1"])
+        let (usual, bound) = try Self.baseline(server)
+        var attackers: [RawConnection] = []
+        let readAhead = [UInt8](repeating: UInt8(ascii: "b"), count: 48 * 1024)
+        for _ in 0..<8 {
+            let connection = try RawConnection(port: server.port)
+            try connection.send(Array("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n".utf8) + readAhead)
+            attackers.append(connection)
+        }
+        let start = Date()
+        let trickler = Trickler(attackers)
+        // Each handler may wait 2 s plus a second per 50,000 bytes (about 3 s): four at a
+        // time, so within about 6 s every thread is free again.
+        var recovered: Double?
+        while Date().timeIntervalSince(start) < 20 {
+            let began = Date()
+            if (try? server.get("/"))?.status == 200, Date().timeIntervalSince(began) < bound {
+                recovered = Date().timeIntervalSince(start)
+                if attackers.allSatisfy({ $0.hasInput(within: 0) }) { break }  // every handler answered
+            }
+            usleep(100_000)
+        }
+        #expect(recovered != nil && recovered! < 15, "served again \(recovered ?? -1) s into the attack")
+        let answers = attackers.map { try? $0.readResponse() }
+        trickler.stop()
+        for answer in answers {
+            #expect(answer?.text.hasPrefix("read failed after ") == true && answer?.text.contains("--body-min-rate") == true
+                    && answer?.header("connection") == "close", "\(answer?.text ?? "no answer")")
+        }
+        let after = try Self.latencies(server, count: 20)
+        #expect(Self.median(after) < bound, "after: \(Self.median(after)), usual \(usual)")
+        let stopped = server.stop()
+        let logged = stopped.stderr.components(separatedBy: "--body-min-rate").count - 1
+        #expect(logged == attackers.count, "one log line per slow body: \(stopped.stderr.suffix(1500))")
+        #expect(!stopped.stderr.contains("replaced by"))
+    }
+
     @Test func clientsThatStopReadingAreCutAtTheSendTimeoutAndFreeTheirThreads() throws {
         let scratch = ScratchDirectory("no-reader")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
@@ -112,9 +191,9 @@ import Glibc
             var total = 0
             while true {
                 let n = recv(connection.fd, &chunk, chunk.count, 0)
-                if n <= 0 { return n == 0 || errno == ECONNRESET }  // the end, or a reset: cut either way
+                // Cut: a reset, or the end before the whole response (not the idle close after it).
+                if n <= 0 { return (n == 0 || errno == ECONNRESET) && total < 64 << 20 }
                 total += n
-                if total > 64 << 20 { return false }  // the whole response: not cut
             }
         }.count
         #expect(cut == attackers.count, "\(cut) of \(attackers.count) non-reading clients cut")

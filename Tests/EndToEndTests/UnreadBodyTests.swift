@@ -6,8 +6,12 @@ import Glibc
 
 /// A response sent before the request body has arrived: the close is announced, the rest
 /// of the body is read and dropped (the connection kept when it can), and no client sees
-/// a reset.
+/// a reset. The handler is called at the head here (`--read-ahead 0`), so that it can
+/// answer after the first 100 bytes; with the default read-ahead it is called once 48 KiB
+/// or the whole body have arrived (`theHandlerIsCalledOnceTheBodyIsReadAhead`).
 @Suite(.serialized) struct UnreadBodyTests {
+    static let atTheHead = ["--workers", "0", "--read-ahead", "0"]
+
     /// What one early-answered upload looked like to the client.
     struct Outcome {
         let status: Int
@@ -68,7 +72,7 @@ import Glibc
 
     @Test func anUnreadBodyIsDrainedOrTheCloseIsAnnouncedAndNothingIsReset() throws {
         let scratch = ScratchDirectory("unread-body")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.atTheHead)
         for size in [1024, 1 << 20, 20 << 20] {
             for chunked in [false, true] {
                 let label = "\(size) bytes \(chunked ? "chunked" : "with Content-Length")"
@@ -86,12 +90,48 @@ import Glibc
         #expect(stopped.status == 0)
     }
 
+    /// With the default read-ahead (48 KiB, IIS's uploadReadAheadSize) the handler is
+    /// called once that much of the body, or all of a smaller one, has arrived, and finds
+    /// it in `AvailableData`; until then no Python thread holds the request.
+    @Test func theHandlerIsCalledOnceTheBodyIsReadAhead() throws {
+        let scratch = ScratchDirectory("read-ahead")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
+        for (size, chunked) in [(1000, false), (1000, true), (200_000, false), (200_000, true)] {
+            let label = "\(size) bytes \(chunked ? "chunked" : "with Content-Length")"
+            let connection = try RawConnection(port: server.port)
+            let body = [UInt8](repeating: UInt8(ascii: "r"), count: size)
+            func framed(_ piece: ArraySlice<UInt8>) -> [UInt8] {
+                chunked ? Array(String(piece.count, radix: 16).utf8) + [13, 10] + piece + [13, 10] : Array(piece)
+            }
+            try connection.send("POST /available HTTP/1.1\r\nHost: h\r\n"
+                                + (chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Content-Length: \(size)\r\n\r\n"))
+            try connection.send(framed(body[..<100]))
+            #expect(!connection.hasInput(within: 0.5), "\(label): no answer before the read-ahead is complete")
+            let readAhead = min(size, 48 * 1024)
+            try connection.send(framed(body[100..<readAhead]) + (size == readAhead && chunked ? Array("0\r\n\r\n".utf8) : []))
+            let response = try connection.readResponse()
+            let total = chunked ? 0xFFFF_FFFF : size  // TotalBytes: Content-Length, or IIS's "unknown" when chunked
+            #expect(response.text == "available \(readAhead) of \(total)", "\(label)")
+            if size > readAhead {
+                // The unread rest: read and dropped after the answer (Content-Length), or the
+                // close announced (chunked: its length is unknown).
+                try connection.send(framed(body[readAhead...]) + (chunked ? Array("0\r\n\r\n".utf8) : []))
+            }
+            #expect((response.header("connection") == "close") == (chunked && size > readAhead), "\(label)")
+            if response.header("connection") != "close" {
+                try connection.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                #expect(try connection.readResponse().text.hasPrefix("pid "), "\(label): the connection serves on")
+            }
+        }
+        #expect(server.stop().status == 0)
+    }
+
     /// A response that announced the close ends the connection: a request the client
     /// pipelined after it, even one that arrived before the response was finished, is
     /// not answered.
     @Test func nothingIsAnsweredAfterAnAnnouncedClose() throws {
         let scratch = ScratchDirectory("unread-closing")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.atTheHead)
         let connection = try RawConnection(port: server.port)
         let sent = Date()
         try connection.send("POST /slow-finish HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
@@ -141,7 +181,7 @@ import Glibc
     @Test func h11StreamsItsBodyAndReusesTheConnectionWhenAllowed() throws {
         let python = try ToolVenv.python(with: ["h11==0.16.0"])
         let scratch = ScratchDirectory("unread-h11")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0"])
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.atTheHead)
         let client = #"""
         import h11, json, socket, sys, time
         port = int(sys.argv[1])
