@@ -64,10 +64,21 @@ let package = Package(
             dependencies: ["FrostSystem", "FrostArchive", "FrostPython", "FrostBundle"],
             swiftSettings: loaderModuleSettings
         ),
-        // The HTTP host: SwiftNIO in front, the Python extension behind, on Python threads.
+        // The HTTP layer: SwiftNIO, requests in and responses out; no ISAPI, no Python.
+        .target(
+            name: "FrostHTTP",
+            dependencies: [
+                "FrostSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: loaderModuleSettings
+        ),
+        // The ISAPI host: the Python extension behind the HTTP layer, on Python threads.
         .target(
             name: "FrostServer",
             dependencies: [
+                "FrostHTTP",
                 "FrostSystem", "FrostPython", "FrostRuntime", "FrostBundle",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -82,7 +93,7 @@ let package = Package(
         // bundle's lib/, where libpython and every needed shared library are copied.
         .executableTarget(
             name: "frost-stub",
-            dependencies: ["FrostSystem", "FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
+            dependencies: ["FrostSystem", "FrostHTTP", "FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
@@ -119,10 +130,11 @@ let package = Package(
         .testTarget(name: "FrostBundleTests", dependencies: ["FrostBundle", "FrostArchive", "FrostSystem", "FrostTestSupport"]),
         .testTarget(name: "FrostRuntimeTests", dependencies: ["FrostRuntime"]),
         .testTarget(name: "FrostFreezeTests", dependencies: ["FrostFreeze", "FrostBundle", "FrostArchive", "FrostTestSupport"]),
-        .testTarget(name: "FrostServerTests", dependencies: [
-            "FrostServer", "FrostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+        .testTarget(name: "FrostHTTPTests", dependencies: [
+            "FrostHTTP", "FrostTestSupport", .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
+        .testTarget(name: "FrostServerTests", dependencies: ["FrostServer"]),
         .testTarget(name: "FrostSystemTests", dependencies: ["FrostSystem"]),
         .testTarget(name: "FrostSupervisorTests", dependencies: ["FrostSupervisor", "FrostSystem"]),
         .testTarget(

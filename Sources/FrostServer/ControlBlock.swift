@@ -1,3 +1,4 @@
+import FrostHTTP
 import FrostPython
 import NIOCore
 import NIOHTTP1
@@ -412,16 +413,6 @@ private func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
     return slice
 }
 
-/// A header name: visible ASCII without ':' (empty is not one).
-func isHeaderName(_ name: String) -> Bool {
-    !name.isEmpty && name.utf8.allSatisfy { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }
-}
-
-/// A header value: no CR, LF or NUL (which would split or end the header block).
-func isHeaderValue(_ value: String) -> Bool {
-    !value.utf8.contains { $0 == 0 || $0 == 10 || $0 == 13 }
-}
-
 func htmlEscaped(_ text: String) -> String {
     var out = ""
     for character in text {
@@ -434,17 +425,6 @@ func htmlEscaped(_ text: String) -> String {
         }
     }
     return out
-}
-
-extension String {
-    /// Without Foundation: trims the given characters from both ends.
-    func trimmingCharacters(in set: String) -> String {
-        let characters = Set(set)
-        var view = self[...]
-        while let first = view.first, characters.contains(first) { view = view.dropFirst() }
-        while let last = view.last, characters.contains(last) { view = view.dropLast() }
-        return String(view)
-    }
 }
 
 /// Reason phrases: NIOHTTP1's, for the codes it knows.

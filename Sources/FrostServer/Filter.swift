@@ -1,3 +1,4 @@
+import FrostHTTP
 import FrostPython
 import FrostRuntime
 import NIOCore
@@ -337,7 +338,7 @@ extension FilterChain {
             var text = "\(version) \(code) \(reason)\r\n"
             for (name, value) in headers { text += "\(name): \(value)\r\n" }
             text += "\r\n"
-            call.exchange?.noteFilterStatus(code)
+            call.exchange?.noteRawStatus(code)
             try call.writeRaw(Array(text.utf8))
             return .none
         } }

@@ -1,5 +1,6 @@
-// FrostServer: the HTTP host: SwiftNIO in front, the control block, filters, routing, static files, limits and the access log behind it.
+// FrostServer: the ISAPI host: routing, filters, the control block, static files and the access log behind the HTTP layer (FrostHTTP).
 
+import FrostHTTP
 import FrostPython
 import FrostSystem
 import FrostRuntime
@@ -9,54 +10,6 @@ import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Limits that keep bad or slow clients from holding the host (defaults in parentheses).
-public struct HostLimits: Sendable {
-    /// Request target length (8 KiB): longer gets 414.
-    public var maxURIBytes = 8 * 1024
-    /// Header fields (100) and their total size (32 KiB): more gets 431.
-    public var maxHeaderCount = 100
-    public var maxHeaderBytes = 32 * 1024
-    /// Request body (1 GiB): a larger Content-Length gets 413; a chunked body that runs
-    /// over is cut off.
-    public var maxBodyBytes = 1 << 30
-    /// Seconds for a new connection to deliver a complete request head (10).
-    public var headerTimeout = 10.0
-    /// Seconds a keep-alive connection may wait for its next request (60).
-    public var idleTimeout = 60.0
-    /// Seconds between two pieces of a request body (30): then the request fails (408
-    /// before the handler was called, a failed read in it after).
-    public var bodyTimeout = 30.0
-    /// The slowest a request body may arrive, in bytes per second (500; 0: any rate): a
-    /// body may take `bodyTimeout` plus a second for every `bodyMinimumRate` bytes received
-    /// (Apache's mod_reqtimeout `body=30,MinRate=500`), so a client that trickles faster
-    /// than the time-out still ends. Only time the host spends waiting for the client counts.
-    public var bodyMinimumRate = 500
-    /// Body bytes read before the handler is called (48 KiB, IIS's uploadReadAheadSize; at
-    /// most 16 MiB): a body this size or smaller arrives in full while only the event loop
-    /// holds it, so a slow upload cannot occupy a Python thread. The handler finds them in
-    /// `AvailableData`.
-    public var readAhead = 48 * 1024
-    public static let maxReadAhead = 16 << 20
-    /// Seconds a response write may wait for a client that reads nothing before the
-    /// connection is cut (60, nginx's send_timeout).
-    public var sendTimeout = 60.0
-    /// Seconds a request may take from head to finished response (300): then 504, or the
-    /// connection is cut if the headers already went out.
-    public var requestTimeout = 300.0
-    /// A request body the handler left unread is read and dropped, keeping the connection,
-    /// when at most this many bytes of it (by Content-Length) are still to come (1 MiB).
-    /// A larger or chunked remainder gets `Connection: close` instead.
-    public var maxDiscardBytes = 1 << 20
-    /// Before a connection closes after a response, what the client still sends is read
-    /// and dropped (its side shut down first), so the response is not lost to a reset: for
-    /// at most `lingeringTime` seconds in all (30), and `lingeringTimeout` between sends (5),
-    /// as nginx's lingering_time and lingering_timeout. The same bounds apply to discarding.
-    public var lingeringTime = 30.0
-    public var lingeringTimeout = 5.0
-
-    public init() {}
-}
 
 /// How the host listens and runs.
 public struct HostConfiguration: Sendable {
@@ -298,7 +251,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // from the host itself, where a bad one can still be reported to the handler.
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
             try channel.pipeline.syncOperations.addHandler(
-                HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, raw: raw,
+                HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, attachment: raw,
                                       lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
                                       trustedProxies: self.configuration.trustedProxies,
                                       stopping: self.monitor.locked { self.stopping }))
@@ -390,8 +343,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     // MARK: ExchangeDispatcher (event loop)
 
-    func dispatch(_ exchange: HTTPExchange) {
+    package func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
+        exchange.attachment = IsapiRequestState(filterRequest: exchange.connectionAttachment is RawDataHandler ? FilterRequest() : nil)
         if let healthPath = configuration.healthPath, exchange.head.method == .GET || exchange.head.method == .HEAD,
            pathPart(of: exchange.head.uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
@@ -399,7 +353,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         if let chain = filterChain, exchange.filterRequest != nil {
             // With a filter, routing waits for PREPROC_HEADERS, AUTHENTICATION and URL_MAP,
             // which run on the request's Python thread.
-            exchange.headFilter = { [unowned self] exchange, status, reason, headers in
+            exchange.headHook = { [unowned self] exchange, status, reason, headers in
                 self.filterResponseHead(exchange, chain, &status, &reason, &headers)
             }
             exchange.filterConnection?.requestStarted()
@@ -431,14 +385,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         exchange.expiresAt = exchange.received + configuration.limits.requestTimeout
     }
 
-    func deadlinePassed(_ exchange: HTTPExchange) {
+    package func deadlinePassed(_ exchange: HTTPExchange) {
         if exchange.deadlineExpired() {
             logError("request deadline of \(Int(configuration.limits.requestTimeout)) s passed: \(exchange.head.method.rawValue) "
                      + "\(exchange.head.uri) (the Python thread serving it is still busy)", nil)
         }
     }
 
-    func completed(_ exchange: HTTPExchange) {
+    package func completed(_ exchange: HTTPExchange) {
         monitor.locked {
             inFlight -= 1
             served += 1
@@ -482,7 +436,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             case .proceed, .readNext:
                 return false
             case .finished(let keep):
-                exchange.markAnsweredByFilter(keepConnection: keep)
+                exchange.markAnsweredRaw(keepConnection: keep)
                 Python.withoutGIL { _ = exchange.finish() }
                 return true
             case .error:
@@ -563,7 +517,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             func failed() -> HTTPExchange.HeadDecision {
                 connection.raw?.writeRaw(Array(("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
                     + "Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n").utf8))
-                exchange.noteFilterStatus(500)
+                exchange.noteRawStatus(500)
                 return .answered(keepConnection: false)
             }
             if code == 401 && chain.wants(FilterNotification.accessDenied, request) {

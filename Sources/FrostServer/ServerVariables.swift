@@ -1,3 +1,4 @@
+import FrostHTTP
 import NIOCore
 import NIOHTTP1
 
@@ -109,18 +110,6 @@ struct SiteContext: Sendable {
     var serverSoftware = "frost/0.1"
 }
 
-/// The path part of a request target (before any "?"), as sent.
-func pathPart(of uri: String) -> String {
-    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
-    return String(uri[..<question])
-}
-
-/// The query of a request target (after the first "?"; "" without one), as sent.
-func queryPart(of uri: String) -> String {
-    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return "" }
-    return String(uri[uri.utf8.index(after: question)...])
-}
-
 /// A header's name as a CGI variable has it, after "HTTP_": upper case, "-" as "_".
 /// (Header names are tokens: ASCII.)
 func cgiName(_ header: String) -> String {
@@ -130,32 +119,3 @@ func cgiName(_ header: String) -> String {
     }, as: UTF8.self)
 }
 
-/// `text` without the blanks (spaces and tabs) around it, as header values are read.
-func trimmingBlanks(_ text: String) -> String {
-    let bytes = text.utf8
-    guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }) else { return "" }
-    let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })!
-    if first == bytes.startIndex && last == bytes.index(before: bytes.endIndex) { return text }
-    return String(text[first...last])
-}
-
-func percentDecoded(_ text: String) -> String {
-    if !text.utf8.contains(UInt8(ascii: "%")) { return text }
-    return String(decoding: percentDecodedBytes(text), as: UTF8.self)
-}
-
-/// The bytes `%XX` escapes stand for; a `%` not followed by two hex digits stays as it is.
-func percentDecodedBytes(_ text: String) -> [UInt8] {
-    var bytes: [UInt8] = []
-    var iterator = Array(text.utf8)[...]
-    while let byte = iterator.popFirst() {
-        if byte == UInt8(ascii: "%"), iterator.count >= 2,
-           let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
-            bytes.append(value)
-            iterator = iterator.dropFirst(2)
-        } else {
-            bytes.append(byte)
-        }
-    }
-    return bytes
-}

@@ -1,3 +1,4 @@
+import FrostHTTP
 import NIOCore
 import NIOHTTP1
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import FrostHTTP
 import FrostPython
 import NIOHTTP1
 

@@ -1,3 +1,4 @@
+import FrostHTTP
 import FrostBundle
 import FrostPython
 import FrostRuntime

@@ -1,3 +1,4 @@
+import FrostHTTP
 import FrostRuntime
 import FrostServer
 import FrostSupervisor

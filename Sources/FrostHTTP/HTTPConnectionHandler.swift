@@ -1,10 +1,11 @@
-import FrostRuntime
+// FrostHTTP: the HTTP layer, NIO only: requests parsed, validated and limited, bodies read ahead and streamed, responses encoded, connections closed without resets; each request goes to a dispatcher, and nothing here knows ISAPI or Python.
+
 import NIOCore
 import NIOHTTP1
 import FrostSystem
 
 /// Receives what every request needs: called on a Python-free path (the event loop).
-protocol ExchangeDispatcher: AnyObject, Sendable {
+package protocol ExchangeDispatcher: AnyObject, Sendable {
     /// A request's head has arrived; the body follows through the exchange.
     func dispatch(_ exchange: HTTPExchange)
     /// A response has been completely written.
@@ -15,7 +16,9 @@ protocol ExchangeDispatcher: AnyObject, Sendable {
 
 /// Sent to every connection when the host stops: finish the request in hand (or the first
 /// one of a connection that has not sent any yet), then close.
-struct StopAfterCurrentRequest {}
+package struct StopAfterCurrentRequest {
+    package init() {}
+}
 
 /// One per connection, on its event loop, behind NIO's request decoder: it hands requests
 /// over one at a time, in order, and writes their responses through its `ResponseEncoder`.
@@ -26,11 +29,11 @@ struct StopAfterCurrentRequest {}
 /// client that does not pipeline costs no change of read interest (two `epoll_ctl` per
 /// request, as NIO's pipelining handler does it); reading pauses only once something is
 /// held.
-final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
+package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = IOData
-    typealias OutboundOut = IOData
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias OutboundIn = IOData
+    package typealias OutboundOut = IOData
 
     private let connectionID: Int
     private let dispatcher: ExchangeDispatcher
@@ -73,14 +76,15 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// for `HostLimits.readAhead` body bytes or the body's end): meanwhile only this loop
     /// holds the request, and the body's pace is the connection's deadline.
     private var readAheadWaiter: (() -> Void)?
-    /// The raw side of the connection, when the bundle has a filter.
-    let raw: RawDataHandler?
+    /// What the layer above keeps with this connection (the ISAPI host: its filter's raw
+    /// data handler, when the bundle has a filter).
+    package let attachment: AnyObject?
     /// Closes the connection without losing a response to a reset.
     private let lingering: LingeringClose
     private let trustedProxies: TrustedProxies
 
     /// `stopping`: the host is already stopping; serve one request, then close.
-    init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, raw: RawDataHandler? = nil,
+    package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
          lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
          stopping: Bool = false) {
         self.lingering = lingering
@@ -90,19 +94,19 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         self.connectionID = connectionID
         self.dispatcher = dispatcher
         self.limits = limits
-        self.raw = raw
+        self.attachment = attachment
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         sweeper.register(self, context)
         if context.channel.isActive { arm(context, limits.headerTimeout) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         sweeper.unregister(self)
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    package func channelActive(context: ChannelHandlerContext) {
         arm(context, limits.headerTimeout)
         context.fireChannelActive()
     }
@@ -159,7 +163,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// Writes response parts (event loop): `head`, `body`, and the response's end when
     /// `end`; `promise` completes with the last of them, in order with earlier writes.
     /// `method` is the request's (HEAD and CONNECT responses carry no body).
-    func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
+    package func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
               method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
         let buffers = encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator)
         if buffers.isEmpty {
@@ -172,7 +176,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         if flush { context.flush() }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if awaitingResponse || !heldEvents.isEmpty {
             heldEvents.append(.part(part))
@@ -208,7 +212,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
             bodyBytes = 0
             requestsSeen += 1
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        limits: limits, filterRequest: raw == nil ? nil : FilterRequest(), trustedProxies: trustedProxies)
+                                        limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -248,7 +252,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     /// Runs `then` once the exchange's read-ahead is complete (now, if it is). Event loop.
-    func afterReadAhead(_ exchange: HTTPExchange, _ then: @escaping () -> Void) {
+    package func afterReadAhead(_ exchange: HTTPExchange, _ then: @escaping () -> Void) {
         guard exchange === current, !exchange.isReadAhead else { return then() }
         readAheadWaiter = then
         exchange.waitForReadAhead()
@@ -292,7 +296,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Holds reads back while a request body waits for Python to consume it, and while
     /// pipelined input waits for a response.
-    func read(context: ChannelHandlerContext) {
+    package func read(context: ChannelHandlerContext) {
         if readsPaused || !heldEvents.isEmpty {
             readPending = true
         } else {
@@ -343,7 +347,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
             if !heldEvents.isEmpty { return heldEvents.append(.inputClosed) }
             return clientEndedInput(context)
@@ -361,7 +365,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
         // header time-out still applies).
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         disarm()
         current?.connectionClosed()
         if readAheadWaiter != nil, let current {
@@ -395,7 +399,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     /// process, and a request gets at most one response: a malformed request that already
     /// went to the extension fails its body reads and gets the response its handler
     /// writes; one that did not gets a 400 from here. Either way the connection closes.
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
         if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }  // discarded
         if error is HTTPParserError && (awaitingResponse || !heldEvents.isEmpty) {
             return heldEvents.append(.error(error))  // about what came after the request in hand

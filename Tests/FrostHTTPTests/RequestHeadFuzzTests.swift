@@ -2,7 +2,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import Testing
-@testable import FrostServer
+@testable import FrostHTTP
 import FrostTestSupport
 
 /// A property-based fuzzer over the request head: seeded mutations of valid requests go

@@ -1,5 +1,3 @@
-import FrostPython
-import FrostRuntime
 import NIOCore
 import NIOHTTP1
 import FrostSystem
@@ -39,35 +37,38 @@ public struct ExchangeError: Error, CustomStringConvertible, Sendable {
 }
 
 /// One request and its response, shared by the connection's event loop (which feeds
-/// the body in and writes the response out) and the Python thread that serves it.
+/// the body in and writes the response out) and the thread that serves it (a Python
+/// thread of the ISAPI host: every blocking call here is made without the GIL).
 ///
 /// The body is streamed: at most `highWater` bytes wait here; above that the connection
 /// stops reading until Python has consumed them. Writes block the Python thread (which
 /// releases the GIL) until the connection has taken the bytes, so a slow client holds
 /// back the writer instead of filling memory.
-final class HTTPExchange: @unchecked Sendable {
+package final class HTTPExchange: @unchecked Sendable {
     // @unchecked: mutable state is guarded by `monitor`, or confined to the event loop.
     static let highWater = 256 * 1024
     static let lowWater = 64 * 1024
 
-    let connectionID: Int
+    package let connectionID: Int
     /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS). Guarded by
     /// `monitor`: never read it with `monitor` held.
-    var head: HTTPRequestHead { monitor.locked { requestHead } }
+    package var head: HTTPRequestHead { monitor.locked { requestHead } }
     private var requestHead: HTTPRequestHead
-    /// What the filter changed for this request (nil without a filter).
-    let filterRequest: FilterRequest?
-    /// Called before a head is sent (on the sending thread, GIL released) so the filter
-    /// can see and change it; `.answered` when the filter answered the request instead.
-    var headFilter: ((HTTPExchange, inout Int, inout String, inout [(String, String)]) -> HeadDecision)?
-    enum HeadDecision { case send, answered(keepConnection: Bool) }
-    let localAddress: SocketAddress?
-    let remoteAddress: SocketAddress?
+    /// What the layer above keeps with this request (set by the dispatcher before the
+    /// request goes anywhere else; the ISAPI host's per-request state).
+    package var attachment: AnyObject?
+    /// Called before a head is sent (on the sending thread) so the layer above can see and
+    /// change it (an ISAPI filter's SEND_RESPONSE), or answer the request itself through
+    /// the raw connection instead (`.answered`; later writes are dropped).
+    package var headHook: ((HTTPExchange, inout Int, inout String, inout [(String, String)]) -> HeadDecision)?
+    package enum HeadDecision { case send, answered(keepConnection: Bool) }
+    package let localAddress: SocketAddress?
+    package let remoteAddress: SocketAddress?
     /// The client as a trusted proxy reports it (X-Forwarded-For, X-Forwarded-Proto), or
     /// nil when the peer is not one.
-    let forwarded: TrustedProxies.Client?
-    let eventLoop: EventLoop
-    let received: Double
+    package let forwarded: TrustedProxies.Client?
+    package let eventLoop: EventLoop
+    package let received: Double
     private let context: ChannelHandlerContext
     private let connection: HTTPConnectionHandler
     /// The channel's allocator, for buffers filled off the event loop.
@@ -76,20 +77,20 @@ final class HTTPExchange: @unchecked Sendable {
     private let monitor = Monitor()
     /// When the request times out (monotonic seconds; the connection's sweep checks it,
     /// event loop only). Infinity: no deadline, or it has passed and was handled.
-    var expiresAt = Double.infinity
+    package var expiresAt = Double.infinity
     /// How long the body may keep the host waiting (guarded by `monitor`).
     private var pace: BodyPace
     /// Body bytes read before the handler is called (`HostLimits.readAhead`).
-    let readAhead: Int
+    package let readAhead: Int
     /// Buffered body above which the connection stops reading: never below the read-ahead.
     private let highWater: Int
     /// Seconds a writer waits for the client to take any of what is in flight before the
     /// write fails and the connection is cut (nginx's send_timeout): a client that stops
     /// reading holds a Python thread for at most this long.
-    let sendTimeout: Double
+    package let sendTimeout: Double
     /// How much unread body may still be to come for the connection to be kept (it is
     /// then read and dropped after the response).
-    let maxDiscardBytes: Int
+    package let maxDiscardBytes: Int
     private var chunks: [ByteBuffer] = []
     /// Body bytes that have arrived, read or not.
     private var bodyBytesReceived = 0
@@ -100,24 +101,24 @@ final class HTTPExchange: @unchecked Sendable {
     /// ended early); reads fail with it once what arrived before has been read.
     private var bodyFailure: String?
     private var readsPaused = false
-    private(set) var bodyBytesRead = 0
+    package private(set) var bodyBytesRead = 0
 
     // Response state, guarded by `monitor`.
-    private(set) var headersSent = false
-    private(set) var finished = false
+    package private(set) var headersSent = false
+    package private(set) var finished = false
     private var keepAlive = true
     private var suppressBody = false
-    private(set) var statusCode = 200
+    package private(set) var statusCode = 200
     /// Body bytes that reached the socket.
-    private(set) var bytesSent = 0
+    package private(set) var bytesSent = 0
     /// Whether the response head reached the socket (else the access log says 499).
     private(set) var headDelivered = false
     /// The response's `.end` has gone down the pipeline (event loop only): from then on
     /// no response is owed for this request.
     private(set) var responseEnded = false
     /// The filter wrote the response itself: what the host would write is dropped.
-    private(set) var answeredByFilter = false
-    private var keepAfterFilterAnswer = false
+    private(set) var answeredRaw = false
+    private var keepAfterRawAnswer = false
     /// The response written so far and not yet handed to the connection: a head, then
     /// body bytes. It leaves in one write when the response finishes, when it grows past
     /// `flushThreshold`, when the handler asks (a synchronous write), or before the handler
@@ -134,8 +135,8 @@ final class HTTPExchange: @unchecked Sendable {
     /// The failure is the send time-out's (this side cut the connection).
     private var writeStalled = false
 
-    init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         limits: HostLimits, filterRequest: FilterRequest? = nil, trustedProxies: TrustedProxies = TrustedProxies([])) {
+    package init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
+         limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
         self.readAhead = limits.readAhead
@@ -146,7 +147,6 @@ final class HTTPExchange: @unchecked Sendable {
         self.requestMethod = head.method
         self.declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
         self.isChunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
-        self.filterRequest = filterRequest
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
@@ -159,16 +159,16 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.
-    var clientAddress: String { forwarded?.address ?? remoteAddress?.ipAddress ?? "" }
+    package var clientAddress: String { forwarded?.address ?? remoteAddress?.ipAddress ?? "" }
 
-    func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
+    package func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
         monitor.locked { change(&requestHead) }
     }
 
     /// Content-Length, or nil (chunked or no body), and whether the body is chunked: as the
     /// request was framed on the wire (a filter's rewrite of the head does not reframe it).
-    let declaredLength: Int?
-    let isChunked: Bool
+    package let declaredLength: Int?
+    package let isChunked: Bool
 
     // MARK: Request body (event loop side)
 
@@ -187,14 +187,14 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Whether the read-ahead is complete: `readAhead` body bytes or the body's end have
     /// arrived (or there is no body).
-    var isReadAhead: Bool {
+    package var isReadAhead: Bool {
         monitor.locked { bodyEnded || bodyBytesReceived >= readAhead || hasNoBody || bodyFailure != nil }
     }
 
     /// Runs `then` once `readAhead` body bytes or the body's end have arrived (at once
     /// when they have, or there is no body); the request fails with 408 (too slow), 400
     /// (malformed, cut short) or 413 (too large) instead. Event loop.
-    func afterReadAhead(_ then: @escaping () -> Void) { connection.afterReadAhead(self, then) }
+    package func afterReadAhead(_ then: @escaping () -> Void) { connection.afterReadAhead(self, then) }
 
     /// The host waits for the body before calling the handler (the read-ahead): that time
     /// counts against the client's pace. Event loop.
@@ -235,7 +235,7 @@ final class HTTPExchange: @unchecked Sendable {
     // MARK: Request body (Python side; the caller has released the GIL)
 
     /// Up to `maximum` bytes of body, waiting for some to arrive; empty at the end.
-    func readBody(maximum: Int) throws -> [UInt8] {
+    package func readBody(maximum: Int) throws -> [UInt8] {
         var bytes: [UInt8] = []
         for part in try readBodyParts(maximum: maximum) { bytes += part.readableBytesView }
         return bytes
@@ -243,7 +243,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// The same as views of the buffers the body arrived in (no copy), for a caller that
     /// copies them once into their destination.
-    func readBodyParts(maximum: Int) throws -> [ByteBuffer] {
+    package func readBodyParts(maximum: Int) throws -> [ByteBuffer] {
         // A client may wait for what was written before it sends more.
         if monitor.locked({ chunks.isEmpty && !bodyEnded && (pendingHead != nil || pendingBody != nil) }) {
             try? flushPending()
@@ -292,7 +292,7 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     /// How many body bytes have arrived and not been read yet.
-    var availableCount: Int { monitor.locked { buffered } }
+    package var availableCount: Int { monitor.locked { buffered } }
 
     /// Whether the connection can stay open after this response (the caller holds
     /// `monitor`): keep-alive was asked for and the request body is complete, or what is
@@ -317,12 +317,12 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
     /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
-    func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
+    package func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
         var (status, reason, headers) = (status, reason, headers)
-        if let headFilter {
+        if let headHook {
             if monitor.locked({ headersSent }) { throw ExchangeError(.responseState, "response headers were already sent") }
-            if case .answered(let keep) = headFilter(self, &status, &reason, &headers) {
-                markAnsweredByFilter(keepConnection: keep)
+            if case .answered(let keep) = headHook(self, &status, &reason, &headers) {
+                markAnsweredRaw(keepConnection: keep)
                 return
             }
         }
@@ -366,34 +366,24 @@ final class HTTPExchange: @unchecked Sendable {
         monitor.locked { pendingHead = responseHead }
     }
 
-    /// `sendHead` called with the GIL held: the head is only buffered, so the GIL is kept,
-    /// unless a filter sees the head first (its notifications take the GIL themselves).
-    func sendHeadHoldingGIL(status: Int, reason: String, headers: [(String, String)]) throws {
-        if headFilter == nil {
-            try sendHead(status: status, reason: reason, headers: headers)
-        } else {
-            try Python.withoutGIL { try sendHead(status: status, reason: reason, headers: headers) }
-        }
-    }
-
     /// Adds body bytes to the response. They are buffered (see `pendingBody`) until the
     /// buffer passes `flushThreshold`: then everything pending goes to the connection (see
     /// `flushPending`). A client that is gone fails the write.
-    func writeBody(_ bytes: [UInt8]) throws {
+    package func writeBody(_ bytes: [UInt8]) throws {
         if try bufferBody(bytes) { try flush() }
     }
 
     /// Adds body bytes to the pending response without blocking (callable with the GIL
     /// held); returns whether the buffer is full and must now be flushed.
-    func bufferBody(_ bytes: [UInt8]) throws -> Bool {
+    package func bufferBody(_ bytes: [UInt8]) throws -> Bool {
         try bytes.withUnsafeBytes { try bufferBody($0) }
     }
 
-    func bufferBody(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
+    package func bufferBody(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
         try monitor.locked {
             if finished { throw ExchangeError(.responseState, "the response is already finished") }
             if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
-            guard !bytes.isEmpty, !suppressBody, !answeredByFilter else { return false }
+            guard !bytes.isEmpty, !suppressBody, !answeredRaw else { return false }
             if pendingBody == nil {
                 pendingBody = allocator.buffer(capacity: max(bytes.count, 256))
             }
@@ -403,7 +393,7 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     /// Sends what is pending now (see `flushPending`). (GIL released.)
-    func flush() throws { try flushPending() }
+    package func flush() throws { try flushPending() }
 
     /// Takes what is pending (event loop writes it; nil when nothing is).
     private func takePending() -> (HTTPResponseHead?, ByteBuffer?) {
@@ -491,8 +481,8 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// Writes `length` bytes of the file at `path` from `start`, zero-copy (sendfile), and
     /// waits until the connection has taken them.
-    func writeFile(path: String, start: Int, length: Int) throws {
-        let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredByFilter, finished) }
+    package func writeFile(path: String, start: Int, length: Int) throws {
+        let (suppress, alreadyFinished) = monitor.locked { (suppressBody || answeredRaw, finished) }
         if alreadyFinished { throw ExchangeError(.responseState, "the response is already finished") }
         guard length > 0, !suppress else { return }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -501,9 +491,9 @@ final class HTTPExchange: @unchecked Sendable {
     }
 
     /// The same from an open descriptor (closed afterwards only with `closeWhenDone`).
-    func writeFile(descriptor: Int32, start: Int, length: Int, closeWhenDone: Bool) throws {
+    package func writeFile(descriptor: Int32, start: Int, length: Int, closeWhenDone: Bool) throws {
         defer { if closeWhenDone { close(descriptor) } }
-        let suppress = monitor.locked { suppressBody || answeredByFilter }
+        let suppress = monitor.locked { suppressBody || answeredRaw }
         guard length > 0, !suppress else { return }
         // NIO owns (and closes) a duplicate, so the caller's descriptor stays its own.
         let duplicate = dup(descriptor)
@@ -520,35 +510,36 @@ final class HTTPExchange: @unchecked Sendable {
         monitor.locked { bytesSent += length }
     }
 
-    /// The filter answered (ACCESS_DENIED, SEND_RESPONSE): later writes are dropped.
-    func markAnsweredByFilter(keepConnection: Bool) {
+    /// The layer above answered through the raw connection (a filter's ACCESS_DENIED or
+    /// SEND_RESPONSE): later writes are dropped.
+    package func markAnsweredRaw(keepConnection: Bool) {
         monitor.locked {
             headersSent = true
             headDelivered = true
-            answeredByFilter = true
-            keepAfterFilterAnswer = keepConnection
+            answeredRaw = true
+            keepAfterRawAnswer = keepConnection
         }
     }
 
     /// Bytes the filter wrote itself, for the access log.
-    func countRawBytes(_ count: Int) {
+    package func countRawBytes(_ count: Int) {
         monitor.locked { bytesSent += count }
     }
 
     /// The status of a response head a filter sent itself.
-    func noteFilterStatus(_ code: Int) {
+    package func noteRawStatus(_ code: Int) {
         monitor.locked { statusCode = code }
     }
 
     /// Ends the response (once); afterwards the connection reads the next request or closes.
     /// Returns false when it had already been finished.
     @discardableResult
-    func finish() -> Bool {
+    package func finish() -> Bool {
         let state: (close: Bool, answered: Bool)? = monitor.locked {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            if answeredByFilter { return (!keepAfterFilterAnswer || !canKeepConnection, true) }
+            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true) }
             return (!keepAlive, false)
         }
         guard let (close, answered) = state else { return false }
@@ -569,29 +560,26 @@ final class HTTPExchange: @unchecked Sendable {
         return true
     }
 
-    var isKeepAlive: Bool { monitor.locked { keepAlive } }
+    package var isKeepAlive: Bool { monitor.locked { keepAlive } }
 
     /// The connection is gone (the client closed it, or it failed).
-    var clientClosed: Bool { monitor.locked { closed } }
+    package var clientClosed: Bool { monitor.locked { closed } }
 
     /// Set when a write gave up on a client that read nothing (`sendTimeout`): why the
     /// connection was cut, for the log.
-    var stalledWrite: String? { monitor.locked { writeStalled ? writeFailure : nil } }
+    package var stalledWrite: String? { monitor.locked { writeStalled ? writeFailure : nil } }
 
     /// The connection closes after this response (HSE_IO_DISCONNECT_AFTER_SEND).
-    func disableKeepAlive() {
+    package func disableKeepAlive() {
         monitor.locked { keepAlive = false }
     }
 
-    /// The filter's view of this connection (nil without a filter).
-    var filterConnection: FilterConnection? { connection.raw?.connection }
-
-    /// Where the request was routed (set on the event loop before Python sees it).
-    var site: SiteContext?
+    /// What the layer above keeps with this connection (`HTTPConnectionHandler.attachment`).
+    package var connectionAttachment: AnyObject? { connection.attachment }
 
     /// A complete response written from the event loop (static files, errors before
     /// Python): head, optional body, end; then keep-alive or close like any response.
-    func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)] = [], text: String?) {
+    package func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)] = [], text: String?) {
         var all = headers
         var body: IOData?
         var length = 0
@@ -606,7 +594,7 @@ final class HTTPExchange: @unchecked Sendable {
         respondOnLoop(status: status, headers: all, body: body, bodyLength: length)
     }
 
-    func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)], body: IOData?, bodyLength: Int,
+    package func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)], body: IOData?, bodyLength: Int,
                        onWritten: (@Sendable () -> Void)? = nil) {
         var responseHeaders = HTTPHeaders(headers)
         let close: Bool = monitor.locked {
@@ -635,7 +623,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// The request deadline passed (event loop): answers 504 if nothing was sent, else
     /// cuts the connection. Returns whether the request was still running.
-    func deadlineExpired() -> Bool {
+    package func deadlineExpired() -> Bool {
         let headers: Bool? = monitor.locked {
             guard !finished else { return nil }
             finished = true
@@ -678,7 +666,7 @@ final class HTTPExchange: @unchecked Sendable {
 
     /// The status for the access log: what was sent, or 499 (as nginx logs it) when no
     /// response head reached the client.
-    var loggedStatus: Int { monitor.locked { headDelivered ? statusCode : 499 } }
+    package var loggedStatus: Int { monitor.locked { headDelivered ? statusCode : 499 } }
 
     private func submit(_ operation: @escaping @Sendable (EventLoopPromise<Void>) -> Void) throws {
         let promise = eventLoop.makePromise(of: Void.self)

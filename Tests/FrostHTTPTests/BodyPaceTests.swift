@@ -1,5 +1,5 @@
 import Testing
-@testable import FrostServer
+@testable import FrostHTTP
 
 /// The body's pace without a socket: the gap between pieces, the minimum rate, and that
 /// only the host's waiting counts.

@@ -8,12 +8,12 @@ import NIOCore
 /// response, `begin` shuts down our sending side (the client sees the end of the
 /// response) and from then on reads and drops everything the client still sends, until
 /// the client closes its side, it stays silent for `timeout`, or `time` has passed.
-final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
+package final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = IOData
-    typealias OutboundOut = IOData
+    package typealias InboundIn = ByteBuffer
+    package typealias InboundOut = ByteBuffer
+    package typealias OutboundIn = IOData
+    package typealias OutboundOut = IOData
 
     private let time: Double
     private let timeout: Double
@@ -22,12 +22,12 @@ final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
     private var totalTimer: Scheduled<Void>?
     private var silenceTimer: Scheduled<Void>?
 
-    init(time: Double, timeout: Double) {
+    package init(time: Double, timeout: Double) {
         self.time = time
         self.timeout = timeout
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
@@ -36,7 +36,7 @@ final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Shuts down the sending side once what was written so far is out, then drops input
     /// until the client is done; the connection closes then (or at the bounds).
-    func begin() {
+    package func begin() {
         guard !lingering, let context else { return }
         lingering = true
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -57,27 +57,27 @@ final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard lingering else { return context.fireChannelRead(data) }
         armSilenceTimer(context)  // dropped
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    package func channelReadComplete(context: ChannelHandlerContext) {
         guard lingering else { return context.fireChannelReadComplete() }
         context.read()  // the handlers behind may hold reads back; nothing reaches them now
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if lingering, case ChannelEvent.inputClosed = event { return context.close(promise: nil) }
         context.fireUserInboundEventTriggered(event)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard lingering else { return context.fireErrorCaught(error) }
         context.close(promise: nil)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         totalTimer?.cancel()
         silenceTimer?.cancel()
         context.fireChannelInactive()

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// X-Forwarded-Proto; from any other peer those headers are a client's claim and ignored.
 public struct TrustedProxies: Sendable {
     /// IP addresses as the socket reports them ("127.0.0.1", "::1").
-    let addresses: Set<String>
+    package let addresses: Set<String>
     /// Every peer of a unix socket (only local processes can connect to one).
     let unixPeers: Bool
 
@@ -25,7 +25,7 @@ public struct TrustedProxies: Sendable {
     }
 
     /// The forwarded client, when `peer` is trusted and said who it was.
-    func client(peer: SocketAddress?, headers: HTTPHeaders) -> Client? {
+    package func client(peer: SocketAddress?, headers: HTTPHeaders) -> Client? {
         guard !isEmpty else { return nil }
         let trusted: Bool
         switch peer {

@@ -1,4 +1,3 @@
-import FrostPython
 import NIOCore
 import FrostSystem
 
@@ -10,20 +9,20 @@ import FrostSystem
 /// times, and this one repeating task per loop looks at them every `interval` seconds:
 /// a time-out fires up to `interval` late, which is why the interval follows the smallest
 /// configured time-out.
-final class DeadlineSweeper: @unchecked Sendable {
+package final class DeadlineSweeper: @unchecked Sendable {
     // @unchecked: `connections` is touched on `eventLoop` only.
     private let eventLoop: EventLoop
     private var connections: [ObjectIdentifier: (HTTPConnectionHandler, ChannelHandlerContext)] = [:]
     private var task: RepeatedTask?
 
-    init(eventLoop: EventLoop, interval: Double) {
+    package init(eventLoop: EventLoop, interval: Double) {
         self.eventLoop = eventLoop
         let delay = TimeAmount.milliseconds(Int64(interval * 1000))
         task = eventLoop.scheduleRepeatedTask(initialDelay: delay, delay: delay) { [weak self] _ in self?.sweep() }
     }
 
     /// A quarter of the smallest time-out, between 50 ms and 1 s.
-    static func interval(for limits: HostLimits) -> Double {
+    package static func interval(for limits: HostLimits) -> Double {
         let smallest = [limits.headerTimeout, limits.idleTimeout, limits.lingeringTimeout, limits.requestTimeout].min() ?? 1
         return min(1, max(0.05, smallest / 4))
     }

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+@testable import FrostServer
+
+@Suite struct ServerHelperTests {
+    @Test func htmlEscaping() {
+        #expect(htmlEscaped("<a href=\"x\">&</a>") == "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;")
+    }
+
+    @Test func reasonPhrases() {
+        #expect(HTTPReason.phrase(404) == "Not Found")
+        #expect(HTTPReason.phrase(599) == "Status 599")
+    }
+}
+
+@Suite struct SiteTests {
+    let site = Site(virtualDirectories: [
+        .init(name: "/", path: "/srv/www", scriptMaps: []),
+        .init(name: "/app", path: "/srv/app", scriptMaps: ["*"]),
+        .init(name: "/py", path: "/srv/py", scriptMaps: [".py"]),
+    ])
+
+    @Test func longestVirtualDirectoryWinsAndScriptMapsDecide() {
+        #expect(site.route("/index.html") == .file(directory: site.virtualDirectories[0], relative: "/index.html"))
+        #expect(site.route("/app/x/y") == .extensionCall(directory: site.virtualDirectories[1], scriptName: "/app", pathInfo: "/x/y"))
+        #expect(site.route("/app") == .extensionCall(directory: site.virtualDirectories[1], scriptName: "/app", pathInfo: ""))
+        #expect(site.route("/application") == .file(directory: site.virtualDirectories[0], relative: "/application"))
+        #expect(site.route("/py/run.PY") == .extensionCall(directory: site.virtualDirectories[2], scriptName: "/py", pathInfo: "/run.PY"))
+        #expect(site.route("/py/readme.txt") == .file(directory: site.virtualDirectories[2], relative: "/readme.txt"))
+        #expect(Site(virtualDirectories: [.init(name: "/only", path: "/x", scriptMaps: [])]).route("/other") == .notFound)
+    }
+
+    @Test func siteFilesAreChecked() throws {
+        let directory = NSTemporaryDirectory() + "frost-site-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let good = directory + "/site.json"
+        try "{\"virtual_directories\": [{\"name\": \"static/\", \"path\": \"\(directory)\", \"script_maps\": []}]}"
+            .write(toFile: good, atomically: true, encoding: .utf8)
+        #expect(try Site.load(good).virtualDirectories == [.init(name: "/static", path: directory, scriptMaps: [])])
+        for bad in ["{}", "{\"virtual_directories\": [{\"name\": \"/\"}]}",
+                    "{\"virtual_directories\": [{\"name\": \"/\", \"path\": \"relative\"}]}",
+                    "{\"virtual_directories\": [{\"name\": \"/\", \"path\": \"\(directory)\", \"script_maps\": [\"py\"]}]}",
+                    "not json"] {
+            try bad.write(toFile: good, atomically: true, encoding: .utf8)
+            #expect(throws: Site.ConfigurationError.self, "\(bad)") { _ = try Site.load(good) }
+        }
+    }
+
+    @Test func rangesFollowRFC7233() {
+        #expect(StaticFiles.parseRange("bytes=0-9", size: 100) == .part(0, 9))
+        #expect(StaticFiles.parseRange("bytes=90-", size: 100) == .part(90, 99))
+        #expect(StaticFiles.parseRange("bytes=-10", size: 100) == .part(90, 99))
+        #expect(StaticFiles.parseRange("bytes=50-500", size: 100) == .part(50, 99))
+        #expect(StaticFiles.parseRange("bytes=100-", size: 100) == .unsatisfiable)
+        #expect(StaticFiles.parseRange("bytes=0-1,5-6", size: 100) == .whole)
+        #expect(StaticFiles.parseRange("items=0-1", size: 100) == .whole)
+        #expect(StaticFiles.parseRange("bytes=9-3", size: 100) == .whole)
+    }
+
+    @Test func datesAndTypes() {
+        #expect(httpDate(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(parseHTTPDate("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777)
+        #expect(parseHTTPDate("Sunday, 06-Nov-94 08:49:37 GMT") == nil)
+        // Numbers past Int32 from a client are refused, not a trap.
+        #expect(parseHTTPDate("Sun, 06 Nov 99999999999 08:49:37 GMT") == nil)
+        #expect(parseHTTPDate("Sun, 06 Nov 1994 99999999999:49:37 GMT") == nil)
+        #expect(parseHTTPDate("Sun, 9999999999 Nov 1994 08:49:37 GMT") == nil)
+        #expect(StaticFiles.contentType(for: "/a/b/style.CSS") == "text/css; charset=utf-8")
+        #expect(StaticFiles.contentType(for: "/a/noext") == "application/octet-stream")
+    }
+}
