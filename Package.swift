@@ -83,7 +83,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: loaderModuleSettings
         ),
         // The master process: listening sockets, worker processes, signals, systemd. No
         // Python, no NIO: it only spawns and watches loaders in worker mode.
