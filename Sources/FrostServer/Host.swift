@@ -361,17 +361,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             pool.submit { self.runFilterPipeline(exchange, chain) }
             return
         }
-        if let routes = configuration.site {
-            let path = percentDecoded(pathPart(of: exchange.head.uri))
-            switch routes.route(path) {
-            case .notFound:
-                return exchange.respondOnLoop(status: .notFound, text: "Not Found")
-            case .file(let directory, let relative):
-                return StaticFiles.serve(exchange, directory: directory, relative: relative)
-            case .extensionCall(let directory, let scriptName, let pathInfo):
-                exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
-                                            secure: site.secure, serverSoftware: site.serverSoftware)
-            }
+        // Without a site every URL goes to the extension.
+        let route = configuration.site.map { $0.route(percentDecoded(pathPart(of: exchange.head.uri))) }
+        switch destination(of: exchange, route: route) {
+        case .answer(let response):
+            return StaticFiles.respondOnLoop(exchange, response)
+        case .extensionCall(let context):
+            exchange.site = context
         }
         // Python is called once the body is read ahead: a slow upload holds this loop's
         // connection, not a Python thread.
@@ -477,25 +473,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if ended(outcome) { return }
             if data.physicalPath != physical { request.physicalPath = data.physicalPath }
         }
-        switch route {
-        case .notFound:
-            Python.withoutGIL { respondPlain(exchange, 404, "Not Found", "Not Found\n") }
-        case .file(let directory, let relative):
-            let head = exchange.head
-            Python.withoutGIL {
-                let response: StaticFiles.Response
-                if let mapped = request.physicalPath, let slash = mapped.lastIndex(of: "/") {
-                    // The filter mapped the URL elsewhere: that file, and nothing beside it.
-                    let root = slash == mapped.startIndex ? "/" : String(mapped[..<slash])
-                    response = StaticFiles.prepare(head, root: root, relative: String(mapped[mapped.index(after: slash)...]))
-                } else {
-                    response = StaticFiles.prepare(head, root: directory.path, relative: relative)
-                }
-                sendStatic(exchange, response)
-            }
-        case .extensionCall(let directory, let scriptName, let pathInfo):
-            exchange.site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
-                                        secure: site.secure, serverSoftware: site.serverSoftware)
+        switch Python.withoutGIL({ destination(of: exchange, route: route, mappedFile: request.physicalPath) }) {
+        case .answer(let response):
+            Python.withoutGIL { sendStatic(exchange, response) }
+        case .extensionCall(let context):
+            exchange.site = context
             if exchange.isReadAhead { return serve(exchange) }
             // The filters ran at the head, as IIS's do; the extension waits for the body's
             // read-ahead without holding this thread.
@@ -550,6 +532,38 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     /// A static response from a Python thread (GIL released), through the same head
     /// filter as everything else.
+    // MARK: Routing (once, for requests with and without a filter)
+
+    /// What a request's URL leads to.
+    private enum Destination {
+        /// The host answers: not found, or a static file (prepared, not sent yet).
+        case answer(StaticFiles.Response)
+        /// The extension, with the site context it sees (nil: the host's own).
+        case extensionCall(SiteContext?)
+    }
+
+    /// Where a routed request goes (`route` nil: no site, the extension): a static file is
+    /// the one a filter's URL_MAP chose when it chose one (`mappedFile`). May touch the
+    /// file system (a static file's checks): called without the GIL.
+    private func destination(of exchange: HTTPExchange, route: Site.Route?, mappedFile: String? = nil) -> Destination {
+        switch route {
+        case nil:
+            return .extensionCall(nil)
+        case .notFound:
+            return .answer(.plain(.notFound, "Not Found"))
+        case .file(let directory, let relative):
+            if let mapped = mappedFile, let slash = mapped.lastIndex(of: "/") {
+                // The filter mapped the URL elsewhere: that file, and nothing beside it.
+                let root = slash == mapped.startIndex ? "/" : String(mapped[..<slash])
+                return .answer(StaticFiles.prepare(exchange.head, root: root, relative: String(mapped[mapped.index(after: slash)...])))
+            }
+            return .answer(StaticFiles.prepare(exchange.head, root: directory.path, relative: relative))
+        case .extensionCall(let directory, let scriptName, let pathInfo):
+            return .extensionCall(SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
+                                              secure: site.secure, serverSoftware: site.serverSoftware))
+        }
+    }
+
     private func sendStatic(_ exchange: HTTPExchange, _ response: StaticFiles.Response) {
         do {
             try exchange.sendHead(status: Int(response.status.code), reason: response.status.reasonPhrase, headers: response.headers)

@@ -26,10 +26,6 @@ enum StaticFiles {
     }
 
     /// Serves from the event loop: the file goes out as a FileRegion (sendfile).
-    static func serve(_ exchange: HTTPExchange, directory: Site.VirtualDirectory, relative: String) {
-        respondOnLoop(exchange, prepare(exchange.head, root: directory.path, relative: relative))
-    }
-
     static func respondOnLoop(_ exchange: HTTPExchange, _ response: Response) {
         switch response.body {
         case .none:
