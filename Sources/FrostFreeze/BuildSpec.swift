@@ -56,7 +56,8 @@ public struct BuildSpec: Equatable, Sendable {
     public var compress: Bool = true
     /// Default listen address of the loader.
     public var listen: String = "127.0.0.1:8000"
-    public var workers: Workers = .count(1)
+    /// Worker processes (one per core unless the spec says otherwise).
+    public var workers: Workers = .auto
     /// Import the entry module at build time to see what really gets imported.
     public var trace: Bool = true
     /// The user's own hooks (a JSON file in the format of FrostFreeze's hooks.json; absolute).

@@ -146,6 +146,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// processes, FROST_WORKERS), at least one and at most 4: more loops than that only
     /// compete with each other for the cores (on 2 cores with 2 workers, one loop each
     /// served as much as two each, with fewer threads).
+    /// The cores this process may use: its CPU affinity, capped by its cgroup's CPU quota
+    /// (NIO's count), so `auto` in a container with `--cpus 2` means two.
+    public static var coreCount: Int { System.coreCount }
+
     static func automaticEventLoops() -> Int {
         let workers = getenv("FROST_WORKERS").flatMap { Int(String(cString: $0)) } ?? 1
         return max(1, min(4, System.coreCount / max(1, workers)))

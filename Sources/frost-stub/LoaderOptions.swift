@@ -94,7 +94,7 @@ enum LoaderOptions {
             settings.threads = count
             return nil
         },
-        .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else 1; auto: one per core; 0: one process, no master)") { settings, text in
+        .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else auto: one per core this process may use; 0: one process, no master)") { settings, text in
             guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }
             settings.process.workers = text
             return nil
@@ -271,9 +271,9 @@ struct ProcessOptions {
     /// worker's seat on it.
     var connectionBoard: (fd: Int32, seat: Int32)?
 
-    /// "auto" is one per core.
+    /// "auto" is one per core the process may use (affinity and cgroup quota).
     static func workerCount(_ text: String) -> Int? {
-        if text == "auto" { return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+        if text == "auto" { return max(1, Host.coreCount) }
         guard let count = Int(text), (0...1024).contains(count) else { return nil }
         return count
     }

@@ -62,7 +62,7 @@ struct InitCommand: ParsableCommand {
             # optimize = 0                          # bytecode optimisation: 0, 1 or 2
             # compress = true                       # deflate archive entries
             # listen = "127.0.0.1:8000"
-            # workers = 1                           # or "auto"
+            # workers = "auto"                      # one per core, or a number
 
             # [resources]                           # "source" = "path in the archive"
             # "static" = "static"

@@ -171,7 +171,8 @@ enum FilterFixture {
                                      {"name": "/ext", "path": "\(www)", "script_maps": ["*"]}]
              \(filters.map { ", \"filters\": \($0)" } ?? "")}
             """.write(toFile: site, atomically: true, encoding: .utf8)
-        return (try RunningServer(loader: loader, arguments: ["--site", site]), www)
+        // One worker: the filter's notifications are compared across requests in one process.
+        return (try RunningServer(loader: loader, arguments: ["--workers", "1", "--site", site]), www)
     }
 }
 

@@ -179,7 +179,9 @@ enum HostFixture {
 
     static func start(_ scratch: ScratchDirectory, arguments: [String] = []) throws -> RunningServer {
         let loader = try makeBundle(in: scratch, name: "hosttest", files: ["hosttest.py": module])
-        return try RunningServer(loader: loader, arguments: arguments)
+        // One worker: the fixture's handlers share state across requests (a blocked request
+        // released by another, call counters), which lives in one process.
+        return try RunningServer(loader: loader, arguments: (arguments.contains("--workers") ? [] : ["--workers", "1"]) + arguments)
     }
 }
 

@@ -92,7 +92,7 @@ func specError(_ body: () throws -> Void) -> SpecError? {
         let dir = SpecDirectory()
         let spec = try SpecLoader.load(dir.path + "/app/main.py")
         #expect(spec.name == "main")
-        #expect(spec.optimize == 0 && spec.compress && spec.listen == "127.0.0.1:8000" && spec.workers == .count(1))
+        #expect(spec.optimize == 0 && spec.compress && spec.listen == "127.0.0.1:8000" && spec.workers == .auto)
     }
 
     @Test func errorsNameTheFileTheKeyAndTheLine() {
