@@ -85,8 +85,8 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
 
     /// `stopping`: the host is already stopping; serve one request, then close.
     package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
-         lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
-         stopping: Bool = false) {
+                 lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
+                 stopping: Bool = false) {
         self.lingering = lingering
         self.sweeper = sweeper
         self.trustedProxies = trustedProxies
@@ -141,7 +141,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String,
                         headers: [(String, String)] = []) {
         rejecting = true
-        current = nil  // read ahead but never dispatched: the extension never sees it
+        current = nil  // refused at its head: never dispatched, the extension never sees it
         let version = head.version.major == 1 && head.version.minor <= 1 ? head.version : .http1_1
         sendPlain(context, status, version: version, method: head.method, text: text + "\n", headers: headers)
         lingering.begin()  // the client may be sending the body it announced: read, drop, then close
@@ -164,7 +164,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// `end`; `promise` completes with the last of them, in order with earlier writes.
     /// `method` is the request's (HEAD and CONNECT responses carry no body).
     package func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
-              method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
+                      method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
         let buffers = encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator)
         if buffers.isEmpty {
             if let promise { context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise) }

@@ -136,7 +136,7 @@ package final class HTTPExchange: @unchecked Sendable {
     private var writeStalled = false
 
     package init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-         limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
+                 limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
         self.readAhead = limits.readAhead
@@ -595,7 +595,7 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     package func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)], body: IOData?, bodyLength: Int,
-                       onWritten: (@Sendable () -> Void)? = nil) {
+                               onWritten: (@Sendable () -> Void)? = nil) {
         var responseHeaders = HTTPHeaders(headers)
         let close: Bool = monitor.locked {
             headersSent = true

@@ -23,6 +23,16 @@ import Glibc
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+    /// `count` connections to `server`, each sent `opening` (a head cut short, a head and
+    /// the first part of a body).
+    static func attackers(_ server: RunningServer, count: Int, each opening: [UInt8]) throws -> [RawConnection] {
+        try (0..<count).map { _ in
+            let connection = try RawConnection(port: server.port)
+            try connection.send(opening)
+            return connection
+        }
+    }
+
     /// The usual latency, and the bound an attack may not push a request past: generous
     /// for shared 2-core machines, far below any time-out the attacks wait on.
     static func baseline(_ server: RunningServer) throws -> (median: Double, bound: Double) {
@@ -60,12 +70,7 @@ import Glibc
         let scratch = ScratchDirectory("slowloris")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
         let (usual, bound) = try Self.baseline(server)
-        var attackers: [RawConnection] = []
-        for _ in 0..<300 {
-            let connection = try RawConnection(port: server.port)
-            try connection.send("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
-            attackers.append(connection)
-        }
+        let attackers = try Self.attackers(server, count: 300, each: Array("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ".utf8))
         let trickler = Trickler(attackers)
         let during = try Self.latencies(server, count: 40)
         #expect(Self.median(during) < bound && during.max()! < 2 * bound,
@@ -88,12 +93,7 @@ import Glibc
                                        arguments: Self.arguments + ["--body-timeout", "2", "--body-min-rate", "2000",
                                                                     "--lingering-timeout", "1"])
         let (usual, bound) = try Self.baseline(server)
-        var attackers: [RawConnection] = []
-        for _ in 0..<16 {
-            let connection = try RawConnection(port: server.port)
-            try connection.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 20000\r\n\r\n")
-            attackers.append(connection)
-        }
+        let attackers = try Self.attackers(server, count: 16, each: Array("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 20000\r\n\r\n".utf8))
         let started = Date()
         let trickler = Trickler(attackers)
         let during = try Self.latencies(server, count: 40)
@@ -122,13 +122,9 @@ import Glibc
                                        arguments: Self.arguments + ["--body-timeout", "2", "--body-min-rate", "50000",
                                                                     "--lingering-timeout", "1"])
         let (usual, bound) = try Self.baseline(server)
-        var attackers: [RawConnection] = []
         let readAhead = [UInt8](repeating: UInt8(ascii: "b"), count: 48 * 1024)
-        for _ in 0..<8 {
-            let connection = try RawConnection(port: server.port)
-            try connection.send(Array("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n".utf8) + readAhead)
-            attackers.append(connection)
-        }
+        let attackers = try Self.attackers(server, count: 8,
+                                           each: Array("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n".utf8) + readAhead)
         let start = Date()
         let trickler = Trickler(attackers)
         // Each handler may wait 2 s plus a second per 50,000 bytes (about 3 s): four at a
