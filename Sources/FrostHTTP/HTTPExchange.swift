@@ -146,7 +146,10 @@ package final class HTTPExchange: @unchecked Sendable {
         self.requestHead = head
         self.requestMethod = head.method
         self.declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
-        self.isChunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+        // RequestValidation let the head through: a Transfer-Encoding it has is "chunked".
+        // (Not String.contains(String): that is _StringProcessing's, which would link the
+        // regex engine, 1 MiB, into the loader for this one call.)
+        self.isChunked = head.headers.contains(name: "transfer-encoding")
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
