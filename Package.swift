@@ -89,7 +89,11 @@ let package = Package(
         // The master process: listening sockets, worker processes, signals, systemd. No
         // Python, no NIO: it only spawns and watches loaders in worker mode.
         .target(name: "FrostSupervisor", dependencies: ["CProcess", "FrostSystem"], swiftSettings: loaderModuleSettings),
-        // The loader: Swift's runtime linked in, and an RPATH (not RUNPATH, so that it
+        // The loader: Swift's runtime linked in (libstdc++, which it needs, too: Scripts/setup.sh
+        // puts a link to gcc's libstdc++.a alone in .build-static-cxx, searched first, so the
+        // driver's own -lstdc++ finds the archive; 2.1 MiB less in every bundle's lib/ for
+        // 80 KB in the loader; without the link the shared one is used, and LoaderSizeTests
+        // says so), and an RPATH (not RUNPATH, so that it
         // also applies to the dependencies of extension modules Python dlopens) to the
         // bundle's lib/, where libpython and every needed shared library are copied.
         .executableTarget(
@@ -97,7 +101,7 @@ let package = Package(
             dependencies: ["FrostSystem", "FrostHTTP", "FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
-                .unsafeFlags(["-static-stdlib", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
+                .unsafeFlags(["-static-stdlib", "-L\(Context.packageDirectory)/.build-static-cxx", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
                               "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib"]),
             ]
         ),

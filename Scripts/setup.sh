@@ -33,3 +33,13 @@ if ! command -v swift >/dev/null 2>&1; then
     fi
     exit 1
 fi
+# The loader links libstdc++ statically: a directory holding only gcc's libstdc++.a, which
+# Package.swift puts first on the loader's library path (see the frost-stub target).
+cd "$(dirname "$0")/.."
+archive=$(ls /usr/lib/gcc/"$(uname -m)"-linux-gnu/*/libstdc++.a 2>/dev/null | sort -V | tail -1 || true)
+if [ -n "$archive" ]; then
+    mkdir -p .build-static-cxx
+    ln -sfn "$archive" .build-static-cxx/libstdc++.a
+else
+    echo "setup: no libstdc++.a (libstdc++-12-dev): the loader links the shared libstdc++" >&2
+fi
