@@ -26,16 +26,7 @@ import FrostTestSupport
         var accepted = 0, refused = 0
         for _ in 0..<20_000 where Date().timeIntervalSince(started) < 10 {
             var bytes = good
-            for _ in 0..<Int.random(in: 1...6, using: &random) {
-                let at = Int.random(in: 0..<bytes.count, using: &random)
-                switch Int.random(in: 0..<4, using: &random) {
-                case 0: bytes[at] = alphabet.randomElement(using: &random)!
-                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
-                case 2: bytes.remove(at: at)
-                default: bytes.insert(contentsOf: bytes[at..<min(bytes.count, at + Int.random(in: 1...40, using: &random))], at: at)
-                }
-                if bytes.isEmpty { bytes = [UInt8(ascii: "{")] }
-            }
+            random.mutate(&bytes, maxEdits: 6, alphabet: alphabet, duplicatingRuns: true, filler: UInt8(ascii: "{"))
             do {
                 _ = try BundleManifest(json: try JSON.parse(utf8: bytes), source: "bundle.json")
                 accepted += 1

@@ -35,14 +35,7 @@ import FrostTestSupport
         var loaded = 0, refused = 0
         for index in 0..<600 where Date().timeIntervalSince(started) < 20 {
             var bytes = good
-            for _ in 0..<Int.random(in: 1...4, using: &random) {
-                let at = Int.random(in: 0..<bytes.count, using: &random)
-                switch Int.random(in: 0..<3, using: &random) {
-                case 0: bytes[at] = alphabet.randomElement(using: &random)!
-                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
-                default: bytes.remove(at: at)
-                }
-            }
+            random.mutate(&bytes, maxEdits: 4, alphabet: alphabet)
             let file = dir.path + "/fuzz\(index).toml"
             _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
             do {

@@ -24,14 +24,7 @@ import FrostTestSupport
         var heads = 0, passed = 0, parseErrors = 0
         for _ in 0..<5000 {
             var bytes = Self.shapes.randomElement(using: &random)!
-            for _ in 0..<Int.random(in: 1...5, using: &random) {
-                let at = Int.random(in: 0..<bytes.count, using: &random)
-                switch Int.random(in: 0..<3, using: &random) {
-                case 0: bytes[at] = alphabet.randomElement(using: &random)!
-                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: at)
-                default: bytes.remove(at: at)
-                }
-            }
+            random.mutate(&bytes, maxEdits: 5, alphabet: alphabet)
             let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
             var buffer = channel.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)

@@ -14,3 +14,22 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+extension SeededRandom {
+    /// The fuzzers' mutation: 1 to `maxEdits` edits of `bytes`, each a byte replaced by one
+    /// from `alphabet`, one inserted, one removed, or (`duplicatingRuns`) a run of up to 40
+    /// bytes repeated in place. `bytes` never ends empty: it is then `filler`.
+    public mutating func mutate(_ bytes: inout [UInt8], maxEdits: Int, alphabet: [UInt8], duplicatingRuns: Bool = false,
+                                filler: UInt8 = UInt8(ascii: " ")) {
+        for _ in 0..<Int.random(in: 1...maxEdits, using: &self) {
+            let at = Int.random(in: 0..<bytes.count, using: &self)
+            switch Int.random(in: 0..<(duplicatingRuns ? 4 : 3), using: &self) {
+            case 0: bytes[at] = alphabet.randomElement(using: &self)!
+            case 1: bytes.insert(alphabet.randomElement(using: &self)!, at: at)
+            case 2: bytes.remove(at: at)
+            default: bytes.insert(contentsOf: bytes[at..<min(bytes.count, at + Int.random(in: 1...40, using: &self))], at: at)
+            }
+            if bytes.isEmpty { bytes = [filler] }
+        }
+    }
+}
