@@ -17,11 +17,7 @@ enum HostileRequests {
 
     calls = 0
 
-    def reply(ecb, text):
-        body = text.encode()
-        ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
-        ecb.WriteClient(body)
-        return isapicon.HSE_STATUS_SUCCESS
+    \#(PythonFixture.reply)
 
     class Extension(SimpleExtension):
         "hostile requests"

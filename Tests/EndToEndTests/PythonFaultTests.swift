@@ -13,11 +13,7 @@ enum FaultFixture {
     from isapi import isapicon
     from isapi.simple import SimpleExtension
 
-    def reply(ecb, text):
-        body = text.encode()
-        ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
-        ecb.WriteClient(body)
-        return isapicon.HSE_STATUS_SUCCESS
+    \#(PythonFixture.reply)
 
     def forever():
         while True:

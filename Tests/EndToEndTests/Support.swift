@@ -168,3 +168,16 @@ enum ToolVenv {
         return python
     }
 }
+
+/// Python the extension fixtures share (interpolated at the top level of their modules;
+/// `isapicon` must be imported).
+enum PythonFixture {
+    /// `reply(ecb, text)`: a complete 200 text/plain response.
+    static let reply = #"""
+    def reply(ecb, text):
+        body = text.encode()
+        ecb.SendResponseHeaders("200 OK", f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n", False)
+        ecb.WriteClient(body)
+        return isapicon.HSE_STATUS_SUCCESS
+    """#
+}
