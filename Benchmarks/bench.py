@@ -91,23 +91,29 @@ def upload_script(work):
     return path
 
 
-def largest_rss_mib(server):
-    """The largest resident set among the server's processes (its process group), MiB."""
-    largest = 0
+def resident_kib(parent=None, group=None):
+    """RSS (KiB) by pid of the processes whose parent is `parent` or whose process group
+    is `group`, from /proc."""
+    result = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != server.process.pid:  # pgrp: the server's session leader
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command: state, ppid, pgrp, ...
+            if int(fields[1]) != parent and int(fields[2]) != group:
                 continue
             with open(f"/proc/{entry}/status") as f:
-                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-            largest = max(largest, rss)
+                result[int(entry)] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         except (OSError, StopIteration, IndexError, ValueError):
             continue
-    return largest / 1024
+    return result
+
+
+def largest_rss_mib(server):
+    """The largest resident set among the server's processes (its process group, led by
+    the server), MiB."""
+    return max(resident_kib(group=server.process.pid).values(), default=0) / 1024
 
 
 class IdleConnections:

@@ -17,24 +17,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Server, HERE  # noqa: E402
+from bench import Server, HERE, resident_kib  # noqa: E402
 
 def worker_rss_kib(master_pid):
     """RSS (KiB) of each worker (the master's children), by pid."""
-    result = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != master_pid:
-                continue
-            with open(f"/proc/{entry}/status") as f:
-                result[int(entry)] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration, IndexError, ValueError):
-            continue
-    return result
+    return resident_kib(parent=master_pid)
 
 
 def run_segment(port, seconds):
