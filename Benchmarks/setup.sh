@@ -5,19 +5,7 @@
 repo=$(cd "$here/.." && pwd)
 export PATH="/opt/swift/usr/bin:$PATH"
 
-missing=()
-for package in wrk nginx libev-dev; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "bench: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    policy=/usr/sbin/policy-rc.d; had_policy=false; [ -e "$policy" ] && had_policy=true
-    $had_policy || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; }  # no nginx service
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-    $had_policy || rm -f "$policy"
-fi
+bash "$repo/Scripts/install-missing.sh" bench wrk nginx libev-dev
 
 state="$repo/.build-bench"
 venv="$state/venv"

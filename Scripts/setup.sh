@@ -9,22 +9,7 @@ packages=(
     strace                                         # the request-path tests count write(2) calls
     skopeo umoci podman                            # the image tests: inspect, unpack and load OCI images
 )
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # Packages must not start their services here (nginx is started by the tests, on their
-    # own ports): policy-rc.d refuses every start while installing.
-    policy=/usr/sbin/policy-rc.d
-    had_policy=false; [ -e "$policy" ] && had_policy=true
-    $had_policy || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; }
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-    $had_policy || rm -f "$policy"
-fi
+bash "$(dirname "$0")/install-missing.sh" setup "${packages[@]}"
 if ! command -v swift >/dev/null 2>&1; then
     if [ -x /opt/swift/usr/bin/swift ]; then
         echo "setup: add /opt/swift/usr/bin to PATH" >&2
