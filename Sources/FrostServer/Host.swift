@@ -142,17 +142,17 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
     }
 
-    /// One event loop per core this process gets (the cores divided among the worker
-    /// processes, FROST_WORKERS), at least one and at most 4: more loops than that only
-    /// compete with each other for the cores (on 2 cores with 2 workers, one loop each
-    /// served as much as two each, with fewer threads).
     /// The cores this process may use: its CPU affinity, capped by its cgroup's CPU quota
     /// (NIO's count), so `auto` in a container with `--cpus 2` means two.
     public static var coreCount: Int { System.coreCount }
 
+    /// One event loop per core this process gets (the cores divided among the worker
+    /// processes, FROST_WORKERS), at least one and at most 4: more loops than that only
+    /// compete with each other for the cores (on 2 cores with 2 workers, one loop each
+    /// served as much as two each, with fewer threads).
     static func automaticEventLoops() -> Int {
         let workers = getenv("FROST_WORKERS").flatMap { Int(String(cString: $0)) } ?? 1
-        return max(1, min(4, System.coreCount / max(1, workers)))
+        return max(1, min(4, coreCount / max(1, workers)))
     }
 
     /// The extension and filter objects now serving (they change on a reload), for
@@ -349,7 +349,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     package func dispatch(_ exchange: HTTPExchange) {
         monitor.locked { inFlight += 1 }
-        exchange.attachment = IsapiRequestState(filterRequest: exchange.connectionAttachment is RawDataHandler ? FilterRequest() : nil)
+        if exchange.connectionAttachment != nil {  // the filter's raw-data handler: the request gets its filter view
+            exchange.attachment = IsapiRequestState(filterRequest: FilterRequest())
+        }
         if let healthPath = configuration.healthPath, exchange.head.method == .GET || exchange.head.method == .HEAD,
            pathPart(of: exchange.head.uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")

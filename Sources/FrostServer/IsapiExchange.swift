@@ -1,15 +1,17 @@
 import FrostHTTP
 import FrostPython
 
-/// What the ISAPI host keeps with one request, in its exchange's `attachment`.
+/// What the ISAPI host keeps with one request, in its exchange's `attachment`: made only
+/// when there is something to keep (a filter, a route), so a plain request allocates none.
 final class IsapiRequestState {
     /// What the filter changed for this request (nil without a filter).
     let filterRequest: FilterRequest?
     /// Where the request was routed (set on the event loop before Python sees it).
     var site: SiteContext?
 
-    init(filterRequest: FilterRequest?) {
+    init(filterRequest: FilterRequest?, site: SiteContext? = nil) {
         self.filterRequest = filterRequest
+        self.site = site
     }
 }
 
@@ -22,7 +24,13 @@ extension HTTPExchange {
     /// Where the request was routed (set on the event loop before Python sees it).
     var site: SiteContext? {
         get { isapiState?.site }
-        set { isapiState?.site = newValue }
+        set {
+            if let state = isapiState {
+                state.site = newValue
+            } else if newValue != nil {
+                attachment = IsapiRequestState(filterRequest: nil, site: newValue)
+            }
+        }
     }
 
     /// The filter's view of this connection (nil without a filter).
