@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // The loader links only these modules; they do without Swift's implicitly imported
@@ -9,7 +10,17 @@ let loaderModuleSettings: [SwiftSetting] = [
     .unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import",
                   "-Xfrontend", "-disable-implicit-concurrency-module-import"]),
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    // swiftc keeps every public symbol on ELF for clients outside the link; the loader is
+    // one link with no outside clients, so --gc-sections may drop what it never calls.
+    .unsafeFlags(["-Xfrontend", "-internalize-at-link"], .when(configuration: .release)),
 ]
+
+// The Swift runtime the loader links: Scripts/setup.sh makes copies of the toolchain's
+// static archives whose public code --gc-sections may drop (Scripts/strippable-archive.py);
+// without them the toolchain's own are linked, whole, and LoaderSizeTests says so.
+let strippableRuntime = "\(Context.packageDirectory)/.build-static-swift"
+let strippableRuntimeFlags = FileManager.default.fileExists(atPath: "\(strippableRuntime)/linux/libswiftCore.a")
+    ? ["-resource-dir", strippableRuntime] : []
 
 // Data flows one way: script → analysis → bytecode → archive → dist directory →
 // loader → mount → import → factory. Each C library is wrapped by exactly one module:
@@ -89,20 +100,32 @@ let package = Package(
         // The master process: listening sockets, worker processes, signals, systemd. No
         // Python, no NIO: it only spawns and watches loaders in worker mode.
         .target(name: "FrostSupervisor", dependencies: ["CProcess", "FrostSystem"], swiftSettings: loaderModuleSettings),
-        // The loader: Swift's runtime linked in (libstdc++, which it needs, too: Scripts/setup.sh
-        // puts a link to gcc's libstdc++.a alone in .build-static-cxx, searched first, so the
-        // driver's own -lstdc++ finds the archive; 2.1 MiB less in every bundle's lib/ for
-        // 80 KB in the loader; without the link the shared one is used, and LoaderSizeTests
-        // says so), and an RPATH (not RUNPATH, so that it
-        // also applies to the dependencies of extension modules Python dlopens) to the
-        // bundle's lib/, where libpython and every needed shared library are copied.
+        // The loader, linked for size (Documentation/LOADER-SIZE.md has the measurements):
+        // - Swift's runtime linked in, from the strippable copies above when set up;
+        // - libstdc++ linked in too: Scripts/setup.sh puts a link to gcc's libstdc++.a alone
+        //   in .build-static-cxx, searched first, so the driver's own -lstdc++ finds the
+        //   archive (2.1 MiB less in every bundle's lib/ for 80 KB here; without the link the
+        //   shared one is used, and LoaderSizeTests says so);
+        // - lld, for --gc-sections with the strippable runtime, packed relative relocations
+        //   (DT_RELR, glibc 2.36: 0.9 MB of .rela.dyn becomes 7 KB) and a script that leaves
+        //   out the unwind tables nothing in the loader uses (the script says why);
+        // - no dynamic exports, and an RPATH (not RUNPATH, so that it also applies to the
+        //   dependencies of extension modules Python dlopens) to the bundle's lib/, where
+        //   libpython and every needed shared library are copied.
         .executableTarget(
             name: "frost-stub",
             dependencies: ["FrostSystem", "FrostHTTP", "FrostServer", "FrostSupervisor", "FrostRuntime", "FrostBundle", "FrostPython"],
+            exclude: ["discard-unwind-tables.ld"],
             swiftSettings: loaderModuleSettings,
             linkerSettings: [
-                .unsafeFlags(["-static-stdlib", "-L\(Context.packageDirectory)/.build-static-cxx", "-Xlinker", "--gc-sections", "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
-                              "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib"]),
+                .unsafeFlags(strippableRuntimeFlags + [
+                    "-static-stdlib", "-L\(Context.packageDirectory)/.build-static-cxx",
+                    "-use-ld=lld", "-Xlinker", "--gc-sections", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                    "-Xlinker", "--script=\(Context.packageDirectory)/Sources/frost-stub/discard-unwind-tables.ld",
+                    "-Xlinker", "--no-eh-frame-hdr",
+                    "-Xlinker", "--no-export-dynamic", "-Xlinker", "--disable-new-dtags",
+                    "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/lib",
+                ]),
             ]
         ),
         // The isapi package's sources, shipped with the packager as a resource.
