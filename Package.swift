@@ -11,8 +11,10 @@ let loaderModuleSettings: [SwiftSetting] = [
                   "-Xfrontend", "-disable-implicit-concurrency-module-import"]),
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
     // swiftc keeps every public symbol on ELF for clients outside the link; the loader is
-    // one link with no outside clients, so --gc-sections may drop what it never calls.
-    .unsafeFlags(["-Xfrontend", "-internalize-at-link"], .when(configuration: .release)),
+    // one link with no outside clients, so --gc-sections may drop what it never calls,
+    // function by function (the packager's zip and tar writers, for one).
+    .unsafeFlags(["-Xfrontend", "-internalize-at-link", "-Xfrontend", "-function-sections"],
+                 .when(configuration: .release)),
 ]
 
 // The Swift runtime the loader links: Scripts/setup.sh makes copies of the toolchain's
@@ -49,17 +51,20 @@ let package = Package(
         .systemLibrary(name: "CProcess"),
         // One symbol from libarchive's format table (see the file for why).
         .target(name: "CArchiveStatic", dependencies: ["CArchive"]),
+        // libdeflate, linked statically: the loader inflates archive entries with it, whole
+        // buffers at a time (about three times zlib's speed, and no libarchive in the loader).
+        .systemLibrary(name: "CDeflate"),
         .target(
             name: "FrostArchive",
-            dependencies: ["CArchive", "CArchiveStatic", "FrostSystem"],
+            dependencies: ["CArchive", "CArchiveStatic", "CDeflate", "FrostSystem"],
             swiftSettings: loaderModuleSettings,
-            // The codecs libarchive's zip reader references are linked statically too:
-            // only the referenced parts come along (zlib stays shared: CPython's zlib
-            // module needs it anyway).
+            // The codecs libarchive references are linked statically too: only the
+            // referenced parts come along, in the packager (zlib stays shared: CPython's
+            // zlib module needs it anyway).
             linkerSettings: [
                 .linkedLibrary(":libarchive.a"),
                 .linkedLibrary(":libzstd.a"), .linkedLibrary(":liblzma.a"), .linkedLibrary(":libbz2.a"),
-                .linkedLibrary(":libnettle.a"), .linkedLibrary("z"),
+                .linkedLibrary(":libnettle.a"), .linkedLibrary(":libdeflate.a"), .linkedLibrary("z"),
             ]
         ),
         // The system layer: every Glibc helper more than one module needs (clocks, the

@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(
     python3 python3-dev python3-venv pkg-config    # the CPython frost embeds and freezes with
-    libarchive-dev                                 # zip reading and writing (linked statically)
+    libarchive-dev                                 # zip and tar writing, in the packager (linked statically)
+    libdeflate-dev                                 # the loader's entry reading (linked statically)
     zlib1g-dev liblzma-dev libzstd-dev libbz2-dev nettle-dev   # what static libarchive needs
     nginx systemd curl                             # the installer's tests: nginx -t, a real nginx, systemd-analyze
     strace                                         # the request-path tests count write(2) calls

@@ -1,7 +1,7 @@
-// FrostArchive: the only user of libarchive: deterministic zip writing and checked, bounded mounting.
+// FrostArchive: the only user of libarchive and libdeflate: deterministic zip and tar writing (libarchive, in the packager) and checked, bounded mounting (libdeflate, in the loader).
 
 import FrostSystem
-import CArchive
+import CDeflate
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -344,11 +344,12 @@ extension TableOfContents {
 }
 
 /// Reads one entry: its local header is checked against the central directory, then the
-/// bytes are decompressed by libarchive, never past the declared size.
+/// bytes are inflated by libdeflate in one call into a buffer of the declared size (a
+/// stream that wants more fails) and checked against the central directory's CRC-32.
 enum EntryReader {
     static func read(_ entry: ArchiveEntry, fd: Int32, baseOffset: Int, archive: String) throws -> [UInt8] {
         let headerOffset = baseOffset + entry.localHeaderOffset
-        var header = try FileIO.readExactly(fd, count: 30, at: headerOffset, archive: archive, entry: entry.path,
+        let header = try FileIO.readExactly(fd, count: 30, at: headerOffset, archive: archive, entry: entry.path,
                                             what: "the local header")
         guard header.u32(0) == ZipSignature.localHeader else {
             throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "bad local header signature")
@@ -368,54 +369,48 @@ enum EntryReader {
             throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "local header name differs from the central directory")
         }
         if entry.uncompressedSize == 0 { return [] }
-        // Patch the header copy with the central directory's sizes and CRC and clear the
-        // data-descriptor flag: the reader then knows exactly how much to read and checks
-        // the CRC itself.
-        header.setU16(6, header.u16(6) & ~0x0008)
-        header.setU16(8, entry.compression == .stored ? 0 : 8)
-        header.setU32(14, Int(entry.crc32))
-        header.setU32(18, entry.compressedSize)
-        header.setU32(22, entry.uncompressedSize)
-        let single = header + rest
-        return try decompress(single, entry: entry, archive: archive)
+        let data = try rest.withUnsafeBytes { raw in
+            try decompress(UnsafeRawBufferPointer(rebasing: raw[(nameLength + extraLength)...]), entry: entry, archive: archive)
+        }
+        let crc = data.withUnsafeBytes { UInt32(libdeflate_crc32(0, $0.baseAddress, $0.count)) }
+        guard crc == entry.crc32 else {
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "CRC-32 mismatch: the data is damaged")
+        }
+        return data
     }
 
-    static func decompress(_ single: [UInt8], entry: ArchiveEntry, archive: String) throws -> [UInt8] {
-        let handle = try LibArchiveHandle(.read, archiveName: archive)
-        let a = handle.pointer
-        try handle.check(archive_read_support_format_zip_streamable(a), "enabling the zip reader", entry: entry.path)
-        return try single.withUnsafeBytes { raw in
-            try handle.check(archive_read_open_memory(a, raw.baseAddress, raw.count), "opening the entry",
-                             entry: entry.path, kind: .corrupt)
-            var header: OpaquePointer?
-            try handle.check(archive_read_next_header(a, &header), "reading the entry header",
-                             entry: entry.path, kind: .corrupt)
-            var output = [UInt8](repeating: 0, count: entry.uncompressedSize)
-            var filled = 0
-            var overflow: UInt8 = 0
-            while true {
-                let n: Int
-                if filled < output.count {
-                    n = output.withUnsafeMutableBytes { out in
-                        archive_read_data(a, out.baseAddress! + filled, out.count - filled)
-                    }
-                } else {
-                    // Ask for one byte more than declared: any byte here is a lie in the header.
-                    n = archive_read_data(a, &overflow, 1)
-                }
-                let count = try handle.check(count: n, "decompressing", entry: entry.path, kind: .corrupt)
-                if count == 0 { break }
-                if filled >= output.count {
-                    throw ArchiveError(.entryTooLarge, archive: archive, entry: entry.path,
-                                       "decompresses to more than the declared \(entry.uncompressedSize) bytes")
-                }
-                filled += count
-            }
-            guard filled == entry.uncompressedSize else {
+    /// The entry's bytes from its stored data: copied, or inflated to exactly the declared
+    /// size (less is a corrupt entry; more, a header that lies).
+    static func decompress(_ stored: UnsafeRawBufferPointer, entry: ArchiveEntry, archive: String) throws -> [UInt8] {
+        if entry.compression == .stored {
+            guard stored.count == entry.uncompressedSize else {
                 throw ArchiveError(.corrupt, archive: archive, entry: entry.path,
-                                   "decompressed to \(filled) bytes, \(entry.uncompressedSize) declared")
+                                   "stored with \(stored.count) bytes, \(entry.uncompressedSize) declared")
             }
+            return [UInt8](stored)
+        }
+        guard let decompressor = libdeflate_alloc_decompressor() else {
+            throw ArchiveError(.ioFailure, archive: archive, entry: entry.path, "decompressing: out of memory")
+        }
+        defer { libdeflate_free_decompressor(decompressor) }
+        var produced = 0
+        var result = LIBDEFLATE_SUCCESS
+        let output = [UInt8](unsafeUninitializedCapacity: entry.uncompressedSize) { buffer, initialized in
+            result = libdeflate_deflate_decompress(decompressor, stored.baseAddress, stored.count,
+                                                   buffer.baseAddress, buffer.count, &produced)
+            initialized = result == LIBDEFLATE_SUCCESS ? produced : 0
+        }
+        switch result {
+        case LIBDEFLATE_SUCCESS where produced == entry.uncompressedSize:
             return output
+        case LIBDEFLATE_SUCCESS:
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path,
+                               "decompressed to \(produced) bytes, \(entry.uncompressedSize) declared")
+        case LIBDEFLATE_INSUFFICIENT_SPACE:
+            throw ArchiveError(.entryTooLarge, archive: archive, entry: entry.path,
+                               "decompresses to more than the declared \(entry.uncompressedSize) bytes")
+        default:
+            throw ArchiveError(.corrupt, archive: archive, entry: entry.path, "decompressing: the deflate data is damaged")
         }
     }
 }

@@ -368,6 +368,11 @@ func glibcLibraries() -> [String] {
         // libstdc++ is linked in (Scripts/setup.sh links gcc's archive where Package.swift looks).
         #expect(!dynamic.stdout.contains("libstdc++"), "the loader needs the shared libstdc++: run Scripts/setup.sh")
         guard Products.releaseStub != nil else { return }  // a debug loader is no measure of size
+        // The standard library is linked from the strippable copy (Scripts/setup.sh): a public
+        // function nothing calls is gone. From the toolchain's archive, all of them stay.
+        let unusedPublic = " $ss7UnicodeO6ScalarV10PropertiesV4nameSSSgvg"  // Unicode.Scalar.Properties.name
+        #expect(!symbols.stdout.split(separator: "\n").contains { $0.hasSuffix(unusedPublic) },
+                "the loader links the whole standard library: run Scripts/setup.sh (.build-static-swift)")
         let size = (try FileManager.default.attributesOfItem(atPath: scratch.path("stub"))[.size] as? Int) ?? 0
         #expect(size <= Self.budget, """
             the stripped loader is \(size) bytes, over its budget of \(Self.budget) \

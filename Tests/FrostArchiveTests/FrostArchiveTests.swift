@@ -209,6 +209,39 @@ func sampleWriter() throws -> ZipWriter {
         #expect(mountError(lie.bytes())?.kind == .corrupt)
     }
 
+    /// A deflated entry (as the packager writes them) is inflated to exactly the size the
+    /// central directory declares and checked against its CRC-32: a header that declares
+    /// less (a bomb's lie), more, a wrong CRC, or damaged deflate data are each refused.
+    @Test func deflatedEntriesInflateToExactlyTheDeclaredSizeAndCRC() throws {
+        var writer = ZipWriter()
+        let text = String(repeating: "value = 'compressible'\n", count: 200)
+        try writer.add("mod.py", text: text)
+        let good = try writer.bytes()
+        // The entry's central directory record: sizes at +20/+24, CRC at +16.
+        let signature: [UInt8] = [0x50, 0x4b, 0x01, 0x02]
+        let central = try #require((0..<(good.count - 4)).first { Array(good[$0..<($0 + 4)]) == signature })
+        let compressedSize = Int(good[central + 20]) | Int(good[central + 21]) << 8
+        let dataStart = 30 + "mod.py".utf8.count  // no extra field in the local header
+        #expect(good[central + 10] == 8, "the writer deflates text")
+        func patched(_ change: (inout [UInt8]) -> Void) -> [UInt8] { var bytes = good; change(&bytes); return bytes }
+        func setU32(_ bytes: inout [UInt8], _ at: Int, _ value: Int) {
+            for i in 0..<4 { bytes[at + i] = UInt8((value >> (8 * i)) & 0xff) }
+        }
+        func readError(_ bytes: [UInt8]) throws -> ArchiveError? {
+            let scratch = Scratch()
+            let mounted = try MountedArchive(path: scratch.file("d.zip", bytes))
+            do {
+                #expect(try mounted.read("mod.py") == Array(text.utf8))
+                return nil
+            } catch let error as ArchiveError { return error }
+        }
+        #expect(try readError(good) == nil)
+        #expect(try readError(patched { setU32(&$0, central + 24, text.utf8.count - 1) })?.kind == .entryTooLarge)
+        #expect(try readError(patched { setU32(&$0, central + 24, text.utf8.count + 1) })?.kind == .corrupt)
+        #expect(try readError(patched { $0[central + 16] ^= 0xff })?.kind == .corrupt)
+        #expect(try readError(patched { $0[dataStart + compressedSize / 2] ^= 0x55 })?.kind == .corrupt)
+    }
+
     @Test func truncatedNonZipAndEmptyFilesAreRefused() throws {
         #expect(mountError([])?.kind == .empty)
         #expect(mountError(Array("just some text, not an archive at all".utf8))?.kind == .notAZip)
