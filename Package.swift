@@ -26,7 +26,7 @@ let strippableRuntimeFlags = FileManager.default.fileExists(atPath: "\(strippabl
 
 // Data flows one way: script → analysis → bytecode → archive → dist directory →
 // loader → mount → import → factory. Each C library is wrapped by exactly one module:
-// CArchive only by FrostArchive, CPython only by FrostPython.
+// CArchive and CDeflate only by FrostArchive, CPython only by FrostPython.
 let package = Package(
     name: "Frost",
     platforms: [.macOS(.v13)],

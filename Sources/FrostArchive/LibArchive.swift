@@ -1,32 +1,23 @@
 import CArchive
 import CArchiveStatic
 
-/// The one place libarchive is called: an owned handle and one checker for its return
-/// codes. Nothing outside this module sees libarchive.
+/// The one place libarchive is called: an owned writer handle (the packager writes zip
+/// and tar with it; the loader reads archives without libarchive) and one checker for its
+/// return codes. Nothing outside this module sees libarchive.
 final class LibArchiveHandle {
-    enum Direction { case read, write }
-
     let pointer: OpaquePointer
-    let direction: Direction
     let archiveName: String
 
-    init(_ direction: Direction, archiveName: String) throws {
+    init(archiveName: String) throws {
         _ = frost_archive_static_linked()
-        let p = direction == .read ? archive_read_new() : archive_write_new()
-        guard let p else {
+        guard let p = archive_write_new() else {
             throw ArchiveError(.ioFailure, archive: archiveName, "libarchive could not allocate a handle")
         }
         self.pointer = p
-        self.direction = direction
         self.archiveName = archiveName
     }
 
-    deinit {
-        switch direction {
-        case .read: archive_read_free(pointer)
-        case .write: archive_write_free(pointer)
-        }
-    }
+    deinit { archive_write_free(pointer) }
 
     /// Turns a libarchive status into a typed error carrying libarchive's own message.
     /// Warnings pass: libarchive uses them for conditions we check ourselves.

@@ -123,12 +123,6 @@ extension Array where Element == UInt8 {
     @inline(__always) func u32(_ i: Int) -> Int {
         Int(self[i]) | Int(self[i + 1]) << 8 | Int(self[i + 2]) << 16 | Int(self[i + 3]) << 24
     }
-    @inline(__always) mutating func setU16(_ i: Int, _ v: Int) {
-        self[i] = UInt8(v & 0xFF); self[i + 1] = UInt8((v >> 8) & 0xFF)
-    }
-    @inline(__always) mutating func setU32(_ i: Int, _ v: Int) {
-        for k in 0..<4 { self[i + k] = UInt8((v >> (8 * k)) & 0xFF) }
-    }
 }
 
 enum ZipSignature {

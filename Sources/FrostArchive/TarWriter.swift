@@ -44,7 +44,7 @@ public struct TarWriter: Sendable {
 
     /// The archive's bytes.
     public func bytes() throws -> [UInt8] {
-        let handle = try LibArchiveHandle(.write, archiveName: "<tar writer>")
+        let handle = try LibArchiveHandle(archiveName: "<tar writer>")
         let a = handle.pointer
         try handle.check(archive_write_set_format_pax_restricted(a), "selecting the pax format")
         if gzip {

@@ -62,7 +62,7 @@ public struct ZipWriter: Sendable {
 
     /// The archive's bytes.
     public func bytes() throws -> [UInt8] {
-        let handle = try LibArchiveHandle(.write, archiveName: "<writer>")
+        let handle = try LibArchiveHandle(archiveName: "<writer>")
         let a = handle.pointer
         try handle.check(archive_write_set_format_zip(a), "selecting the zip format")
         // Unblocked output: no padding after the end of the archive.
