@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Flask sample frozen by frost and by PyInstaller (one-dir, served by waitress), side
 # by side in one run: build time, dist size (bytes, files), and time from exec to the
-# first answer. Usage: Benchmarks/flask-vs-pyinstaller/run.sh [ROUNDS]
+# first answer; with the hello bundle and the loader against the lean bundles targets.
+# Prints the table and writes it to results.md beside this script.
+# Usage: Benchmarks/flask-vs-pyinstaller/run.sh [ROUNDS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -37,6 +39,13 @@ start=$(ms)
     --add-data "site_app/static:site_app/static" serve_waitress.py >/dev/null)
 pyi_build=$(( $(ms) - start ))
 
+# The hello bundle and the loader, for the lean bundles targets.
+"$bin/frost" build Bundles/hello.toml --dist "$work/hello" --json > "$work/hello.json"
+hello_bytes=$(du -sb "$work/hello/hello" | cut -f1)
+hello_stdlib=$($python -c 'import json, sys; print(json.load(open(sys.argv[1]))["modules"]["stdlib"])' "$work/hello.json")
+hello_heavy=$(ls "$work/hello/hello/lib" | grep -E '^lib(crypto|ssl|readline)' | tr '\n' ' ' || true)
+loader_bytes=$(stat -c %s "$work/hello/hello/_hello")
+
 frost_dir=$work/frost/flask_site
 pyi_dir=$work/pyi-dist/serve_waitress
 # Bytes as stored (hard links once, as du counts them) and regular files.
@@ -63,12 +72,15 @@ for _ in $(seq "$rounds"); do
 done
 
 $python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_files" "$pyi_bytes" "$pyi_files" \
-    "${frost_times[*]}" "${pyi_times[*]}" "${single_times[*]}" <<'PY'
-import statistics, sys
+    "${frost_times[*]}" "${pyi_times[*]}" "${single_times[*]}" \
+    "$hello_bytes" "$hello_stdlib" "$loader_bytes" "$hello_heavy" "$here/results.md" <<'PY'
+import datetime, os, platform, statistics, sys
 fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
 ft = [int(x) for x in sys.argv[8].split()]
 pt = [int(x) for x in sys.argv[9].split()]
 st = [int(x) for x in sys.argv[10].split()]
+hello_bytes, hello_stdlib, loader_bytes = map(int, sys.argv[11:14])
+hello_heavy, results = sys.argv[14].split(), sys.argv[15]
 print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
 print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
 print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
@@ -80,4 +92,32 @@ sm = statistics.median(st)
 print(f"{'  the same, --workers 0':28}{sm:>14.0f}{pm:>14.0f}{sm/pm:>8.2f}")
 print("  both: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host, a master and")
 print("  one worker, or one process with --workers 0; PyInstaller: waitress, one process)")
+
+# The lean bundles targets, each with what was measured in this run.
+mib = lambda n: n / 2**20
+rows = [
+    ("hello bundle", "≤ 18 MiB", f"{mib(hello_bytes):.1f} MiB", hello_bytes <= 18 * 2**20),
+    ("hello: stdlib modules", "≤ 120", str(hello_stdlib), hello_stdlib <= 120),
+    ("hello: libcrypto, libssl, readline", "none", " ".join(hello_heavy) or "none", not hello_heavy),
+    ("loader, stripped", "≤ 9 MiB", f"{mib(loader_bytes):.1f} MiB", loader_bytes <= 9 * 2**20),
+    ("Flask: bytes ÷ PyInstaller one-dir", "≤ 1.2", f"{fbytes / pbytes:.2f}", fbytes <= 1.2 * pbytes),
+    ("Flask: files", "fewer", f"{ffiles} vs {pfiles}", ffiles < pfiles),
+    ("Flask: payload (all but the loader) ÷ PyInstaller", "≤ 0.8", f"{(fbytes - loader_bytes) / pbytes:.2f}",
+     fbytes - loader_bytes <= 0.8 * pbytes),
+    ("Flask: exec → first 200 ÷ PyInstaller (master + 1 worker)", "≤ 0.6", f"{fm / pm:.2f}", fm <= 0.6 * pm),
+]
+lines = [f"# The lean bundles targets, measured\n",
+         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
+         f"{platform.platform()}, Python {platform.python_version()}; Benchmarks/flask-vs-pyinstaller/run.sh, "
+         f"{len(ft)} start-up rounds, medians.\n",
+         "| what | target | measured | met |", "|---|---|---|---|"]
+lines += [f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |" for what, target, measured, met in rows]
+lines += ["", f"Flask sample: frost {mib(fbytes):.1f} MiB in {ffiles} files (the loader {mib(loader_bytes):.1f} MiB), "
+          f"PyInstaller one-dir {mib(pbytes):.1f} MiB in {pfiles} files; exec to the first 200: frost {fm:.0f} ms "
+          f"(--workers 0: {sm:.0f} ms), PyInstaller {pm:.0f} ms; builds {fb/1000:.1f} s and {pb/1000:.1f} s."]
+with open(results, "w") as out:
+    out.write("\n".join(lines) + "\n")
+print()
+print("\n".join(lines[2:]))
+print(f"written: {results}")
 PY
