@@ -1,10 +1,14 @@
-# Sourced by Benchmarks/run and Benchmarks/soak: installs what the measurements need (wrk,
-# nginx and libev from Debian; a venv from /usr/bin/python3 with the peers from PyPI, kept in
-# .build-bench/), builds frost and the benchmark bundles into .build-bench/dist, and sets
+# Sourced by Benchmarks/run and Benchmarks/soak: runs frost's build set-up (Scripts/setup.sh),
+# installs what the measurements need (wrk, nginx and libev from Debian; a venv from
+# /usr/bin/python3 with the peers from PyPI, kept in .build-bench/), builds frost and the
+# benchmark bundles into .build-bench/dist, and sets
 # $here, $repo, $venv and $dist. With --quick among the arguments the Flask bundle is skipped.
 repo=$(cd "$here/.." && pwd)
 export PATH="/opt/swift/usr/bin:$PATH"
 
+# What building frost needs (Debian packages, the loader's static libstdc++ and Swift
+# runtime), as for the tests; then what only the measurements need.
+bash "$repo/Scripts/setup.sh"
 bash "$repo/Scripts/install-missing.sh" bench wrk nginx libev-dev
 
 state="$repo/.build-bench"
