@@ -14,6 +14,7 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 
 cd "$repo"
+bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
 swift build -c release --product frost-stub >/dev/null
 swift build -c release --product frost >/dev/null
 bin=$(swift build -c release --show-bin-path)

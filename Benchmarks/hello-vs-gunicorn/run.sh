@@ -15,6 +15,7 @@ command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 
 cd "$repo"
+bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
 swift build -c release --product frost-stub >/dev/null
 swift build -c release --product frost >/dev/null
 "$(swift build -c release --show-bin-path)/frost" build Bundles/hello.toml --dist "$work/dist" --quiet

@@ -13,6 +13,7 @@ work=$(mktemp -d /tmp/frost-import-bench.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 cd "$repo"
+bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
 swift build -c release --product frost-stub >/dev/null
 swift build -c release --product frost >/dev/null
 bin=$(swift build -c release --show-bin-path)

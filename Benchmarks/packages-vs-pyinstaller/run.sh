@@ -15,6 +15,7 @@ trap cleanup EXIT
 
 cd "$repo"
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
 swift build -c release --product frost-stub >/dev/null
 swift build -c release --product frost >/dev/null
 bin=$(swift build -c release --show-bin-path)
