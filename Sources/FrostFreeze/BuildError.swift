@@ -1,6 +1,6 @@
-/// A build failure other than a bad spec.
-/// Why a build failed: the kind of failure, what it is about (a file, a spec key, a
-/// requirements file) and a message that says what to fix.
+/// Why a build failed (other than a bad spec, which is a `SpecError`): the kind of
+/// failure, what it is about (a file, a spec key, a requirements file) and a message that
+/// says what to fix.
 public struct BuildError: Error, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable {
         /// The spec's `python` cannot be run, is not a supported CPython, or lacks a shared libpython.

@@ -51,7 +51,6 @@ public enum StandardLibrarySource: Sendable, Equatable {
     case systemPython
 }
 
-/// Why the interpreter did not start.
 /// Why the interpreter (or one of its threads) could not start.
 public struct InterpreterError: Error, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable {

@@ -536,8 +536,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         return result.0
     }
 
-    /// A static response from a Python thread (GIL released), through the same head
-    /// filter as everything else.
     // MARK: Routing (once, for requests with and without a filter)
 
     /// What a request's URL leads to.
@@ -570,6 +568,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
     }
 
+    /// A static response from a Python thread (GIL released), through the same head
+    /// filter as everything else.
     private func sendStatic(_ exchange: HTTPExchange, _ response: StaticFiles.Response) {
         do {
             try exchange.sendHead(status: Int(response.status.code), reason: response.status.reasonPhrase, headers: response.headers)

@@ -3,7 +3,6 @@ import FrostSystem
 import Glibc
 #endif
 
-/// A supervisor failure the user can act on.
 /// Why the master (or a worker's part of the process model) could not set something up.
 public struct SupervisorError: Error, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable {
