@@ -34,13 +34,19 @@ struct Frost: ParsableCommand {
             try command.run()
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
-        } catch let error where error is ValidationError || error is CleanExit {
-            Self.exit(withError: error)
+        } catch let error where error is ValidationError || error is CleanExit || isArgumentParserError(error) {
+            Self.exit(withError: error)  // `frost --help` and `frost help build` run ArgumentParser's help command, which throws
         } catch {
             printError("frost: error: \(error)")
             Foundation.exit(ExitStatus.of(error))
         }
     }
+}
+
+/// Whether ArgumentParser threw `error` itself (its help command reports the help it
+/// printed as an internal error type), so that it prints it, not us.
+private func isArgumentParserError(_ error: Error) -> Bool {
+    String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
 }
 
 /// A failure the command itself finds, before any library is involved.

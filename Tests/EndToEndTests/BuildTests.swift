@@ -259,6 +259,16 @@ func glibcLibraries() -> [String] {
         }
     }
 
+    @Test func helpIsPrintedWithExitStatusZero() throws {
+        // ArgumentParser's help command throws once it has printed; that is not a failure.
+        for arguments in [["--help"], ["build", "--help"], ["help", "build"], ["image", "-h"]] {
+            let result = try runProcess(Products.frost, arguments)
+            #expect(result.status == 0, "frost \(arguments.joined(separator: " ")): \(result.output)")
+            #expect(result.stdout.contains("USAGE: frost"), "frost \(arguments.joined(separator: " ")): \(result.stdout)")
+            #expect(!result.stderr.contains("error"), "frost \(arguments.joined(separator: " ")): \(result.stderr)")
+        }
+    }
+
     @Test func unresolvableAndDynamicImportsAreWarnedWithFileAndLine() throws {
         let scratch = ScratchDirectory("warn")
         try """
