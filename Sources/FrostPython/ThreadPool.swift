@@ -32,7 +32,7 @@ public final class PythonThreadPool: @unchecked Sendable {
     /// Sleeping threads by slot, the most recent last; each waits on its own condition
     /// until `woken`.
     private var sleeping: [Int] = []
-    private var wakeConditions: [Monitor.Condition] = []
+    private let wakeConditions: [Monitor.Condition]
     private var woken: [Bool]
     /// When each thread's job started (nil: none), for `busy`.
     private var startedAt: [Double?]
@@ -48,6 +48,7 @@ public final class PythonThreadPool: @unchecked Sendable {
         self.size = size
         self.startedAt = Array(repeating: nil, count: size)
         self.woken = Array(repeating: false, count: size)
+        let monitor = self.monitor
         self.wakeConditions = (0..<size).map { _ in Monitor.Condition(monitor) }
         for index in 0..<size {
             try startThread(name: "\(name)-\(index)") { pool in pool.runLoop(slot: index) }
@@ -82,11 +83,12 @@ public final class PythonThreadPool: @unchecked Sendable {
 
     /// Queues `job`; it runs on a pool thread holding the GIL.
     public func submit(_ job: @escaping () -> Void) {
-        monitor.locked {
+        let woken = monitor.locked { () -> Int? in
             precondition(!stopping, "work submitted to a stopped Python thread pool")
             queue.append((job, monotonicSeconds()))
-            if running == 0 { wakeOne() }
+            return running == 0 ? pickOne() : nil
         }
+        if let woken { wakeConditions[woken].signal() }
     }
 
     /// Threads running a job now, and how long the oldest of those jobs has run.
@@ -154,10 +156,18 @@ public final class PythonThreadPool: @unchecked Sendable {
     /// as running from now on, so that the next `submit` does not wake a second one
     /// before it has run. `monitor` held.
     private func wakeOne() {
-        guard let slot = sleeping.popLast() else { return }
+        if let slot = pickOne() { wakeConditions[slot].signal() }
+    }
+
+    /// Picks the thread `wakeOne` wakes and marks it woken, for a caller that signals its
+    /// condition once it has released `monitor`: signalled under the mutex, the thread
+    /// would wake only to block on it (a second sleep and wake-up per request, measured
+    /// as the pool's busiest lock). `monitor` held.
+    private func pickOne() -> Int? {
+        guard let slot = sleeping.popLast() else { return nil }
         woken[slot] = true
         running += 1
-        wakeConditions[slot].signal()
+        return slot
     }
 
     /// Whether work queued at `queuedAt` has waited a tick or more.

@@ -78,7 +78,9 @@ public final class Monitor: @unchecked Sendable {
         /// Waits (the monitor's mutex held, inside `locked`) until signalled.
         public func wait() { pthread_cond_wait(condition, monitor.mutex) }
 
-        /// Wakes the waiter (the caller holds the monitor's mutex).
+        /// Wakes the waiter. The caller may hold the monitor's mutex or not: signalling
+        /// after releasing it spares the waiter waking only to block on the mutex, as long
+        /// as the waiter's predicate was set under the mutex.
         public func signal() { pthread_cond_signal(condition) }
     }
 }
