@@ -23,9 +23,9 @@ if [ ! -x "$venv/bin/granian" ] || [ ! -f "$venv/.complete" ]; then
 fi
 
 cd "$repo"
-swift build -c release --product frost-stub >/dev/null
-swift build -c release --product frost >/dev/null
-frost="$(swift build -c release --show-bin-path)/frost"
+Scripts/build-release.sh --product frost-stub >/dev/null
+Scripts/build-release.sh --product frost >/dev/null
+frost="$(Scripts/build-release.sh --show-bin-path)/frost"
 dist="$state/dist"
 for spec in bench_isapi bench_wsgi flask_page; do
     if [ "$spec" = flask_page ] && printf '%s\n' "$@" | grep -qx -- --quick; then continue; fi

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 bash Scripts/setup.sh
-swift build -c release --product frost-stub
-swift build -c release --product frost
-bin=$(swift build -c release --show-bin-path)
+Scripts/build-release.sh --product frost-stub
+Scripts/build-release.sh --product frost
+bin=$(Scripts/build-release.sh --show-bin-path)
 "$bin/frost" build Bundles/hello.toml
 port=${PORT:-8000}
 echo "try: curl http://127.0.0.1:$port/"

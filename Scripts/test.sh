@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
 swift build --build-tests
 # The release loader too: the wire tests attack what users run (NIO's debug checks are off there).
-swift build -c release --product frost-stub
+Scripts/build-release.sh --product frost-stub
 swift test --skip-build

@@ -15,9 +15,9 @@ command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 
 cd "$repo"
 bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
-swift build -c release --product frost-stub >/dev/null
-swift build -c release --product frost >/dev/null
-bin=$(swift build -c release --show-bin-path)
+Scripts/build-release.sh --product frost-stub >/dev/null
+Scripts/build-release.sh --product frost >/dev/null
+bin=$(Scripts/build-release.sh --show-bin-path)
 sample=$repo/Samples/flask_site
 
 ms() { $python -c 'import sys,time; print(int(time.time()*1000))'; }

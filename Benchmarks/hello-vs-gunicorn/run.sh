@@ -16,9 +16,9 @@ command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 
 cd "$repo"
 bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
-swift build -c release --product frost-stub >/dev/null
-swift build -c release --product frost >/dev/null
-"$(swift build -c release --show-bin-path)/frost" build Bundles/hello.toml --dist "$work/dist" --quiet
+Scripts/build-release.sh --product frost-stub >/dev/null
+Scripts/build-release.sh --product frost >/dev/null
+"$(Scripts/build-release.sh --show-bin-path)/frost" build Bundles/hello.toml --dist "$work/dist" --quiet
 /usr/bin/python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check gunicorn
 

@@ -14,9 +14,9 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 cd "$repo"
 bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
-swift build -c release --product frost-stub >/dev/null
-swift build -c release --product frost >/dev/null
-bin=$(swift build -c release --show-bin-path)
+Scripts/build-release.sh --product frost-stub >/dev/null
+Scripts/build-release.sh --product frost >/dev/null
+bin=$(Scripts/build-release.sh --show-bin-path)
 
 stdlib=$($python -I -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
 tag=$($python -I -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')

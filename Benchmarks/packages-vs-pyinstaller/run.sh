@@ -16,9 +16,9 @@ trap cleanup EXIT
 cd "$repo"
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
-swift build -c release --product frost-stub >/dev/null
-swift build -c release --product frost >/dev/null
-bin=$(swift build -c release --show-bin-path)
+Scripts/build-release.sh --product frost-stub >/dev/null
+Scripts/build-release.sh --product frost >/dev/null
+bin=$(Scripts/build-release.sh --show-bin-path)
 
 # One venv for both: the corpus's requirements and PyInstaller (frost uses it through a
 # requirements file; its own build venv is made first, outside the timing).

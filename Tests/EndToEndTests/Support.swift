@@ -15,7 +15,7 @@ enum Products {
         return url
     }()
     static var stub: String { directory.appendingPathComponent("frost-stub").path }
-    /// The release-built loader beside the debug one, when `swift build -c release` made it
+    /// The release-built loader beside the debug one, when Scripts/build-release.sh made it
     /// (Scripts/test.sh does): what users run, where NIO's debug assertions are off.
     static var releaseStub: String? {
         let path = directory.deletingLastPathComponent().appendingPathComponent("release/frost-stub").path
