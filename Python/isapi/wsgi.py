@@ -98,7 +98,17 @@ class ISAPIInputWrapper:
 
     def __init__(self, ecb, total=None):
         self._ecb = ecb
-        total = int(ecb.TotalBytes or 0) if total is None else total
+        self._total = total
+        # Nothing is asked of the ECB until the application reads: most requests have no
+        # body, and most applications never touch wsgi.input.
+        self._started = False
+        self._buffer = b""
+        self._remaining = 0
+
+    def _start(self):
+        self._started = True
+        ecb = self._ecb
+        total = int(ecb.TotalBytes or 0) if self._total is None else self._total
         # A chunked body (TotalBytes 0xFFFFFFFF) is read until the host says it ended.
         self._remaining = sys.maxsize if total == _CHUNKED else max(total, 0)
         preloaded = ecb.AvailableData or b""
@@ -106,6 +116,8 @@ class ISAPIInputWrapper:
         self._remaining -= len(self._buffer)
 
     def _fill(self, wanted):
+        if not self._started:
+            self._start()
         if len(self._buffer) >= wanted or self._remaining <= 0:
             return
         # Pieces are joined once: adding each to the buffer would copy it again and again.
@@ -131,6 +143,8 @@ class ISAPIInputWrapper:
         return data
 
     def readline(self, size=-1):
+        if not self._started:
+            self._start()
         while b"\n" not in self._buffer and self._remaining > 0:
             self._fill(len(self._buffer) + 8192)
         end = self._buffer.find(b"\n") + 1 or len(self._buffer)
@@ -242,16 +256,20 @@ class _WSGIHandlerMixin:
                 return self.apps[segment], prefix, path_info[len(prefix):] if path_info.startswith(prefix) else path_info
         return self.rootapp, "", path_info
 
+    @staticmethod
+    def _native_environ(ecb, multithread, build):
+        # frost's control block builds the CGI variables natively, from the same request
+        # data and with the same rules as the portable path in environ().
+        environ = build(_CONSTANT_ENVIRON[multithread])
+        environ["wsgi.input"] = ISAPIInputWrapper(ecb)
+        environ["wsgi.errors"] = sys.stderr
+        environ["isapi.ecb"] = ecb
+        return environ
+
     def environ(self, ecb, multithread):
         build = getattr(ecb, "WSGIEnviron", None)
         if build is not None:
-            # frost's control block builds the CGI variables natively, from the same
-            # request data and with the same rules as the portable path below.
-            environ = build(_CONSTANT_ENVIRON[multithread])
-            environ["wsgi.input"] = ISAPIInputWrapper(ecb)
-            environ["wsgi.errors"] = sys.stderr
-            environ["isapi.ecb"] = ecb
-            return environ
+            return self._native_environ(ecb, multithread, build)
         (path_variable, script_name, https, server_name, server_port, protocol, remote_addr, remote_host,
          remote_port, remote_user, auth_type, all_http) = _variables(ecb)
         path_info = _text(ecb.PathInfo) or path_variable
@@ -308,8 +326,12 @@ class _WSGIHandlerMixin:
         return environ
 
     def handle(self, ecb, multithread):
-        environ = self.environ(ecb, multithread)
-        response = _Response(ecb, native=hasattr(ecb, "WSGIEnviron"))
+        build = getattr(ecb, "WSGIEnviron", None)
+        if build is not None:
+            environ = self._native_environ(ecb, multithread, build)
+        else:
+            environ = self.environ(ecb, multithread)
+        response = _Response(ecb, native=build is not None)
         if self.apps:
             app, prefix, path_info = self.select(environ["PATH_INFO"])
             environ["SCRIPT_NAME"] += prefix

@@ -39,6 +39,8 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     private let dispatcher: ExchangeDispatcher
     private let limits: HostLimits
     private var current: HTTPExchange?
+    /// Both ends of this connection, made at its first request.
+    private var addresses: ConnectionAddresses?
     /// The request in hand has been read to its end and its response is still owed.
     private var awaitingResponse = false
     /// What arrived while `awaitingResponse`, in order, for after the response.
@@ -211,8 +213,11 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             }
             bodyBytes = 0
             requestsSeen += 1
+            let addresses = self.addresses ?? ConnectionAddresses(local: context.channel.localAddress,
+                                                                  remote: context.channel.remoteAddress)
+            self.addresses = addresses
             let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
-                                        limits: limits, trustedProxies: trustedProxies)
+                                        addresses: addresses, limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {

@@ -62,8 +62,10 @@ package final class HTTPExchange: @unchecked Sendable {
     /// the raw connection instead (`.answered`; later writes are dropped).
     package var headHook: ((HTTPExchange, inout Int, inout String, inout [(String, String)]) -> HeadDecision)?
     package enum HeadDecision { case send, answered(keepConnection: Bool) }
-    package let localAddress: SocketAddress?
-    package let remoteAddress: SocketAddress?
+    /// Both ends of the connection, with their text forms (made once per connection).
+    package let addresses: ConnectionAddresses
+    package var localAddress: SocketAddress? { addresses.local }
+    package var remoteAddress: SocketAddress? { addresses.remote }
     /// The client as a trusted proxy reports it (X-Forwarded-For, X-Forwarded-Proto), or
     /// nil when the peer is not one.
     package let forwarded: TrustedProxies.Client?
@@ -136,7 +138,7 @@ package final class HTTPExchange: @unchecked Sendable {
     private var writeStalled = false
 
     package init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
-                 limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
+                 addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
         self.readAhead = limits.readAhead
@@ -154,15 +156,14 @@ package final class HTTPExchange: @unchecked Sendable {
         self.connection = connection
         self.eventLoop = context.eventLoop
         self.allocator = context.channel.allocator
-        self.localAddress = context.channel.localAddress
-        self.remoteAddress = context.channel.remoteAddress
-        self.forwarded = trustedProxies.client(peer: context.channel.remoteAddress, headers: head.headers)
+        self.addresses = addresses
+        self.forwarded = trustedProxies.client(peer: addresses.remote, headers: head.headers)
         self.received = monotonicSeconds()
         self.keepAlive = head.isKeepAlive
     }
 
     /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.
-    package var clientAddress: String { forwarded?.address ?? remoteAddress?.ipAddress ?? "" }
+    package var clientAddress: String { forwarded?.address ?? addresses.remoteIP }
 
     package func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
         monitor.locked { change(&requestHead) }
@@ -338,7 +339,8 @@ package final class HTTPExchange: @unchecked Sendable {
             throw ExchangeError(.badResponseHead, "bad response header \(name.debugDescription): \(value.debugDescription)")
         }
         var responseHeaders = HTTPHeaders(headers)
-        let (isHead, version): (Bool, HTTPVersion) = (head.method == .HEAD, head.version)
+        let version = head.version
+        let isHead = requestMethod == .HEAD
         try monitor.locked {
             guard !headersSent else { throw ExchangeError(.responseState, "response headers were already sent") }
             guard !closed else { throw ExchangeError(.clientClosed, "the client closed the connection") }
@@ -357,7 +359,8 @@ package final class HTTPExchange: @unchecked Sendable {
                     keepAlive = false
                 }
             }
-            if responseHeaders["connection"].contains(where: { $0.lowercased() == "close" }) { keepAlive = false }
+            if responseHeaders.contains(name: "connection"),
+               responseHeaders["connection"].contains(where: { $0.lowercased() == "close" }) { keepAlive = false }
             if !keepAlive {
                 responseHeaders.replaceOrAdd(name: "connection", value: "close")
             } else if version.major == 1 && version.minor == 0 {
@@ -682,3 +685,24 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 }
 
+
+/// The two ends of a connection and their text forms, made once per connection: printing
+/// the peer's address for every request cost more than the rest of a WSGI environ.
+package final class ConnectionAddresses: Sendable {
+    package let local: SocketAddress?
+    package let remote: SocketAddress?
+    /// The addresses and ports as CGI variables give them ("" when unknown).
+    package let localIP: String
+    package let localPort: String
+    package let remoteIP: String
+    package let remotePort: String
+
+    package init(local: SocketAddress?, remote: SocketAddress?) {
+        self.local = local
+        self.remote = remote
+        localIP = local?.ipAddress ?? ""
+        localPort = local?.port.map(String.init) ?? ""
+        remoteIP = remote?.ipAddress ?? ""
+        remotePort = remote?.port.map(String.init) ?? ""
+    }
+}

@@ -28,11 +28,12 @@ struct ResponseEncoder {
         if var head {
             let code = head.status.code
             let informational = (100..<200).contains(code) && code != 101
+            // (Removing only what is there: a removal copies the fields, found or not.)
             if !head.status.mayHaveResponseBody || method == .CONNECT {
-                head.headers.remove(name: "content-length")
-                head.headers.remove(name: "transfer-encoding")
+                if head.headers.contains(name: "content-length") { head.headers.remove(name: "content-length") }
+                if head.headers.contains(name: "transfer-encoding") { head.headers.remove(name: "transfer-encoding") }
             } else if head.headers.contains(name: "content-length") {
-                head.headers.remove(name: "transfer-encoding")
+                if head.headers.contains(name: "transfer-encoding") { head.headers.remove(name: "transfer-encoding") }
             } else if head.version.major == 1 && head.version.minor >= 1 {
                 head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
                 if !informational { chunked = true }

@@ -22,6 +22,51 @@ public func optionalArgument(_ args: [PythonObject], _ keywords: [(String, Pytho
     return keywords.first { $0.0 == name }?.1
 }
 
+/// The arguments of one call to a native method, read where CPython passed them
+/// (vectorcall): no array and no wrapper object until an argument is asked for.
+public struct NativeArguments {
+    private let base: UnsafePointer<UnsafeMutablePointer<PyObject>?>?
+    /// How many arguments were passed by position.
+    public let positionalCount: Int
+    private let keywordNames: UnsafeMutablePointer<PyObject>?
+    private let selfPointer: UnsafeMutablePointer<PyObject>
+
+    init(self selfPointer: UnsafeMutablePointer<PyObject>, _ base: UnsafePointer<UnsafeMutablePointer<PyObject>?>?,
+         _ nargs: Int, _ keywordNames: UnsafeMutablePointer<PyObject>?) {
+        self.selfPointer = selfPointer
+        self.base = base
+        self.positionalCount = Int(frost_vectorcall_nargs(nargs))
+        self.keywordNames = keywordNames
+    }
+
+    /// The object the method was called on (`self` in Python).
+    public var selfObject: PythonObject { PythonObject(borrowing: selfPointer) }
+
+    /// Argument `index`, given positionally or by keyword `name`, if given.
+    public func optional(_ index: Int, _ name: String) -> PythonObject? {
+        if index < positionalCount { return PythonObject(borrowing: base![index]!) }
+        guard let keywordNames else { return nil }
+        for position in 0..<PyTuple_Size(keywordNames) {
+            // Keyword names are str; compared without making a Swift string.
+            if PyUnicode_CompareWithASCIIString(PyTuple_GetItem(keywordNames, position), name) == 0 {
+                return PythonObject(borrowing: base![positionalCount + position]!)
+            }
+        }
+        return nil
+    }
+
+    /// Argument `index`, given positionally or by keyword `name`; raises TypeError in
+    /// Python when it is missing.
+    public func required(_ index: Int, _ name: String) throws -> PythonObject {
+        if let value = optional(index, name) { return value }
+        throw PythonError.raise(.typeError, "missing required argument '\(name)' (pos \(index + 1))")
+    }
+}
+
+/// A method of a native type: the payload of the object it is called on, and the call's
+/// arguments, in; a new object out. Throwing a `PythonError` raises it in Python.
+public typealias NativeMethod<Payload> = (_ payload: Payload, _ arguments: NativeArguments) throws -> PythonObject
+
 /// An attribute of a native type: a getter and, for writable ones, a setter.
 public struct NativeAttribute<Payload: AnyObject> {
     public let get: (Payload) throws -> PythonObject
@@ -45,7 +90,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public let qualifiedName: String
     public let doc: String
     public private(set) var attributes: [(name: String, attribute: NativeAttribute<Payload>)] = []
-    public private(set) var methods: [(name: String, body: (Payload, PythonObject) -> NativeCall)] = []
+    public private(set) var methods: [(name: String, body: NativeMethod<Payload>)] = []
     public var describe: ((Payload) -> String)?
     private var typePointer: UnsafeMutablePointer<PyObject>?
 
@@ -62,9 +107,9 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         attributes.append((name, NativeAttribute(get: get, set: set)))
     }
 
-    /// Defines a method: `body` gets the payload and the Python object itself (`self`)
-    /// and returns the call.
-    public func method(_ name: String, _ body: @escaping (Payload, PythonObject) -> NativeCall) {
+    /// Defines a method: `body` gets the payload and the call's arguments (with the
+    /// Python object itself, `self`).
+    public func method(_ name: String, _ body: @escaping NativeMethod<Payload>) {
         precondition(typePointer == nil, "define methods before the type is created")
         methods.removeAll { $0.name == name }
         methods.append((name, body))
@@ -132,9 +177,8 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         return Unmanaged<Payload>.fromOpaque(raw).takeUnretainedValue()
     }
 
-    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: [PythonObject],
-                    _ keywords: [(String, PythonObject)]) throws -> PythonObject {
-        try methods[index].body(try payload(object), PythonObject(borrowing: object))(arguments, keywords)
+    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: NativeArguments) throws -> PythonObject {
+        try methods[index].body(try payload(object), arguments)
     }
 
     func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject {
@@ -159,8 +203,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 }
 
 protocol NativeTypeDefinition: AnyObject {
-    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: [PythonObject],
-                    _ keywords: [(String, PythonObject)]) throws -> PythonObject
+    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: NativeArguments) throws -> PythonObject
     func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject
     func setAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>, value: PythonObject?) throws
     func represent(_ payload: AnyObject) -> String
@@ -224,9 +267,8 @@ func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?
         return nil
     }
     let (definition, index) = NativeMethodSlots.entries[Int(slot)]
-    guard let (positional, keywords) = callArguments(args, nargs, kwnames) else { return nil }
     do {
-        return try definition.callMethod(index, object: object, positional, keywords).newReference()
+        return try definition.callMethod(index, object: object, NativeArguments(self: object, args, nargs, kwnames)).newReference()
     } catch {
         error.raiseInPython()
         return nil

@@ -171,6 +171,16 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         return try body(UnsafeRawBufferPointer(start: PyBytes_AsString(pointer), count: PyBytes_Size(pointer)))
     }
 
+    /// The UTF-8 bytes of a `str` (CPython's own cached copy) or the bytes of a `bytes`
+    /// object, valid during `body`, without a copy.
+    public func withUTF8Bytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if frost_is_bytes(pointer) != 0 { return try withBytes(body) }
+        guard frost_is_str(pointer) != 0 else { throw PythonError.raise(.typeError, "expected str or bytes, got \(typeName)") }
+        var size: Py_ssize_t = 0
+        guard let utf8 = PyUnicode_AsUTF8AndSize(pointer, &size) else { throw PythonError.fetch() }
+        return try body(UnsafeRawBufferPointer(start: utf8, count: size))
+    }
+
     public func isTrue() throws -> Bool {
         let r = PyObject_IsTrue(pointer)
         if r < 0 { throw PythonError.fetch() }
@@ -229,6 +239,35 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         if PyDict_SetItem(pointer, key.pointer, value.pointer) != 0 { throw PythonError.fetch() }
     }
 
+    /// `self[key] = str(value)` for a dict, the value's UTF-8 bytes decoded as Latin-1,
+    /// one code point per byte (WSGI's request strings), without a wrapper object.
+    public func setItem(_ key: PythonObject, latin1 value: String) throws {
+        var value = value
+        try value.withUTF8 { try setItem(key, latin1: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same from bytes.
+    public func setItem(_ key: PythonObject, latin1 bytes: UnsafeRawBufferPointer) throws {
+        guard let text = PyUnicode_DecodeLatin1(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, nil) else {
+            throw PythonError.fetch()
+        }
+        defer { frost_decref(text) }
+        if PyDict_SetItem(pointer, key.pointer, text) != 0 { throw PythonError.fetch() }
+    }
+
+    /// `self[str(key)] = str(value)` for a dict, both decoded as Latin-1 from bytes.
+    public func setItem(latin1 key: UnsafeRawBufferPointer, latin1 value: UnsafeRawBufferPointer) throws {
+        guard let keyText = PyUnicode_DecodeLatin1(key.baseAddress?.assumingMemoryBound(to: CChar.self), key.count, nil) else {
+            throw PythonError.fetch()
+        }
+        defer { frost_decref(keyText) }
+        guard let text = PyUnicode_DecodeLatin1(value.baseAddress?.assumingMemoryBound(to: CChar.self), value.count, nil) else {
+            throw PythonError.fetch()
+        }
+        defer { frost_decref(text) }
+        if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
+    }
+
     /// A shallow copy of a dict.
     public func dictCopy() throws -> PythonObject {
         guard frost_is_dict(pointer) != 0 else { throw PythonError.raise(.typeError, "expected dict, got \(typeName)") }
@@ -255,6 +294,45 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     public func callMethod(_ name: String, _ args: [PythonObject] = [],
                            keywords: [(String, PythonObject)] = []) throws -> PythonObject {
         try attribute(name).call(args, keywords: keywords)
+    }
+
+    /// Calls method `name` with `args` the way the interpreter calls methods (vectorcall):
+    /// no name string, bound method or argument tuple is made per call.
+    public func callMethod(_ name: InternedName, _ args: [PythonObject] = []) throws -> PythonObject {
+        let nameObject = try name.object()
+        return try withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<PyObject>?.self, capacity: args.count + 1) { vector in
+            vector[0] = pointer
+            for (index, argument) in args.enumerated() { vector[index + 1] = argument.pointer }
+            return try PythonObject.check(PyObject_VectorcallMethod(nameObject.pointer, vector.baseAddress, args.count + 1, nil))
+        }
+    }
+
+    /// For a list or tuple of `(str, str)` pairs (response headers as WSGI gives them):
+    /// calls `body` with each pair's UTF-8 bytes, valid during the call, without a wrapper
+    /// object or a Swift string per item. Returns false, having called nothing, when the
+    /// object is not of that shape (the caller then takes the general path).
+    public func withStringPairs(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Bool {
+        let isList = frost_is_list(pointer) != 0
+        guard isList || frost_is_tuple(pointer) != 0 else { return false }
+        let count = isList ? PyList_Size(pointer) : PyTuple_Size(pointer)
+        func pair(_ index: Int) -> (UnsafeMutablePointer<PyObject>, UnsafeMutablePointer<PyObject>)? {
+            guard let item = isList ? PyList_GetItem(pointer, index) : PyTuple_GetItem(pointer, index),
+                  frost_is_tuple(item) != 0, PyTuple_Size(item) == 2,
+                  let first = PyTuple_GetItem(item, 0), let second = PyTuple_GetItem(item, 1),
+                  frost_is_str(first) != 0, frost_is_str(second) != 0 else { return nil }
+            return (first, second)
+        }
+        for index in 0..<count where pair(index) == nil { return false }
+        func utf8(_ text: UnsafeMutablePointer<PyObject>) throws -> UnsafeBufferPointer<UInt8> {
+            var size: Py_ssize_t = 0
+            guard let bytes = PyUnicode_AsUTF8AndSize(text, &size) else { throw PythonError.fetch() }
+            return UnsafeBufferPointer(start: UnsafeRawPointer(bytes).assumingMemoryBound(to: UInt8.self), count: size)
+        }
+        for index in 0..<count {
+            let (first, second) = pair(index)!
+            try body(try utf8(first), try utf8(second))
+        }
+        return true
     }
 
     /// The items of any iterable.
@@ -373,5 +451,23 @@ public enum Python {
     public static var version: PythonLibrary.Version {
         guard let loaded = PythonLibrary.loaded else { preconditionFailure("no Python library is loaded") }
         return loaded.version
+    }
+}
+
+/// A method or attribute name used again and again (on every request): made into an
+/// interned `str` once, on first use, with the GIL held.
+public final class InternedName: @unchecked Sendable {
+    // @unchecked: `cached` is written once, under the GIL, and read under it.
+    public let text: String
+    private var cached: PythonObject?
+
+    public init(_ text: String) { self.text = text }
+
+    /// The interned `str` (GIL held).
+    public func object() throws -> PythonObject {
+        if let cached { return cached }
+        let made = try PythonObject.interned(text)
+        cached = made
+        return made
     }
 }

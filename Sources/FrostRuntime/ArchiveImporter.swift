@@ -61,82 +61,85 @@ public enum ArchiveImportSystem {
         type.attribute("prefix", get: { try PythonObject($0.prefix) })
         type.describe = { "<frost ArchiveImporter \"\($0.archivePath)/\($0.prefix)\">" }
 
-        type.method("find_spec") { importer, this in { args, keywords in
-            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
+        type.method("find_spec") { importer, arguments in
+            let this = arguments.selfObject
+            let fullname = try arguments.required(0, "fullname").asString()
             return try findSpec(importer, this, fullname) ?? .none
-        } }
-        type.method("create_module") { _, _ in { _, _ in .none } }
-        type.method("exec_module") { importer, _ in { args, keywords in
-            let module = try requiredArgument(args, keywords, 0, "module")
+        }
+        type.method("create_module") { _, _ in .none }
+        type.method("exec_module") { importer, arguments in
+            let module = try arguments.required(0, "module")
             let name = try module.attribute("__spec__").attribute("name").asString()
             let code = try getCode(importer, name)
             try Python.exec(code: code, in: module.attribute("__dict__"))
             return .none
-        } }
-        type.method("load_module") { _, this in { args, keywords in
+        }
+        type.method("load_module") { _, arguments in
+            let this = arguments.selfObject
             // Deprecated protocol, still called by old code: delegate to importlib's shim.
-            let fullname = try requiredArgument(args, keywords, 0, "fullname")
+            let fullname = try arguments.required(0, "fullname")
             let bootstrap = try Python.importModule("_frozen_importlib")
             return try bootstrap.attribute("_load_module_shim").call([this, fullname])
-        } }
-        type.method("get_code") { importer, _ in { args, keywords in
-            try getCode(importer, try requiredArgument(args, keywords, 0, "fullname").asString())
-        } }
-        type.method("get_source") { importer, _ in { args, keywords in
-            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
+        }
+        type.method("get_code") { importer, arguments in
+            try getCode(importer, try arguments.required(0, "fullname").asString())
+        }
+        type.method("get_source") { importer, arguments in
+            let fullname = try arguments.required(0, "fullname").asString()
             guard let location = importer.location(fullname) else { throw notFound(importer, fullname) }
             let sourceEntry = location.codeEntry.map { $0.hasSuffix(".pyc") ? String($0.dropLast()) : $0 }
             guard let sourceEntry, importer.archive.contains(sourceEntry) else { return .none }
             let bytes = try PythonObject(bytes: try readEntry(importer, sourceEntry))
             return try decoder().call([bytes])
-        } }
-        type.method("get_filename") { importer, _ in { args, keywords in
-            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
+        }
+        type.method("get_filename") { importer, arguments in
+            let fullname = try arguments.required(0, "fullname").asString()
             guard let entry = importer.location(fullname)?.codeEntry else { throw notFound(importer, fullname) }
             return try PythonObject(importer.pathInSys(entry))
-        } }
-        type.method("is_package") { importer, _ in { args, keywords in
-            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
+        }
+        type.method("is_package") { importer, arguments in
+            let fullname = try arguments.required(0, "fullname").asString()
             guard let location = importer.location(fullname) else { throw notFound(importer, fullname) }
             return PythonObject(bool: location.isPackage)
-        } }
-        type.method("get_data") { importer, _ in { args, keywords in
-            let path = try requiredArgument(args, keywords, 0, "pathname").asString()
+        }
+        type.method("get_data") { importer, arguments in
+            let path = try arguments.required(0, "pathname").asString()
             return try PythonObject(bytes: try readEntry(importer, importer.entryPath(forDataPath: path)))
-        } }
-        type.method("get_resource_reader") { importer, this in { args, keywords in
-            let fullname = try requiredArgument(args, keywords, 0, "fullname").asString()
+        }
+        type.method("get_resource_reader") { importer, arguments in
+            let this = arguments.selfObject
+            let fullname = try arguments.required(0, "fullname").asString()
             guard let location = importer.location(fullname), location.kind == .package,
                   let directory = location.packageDirectory else { return .none }
             let support = try resourceSupport()
             return try support.attribute("ArchiveResourceReader").call([this, try PythonObject(directory)])
-        } }
-        type.method("iter_modules") { importer, _ in { args, keywords in
-            let namePrefix = try optionalArgument(args, keywords, 0, "prefix")?.asString() ?? ""
+        }
+        type.method("iter_modules") { importer, arguments in
+            let namePrefix = try arguments.optional(0, "prefix")?.asString() ?? ""
             let items = try ModuleIndex.modules(under: importer.prefix, in: importer.archive).map {
                 try PythonObject.tuple([try PythonObject(namePrefix + $0.name), PythonObject(bool: $0.isPackage)])
             }
             return try PythonObject.list(items).callMethod("__iter__")
-        } }
-        type.method("invalidate_caches") { _, _ in { _, _ in .none } }
+        }
+        type.method("invalidate_caches") { _, _ in .none }
         // Helpers for the resource reader (archive paths, not sys.path paths).
-        type.method("_read") { importer, _ in { args, _ in
-            let path = try requiredArgument(args, [], 0, "path").asString()
+        type.method("_read") { importer, arguments in
+            let path = try arguments.required(0, "path").asString()
             return try PythonObject(bytes: try readEntry(importer, path))
-        } }
-        type.method("_is_file") { importer, _ in { args, _ in
-            let path = try requiredArgument(args, [], 0, "path").asString()
+        }
+        type.method("_is_file") { importer, arguments in
+            let path = try arguments.required(0, "path").asString()
             return PythonObject(bool: importer.archive.entries[path].map { !$0.isDirectory } ?? false)
-        } }
-        type.method("_is_dir") { importer, _ in { args, _ in
-            PythonObject(bool: importer.archive.directories.contains(try requiredArgument(args, [], 0, "path").asString()))
-        } }
-        type.method("_children") { importer, _ in { args, _ in
-            let directory = try requiredArgument(args, [], 0, "path").asString()
+        }
+        type.method("_is_dir") { importer, arguments in
+            PythonObject(bool: importer.archive.directories.contains(try arguments.required(0, "path").asString()))
+        }
+        type.method("_children") { importer, arguments in
+            let directory = try arguments.required(0, "path").asString()
             return try PythonObject.list(importer.archive.children(of: directory).map {
                 try PythonObject.tuple([try PythonObject($0.name), PythonObject(bool: $0.isDirectory)])
             })
-        } }
+        }
         return type
     }()
 

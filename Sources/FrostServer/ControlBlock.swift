@@ -133,34 +133,34 @@ extension Host {
             block.logData = value.isBytes ? String(decoding: try value.asBytes(), as: UTF8.self) : try value.str()
         })
 
-        type.method("GetServerVariable") { block, _ in { args, keywords in
-            let nameObject = try requiredArgument(args, keywords, 0, "name")
+        type.method("GetServerVariable") { block, arguments in
+            let nameObject = try arguments.required(0, "name")
             let name = nameObject.isBytes ? String(decoding: try nameObject.asBytes(), as: UTF8.self) : try nameObject.asString()
             let unicode = name.hasPrefix("UNICODE_")
             let plain = unicode ? String(name.dropFirst("UNICODE_".count)) : name
             // Names are case-insensitive, as in IIS.
             guard let value = block.variables.value(plain.uppercased()) else {
-                if let fallback = optionalArgument(args, keywords, 1, "default") { return fallback }
+                if let fallback = arguments.optional(1, "default") { return fallback }
                 throw block.host.extensionError(WindowsError.invalidIndex, nil, "GetServerVariable")
             }
             return unicode ? try PythonObject(value) : try bytes(value)
-        } }
+        }
         // frost's own: GetServerVariable for several names in one call (isapi.wsgi builds
         // each request's environ with it), None for a name that is not there.
-        type.method("GetServerVariables") { block, _ in { args, keywords in
-            let names = try requiredArgument(args, keywords, 0, "names").elements()
+        type.method("GetServerVariables") { block, arguments in
+            let names = try arguments.required(0, "names").elements()
             return try PythonObject.tuple(names.map { nameObject in
                 let name = nameObject.isBytes ? String(decoding: try nameObject.asBytes(), as: UTF8.self) : try nameObject.asString()
                 return try block.variables.value(name.uppercased()).map(bytes) ?? .none
             })
-        } }
+        }
         // frost's own: the CGI part of a WSGI environ in one call, added to a copy of the
         // dict given (isapi.wsgi's constant wsgi.* entries).
-        type.method("WSGIEnviron") { block, _ in { args, keywords in
-            try block.wsgiEnviron(base: try requiredArgument(args, keywords, 0, "base"))
-        } }
-        type.method("ReadClient") { block, _ in { args, keywords in
-            let size = try optionalArgument(args, keywords, 0, "size")?.asInt() ?? 65536
+        type.method("WSGIEnviron") { block, arguments in
+            try block.wsgiEnviron(base: try arguments.required(0, "base"))
+        }
+        type.method("ReadClient") { block, arguments in
+            let size = try arguments.optional(0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
             do {
                 let parts = try Python.withoutGIL { try block.exchange.readBodyParts(maximum: size) }
@@ -181,10 +181,11 @@ extension Host {
                 }
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
             }
-        } }
-        let write: (ControlBlock, PythonObject) -> NativeCall = { block, ecb in { args, keywords in
-            let data = try requiredArgument(args, keywords, 0, "data")
-            let flags = try optionalArgument(args, keywords, 1, "flags")?.asInt() ?? 0
+        }
+        let write: NativeMethod<ControlBlock> = { block, arguments in
+            let ecb = arguments.selfObject
+            let data = try arguments.required(0, "data")
+            let flags = try arguments.optional(1, "flags")?.asInt() ?? 0
             try block.host.sendImplicitHeadersIfNeeded(block)
             var count = 0
             do {
@@ -207,21 +208,21 @@ extension Host {
             }
             if flags & IOFlags.async != 0 { block.completeIO(ecb, bytes: count, error: 0) }
             return try PythonObject(count)
-        } }
+        }
         type.method("WriteClient", write)
         type.method("write", write)
-        type.method("flush") { block, _ in { _, _ in
+        type.method("flush") { block, _ in
             do {
                 try Python.withoutGIL { try block.exchange.flush() }
             } catch let error as ExchangeError {
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "flush")
             }
             return .none
-        } }
-        type.method("SetFlushFlag") { _, _ in { _, _ in .none } }
-        type.method("SendResponseHeaders") { block, _ in { args, keywords in
-            let statusObject = try requiredArgument(args, keywords, 0, "status")
-            let headersObject = optionalArgument(args, keywords, 1, "headers")
+        }
+        type.method("SetFlushFlag") { _, _ in .none }
+        type.method("SendResponseHeaders") { block, arguments in
+            let statusObject = try arguments.required(0, "status")
+            let headersObject = arguments.optional(1, "headers")
             let (code, reason) = try parseStatus(statusObject)
             let headers = try headersObject.map(parseHeaders) ?? []
             block.httpStatusCode = code
@@ -232,9 +233,9 @@ extension Host {
                 throw block.host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
             }
             return .none
-        } }
-        type.method("Redirect") { block, _ in { args, keywords in
-            let url = try textArgument(try requiredArgument(args, keywords, 0, "url"))
+        }
+        type.method("Redirect") { block, arguments in
+            let url = try textArgument(try arguments.required(0, "url"))
             block.httpStatusCode = 302
             let body = Array("<html><body>Moved to <a href=\"\(htmlEscaped(url))\">\(htmlEscaped(url))</a></body></html>\n".utf8)
             do {
@@ -248,15 +249,15 @@ extension Host {
                 throw block.host.extensionError(WindowsError.invalidParameter, error.message, "Redirect")
             }
             return .none
-        } }
-        type.method("MapURLToPath") { block, _ in { args, keywords in
-            let url = try textArgument(try requiredArgument(args, keywords, 0, "url"))
+        }
+        type.method("MapURLToPath") { block, arguments in
+            let url = try textArgument(try arguments.required(0, "url"))
             return try bytes(block.host.mapURLToPath(url))
-        } }
-        type.method("IsKeepAlive") { block, _ in { _, _ in PythonObject(bool: block.exchange.isKeepAlive) } }
-        type.method("IsKeepConn") { block, _ in { _, _ in PythonObject(bool: block.exchange.isKeepAlive) } }
-        let done: (ControlBlock, PythonObject) -> NativeCall = { block, _ in { args, keywords in
-            let status = try optionalArgument(args, keywords, 0, "status")?.asInt() ?? 1
+        }
+        type.method("IsKeepAlive") { block, _ in PythonObject(bool: block.exchange.isKeepAlive) }
+        type.method("IsKeepConn") { block, _ in PythonObject(bool: block.exchange.isKeepAlive) }
+        let done: NativeMethod<ControlBlock> = { block, arguments in
+            let status = try arguments.optional(0, "status")?.asInt() ?? 1
             block.ioCompletion = nil
             if block.parent != nil {
                 block.markChildDone()
@@ -264,34 +265,30 @@ extension Host {
                 Python.withoutGIL { block.host.complete(block, failed: status == Host.statusError) }
             }
             return .none
-        } }
+        }
         type.method("DoneWithSession", done)
         type.method("close", done)
-        type.method("ReportUnhealthy") { block, _ in { args, keywords in
-            let reason = try optionalArgument(args, keywords, 0, "reason").map(textArgument) ?? "(no reason given)"
+        type.method("ReportUnhealthy") { block, arguments in
+            let reason = try arguments.optional(0, "reason").map(textArgument) ?? "(no reason given)"
             block.host.reportUnhealthy(reason)
             return .none
-        } }
-        type.method("IOCompletion") { block, _ in { args, keywords in
-            let callback = try requiredArgument(args, keywords, 0, "func")
+        }
+        type.method("IOCompletion") { block, arguments in
+            let callback = try arguments.required(0, "func")
             guard (try? Python.importModule("builtins").attribute("callable").call([callback]).isTrue()) == true else {
                 throw PythonError.raise(.typeError, "first param must be callable")
             }
-            block.ioCompletion = (callback, optionalArgument(args, keywords, 1, "arg") ?? .none)
+            block.ioCompletion = (callback, arguments.optional(1, "arg") ?? .none)
             return .none
-        } }
-        type.method("TransmitFile") { block, ecb in { args, keywords in
-            try block.transmitFile(ecb, args, keywords)
-        } }
-        type.method("ExecURL") { block, ecb in { args, keywords in
-            try block.execURL(ecb, args, keywords)
-        } }
-        type.method("GetExecURLStatus") { block, _ in { _, _ in
+        }
+        type.method("TransmitFile") { block, arguments in try block.transmitFile(arguments) }
+        type.method("ExecURL") { block, arguments in try block.execURL(arguments) }
+        type.method("GetExecURLStatus") { block, _ in
             guard let (status, subStatus, error) = block.execURLStatus else {
                 throw block.host.extensionError(WindowsError.invalidParameter, "no ExecURL has run", "GetExecURLStatus")
             }
             return try PythonObject.tuple([try PythonObject(status), try PythonObject(subStatus), try PythonObject(error)])
-        } }
+        }
         type.describe = { "<EXTENSION_CONTROL_BLOCK \($0.head.method.rawValue) \($0.head.uri)>" }
         return type
     }()
@@ -355,7 +352,14 @@ func parseStatus(_ value: PythonObject) throws -> (Int, String) {
 /// frost's own form of SendResponseHeaders' headers: a sequence of (name, value) pairs of
 /// str, as WSGI's start_response gets them (isapi.wsgi passes them on as they are).
 func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
-    try value.elements().map { pair in
+    // A list of (str, str) tuples, as WSGI gives them: read in place, one Swift string
+    // per name and value.
+    var headers: [(String, String)] = []
+    let read = try value.withStringPairs { name, headerValue in
+        headers.append(try headerField(name: name, value: headerValue))
+    }
+    if read { return headers }
+    return try value.elements().map { pair in
         let parts = try pair.elements()
         guard parts.count == 2, parts[0].isString, parts[1].isString else {
             throw PythonError.raise(.typeError, "response headers must be a str of lines or (name, value) pairs of str")
@@ -378,36 +382,45 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
 func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
     if value.isNone { return [] }
     if !value.isBytes && !value.isString { return try headerPairs(value) }
-    let bytes = value.isBytes ? try value.asBytes() : Array(try value.asString().utf8)
-    var headers: [(String, String)] = []
-    var start = 0
-    while start <= bytes.count {
-        var end = start
-        while end < bytes.count && bytes[end] != 10 && bytes[end] != 13 { end += 1 }
-        let next = end < bytes.count && bytes[end] == 13 && end + 1 < bytes.count && bytes[end + 1] == 10 ? end + 2 : end + 1
-        defer { start = next }
-        if start == end { if headers.isEmpty { continue } else { break } }
-        let line = bytes[start..<end]
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon != start else {
-            let text = String(decoding: line, as: UTF8.self)
-            throw PythonError.raise(.valueError, "bad response header line \(text.debugDescription): expected 'Name: value'")
+    return try value.withUTF8Bytes { block in
+        let bytes = block.bindMemory(to: UInt8.self)
+        var headers: [(String, String)] = []
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 10 && bytes[end] != 13 { end += 1 }
+            let next = end < bytes.count && bytes[end] == 13 && end + 1 < bytes.count && bytes[end + 1] == 10 ? end + 2 : end + 1
+            defer { start = next }
+            if start == end { if headers.isEmpty { continue } else { break } }
+            let line = bytes[start..<end]
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon != start else {
+                let text = String(decoding: line, as: UTF8.self)
+                throw PythonError.raise(.valueError, "bad response header line \(text.debugDescription): expected 'Name: value'")
+            }
+            headers.append(try headerField(name: line[..<colon], value: line[(colon + 1)...]))
         }
-        let name = String(decoding: trimmed(line[..<colon]), as: UTF8.self)
-        guard isHeaderName(name) else {
-            throw PythonError.raise(.valueError, "bad response header name \(name.debugDescription)")
-        }
-        let headerValue = String(decoding: trimmed(line[(colon + 1)...]), as: UTF8.self)
-        guard isHeaderValue(headerValue) else {
-            throw PythonError.raise(.valueError, "bad value for response header \(name.debugDescription)")
-        }
-        headers.append((name, headerValue))
+        return headers
     }
-    return headers
+}
+
+/// One response header from its name's and value's bytes: trimmed of blanks at either
+/// end and checked (a token for the name; no CR, LF or NUL in the value).
+private func headerField<Bytes: BidirectionalCollection>(name: Bytes, value: Bytes) throws -> (String, String)
+where Bytes.Element == UInt8 {
+    let name = trimmed(name), value = trimmed(value)
+    guard !name.isEmpty, name.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {
+        throw PythonError.raise(.valueError, "bad response header name \(String(decoding: name, as: UTF8.self).debugDescription)")
+    }
+    let nameText = String(decoding: name, as: UTF8.self)
+    guard !value.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) else {
+        throw PythonError.raise(.valueError, "bad value for response header \(nameText.debugDescription)")
+    }
+    return (nameText, String(decoding: value, as: UTF8.self))
 }
 
 /// Without the spaces and tabs at either end.
-private func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-    var slice = bytes
+private func trimmed<Bytes: BidirectionalCollection>(_ bytes: Bytes) -> Bytes.SubSequence where Bytes.Element == UInt8 {
+    var slice = bytes[...]
     while let first = slice.first, first == 32 || first == 9 { slice = slice.dropFirst() }
     while let last = slice.last, last == 32 || last == 9 { slice = slice.dropLast() }
     return slice
@@ -441,16 +454,17 @@ extension ControlBlock {
     /// `TransmitFile(callback, param, hFile, statusCode, BytesToWrite, Offset, head, tail, flags)`
     /// as pywin32 has it; `hFile` is a file descriptor or an object with `fileno()`. The
     /// file goes out zero-copy (sendfile); the callback runs when everything was sent.
-    func transmitFile(_ ecb: PythonObject, _ args: [PythonObject], _ keywords: [(String, PythonObject)]) throws -> PythonObject {
-        let callback = try requiredArgument(args, keywords, 0, "callback")
-        let parameter = optionalArgument(args, keywords, 1, "param") ?? .none
-        let file = try requiredArgument(args, keywords, 2, "hFile")
-        let statusObject = optionalArgument(args, keywords, 3, "statusCode")
-        let bytesToWrite = try optionalArgument(args, keywords, 4, "BytesToWrite")?.asInt() ?? 0
-        let offset = try optionalArgument(args, keywords, 5, "Offset")?.asInt() ?? 0
-        let headObject = optionalArgument(args, keywords, 6, "head")
-        let tailObject = optionalArgument(args, keywords, 7, "tail")
-        let flags = try optionalArgument(args, keywords, 8, "flags")?.asInt() ?? 0
+    func transmitFile(_ arguments: NativeArguments) throws -> PythonObject {
+        let ecb = arguments.selfObject
+        let callback = try arguments.required(0, "callback")
+        let parameter = arguments.optional(1, "param") ?? .none
+        let file = try arguments.required(2, "hFile")
+        let statusObject = arguments.optional(3, "statusCode")
+        let bytesToWrite = try arguments.optional(4, "BytesToWrite")?.asInt() ?? 0
+        let offset = try arguments.optional(5, "Offset")?.asInt() ?? 0
+        let headObject = arguments.optional(6, "head")
+        let tailObject = arguments.optional(7, "tail")
+        let flags = try arguments.optional(8, "flags")?.asInt() ?? 0
 
         let descriptor = Int32(truncatingIfNeeded: file.isInt ? try file.asInt() : try file.callMethod("fileno").asInt())
         var info = stat()
@@ -502,20 +516,21 @@ extension ControlBlock {
     /// callback runs. `HSE_EXEC_URL_NO_HEADERS` drops the child's headers;
     /// `HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR` serves a URL the extension would take
     /// as a static file instead.
-    func execURL(_ ecb: PythonObject, _ args: [PythonObject], _ keywords: [(String, PythonObject)]) throws -> PythonObject {
+    func execURL(_ arguments: NativeArguments) throws -> PythonObject {
+        let ecb = arguments.selfObject
         func text(_ index: Int, _ name: String) throws -> String? {
-            guard let value = optionalArgument(args, keywords, index, name), !value.isNone else { return nil }
+            guard let value = arguments.optional(index, name), !value.isNone else { return nil }
             return try textArgument(value)
         }
         let url = try text(0, "url") ?? head.uri
         let method = try text(1, "method").map { HTTPMethod(rawValue: $0.uppercased()) } ?? head.method
-        let clientHeaders = optionalArgument(args, keywords, 2, "clientHeaders")
+        let clientHeaders = arguments.optional(2, "clientHeaders")
         for (index, name) in [(3, "info"), (4, "entity")] {
-            if let value = optionalArgument(args, keywords, index, name), !value.isNone {
+            if let value = arguments.optional(index, name), !value.isNone {
                 throw PythonError.raise(.valueError, "info and entity params must be None")
             }
         }
-        let flags = try optionalArgument(args, keywords, 5, "flags")?.asInt() ?? 0
+        let flags = try arguments.optional(5, "flags")?.asInt() ?? 0
         guard url.hasPrefix("/"), !url.utf8.contains(where: { $0 <= 32 }) else {
             throw host.extensionError(WindowsError.invalidParameter, "ExecURL needs a URL path, not \(url.debugDescription)", "ExecURL")
         }
@@ -548,7 +563,7 @@ extension ControlBlock {
                 let site = SiteContext(physicalPath: directory.path, scriptName: scriptName, pathInfo: pathInfo,
                                        secure: variables.site.secure, serverSoftware: variables.site.serverSoftware)
                 let block = ControlBlock(child: child, site: site, of: self, suppressHeaders: noHeaders)
-                let result = try extensionObject.callMethod("HttpExtensionProc", [try Host.controlBlockType.wrap(block)])
+                let result = try extensionObject.callMethod(Host.httpExtensionProc, [try Host.controlBlockType.wrap(block)])
                 if result.isInt, (try? result.asInt()) == Host.statusPending {
                     Python.withoutGIL { block.waitUntilChildDone() }
                 }

@@ -58,6 +58,7 @@ final class FilterChain: @unchecked Sendable {
     private let log: (String, String?) -> Void
     private let monitor = Monitor()
     private var stopped = false
+    static let httpFilterProc = InternedName("HttpFilterProc")
     private var sessions = 0
 
     init(filter: PythonObject, flags: Int, interpreter: Interpreter, reload: (() throws -> PythonObject?)?,
@@ -118,10 +119,10 @@ final class FilterChain: @unchecked Sendable {
             let fc = try FilterChain.contextType.wrap(call)
             var result: PythonObject
             do {
-                result = try filter.callMethod("HttpFilterProc", [fc])
+                result = try filter.callMethod(FilterChain.httpFilterProc, [fc])
             } catch let error as PythonError where error.typeName.hasSuffix("InternalReloadException") {
                 try reloadFilter()
-                result = try filter.callMethod("HttpFilterProc", [fc])
+                result = try filter.callMethod(FilterChain.httpFilterProc, [fc])
             }
             if result.isNone { return .proceed }
             guard result.isInt, let status = try? result.asInt() else {
@@ -286,16 +287,16 @@ extension FilterChain {
             try call.scope.check("HTTP_FILTER_CONTEXT")
             call.connection.context = value.isNone ? nil : value
         })
-        type.method("GetData") { call, _ in { _, _ in
+        type.method("GetData") { call, _ in
             try call.scope.check("HTTP_FILTER_CONTEXT")
             guard let data = call.data else {
                 throw PythonError.raise(.valueError, "\(FilterChain.name(of: call.notification)) has no data")
             }
             return data
-        } }
-        type.method("GetServerVariable") { call, _ in { args, keywords in
+        }
+        type.method("GetServerVariable") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let name = try textArgument(try requiredArgument(args, keywords, 0, "name"))
+            let name = try textArgument(try arguments.required(0, "name"))
             let unicode = name.hasPrefix("UNICODE_")
             let plain = (unicode ? String(name.dropFirst(8)) : name).uppercased()
             let value: String?
@@ -306,34 +307,34 @@ extension FilterChain {
                                                         remote: call.connection.remoteAddress)
             }
             guard let value else {
-                if let fallback = optionalArgument(args, keywords, 1, "default") { return fallback }
+                if let fallback = arguments.optional(1, "default") { return fallback }
                 throw FilterChain.filterError(WindowsError.invalidIndex, nil, "GetServerVariable")
             }
             return unicode ? try PythonObject(value) : try PythonObject(bytes: Array(value.utf8))
-        } }
-        let write: (FilterCall, PythonObject) -> NativeCall = { call, _ in { args, keywords in
+        }
+        let write: NativeMethod<FilterCall> = { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let data = try requiredArgument(args, keywords, 0, "data")
+            let data = try arguments.required(0, "data")
             let bytes: [UInt8] = try bytesLike(data)
             try call.writeRaw(bytes)
             return .none
-        } }
+        }
         type.method("WriteClient", write)
         type.method("write", write)
-        type.method("AddResponseHeaders") { call, _ in { args, keywords in
+        type.method("AddResponseHeaders") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let headers = try parseHeaders(try requiredArgument(args, keywords, 0, "headers"))
+            let headers = try parseHeaders(try arguments.required(0, "headers"))
             guard let request = call.exchange?.filterRequest else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "no request to add headers to", "AddResponseHeaders")
             }
             request.additionalHeaders += headers
             return .none
-        } }
-        type.method("SendResponseHeader") { call, _ in { args, keywords in
+        }
+        type.method("SendResponseHeader") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let statusObject = try requiredArgument(args, keywords, 0, "status")
+            let statusObject = try arguments.required(0, "status")
             let (code, reason) = statusObject.isNone ? (200, "OK") : try parseStatus(statusObject)
-            let headers = try optionalArgument(args, keywords, 1, "headers").map(parseHeaders) ?? []
+            let headers = try arguments.optional(1, "headers").map(parseHeaders) ?? []
             let version = call.exchange.map { "HTTP/\($0.head.version.major).\($0.head.version.minor)" } ?? "HTTP/1.1"
             var text = "\(version) \(code) \(reason)\r\n"
             for (name, value) in headers { text += "\(name): \(value)\r\n" }
@@ -341,13 +342,13 @@ extension FilterChain {
             call.exchange?.noteRawStatus(code)
             try call.writeRaw(Array(text.utf8))
             return .none
-        } }
-        type.method("DisableNotifications") { call, _ in { args, keywords in
+        }
+        type.method("DisableNotifications") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let flags = try requiredArgument(args, keywords, 0, "flags").asInt()
+            let flags = try arguments.required(0, "flags").asInt()
             call.exchange?.filterRequest?.disabled |= flags
             return .none
-        } }
+        }
         type.describe = { "<HTTP_FILTER_CONTEXT \(FilterChain.name(of: $0.notification))>" }
         return type
     }()
@@ -368,9 +369,9 @@ final class PreprocHeadersData {
         let type = NativeType<PreprocHeadersData>("_isapi.HTTP_FILTER_PREPROC_HEADERS",
                                                   doc: "The request headers, before the host processes them.")
         type.attribute("HttpStatus", get: { _ in try PythonObject(0) })
-        type.method("GetHeader") { data, _ in { args, keywords in
+        type.method("GetHeader") { data, arguments in
             try data.scope.check("HTTP_FILTER_PREPROC_HEADERS")
-            let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name")))
+            let name = headerName(try textArgument(try arguments.required(0, "name")))
             let head = data.exchange.head
             let value: String?
             switch name.lowercased() {
@@ -382,15 +383,15 @@ final class PreprocHeadersData {
                 value = values.isEmpty ? nil : values.joined(separator: ",")
             }
             guard let value else {
-                if let fallback = optionalArgument(args, keywords, 1, "default") { return fallback }
+                if let fallback = arguments.optional(1, "default") { return fallback }
                 throw FilterChain.filterError(WindowsError.invalidIndex, "no header \(name)", "GetHeader")
             }
             return try PythonObject(bytes: Array(value.utf8))
-        } }
-        let set: (Bool) -> (PreprocHeadersData, PythonObject) -> NativeCall = { adding in { data, _ in { args, keywords in
+        }
+        let set: (Bool) -> NativeMethod<PreprocHeadersData> = { adding in { data, arguments in
             try data.scope.check("HTTP_FILTER_PREPROC_HEADERS")
-            let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name")))
-            let value = try textArgument(try requiredArgument(args, keywords, 1, "value"))
+            let name = headerName(try textArgument(try arguments.required(0, "name")))
+            let value = try textArgument(try arguments.required(1, "value"))
             let function = adding ? "AddHeader" : "SetHeader"
             guard isHeaderValue(value) else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "header values cannot hold CR, LF or NUL", function)
@@ -427,7 +428,7 @@ final class PreprocHeadersData {
             }
             if let problem { throw FilterChain.filterError(WindowsError.invalidParameter, problem, function) }
             return .none
-        } } }
+        } }
         type.method("SetHeader", set(false))
         type.method("AddHeader", set(true))
         type.describe = { "<HTTP_FILTER_PREPROC_HEADERS \($0.exchange.head.method.rawValue) \($0.exchange.head.uri)>" }
@@ -462,20 +463,20 @@ final class ResponseHeadData {
             if code != data.status { data.reason = HTTPReason.phrase(code) }
             data.status = code
         })
-        type.method("GetHeader") { data, _ in { args, keywords in
+        type.method("GetHeader") { data, arguments in
             try data.scope.check("HTTP_FILTER_SEND_RESPONSE")
-            let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name"))).lowercased()
+            let name = headerName(try textArgument(try arguments.required(0, "name"))).lowercased()
             let values = data.headers.filter { $0.0.lowercased() == name }.map(\.1)
             guard !values.isEmpty else {
-                if let fallback = optionalArgument(args, keywords, 1, "default") { return fallback }
+                if let fallback = arguments.optional(1, "default") { return fallback }
                 throw FilterChain.filterError(WindowsError.invalidIndex, "no header \(name)", "GetHeader")
             }
             return try PythonObject(bytes: Array(values.joined(separator: ",").utf8))
-        } }
-        let set: (Bool) -> (ResponseHeadData, PythonObject) -> NativeCall = { adding in { data, _ in { args, keywords in
+        }
+        let set: (Bool) -> NativeMethod<ResponseHeadData> = { adding in { data, arguments in
             try data.scope.check("HTTP_FILTER_SEND_RESPONSE")
-            let name = headerName(try textArgument(try requiredArgument(args, keywords, 0, "name")))
-            let value = try textArgument(try requiredArgument(args, keywords, 1, "value"))
+            let name = headerName(try textArgument(try arguments.required(0, "name")))
+            let value = try textArgument(try arguments.required(1, "value"))
             let function = adding ? "AddHeader" : "SetHeader"
             guard isHeaderName(name), isHeaderValue(value) else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "bad header \(name.debugDescription)", function)
@@ -483,7 +484,7 @@ final class ResponseHeadData {
             if !adding { data.headers.removeAll { $0.0.lowercased() == name.lowercased() } }
             if adding || !value.isEmpty { data.headers.append((name, value)) }
             return .none
-        } } }
+        } }
         type.method("SetHeader", set(false))
         type.method("AddHeader", set(true))
         type.describe = { "<HTTP_FILTER_SEND_RESPONSE \($0.status)>" }

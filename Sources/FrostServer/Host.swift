@@ -604,10 +604,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             var current = extensionObject!
             var result: PythonObject
             do {
-                result = try current.callMethod("HttpExtensionProc", [ecb])
+                result = try current.callMethod(Host.httpExtensionProc, [ecb])
             } catch let error as PythonError where isReloadRequest(error) {
                 current = try reloadExtension(replacing: current)
-                result = try current.callMethod("HttpExtensionProc", [ecb])  // the request again
+                result = try current.callMethod(Host.httpExtensionProc, [ecb])  // the request again
             }
             // None (no return statement) counts as HSE_STATUS_SUCCESS.
             let status = result.isNone ? 1 : result.isInt ? (try? result.asInt()) ?? 0 : 0
@@ -634,6 +634,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             Python.withoutGIL { fail(block, traceback: nil) }
         }
     }
+
+    static let httpExtensionProc = InternedName("HttpExtensionProc")
 
     private func isReloadRequest(_ error: PythonError) -> Bool {
         error.typeName == "isapi.InternalReloadException" || error.typeName.hasSuffix(".InternalReloadException")

@@ -32,7 +32,8 @@ struct ServerVariables {
             guard let colon = host.utf8.firstIndex(of: UInt8(ascii: ":")) else { return host }
             return String(host[..<colon])
         }
-        return exchange.localAddress?.ipAddress ?? "localhost"
+        let local = exchange.addresses.localIP
+        return local.isEmpty ? "localhost" : local
     }
 
     func value(_ name: String) -> String? {
@@ -54,17 +55,17 @@ struct ServerVariables {
         case "HTTPS": return secure ? "on" : "off"
         case "HTTP_VERSION", "SERVER_PROTOCOL": return "HTTP/\(head.version.major).\(head.version.minor)"
         case "INSTANCE_ID": return "1"
-        case "LOCAL_ADDR": return exchange.localAddress?.ipAddress ?? ""
+        case "LOCAL_ADDR": return exchange.addresses.localIP
         case "PATH_INFO": return pathInfo
         case "PATH_TRANSLATED": return filter?.physicalPath ?? (site.physicalPath + pathInfo)
         case "QUERY_STRING": return queryString
         case "REMOTE_ADDR", "REMOTE_HOST": return exchange.clientAddress
-        case "REMOTE_PORT": return exchange.remoteAddress?.port.map(String.init) ?? ""
+        case "REMOTE_PORT": return exchange.addresses.remotePort
         case "REQUEST_METHOD": return head.method.rawValue
         case "REQUEST_URI", "HTTP_URL", "CACHE_URL", "UNENCODED_URL": return head.uri
         case "SCRIPT_NAME": return site.scriptName
         case "SERVER_NAME": return serverName
-        case "SERVER_PORT": return exchange.localAddress?.port.map(String.init) ?? ""
+        case "SERVER_PORT": return exchange.addresses.localPort
         case "SERVER_PORT_SECURE": return secure ? "1" : "0"
         case "SERVER_SOFTWARE": return site.serverSoftware
         case "URL": return rawPath

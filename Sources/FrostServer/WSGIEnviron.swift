@@ -12,7 +12,7 @@ extension ControlBlock {
     func wsgiEnviron(base: PythonObject) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
         let environ = try base.dictCopy()
-        func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, try PythonObject.latin1(value)) }
+        func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
 
         var pathInfo = Array(variables.pathInfo.utf8)
         var scriptName = Array(variables.site.scriptName.utf8)
@@ -30,13 +30,16 @@ extension ControlBlock {
         try set(keys.contentType, head.headers.first(name: "content-type") ?? "")
         let serverName = variables.serverName
         try set(keys.serverName, serverName.isEmpty ? "localhost" : serverName)
-        let port = exchange.localAddress?.port.map(String.init) ?? ""
+        let port = exchange.addresses.localPort
         try set(keys.serverPort, port.isEmpty ? (secure ? "443" : "80") : port)
-        try set(keys.serverProtocol, "HTTP/\(head.version.major).\(head.version.minor)")
+        let version = head.version
+        try set(keys.serverProtocol, version == .http1_1 ? "HTTP/1.1" : version == .http1_0 ? "HTTP/1.0"
+                                     : "HTTP/\(version.major).\(version.minor)")
         let client = exchange.clientAddress
         try set(keys.remoteAddr, client)
         if !client.isEmpty { try set(keys.remoteHost, client) }
-        if let remotePort = exchange.remoteAddress?.port { try set(keys.remotePort, String(remotePort)) }
+        let remotePort = exchange.addresses.remotePort
+        if !remotePort.isEmpty { try set(keys.remotePort, remotePort) }
         if let user = exchange.filterRequest?.user, !user.isEmpty {
             try set(keys.remoteUser, user)
             try set(keys.authType, "Basic")
@@ -52,22 +55,42 @@ extension ControlBlock {
         }
         // HTTP_* in arrival order; a repeated header is one variable, its values joined
         // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
-        var fields: [(name: String, value: String)] = []
+        var fields: [(name: [UInt8], value: String)] = []
+        fields.reserveCapacity(head.headers.count)
         for (name, value) in head.headers {
-            let key = "HTTP_" + cgiName(name)
-            if key == "HTTP_CONTENT_TYPE" || key == "HTTP_CONTENT_LENGTH" { continue }
+            let key = cgiKey(name)
+            if key == Self.contentTypeKey || key == Self.contentLengthKey { continue }
             let trimmed = trimmingBlanks(value)
             if let index = fields.firstIndex(where: { $0.name == key }) {
-                fields[index].value += (key == "HTTP_COOKIE" ? "; " : ",") + trimmed
+                fields[index].value += (key == Self.cookieKey ? "; " : ",") + trimmed
             } else {
                 fields.append((key, trimmed))
             }
         }
         for (name, value) in fields {
-            try environ.setItem(try PythonObject.latin1(name), try PythonObject.latin1(value))
+            var value = value
+            try name.withUnsafeBytes { key in
+                try value.withUTF8 { try environ.setItem(latin1: key, latin1: UnsafeRawBufferPointer($0)) }
+            }
         }
         return environ
     }
+}
+
+extension ControlBlock {
+    static let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
+    static let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
+    static let cookieKey = Array("HTTP_COOKIE".utf8)
+}
+
+/// HTTP_ and the header's name in upper case, '-' as '_' (the CGI variable's name), as bytes.
+private func cgiKey(_ header: String) -> [UInt8] {
+    var key: [UInt8] = [72, 84, 84, 80, 95]  // "HTTP_"
+    key.reserveCapacity(5 + header.utf8.count)
+    for byte in header.utf8 {
+        key.append(byte == UInt8(ascii: "-") ? UInt8(ascii: "_") : (97...122).contains(byte) ? byte - 32 : byte)
+    }
+    return key
 }
 
 /// The environ's keys and constant values as Python objects, made once (GIL held).

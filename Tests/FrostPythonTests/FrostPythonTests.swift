@@ -20,12 +20,18 @@ let countedType: NativeType<Counted> = {
     let type = NativeType<Counted>("_frost_test.Counted", doc: "A counted test object.")
     type.attribute("Label", get: { try PythonObject($0.label) }, set: { $0.label = try $1.asString() })
     type.attribute("Hits", get: { try PythonObject($0.hits) })
-    type.method("Hit") { payload, _ in { args, keywords in
-        let by = try keywords.first { $0.0 == "by" }?.1.asInt() ?? args.first?.asInt() ?? 1
+    type.method("Hit") { payload, arguments in
+        let by = try arguments.optional(0, "by")?.asInt() ?? 1
         if by < 0 { throw PythonError.raise(.valueError, "cannot hit by \(by)") }
         payload.hits += by
         return try PythonObject(payload.hits)
-    } }
+    }
+    // Two arguments, the second required: by position or keyword, in any order.
+    type.method("Add") { payload, arguments in
+        let scale = try arguments.optional(0, "scale")?.asInt() ?? 1
+        payload.hits += scale * (try arguments.required(1, "amount").asInt())
+        return try PythonObject(payload.hits)
+    }
     type.describe = { "<Counted \($0.label)>" }
     return type
 }()
@@ -160,6 +166,9 @@ enum TestInterpreter {
         }
     }
 
+    /// The object the test script calls `c`.
+    private func c(_ namespace: PythonObject) throws -> PythonObject { try #require(try namespace.item("c")) }
+
     @Test func attributesMethodsAndErrorsBehaveLikePython() throws {
         try TestInterpreter.run {
             let namespace = try PythonObject.dict([("__builtins__", try Python.importModule("builtins"))])
@@ -169,10 +178,11 @@ enum TestInterpreter {
             results = [c.Label, c.Hit(), c.Hit(5), c.Hit(by=10), c.Hits, repr(c), type(c).__name__]
             c.Label = "renamed"
             results.append(c.Label)
+            results += [c.Add(2, 3), c.Add(amount=4), c.Add(amount=1, scale=10), c.Add(1, amount=2)]
             errors = []
             for action in (lambda: setattr(c, "Hits", 3), lambda: setattr(c, "Nope", 1),
                            lambda: c.Hit(-1), lambda: _frost_test.Counted(), lambda: c.Missing,
-                           lambda: setattr(c, "Label", 7)):
+                           lambda: setattr(c, "Label", 7), lambda: c.Add(2), lambda: c.Add(scale=2)):
                 try:
                     action()
                 except Exception as e:
@@ -184,8 +194,15 @@ enum TestInterpreter {
             #expect(try results[5].asString() == "<Counted first>")
             #expect(try results[6].asString() == "Counted")
             #expect(try results[7].asString() == "renamed")
+            #expect(try results[8...11].map { try $0.asInt() } == [22, 26, 36, 38])
             let errors = try #require(try namespace.item("errors")).elements().map { try $0.asString() }
-            #expect(errors == ["AttributeError", "AttributeError", "ValueError", "TypeError", "AttributeError", "TypeError"])
+            #expect(errors == ["AttributeError", "AttributeError", "ValueError", "TypeError", "AttributeError", "TypeError",
+                               "TypeError", "TypeError"])
+            // Methods called the interpreter's way (vectorcall, the name interned once).
+            let hit = InternedName("Hit")
+            #expect(try c(namespace).callMethod(hit, [try PythonObject(4)]).asInt() == 42)
+            #expect(try c(namespace).callMethod(hit).asInt() == 43)
+            #expect(throws: PythonError.self) { try c(namespace).callMethod(InternedName("NoSuchMethod")) }
         }
     }
 

@@ -109,6 +109,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
 #define METH_NOARGS 0x0004
 #define METH_O 0x0008
 #define METH_FASTCALL 0x0080
+/* PyObject_Vectorcall* nargsf: the callee may use args[-1] (saves a tuple when it binds self). */
+#define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
 #define FROST_TPFLAGS_DISALLOW_INSTANTIATION (1UL << 7)
 #define FROST_TPFLAGS_IMMUTABLETYPE (1UL << 8)
 #define FROST_TPFLAGS_HAVE_VERSION_TAG (1UL << 18)
@@ -172,6 +174,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyObject_Repr, PyObject_Repr, (PyObject *o), (o)) \
     F(int, PyObject_IsTrue, PyObject_IsTrue, (PyObject *o), (o)) \
     F(PyObject *, PyObject_Call, PyObject_Call, (PyObject *c, PyObject *a, PyObject *k), (c, a, k)) \
+    F(PyObject *, PyObject_VectorcallMethod, PyObject_VectorcallMethod, (PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames), (name, args, nargsf, kwnames)) \
     F(PyObject *, PyObject_GetIter, PyObject_GetIter, (PyObject *o), (o)) \
     F(PyObject *, PyIter_Next, PyIter_Next, (PyObject *o), (o)) \
     F(PyObject *, PyUnicode_FromString, PyUnicode_FromString, (const char *s), (s)) \
@@ -180,6 +183,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyUnicode_Join, PyUnicode_Join, (PyObject *sep, PyObject *seq), (sep, seq)) \
     F(PyObject *, PyUnicode_DecodeLatin1, PyUnicode_DecodeLatin1, (const char *s, Py_ssize_t n, const char *errors), (s, n, errors)) \
     F(PyObject *, PyUnicode_InternFromString, PyUnicode_InternFromString, (const char *s), (s)) \
+    F(int, PyUnicode_CompareWithASCIIString, PyUnicode_CompareWithASCIIString, (PyObject *o, const char *s), (o, s)) \
     F(PyObject *, PyBytes_FromStringAndSize, PyBytes_FromStringAndSize, (const char *s, Py_ssize_t n), (s, n)) \
     F(char *, PyBytes_AsString, PyBytes_AsString, (PyObject *o), (o)) \
     F(Py_ssize_t, PyBytes_Size, PyBytes_Size, (PyObject *o), (o)) \
@@ -190,6 +194,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyTuple_GetItem, PyTuple_GetItem, (PyObject *o, Py_ssize_t i), (o, i)) \
     F(int, PyTuple_SetItem, PyTuple_SetItem, (PyObject *o, Py_ssize_t i, PyObject *v), (o, i, v)) \
     F(PyObject *, PyList_New, PyList_New, (Py_ssize_t n), (n)) \
+    F(Py_ssize_t, PyList_Size, PyList_Size, (PyObject *o), (o)) \
+    F(PyObject *, PyList_GetItem, PyList_GetItem, (PyObject *o, Py_ssize_t i), (o, i)) \
     F(int, PyList_SetItem, PyList_SetItem, (PyObject *o, Py_ssize_t i, PyObject *v), (o, i, v)) \
     F(int, PyList_SetSlice, PyList_SetSlice, (PyObject *o, Py_ssize_t lo, Py_ssize_t hi, PyObject *v), (o, lo, hi, v)) \
     F(PyObject *, PyDict_New, PyDict_New, (void), ()) \
