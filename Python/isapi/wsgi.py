@@ -76,6 +76,7 @@ def _variables(ecb):
 
 
 _CHUNKED = 0xFFFFFFFF  # TotalBytes of a body without a Content-Length, as IIS reports it
+_UNREAD = object()  # a value not looked for yet
 # Several worker processes serve the application (the master sets FROST_WORKERS).
 _MULTIPROCESS = int(os.environ.get("FROST_WORKERS") or 1) > 1
 
@@ -95,6 +96,8 @@ _CONSTANT_ENVIRON = {
 
 class ISAPIInputWrapper:
     """``wsgi.input``: the request body, read from the ECB as the application asks."""
+
+    __slots__ = ("_ecb", "_total", "_started", "_buffer", "_remaining")
 
     def __init__(self, ecb, total=None):
         self._ecb = ecb
@@ -184,7 +187,7 @@ class _Response:
         self.status = None
         self.headers = None
         self.sent = False
-        self.length = None  # the Content-Length the application set
+        self.length = _UNREAD  # the Content-Length the application set, read when streaming
         self.written = 0
         self.native = native  # frost's control block: headers go as (name, value) pairs
 
@@ -200,16 +203,23 @@ class _Response:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
             raise ValueError(f"bad WSGI status {status!r}")
         headers = list(headers)
-        length = None
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str) or "\n" in value or "\r" in value:
                 raise ValueError(f"bad WSGI header {name!r}: {value!r}")
-            if length is None and len(name) == 14 and name.lower() == "content-length":
-                value = value.strip()
-                if value.isdigit():
-                    length = int(value)
-        self.status, self.headers, self.length = status, headers, length
+        self.status, self.headers, self.length = status, headers, _UNREAD
         return self.write
+
+    def content_length(self):
+        """The Content-Length the application set (None: none), read once."""
+        if self.length is _UNREAD:
+            self.length = None
+            for name, value in self.headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    value = value.strip()
+                    if value.isdigit():
+                        self.length = int(value)
+                        break
+        return self.length
 
     def send_headers(self):
         if self.sent:
@@ -236,7 +246,7 @@ class _Response:
             self.send_headers()
         if data:
             self.written += len(data)
-            if flush and (self.length is None or self.written < self.length):
+            if flush and ((length := self.content_length()) is None or self.written < length):
                 self.ecb.WriteClient(bytes(data), isapicon.HSE_IO_NODELAY)
             else:
                 self.ecb.WriteClient(data if type(data) is bytes else bytes(data))
@@ -353,7 +363,8 @@ class _WSGIHandlerMixin:
             streamed = not isinstance(result, (list, tuple))
             for data in result:
                 response.write(data, flush=streamed)
-            response.send_headers()  # an empty body still sends its headers
+            if not response.sent:
+                response.send_headers()  # an empty body still sends its headers
         finally:
             close = getattr(result, "close", None)
             if close is not None:
