@@ -121,14 +121,14 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         if let typePointer { return PythonObject(borrowing: typePointer) }
         let methodTable = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: methods.count + 1)
         for (index, method) in methods.enumerated() {
-            let slot = try NativeMethodSlots.claim(definition: self, index: index, name: "\(qualifiedName).\(method.name)")
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).\(method.name)", call: erasedCall(method.body))
             methodTable[index] = PyMethodDef(ml_name: UnsafePointer(strdup(method.name)), ml_meth: frost_native_slot(slot),
                                              ml_flags: METH_FASTCALL | METH_KEYWORDS, ml_doc: nil)
         }
         methodTable[methods.count] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
         let getSetTable = UnsafeMutablePointer<PyGetSetDef>.allocate(capacity: attributes.count + 1)
         for (index, attribute) in attributes.enumerated() {
-            let closure = Unmanaged.passRetained(AttributeSlot(definition: self, index: index)).toOpaque()  // kept
+            let closure = Unmanaged.passRetained(erasedSlot(attribute.name, attribute.attribute)).toOpaque()  // kept
             getSetTable[index] = PyGetSetDef(name: UnsafePointer(strdup(attribute.name)), get: nativeGetter,
                                              set: attribute.attribute.set == nil ? nil : nativeSetter,
                                              doc: nil, closure: closure)
@@ -166,34 +166,44 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? Payload
     }
 
-    // MARK: NativeTypeDefinition
+    // MARK: Dispatch
+
+    // The C trampolines call these closures, made once per method and attribute when the
+    // type is created: a call finds its closure by slot, without a lookup in this generic
+    // class's tables (whose tuple and function types took runtime metadata calls, about
+    // 300 instructions a native call).
+
+    private func erasedCall(_ body: @escaping NativeMethod<Payload>) -> NativeMethodSlots.Call {
+        let qualifiedName = qualifiedName
+        return { object, arguments in try body(try NativeType.payload(object, qualifiedName), arguments) }
+    }
+
+    private func erasedSlot(_ name: String, _ attribute: NativeAttribute<Payload>) -> AttributeSlot {
+        let qualifiedName = qualifiedName
+        let get = attribute.get
+        let set: AttributeSlot.Set
+        if let setter = attribute.set {
+            set = { object, value in
+                guard let value else {
+                    throw PythonError.raise(.attributeError, "cannot delete attribute '\(name)' of '\(qualifiedName)' objects")
+                }
+                try setter(try NativeType.payload(object, qualifiedName), value)
+            }
+        } else {
+            set = { _, _ in
+                throw PythonError.raise(.attributeError, "attribute '\(name)' of '\(qualifiedName)' objects is not writable")
+            }
+        }
+        return AttributeSlot(get: { object in try get(try NativeType.payload(object, qualifiedName)) }, set: set)
+    }
 
     /// The payload of an instance of this type (Python checked the type for tp_methods
     /// and tp_getset entries; a released payload is nil).
-    private func payload(_ object: UnsafeMutablePointer<PyObject>) throws -> Payload {
+    private static func payload(_ object: UnsafeMutablePointer<PyObject>, _ qualifiedName: String) throws -> Payload {
         guard let raw = frost_native_payload(object) else {
             throw PythonError.raise(.runtimeError, "'\(qualifiedName)' object is no longer usable")
         }
         return Unmanaged<Payload>.fromOpaque(raw).takeUnretainedValue()
-    }
-
-    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: NativeArguments) throws -> PythonObject {
-        try methods[index].body(try payload(object), arguments)
-    }
-
-    func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject {
-        try attributes[index].attribute.get(try payload(object))
-    }
-
-    func setAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>, value: PythonObject?) throws {
-        let (name, attribute) = attributes[index]
-        guard let setter = attribute.set else {
-            throw PythonError.raise(.attributeError, "attribute '\(name)' of '\(qualifiedName)' objects is not writable")
-        }
-        guard let value else {
-            throw PythonError.raise(.attributeError, "cannot delete attribute '\(name)' of '\(qualifiedName)' objects")
-        }
-        try setter(try payload(object), value)
     }
 
     func represent(_ payload: AnyObject) -> String {
@@ -203,9 +213,6 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 }
 
 protocol NativeTypeDefinition: AnyObject {
-    func callMethod(_ index: Int, object: UnsafeMutablePointer<PyObject>, _ arguments: NativeArguments) throws -> PythonObject
-    func getAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>) throws -> PythonObject
-    func setAttribute(_ index: Int, object: UnsafeMutablePointer<PyObject>, value: PythonObject?) throws
     func represent(_ payload: AnyObject) -> String
 }
 
@@ -223,22 +230,26 @@ enum NativeTypeRegistry {
 /// Which method each of the C trampolines (`frost_native_slot`) stands for. Claimed when
 /// a type is created, under the GIL; read under the GIL.
 enum NativeMethodSlots {
-    nonisolated(unsafe) static var entries: [(definition: NativeTypeDefinition, index: Int)] = []
+    /// A method's body for the object it is called on.
+    typealias Call = (UnsafeMutablePointer<PyObject>, NativeArguments) throws -> PythonObject
+    nonisolated(unsafe) static var entries: [Call] = []
 
-    static func claim(definition: NativeTypeDefinition, index: Int, name: String) throws -> Int32 {
+    static func claim(name: String, call: @escaping Call) throws -> Int32 {
         guard entries.count < Int(frost_native_slot_count()) else {
             throw PythonError.raise(.runtimeError, "no native method slot left for \(name) (\(entries.count) in use)")
         }
-        entries.append((definition, index))
+        entries.append(call)
         return Int32(entries.count - 1)
     }
 }
 
-/// Where one attribute's getter and setter find it (the PyGetSetDef closure).
+/// One attribute's getter and setter (the PyGetSetDef closure).
 private final class AttributeSlot {
-    unowned let definition: NativeTypeDefinition
-    let index: Int
-    init(definition: NativeTypeDefinition, index: Int) { (self.definition, self.index) = (definition, index) }
+    typealias Get = (UnsafeMutablePointer<PyObject>) throws -> PythonObject
+    typealias Set = (UnsafeMutablePointer<PyObject>, PythonObject?) throws -> Void
+    let get: Get
+    let set: Set
+    init(get: @escaping Get, set: @escaping Set) { (self.get, self.set) = (get, set) }
 }
 
 /// The arguments of a vectorcall, as a native call takes them.
@@ -266,9 +277,9 @@ func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?
         PyErr_SetString(frost_PyExc_SystemError(), "native method without its slot")
         return nil
     }
-    let (definition, index) = NativeMethodSlots.entries[Int(slot)]
+    let call = NativeMethodSlots.entries[Int(slot)]
     do {
-        return try definition.callMethod(index, object: object, NativeArguments(self: object, args, nargs, kwnames)).newReference()
+        return try call(object, NativeArguments(self: object, args, nargs, kwnames)).newReference()
     } catch {
         error.raiseInPython()
         return nil
@@ -279,7 +290,7 @@ private let nativeGetter: FrostGetter = { object, closure in
     guard let object, let closure else { return nil }
     let slot = Unmanaged<AttributeSlot>.fromOpaque(closure).takeUnretainedValue()
     do {
-        return try slot.definition.getAttribute(slot.index, object: object).newReference()
+        return try slot.get(object).newReference()
     } catch {
         error.raiseInPython()
         return nil
@@ -290,7 +301,7 @@ private let nativeSetter: FrostSetter = { object, value, closure in
     guard let object, let closure else { return -1 }
     let slot = Unmanaged<AttributeSlot>.fromOpaque(closure).takeUnretainedValue()
     do {
-        try slot.definition.setAttribute(slot.index, object: object, value: value.map { PythonObject(borrowing: $0) })
+        try slot.set(object, value.map { PythonObject(borrowing: $0) })
         return 0
     } catch {
         error.raiseInPython()
