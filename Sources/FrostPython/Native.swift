@@ -175,7 +175,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     private func erasedCall(_ body: @escaping NativeMethod<Payload>) -> NativeMethodSlots.Call {
         let qualifiedName = qualifiedName
-        return { object, arguments in try body(try NativeType.payload(object, qualifiedName), arguments) }
+        return { object, arguments in try body(try nativePayload(object, qualifiedName), arguments) }
     }
 
     private func erasedSlot(_ name: String, _ attribute: NativeAttribute<Payload>) -> AttributeSlot {
@@ -187,29 +187,30 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
                 guard let value else {
                     throw PythonError.raise(.attributeError, "cannot delete attribute '\(name)' of '\(qualifiedName)' objects")
                 }
-                try setter(try NativeType.payload(object, qualifiedName), value)
+                try setter(try nativePayload(object, qualifiedName), value)
             }
         } else {
             set = { _, _ in
                 throw PythonError.raise(.attributeError, "attribute '\(name)' of '\(qualifiedName)' objects is not writable")
             }
         }
-        return AttributeSlot(get: { object in try get(try NativeType.payload(object, qualifiedName)) }, set: set)
-    }
-
-    /// The payload of an instance of this type (Python checked the type for tp_methods
-    /// and tp_getset entries; a released payload is nil).
-    private static func payload(_ object: UnsafeMutablePointer<PyObject>, _ qualifiedName: String) throws -> Payload {
-        guard let raw = frost_native_payload(object) else {
-            throw PythonError.raise(.runtimeError, "'\(qualifiedName)' object is no longer usable")
-        }
-        return Unmanaged<Payload>.fromOpaque(raw).takeUnretainedValue()
+        return AttributeSlot(get: { object in try get(try nativePayload(object, qualifiedName)) }, set: set)
     }
 
     func represent(_ payload: AnyObject) -> String {
         if let payload = payload as? Payload, let describe { return describe(payload) }
         return "<\(qualifiedName) object>"
     }
+}
+
+/// The payload of an instance of a native type (Python checked the type for tp_methods
+/// and tp_getset entries; a released payload is nil). A free function, not a static one of
+/// `NativeType`: that would look up the generic class's metadata on every call.
+private func nativePayload<Payload: AnyObject>(_ object: UnsafeMutablePointer<PyObject>, _ qualifiedName: String) throws -> Payload {
+    guard let raw = frost_native_payload(object) else {
+        throw PythonError.raise(.runtimeError, "'\(qualifiedName)' object is no longer usable")
+    }
+    return Unmanaged<Payload>.fromOpaque(raw).takeUnretainedValue()
 }
 
 protocol NativeTypeDefinition: AnyObject {
