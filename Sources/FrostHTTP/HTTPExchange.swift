@@ -321,8 +321,11 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// Sends the status line and headers (`headers`: "Name: value" lines). Decides the
     /// framing: Content-Length when given, else chunked (HTTP/1.1) or close-delimited.
-    package func sendHead(status: Int, reason: String, headers: [(String, String)]) throws {
+    /// `fieldsChecked`: the caller checked every name and value already (the control
+    /// block's header parsers do); what a filter's head hook changes is checked here anyway.
+    package func sendHead(status: Int, reason: String, headers: [(String, String)], fieldsChecked: Bool = false) throws {
         var (status, reason, headers) = (status, reason, headers)
+        let checkFields = !fieldsChecked || headHook != nil
         if let headHook {
             if monitor.locked({ headersSent }) { throw ExchangeError(.responseState, "response headers were already sent") }
             if case .answered(let keep) = headHook(self, &status, &reason, &headers) {
@@ -335,7 +338,7 @@ package final class HTTPExchange: @unchecked Sendable {
         if !isHeaderValue(reason) {
             throw ExchangeError(.badResponseHead, "the status line's reason phrase \(reason.debugDescription) holds CR, LF or NUL")
         }
-        for (name, value) in headers where !isHeaderName(name) || !isHeaderValue(value) {
+        for (name, value) in headers where checkFields && (!isHeaderName(name) || !isHeaderValue(value)) {
             throw ExchangeError(.badResponseHead, "bad response header \(name.debugDescription): \(value.debugDescription)")
         }
         var responseHeaders = HTTPHeaders(headers)

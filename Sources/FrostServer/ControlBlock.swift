@@ -228,7 +228,8 @@ extension Host {
             block.httpStatusCode = code
             if block.suppressHeaders { return .none }
             do {
-                try block.exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers)
+                // parseHeaders checked every field as it read it.
+                try block.exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers, fieldsChecked: true)
             } catch let error as ExchangeError {
                 throw block.host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
             }
@@ -420,10 +421,14 @@ where Bytes.Element == UInt8 {
 
 /// Without the spaces and tabs at either end.
 private func trimmed<Bytes: BidirectionalCollection>(_ bytes: Bytes) -> Bytes.SubSequence where Bytes.Element == UInt8 {
-    var slice = bytes[...]
-    while let first = slice.first, first == 32 || first == 9 { slice = slice.dropFirst() }
-    while let last = slice.last, last == 32 || last == 9 { slice = slice.dropLast() }
-    return slice
+    var start = bytes.startIndex, end = bytes.endIndex
+    while start < end, bytes[start] == 32 || bytes[start] == 9 { bytes.formIndex(after: &start) }
+    while start < end {
+        let last = bytes.index(before: end)
+        guard bytes[last] == 32 || bytes[last] == 9 else { break }
+        end = last
+    }
+    return bytes[start..<end]
 }
 
 func htmlEscaped(_ text: String) -> String {
