@@ -89,6 +89,8 @@ enum HostFixture {
                 "/badheader": lambda: ecb.SendResponseHeaders("200 OK", "X-Bad: a\x00b\r\n\r\n", False),
                 "/badreason": lambda: ecb.SendResponseHeaders("200 OK\r\nX-Injected: 1", "Content-Length: 0\r\n\r\n", False),
                 "/badredirect": lambda: ecb.Redirect("/target\r\nX-Injected: 1"),
+                "/badpair": lambda: ecb.SendResponseHeaders("200 OK", [("X-Bad", "a\r\nX-Injected: 1")], False),
+                "/badname": lambda: ecb.SendResponseHeaders("200 OK", (("Bad Name", "v"),), False),
             }
             if path in refused:
                 try:
@@ -295,6 +297,12 @@ func json(_ response: RawConnection.Response) throws -> [String: Any] {
         #expect(bad.text.hasPrefix("refused: bad value for response header"))
         // No header injection through the status line or a redirect's URL: the handler is
         // told, and the connection still carries a well-formed answer.
+        // (name, value) pairs are checked as a header block is.
+        let badPair = try server.get("/badpair")
+        #expect(badPair.status == 400 && badPair.text.hasPrefix("refused: bad value for response header"), "\(badPair.text)")
+        #expect(badPair.header("x-injected") == nil)
+        let badName = try server.get("/badname")
+        #expect(badName.status == 400 && badName.text.hasPrefix("refused: bad response header name"), "\(badName.text)")
         for path in ["/badreason", "/badredirect"] {
             let injected = try server.get(path)
             #expect(injected.status == 400 && injected.text.hasPrefix("refused:"), "\(path): \(injected.text)")
