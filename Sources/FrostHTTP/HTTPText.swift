@@ -14,11 +14,23 @@ package func queryPart(of uri: String) -> String {
 
 /// `text` without the blanks (spaces and tabs) around it, as header values are read.
 package func trimmingBlanks(_ text: String) -> String {
-    let bytes = text.utf8
-    guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }) else { return "" }
-    let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })!
-    if first == bytes.startIndex && last == bytes.index(before: bytes.endIndex) { return text }
-    return String(text[first...last])
+    let bytes = trimmingBlanks(bytes: text.utf8)
+    if bytes.startIndex == text.utf8.startIndex && bytes.endIndex == text.utf8.endIndex { return text }
+    return String(text[bytes.startIndex..<bytes.endIndex])
+}
+
+/// The same for bytes (a header read in place from a buffer). The byte forms are
+/// @inlinable: the control block calls them per response, and unspecialised generic code
+/// across the module boundary tripled a request's instructions (callgrind).
+@inlinable package func trimmingBlanks<Bytes: BidirectionalCollection>(bytes: Bytes) -> Bytes.SubSequence where Bytes.Element == UInt8 {
+    var start = bytes.startIndex, end = bytes.endIndex
+    while start < end, bytes[start] == 32 || bytes[start] == 9 { bytes.formIndex(after: &start) }
+    while start < end {
+        let last = bytes.index(before: end)
+        guard bytes[last] == 32 || bytes[last] == 9 else { break }
+        end = last
+    }
+    return bytes[start..<end]
 }
 
 package func percentDecoded(_ text: String) -> String {
@@ -42,13 +54,17 @@ package func percentDecodedBytes(_ text: String) -> [UInt8] {
     return bytes
 }
 /// A header name: visible ASCII without ':' (empty is not one).
-package func isHeaderName(_ name: String) -> Bool {
-    !name.isEmpty && name.utf8.allSatisfy { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }
+package func isHeaderName(_ name: String) -> Bool { isHeaderName(bytes: name.utf8) }
+
+@inlinable package func isHeaderName<Bytes: Collection>(bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+    !bytes.isEmpty && bytes.allSatisfy { $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }
 }
 
 /// A header value: no CR, LF or NUL (which would split or end the header block).
-package func isHeaderValue(_ value: String) -> Bool {
-    !value.utf8.contains { $0 == 0 || $0 == 10 || $0 == 13 }
+package func isHeaderValue(_ value: String) -> Bool { isHeaderValue(bytes: value.utf8) }
+
+@inlinable package func isHeaderValue<Bytes: Collection>(bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+    !bytes.contains { $0 == 0 || $0 == 10 || $0 == 13 }
 }
 
 extension String {

@@ -408,27 +408,15 @@ func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
 /// end and checked (a token for the name; no CR, LF or NUL in the value).
 private func headerField<Bytes: BidirectionalCollection>(name: Bytes, value: Bytes) throws -> (String, String)
 where Bytes.Element == UInt8 {
-    let name = trimmed(name), value = trimmed(value)
-    guard !name.isEmpty, name.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {
+    let name = trimmingBlanks(bytes: name), value = trimmingBlanks(bytes: value)
+    guard isHeaderName(bytes: name) else {
         throw PythonError.raise(.valueError, "bad response header name \(String(decoding: name, as: UTF8.self).debugDescription)")
     }
     let nameText = String(decoding: name, as: UTF8.self)
-    guard !value.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) else {
+    guard isHeaderValue(bytes: value) else {
         throw PythonError.raise(.valueError, "bad value for response header \(nameText.debugDescription)")
     }
     return (nameText, String(decoding: value, as: UTF8.self))
-}
-
-/// Without the spaces and tabs at either end.
-private func trimmed<Bytes: BidirectionalCollection>(_ bytes: Bytes) -> Bytes.SubSequence where Bytes.Element == UInt8 {
-    var start = bytes.startIndex, end = bytes.endIndex
-    while start < end, bytes[start] == 32 || bytes[start] == 9 { bytes.formIndex(after: &start) }
-    while start < end {
-        let last = bytes.index(before: end)
-        guard bytes[last] == 32 || bytes[last] == 9 else { break }
-        end = last
-    }
-    return bytes[start..<end]
 }
 
 func htmlEscaped(_ text: String) -> String {
