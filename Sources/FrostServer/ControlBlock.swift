@@ -183,7 +183,6 @@ extension Host {
             }
         }
         let write: NativeMethod<ControlBlock> = { block, arguments in
-            let ecb = arguments.selfObject
             let data = try arguments.required(0, "data")
             let flags = try arguments.optional(1, "flags")?.asInt() ?? 0
             try block.host.sendImplicitHeadersIfNeeded(block)
@@ -201,12 +200,12 @@ extension Host {
                 }
             } catch let error as ExchangeError {
                 if flags & IOFlags.async != 0 {
-                    block.completeIO(ecb, bytes: 0, error: WindowsError.connectionReset)
+                    block.completeIO(arguments.selfObject, bytes: 0, error: WindowsError.connectionReset)
                     return try PythonObject(0)
                 }
                 throw block.host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
             }
-            if flags & IOFlags.async != 0 { block.completeIO(ecb, bytes: count, error: 0) }
+            if flags & IOFlags.async != 0 { block.completeIO(arguments.selfObject, bytes: count, error: 0) }
             return try PythonObject(count)
         }
         type.method("WriteClient", write)
