@@ -114,9 +114,11 @@ struct SiteContext: Sendable {
 /// A header's name as a CGI variable has it, after "HTTP_": upper case, "-" as "_".
 /// (Header names are tokens: ASCII.)
 func cgiName(_ header: String) -> String {
-    String(decoding: header.utf8.map { byte -> UInt8 in
-        if byte == UInt8(ascii: "-") { return UInt8(ascii: "_") }
-        return (97...122).contains(byte) ? byte - 32 : byte
-    }, as: UTF8.self)
+    String(decoding: header.utf8.map(cgiByte), as: UTF8.self)
+}
+
+/// One byte of a header's name as its CGI variable has it.
+func cgiByte(_ byte: UInt8) -> UInt8 {
+    byte == UInt8(ascii: "-") ? UInt8(ascii: "_") : (97...122).contains(byte) ? byte - 32 : byte
 }
 

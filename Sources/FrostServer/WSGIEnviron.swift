@@ -59,10 +59,10 @@ extension ControlBlock {
         fields.reserveCapacity(head.headers.count)
         for (name, value) in head.headers {
             let key = cgiKey(name)
-            if key == Self.contentTypeKey || key == Self.contentLengthKey { continue }
+            if key == contentTypeKey || key == contentLengthKey { continue }
             let trimmed = trimmingBlanks(value)
             if let index = fields.firstIndex(where: { $0.name == key }) {
-                fields[index].value += (key == Self.cookieKey ? "; " : ",") + trimmed
+                fields[index].value += (key == cookieKey ? "; " : ",") + trimmed
             } else {
                 fields.append((key, trimmed))
             }
@@ -77,19 +77,15 @@ extension ControlBlock {
     }
 }
 
-extension ControlBlock {
-    static let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
-    static let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
-    static let cookieKey = Array("HTTP_COOKIE".utf8)
-}
+private let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
+private let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
+private let cookieKey = Array("HTTP_COOKIE".utf8)
 
-/// HTTP_ and the header's name in upper case, '-' as '_' (the CGI variable's name), as bytes.
+/// The header's CGI variable ("HTTP_" and its `cgiName`), as bytes.
 private func cgiKey(_ header: String) -> [UInt8] {
     var key: [UInt8] = [72, 84, 84, 80, 95]  // "HTTP_"
     key.reserveCapacity(5 + header.utf8.count)
-    for byte in header.utf8 {
-        key.append(byte == UInt8(ascii: "-") ? UInt8(ascii: "_") : (97...122).contains(byte) ? byte - 32 : byte)
-    }
+    key.append(contentsOf: header.utf8.lazy.map(cgiByte))
     return key
 }
 
