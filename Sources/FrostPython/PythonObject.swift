@@ -80,9 +80,22 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     /// what WSGI (PEP 3333) wants for request data.
     public static func latin1(_ text: String) throws -> PythonObject {
         var text = text
-        return try text.withUTF8 { utf8 in
-            try utf8.withMemoryRebound(to: CChar.self) { try check(PyUnicode_DecodeLatin1($0.baseAddress, $0.count, nil)) }
+        return try text.withUTF8 { PythonObject(owning: try decodeLatin1(UnsafeRawBufferPointer($0))) }
+    }
+
+    /// A new `str` of `bytes` decoded as Latin-1 (a new reference).
+    private static func decodeLatin1(_ bytes: UnsafeRawBufferPointer) throws -> UnsafeMutablePointer<PyObject> {
+        guard let text = PyUnicode_DecodeLatin1(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, nil) else {
+            throw PythonError.fetch()
         }
+        return text
+    }
+
+    /// The UTF-8 bytes of a `str` (CPython's cached copy, valid while the str lives).
+    private static func utf8(of text: UnsafeMutablePointer<PyObject>) throws -> UnsafeRawBufferPointer {
+        var size: Py_ssize_t = 0
+        guard let utf8 = PyUnicode_AsUTF8AndSize(text, &size) else { throw PythonError.fetch() }
+        return UnsafeRawBufferPointer(start: utf8, count: size)
     }
 
     /// An interned `str`, for keys used again and again (cache it: creating one looks it up).
@@ -139,11 +152,7 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         guard frost_is_str(pointer) != 0 else {
             throw PythonError.raise(.typeError, "expected str, got \(typeName)")
         }
-        var size: Py_ssize_t = 0
-        guard let utf8 = PyUnicode_AsUTF8AndSize(pointer, &size) else { throw PythonError.fetch() }
-        return utf8.withMemoryRebound(to: UInt8.self, capacity: size) {
-            String(decoding: UnsafeBufferPointer(start: $0, count: size), as: UTF8.self)
-        }
+        return String(decoding: try PythonObject.utf8(of: pointer), as: UTF8.self)
     }
 
     public func asInt() throws -> Int {
@@ -176,9 +185,7 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     public func withUTF8Bytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         if frost_is_bytes(pointer) != 0 { return try withBytes(body) }
         guard frost_is_str(pointer) != 0 else { throw PythonError.raise(.typeError, "expected str or bytes, got \(typeName)") }
-        var size: Py_ssize_t = 0
-        guard let utf8 = PyUnicode_AsUTF8AndSize(pointer, &size) else { throw PythonError.fetch() }
-        return try body(UnsafeRawBufferPointer(start: utf8, count: size))
+        return try body(try PythonObject.utf8(of: pointer))
     }
 
     public func isTrue() throws -> Bool {
@@ -248,22 +255,16 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
 
     /// The same from bytes.
     public func setItem(_ key: PythonObject, latin1 bytes: UnsafeRawBufferPointer) throws {
-        guard let text = PyUnicode_DecodeLatin1(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, nil) else {
-            throw PythonError.fetch()
-        }
+        let text = try PythonObject.decodeLatin1(bytes)
         defer { frost_decref(text) }
         if PyDict_SetItem(pointer, key.pointer, text) != 0 { throw PythonError.fetch() }
     }
 
     /// `self[str(key)] = str(value)` for a dict, both decoded as Latin-1 from bytes.
     public func setItem(latin1 key: UnsafeRawBufferPointer, latin1 value: UnsafeRawBufferPointer) throws {
-        guard let keyText = PyUnicode_DecodeLatin1(key.baseAddress?.assumingMemoryBound(to: CChar.self), key.count, nil) else {
-            throw PythonError.fetch()
-        }
+        let keyText = try PythonObject.decodeLatin1(key)
         defer { frost_decref(keyText) }
-        guard let text = PyUnicode_DecodeLatin1(value.baseAddress?.assumingMemoryBound(to: CChar.self), value.count, nil) else {
-            throw PythonError.fetch()
-        }
+        let text = try PythonObject.decodeLatin1(value)
         defer { frost_decref(text) }
         if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
     }
@@ -323,14 +324,10 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
             return (first, second)
         }
         for index in 0..<count where pair(index) == nil { return false }
-        func utf8(_ text: UnsafeMutablePointer<PyObject>) throws -> UnsafeBufferPointer<UInt8> {
-            var size: Py_ssize_t = 0
-            guard let bytes = PyUnicode_AsUTF8AndSize(text, &size) else { throw PythonError.fetch() }
-            return UnsafeBufferPointer(start: UnsafeRawPointer(bytes).assumingMemoryBound(to: UInt8.self), count: size)
-        }
         for index in 0..<count {
             let (first, second) = pair(index)!
-            try body(try utf8(first), try utf8(second))
+            try body(try PythonObject.utf8(of: first).bindMemory(to: UInt8.self),
+                     try PythonObject.utf8(of: second).bindMemory(to: UInt8.self))
         }
         return true
     }
