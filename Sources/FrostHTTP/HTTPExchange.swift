@@ -688,7 +688,6 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 }
 
-
 /// The two ends of a connection and their text forms, made once per connection: printing
 /// the peer's address for every request cost more than the rest of a WSGI environ.
 package final class ConnectionAddresses: Sendable {

@@ -28,12 +28,11 @@ struct ResponseEncoder {
         if var head {
             let code = head.status.code
             let informational = (100..<200).contains(code) && code != 101
-            // (Removing only what is there: a removal copies the fields, found or not.)
             if !head.status.mayHaveResponseBody || method == .CONNECT {
-                if head.headers.contains(name: "content-length") { head.headers.remove(name: "content-length") }
-                if head.headers.contains(name: "transfer-encoding") { head.headers.remove(name: "transfer-encoding") }
+                head.headers.removeIfPresent(name: "content-length")
+                head.headers.removeIfPresent(name: "transfer-encoding")
             } else if head.headers.contains(name: "content-length") {
-                if head.headers.contains(name: "transfer-encoding") { head.headers.remove(name: "transfer-encoding") }
+                head.headers.removeIfPresent(name: "transfer-encoding")
             } else if head.version.major == 1 && head.version.minor >= 1 {
                 head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
                 if !informational { chunked = true }
@@ -98,5 +97,13 @@ struct ResponseEncoder {
             buffer.writeStaticString("\r\n")
         }
         buffer.writeStaticString("\r\n")
+    }
+}
+
+extension HTTPHeaders {
+    /// Removes the fields named `name`, if there are any: NIO's `remove(name:)` copies the
+    /// fields (shared with the head the caller was given) whether it finds one or not.
+    mutating func removeIfPresent(name: String) {
+        if contains(name: name) { remove(name: name) }
     }
 }
