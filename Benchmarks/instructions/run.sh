@@ -31,7 +31,7 @@ for spec in hello hello_wsgi; do
     "$bin/frost" build "Bundles/$spec.toml" --dist "$work/dist" --quiet
     out="$work/callgrind.$spec"
     valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$work/dist/$spec/_$spec" --listen "127.0.0.1:$port" --workers 0 --threads 1 --no-access-log \
+        "$work/dist/$spec/_$spec" --listen "127.0.0.1:$port" --workers 0 --threads 1 --no-access-log ${LOADER_ARGS:-} \
         >"$work/valgrind.$spec.log" 2>&1 &
     server=$!
     for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done

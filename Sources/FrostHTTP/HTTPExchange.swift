@@ -136,6 +136,11 @@ package final class HTTPExchange: @unchecked Sendable {
     private var writeFailure: String?
     /// The failure is the send time-out's (this side cut the connection).
     private var writeStalled = false
+    /// A read or write of the handler's waited for the client (or, run on the event loop,
+    /// would have had to): see `waited`.
+    private var handlerWaited = false
+    /// How the layer above ran the handler (`handlerRun`).
+    private var run = HandlerRun()
 
     package init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
@@ -255,6 +260,10 @@ package final class HTTPExchange: @unchecked Sendable {
         var resume = false
         let parts: [ByteBuffer] = try monitor.locked {
             if chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
+                handlerWaited = true
+                // A handler run on the event loop is only given complete bodies; waiting
+                // here would stop the loop that delivers the rest.
+                if eventLoop.inEventLoop { throw ExchangeError(.bodyFailed, "the body is not complete") }
                 pace.beginWaiting(now: monotonicSeconds())
                 defer { pace.endWaiting(now: monotonicSeconds()) }
                 while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
@@ -310,7 +319,7 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     /// Whether the request body has arrived in full (or there is none). Event loop.
-    var requestComplete: Bool {
+    package var requestComplete: Bool {
         monitor.locked { bodyEnded || hasNoBody }
     }
 
@@ -441,13 +450,15 @@ package final class HTTPExchange: @unchecked Sendable {
     /// Hands what is pending to the connection without waiting for it, unless more than
     /// `maxBytesInFlight` are still on their way to the socket: then it waits (a slow
     /// client holds back the writer instead of filling memory). A failed write fails the
-    /// next one. (Python thread; the GIL released when it may wait.)
+    /// next one. (Python thread, the GIL released when it may wait; or the event loop,
+    /// for a handler run there: it writes at once and never waits, see `waited`.)
     private func flushPending() throws {
         let (head, body) = takePending()
+        let onLoop = eventLoop.inEventLoop
         if head != nil || body != nil {
             let count = body?.readableBytes ?? 0
             monitor.locked { bytesInFlight += count }
-            eventLoop.execute {
+            let write = {
                 let written = self.eventLoop.makePromise(of: Void.self)
                 self.writeParts(head, body, flush: true, promise: written)
                 written.futureResult.whenComplete { result in
@@ -461,10 +472,12 @@ package final class HTTPExchange: @unchecked Sendable {
                     }
                 }
             }
+            if onLoop { write() } else { eventLoop.execute(write) }
         }
         let stalled: Bool = monitor.locked {
+            if bytesInFlight > HTTPExchange.maxBytesInFlight { handlerWaited = true }
             // Every completed write broadcasts: a wait that times out saw no progress at all.
-            while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed {
+            while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed && !onLoop {
                 if !monitor.wait(until: FrostSystem.deadline(afterSeconds: sendTimeout)) {
                     writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
                     writeStalled = true
@@ -570,6 +583,24 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     package var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// The handler waits for something outside this exchange (a child request it started).
+    package func noteWaited() { monitor.locked { handlerWaited = true } }
+
+    /// How the layer above runs the handler: set on the event loop before any other
+    /// thread sees the exchange.
+    package func beginHandlerRun(_ run: HandlerRun) { self.run = run }
+
+    /// How long the handler's call took: noted by the thread that ran it, before it
+    /// finishes the response (a handler that returns pending may be finished by another
+    /// thread meanwhile: the lock orders the two).
+    package func noteHandlerSeconds(_ seconds: Double) { monitor.locked { run.seconds = seconds } }
+
+    /// How the handler ran, and whether it waited for the client: for more body, or for
+    /// the socket to take what it wrote (or, run on the event loop, would have had to);
+    /// such a handler is better run where waiting stops nobody else. Read back on the
+    /// event loop when the exchange completes.
+    package var handlerReport: (run: HandlerRun, waited: Bool) { monitor.locked { (run, handlerWaited) } }
 
     /// The connection is gone (the client closed it, or it failed).
     package var clientClosed: Bool { monitor.locked { closed } }
@@ -679,6 +710,12 @@ package final class HTTPExchange: @unchecked Sendable {
 
     private func submit(_ operation: @escaping @Sendable (EventLoopPromise<Void>) -> Void) throws {
         let promise = eventLoop.makePromise(of: Void.self)
+        if eventLoop.inEventLoop {
+            // A handler run on the event loop: the operation is under way, and waiting for
+            // it here would stop the loop that carries it out.
+            monitor.locked { handlerWaited = true }
+            return operation(promise)
+        }
         eventLoop.execute { operation(promise) }
         do {
             try promise.futureResult.wait()
@@ -707,4 +744,17 @@ package final class ConnectionAddresses: Sendable {
         remoteIP = remote?.ipAddress ?? ""
         remotePort = remote?.port.map(String.init) ?? ""
     }
+}
+
+/// What the layer above noted about running a request's handler, for its scheduling to
+/// learn from when the exchange completes.
+package struct HandlerRun: Sendable {
+    /// The layer's own key for what was run (-1: none).
+    package var key = -1
+    /// Whether the handler ran on the connection's event loop.
+    package var onEventLoop = false
+    /// How long the handler's call took, in seconds.
+    package var seconds = 0.0
+
+    package init() {}
 }

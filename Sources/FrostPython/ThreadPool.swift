@@ -91,6 +91,16 @@ public final class PythonThreadPool: @unchecked Sendable {
         if let woken { wakeConditions[woken].signal() }
     }
 
+    /// Whether a thread has been running its job for longer than `seconds`: computing,
+    /// it holds the GIL for long stretches, and work run elsewhere meanwhile (a fast
+    /// handler on its event loop) would wait for it there.
+    public func hasJob(runningLongerThan seconds: Double) -> Bool {
+        monitor.locked {
+            let since = monotonicSeconds() - seconds
+            return startedAt.contains { $0.map { $0 < since } ?? false }
+        }
+    }
+
     /// Threads running a job now, and how long the oldest of those jobs has run.
     public var busy: (count: Int, oldestSeconds: Double) {
         monitor.locked {

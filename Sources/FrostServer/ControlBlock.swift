@@ -89,6 +89,7 @@ final class ControlBlock {
     /// Waits (GIL released by the caller) until the child calls DoneWithSession.
     func waitUntilChildDone() {
         guard let childMonitor else { return }
+        exchange.noteWaited()
         childMonitor.locked { while !childDone { childMonitor.wait() } }
     }
 

@@ -7,6 +7,7 @@ import FrostRuntime
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,6 +46,9 @@ public struct HostConfiguration: Sendable {
     /// This worker's seat on the board where the workers sharing `boundSockets` publish
     /// their connection counts (nil: accept without looking at the others).
     public var connectionSeat: (any ConnectionBalancing)?
+    /// Whether handlers that have shown they finish quickly run on the event loop that
+    /// read their request instead of a Python thread (`InlineSchedule`).
+    public var inlineHandlers = true
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -118,6 +122,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     let filterChain: FilterChain?
     /// One per event loop: checks its connections' time-outs (set up before serving).
     private var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
+    /// One per event loop when handlers may run there (set up before serving).
+    private var schedules: [ObjectIdentifier: InlineSchedule] = [:]
+    /// Set while a loop runs a handler.
+    private let inlineHandler = Atomic<Bool>(false)
 
     /// `reload` re-imports the entry module and returns the new extension (it runs on a
     /// Python thread holding the GIL) for `InternalReloadException`; `reloadFilter` the
@@ -133,6 +141,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let interval = DeadlineSweeper.interval(for: configuration.limits)
         for loop in group.makeIterator() {
             sweepers[ObjectIdentifier(loop)] = DeadlineSweeper(eventLoop: loop, interval: interval)
+            if configuration.inlineHandlers {
+                // A thread state of the loop's own, made on it (it is bound to its thread).
+                let state = try loop.submit { interpreter.makeThreadStateForCurrentThread() }.wait()
+                schedules[ObjectIdentifier(loop)] = InlineSchedule(threadState: state)
+            }
         }
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
             filterChain = try FilterChain(filter: filter, flags: info.flags, interpreter: interpreter, reload: reloadFilter,
@@ -379,7 +392,36 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         // connection, not a Python thread.
         exchange.afterReadAhead { [self] in
             armDeadline(exchange)
-            pool.submit { self.serve(exchange) }
+            guard let schedule = schedules[ObjectIdentifier(exchange.eventLoop)] else {
+                return pool.submit { self.serve(exchange) }
+            }
+            var run = HandlerRun()
+            run.key = InlineSchedule.slot(of: exchange.head.uri)
+            // On the loop only with the whole body here (the handler's reads must not wait)
+            // and no Python thread in a long job (it may hold the GIL the loop would wait for).
+            // One loop at a time runs handlers (another would wait for its GIL).
+            run.onEventLoop = schedule.runsInline(run.key) && exchange.requestComplete
+                && !pool.hasJob(runningLongerThan: InlineSchedule.budget)
+                && inlineHandler.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+            exchange.beginHandlerRun(run)
+            if run.onEventLoop {
+                schedule.threadState.withGIL { serve(exchange) }
+                inlineHandler.store(false, ordering: .releasing)
+            } else {
+                pool.submit { self.serve(exchange) }
+            }
+        }
+    }
+
+    /// What the exchange's handler call tells its loop's schedule; a slow call on the loop
+    /// is logged (the loop's other connections waited for it). Event loop.
+    private func learn(_ schedule: InlineSchedule, from exchange: HTTPExchange) {
+        let (run, waited) = exchange.handlerReport
+        guard run.key >= 0 else { return }
+        if let hold = schedule.learn(run.key, seconds: run.seconds, waited: waited, onEventLoop: run.onEventLoop) {
+            let head = exchange.head
+            logError("\(head.method.rawValue) \(pathPart(of: head.uri)) took \(Int(run.seconds * 1000)) ms on the event loop "
+                     + "(its other connections waited): its path now runs on the Python threads for \(Int(hold)) s", nil)
         }
     }
 
@@ -399,6 +441,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             inFlight -= 1
             served += 1
             monitor.broadcast()
+        }
+        if let schedule = schedules[ObjectIdentifier(exchange.eventLoop)] {
+            learn(schedule, from: exchange)
         }
         let log = configuration.accessLog
         if let chain = filterChain, let request = exchange.filterRequest, let connection = exchange.filterConnection,
@@ -600,15 +645,19 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             Python.withoutGIL { respondPlain(exchange, 400, "Bad Request", "Bad Request\n") }
             return
         }
-        do {
-            var current = extensionObject!
-            var result: PythonObject
+        let started = monotonicSeconds()
+        let call = Result { () throws -> PythonObject in
+            let current = extensionObject!
             do {
-                result = try current.callMethod(Host.httpExtensionProc, [ecb])
+                return try current.callMethod(Host.httpExtensionProc, [ecb])
             } catch let error as PythonError where isReloadRequest(error) {
-                current = try reloadExtension(replacing: current)
-                result = try current.callMethod(Host.httpExtensionProc, [ecb])  // the request again
+                return try reloadExtension(replacing: current).callMethod(Host.httpExtensionProc, [ecb])  // the request again
             }
+        }
+        // Noted before the response can finish: the loop's schedule reads it then.
+        exchange.noteHandlerSeconds(monotonicSeconds() - started)
+        do {
+            let result = try call.get()
             // None (no return statement) counts as HSE_STATUS_SUCCESS.
             let status = result.isNone ? 1 : result.isInt ? (try? result.asInt()) ?? 0 : 0
             if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread

@@ -195,6 +195,7 @@ public enum LoaderMain {
                     physicalPath: loader.layout.directory, limits: limits, site: site)
                 configuration.trustedProxies = TrustedProxies(settings.trustedProxies)
                 configuration.healthPath = settings.healthPath
+                configuration.inlineHandlers = settings.inline
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout

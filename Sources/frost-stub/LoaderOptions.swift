@@ -20,6 +20,8 @@ struct LoaderSettings {
     var healthPath: String?
     var debug = false
     var accessLog = true
+    /// Whether fast handlers may run on the event loop (`--no-inline`: never).
+    var inline = true
     var accessLogPath: String?
     var logFormat = AccessLog.Format.combined
     var limits = HostLimits()
@@ -93,6 +95,9 @@ enum LoaderOptions {
             guard let count = Int(text), (1...256).contains(count) else { return "--threads needs a number from 1 to 256" }
             settings.threads = count
             return nil
+        },
+        .flag("--no-inline", "run every handler on the Python threads (by default a URL path whose handler has shown it finishes in under 2 ms without waiting runs on the event loop that read the request)") {
+            $0.inline = false
         },
         .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else auto: one per core this process may use; 0: one process, no master)") { settings, text in
             guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }

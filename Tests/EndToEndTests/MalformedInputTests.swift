@@ -38,6 +38,11 @@ enum WireFixture {
             if path == "/sleep":
                 time.sleep(2)
                 return reply(ecb, "slept")
+            if path == "/nap":
+                # Sleeps the seconds in the query string; answers the OS thread it ran on.
+                time.sleep(float(ecb.QueryString or b"0"))
+                with open("/proc/thread-self/comm") as comm:
+                    return reply(ecb, comm.read().strip())
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")

@@ -116,4 +116,48 @@ import Glibc
         #expect(try sleeping.readResponse().text == "slept")
         #expect(server.stop().status == 0)
     }
+
+    /// The OS threads that ran a path's handler, request after request on one connection.
+    static func threads(_ connection: RawConnection, _ target: String, _ count: Int) throws -> [String] {
+        try (0..<count).map { _ in
+            try connection.send("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n")
+            return try connection.readResponse().text
+        }
+    }
+
+    /// A path's first calls run on a Python thread and are timed there; once they have
+    /// shown they are fast, its handler runs on the event loop that read the request (no
+    /// thread hop). `--no-inline` keeps every call on the Python threads.
+    @Test func fastHandlersMoveOntoTheEventLoop() throws {
+        let scratch = ScratchDirectory("inline")
+        let bundle = try WireFixture.bundle(scratch)
+        let server = try RunningServer(loader: bundle, arguments: ["--workers", "0", "--no-access-log"])
+        let seen = try Self.threads(try RawConnection(port: server.port), "/nap", 8)
+        #expect(!seen[0].hasPrefix("NIO-ELT"), "the first call ran on \(seen[0])")
+        #expect(seen.suffix(4).allSatisfy { $0.hasPrefix("NIO-ELT") }, "threads: \(seen)")
+        #expect(server.stop().status == 0)
+
+        let pooled = try RunningServer(loader: bundle, arguments: ["--workers", "0", "--no-access-log", "--no-inline"])
+        let threads = try Self.threads(try RawConnection(port: pooled.port), "/nap", 8)
+        #expect(threads.allSatisfy { !$0.hasPrefix("NIO-ELT") }, "with --no-inline: \(threads)")
+        #expect(pooled.stop().status == 0)
+    }
+
+    /// A path whose handler turns slow on the event loop (0.3 s: its loop's other
+    /// connections waited) is logged, and its next calls run on the Python threads.
+    @Test func aPathThatStallsTheLoopMovesBackToThePythonThreads() throws {
+        let scratch = ScratchDirectory("inline-stall")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        let connection = try RawConnection(port: server.port)
+        let warm = try Self.threads(connection, "/nap?0", 8)
+        #expect(warm.last?.hasPrefix("NIO-ELT") == true, "threads: \(warm)")
+        let stalled = try Self.threads(connection, "/nap?0.3", 1)
+        #expect(stalled[0].hasPrefix("NIO-ELT"), "the slow call ran on \(stalled[0])")
+        let after = try Self.threads(connection, "/nap?0", 4)
+        #expect(after.allSatisfy { !$0.hasPrefix("NIO-ELT") }, "after the stall: \(after)")
+        let stopped = server.stop()
+        #expect(stopped.status == 0)
+        #expect(stopped.stderr.contains("GET /nap took 3"), "stderr: \(stopped.stderr)")
+        #expect(stopped.stderr.contains("its path now runs on the Python threads for 20 s"), "stderr: \(stopped.stderr)")
+    }
 }
