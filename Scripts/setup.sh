@@ -54,4 +54,7 @@ if [ "$(cat "$runtime/stamp" 2>/dev/null)" != "$stamp" ]; then
     /usr/bin/python3 Scripts/strippable-archive.py "${copied[@]}"
     echo "$stamp" > "$runtime.new/stamp"
     mv "$runtime.new" "$runtime"
+    # A build planned before this directory existed keeps linking the toolchain's own
+    # archives (SwiftPM re-plans only when Package.swift changes): drop its plans.
+    rm -f .build/debug.yaml .build/release.yaml .build/*/description.json
 fi

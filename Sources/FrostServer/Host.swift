@@ -49,6 +49,8 @@ public struct HostConfiguration: Sendable {
     /// Whether handlers that have shown they finish quickly run on the event loop that
     /// read their request instead of a Python thread (`InlineSchedule`).
     public var inlineHandlers = true
+    /// How quickly, in seconds.
+    public var inlineBudget = 0.002
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -144,7 +146,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if configuration.inlineHandlers {
                 // A thread state of the loop's own, made on it (it is bound to its thread).
                 let state = try loop.submit { interpreter.makeThreadStateForCurrentThread() }.wait()
-                schedules[ObjectIdentifier(loop)] = InlineSchedule(threadState: state)
+                schedules[ObjectIdentifier(loop)] = InlineSchedule(threadState: state, budget: configuration.inlineBudget)
             }
         }
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
@@ -401,7 +403,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // and no Python thread in a long job (it may hold the GIL the loop would wait for).
             // One loop at a time runs handlers (another would wait for its GIL).
             run.onEventLoop = schedule.runsInline(run.key) && exchange.requestComplete
-                && !pool.hasJob(runningLongerThan: InlineSchedule.budget)
+                && !pool.hasJob(runningLongerThan: schedule.budget)
                 && inlineHandler.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
             exchange.beginHandlerRun(run)
             if run.onEventLoop {

@@ -10,21 +10,22 @@ import FrostSystem
 /// While it runs, the loop's other connections wait, so only handlers that have shown
 /// they are fast run there:
 /// - a path's first requests run on the Python threads, where their time is measured;
-///   one that took under `budget` and did not wait for the client makes the path inline;
+///   one that took under the budget (2 ms, `--inline-budget`) and did not wait for the
+///   client makes the path inline;
 /// - a path whose handler took longer or waited (for more body, for a slow client, for a
 ///   child request) runs on the Python threads for `hold` (10 s), then is measured there
 ///   again; the hold doubles each time the path's handler was slow on the loop (up to an
 ///   hour);
 /// - a call on the loop a little over the budget may only have been preempted (these
 ///   machines run more threads than cores): the path's next call is measured on the
-///   Python threads. One that took `stall` (0.1 s) or more, or waited, made the loop's
+///   Python threads. One that took `stall` (0.1 s, or the budget if longer) or more, or waited, made the loop's
 ///   other connections wait: the path is held at once, and the host logs it.
 /// Paths share 256 slots by hash: two paths in one slot count as one.
 final class InlineSchedule {
     /// The longest a handler may take to be run on the loop.
-    static let budget = 0.002
+    let budget: Double
     /// A call on the loop this long is no preemption: the path is held without a retry.
-    static let stall = 0.1
+    let stall: Double
     /// How long a slow path runs on the Python threads before it is measured again.
     static let hold = 10.0
     static let slotCount = 256
@@ -37,8 +38,10 @@ final class InlineSchedule {
     /// Per slot: how many times its handler stalled the loop (the hold's doubling).
     private var strikes = [UInt8](repeating: 0, count: InlineSchedule.slotCount)
 
-    init(threadState: PythonThreadState) {
+    init(threadState: PythonThreadState, budget: Double) {
         self.threadState = threadState
+        self.budget = budget
+        self.stall = max(0.1, budget)
     }
 
     /// The slot of a request target's path (FNV-1a of its bytes up to the query).
@@ -57,10 +60,10 @@ final class InlineSchedule {
     /// Learns from a handler's call: `seconds` it took, whether it `waited` for the client,
     /// and where it ran. Returns the hold when the call stalled the loop (for the log).
     func learn(_ slot: Int, seconds: Double, waited: Bool, onEventLoop: Bool) -> Double? {
-        let fast = seconds < InlineSchedule.budget && !waited
+        let fast = seconds < budget && !waited
         if onEventLoop {
             if fast { return nil }
-            guard waited || seconds >= InlineSchedule.stall else {
+            guard waited || seconds >= stall else {
                 state[slot] = 0  // measured again on the Python threads
                 return nil
             }

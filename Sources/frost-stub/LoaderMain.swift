@@ -196,6 +196,7 @@ public enum LoaderMain {
                 configuration.trustedProxies = TrustedProxies(settings.trustedProxies)
                 configuration.healthPath = settings.healthPath
                 configuration.inlineHandlers = settings.inline
+                configuration.inlineBudget = settings.inlineBudget
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout

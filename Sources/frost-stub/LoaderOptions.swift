@@ -22,6 +22,8 @@ struct LoaderSettings {
     var accessLog = true
     /// Whether fast handlers may run on the event loop (`--no-inline`: never).
     var inline = true
+    /// The longest a handler's call may take for its path to run on the event loop.
+    var inlineBudget = 0.002
     var accessLogPath: String?
     var logFormat = AccessLog.Format.combined
     var limits = HostLimits()
@@ -98,6 +100,13 @@ enum LoaderOptions {
         },
         .flag("--no-inline", "run every handler on the Python threads (by default a URL path whose handler has shown it finishes in under 2 ms without waiting runs on the event loop that read the request)") {
             $0.inline = false
+        },
+        .value("--inline-budget", "MS", "the longest a handler's call may take, in milliseconds, for its path to run on the event loop (2)") { settings, text in
+            guard let milliseconds = Double(text), milliseconds > 0, milliseconds <= 10_000 else {
+                return "--inline-budget needs a number of milliseconds above 0 and at most 10000"
+            }
+            settings.inlineBudget = milliseconds / 1000
+            return nil
         },
         .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else auto: one per core this process may use; 0: one process, no master)") { settings, text in
             guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }

@@ -370,6 +370,9 @@ enum PackageFixture {
         #expect(flagWithValue.status == 2 && flagWithValue.stderr.hasPrefix("_x: --debug takes no value"))
         let badNumber = try runProcess(loader, ["--max-body=0"])
         #expect(badNumber.status == 2 && badNumber.stderr.hasPrefix("_x: --max-body needs a positive number"))
+        let badBudget = try runProcess(loader, ["--inline-budget", "0"])
+        #expect(badBudget.status == 2 && badBudget.stderr.hasPrefix("_x: --inline-budget needs a number of milliseconds above 0"))
+        #expect(help.stdout.contains("\n  --no-inline") && help.stdout.contains("\n  --inline-budget MS"))
     }
 }
 
