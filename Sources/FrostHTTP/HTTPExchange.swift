@@ -137,7 +137,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// The failure is the send time-out's (this side cut the connection).
     private var writeStalled = false
     /// A read or write of the handler's waited for the client (or, run on the event loop,
-    /// would have had to): see `waited`.
+    /// would have had to): see `handlerReport`.
     private var handlerWaited = false
     /// How the layer above ran the handler (`handlerRun`).
     private var run = HandlerRun()
@@ -254,12 +254,13 @@ package final class HTTPExchange: @unchecked Sendable {
     /// copies them once into their destination.
     package func readBodyParts(maximum: Int) throws -> [ByteBuffer] {
         // A client may wait for what was written before it sends more.
-        if monitor.locked({ chunks.isEmpty && !bodyEnded && (pendingHead != nil || pendingBody != nil) }) {
+        if monitor.locked({ chunks.isEmpty && !bodyEnded && !hasNoBody && (pendingHead != nil || pendingBody != nil) }) {
             try? flushPending()
         }
         var resume = false
         let parts: [ByteBuffer] = try monitor.locked {
-            if chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
+            // A request without a body may be read before its end is seen: it is empty.
+            if chunks.isEmpty && !bodyEnded && !hasNoBody && !closed && bodyFailure == nil {
                 handlerWaited = true
                 // A handler run on the event loop is only given complete bodies; waiting
                 // here would stop the loop that delivers the rest.
@@ -279,7 +280,7 @@ package final class HTTPExchange: @unchecked Sendable {
                 }
             }
             if chunks.isEmpty {
-                if bodyEnded { return [] }
+                if bodyEnded || hasNoBody { return [] }
                 if let bodyFailure { throw ExchangeError(.bodyFailed, bodyFailure) }
                 throw ExchangeError(.clientClosed, "the client closed the connection before sending the whole body")
             }
@@ -451,7 +452,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// `maxBytesInFlight` are still on their way to the socket: then it waits (a slow
     /// client holds back the writer instead of filling memory). A failed write fails the
     /// next one. (Python thread, the GIL released when it may wait; or the event loop,
-    /// for a handler run there: it writes at once and never waits, see `waited`.)
+    /// for a handler run there: it writes at once and never waits, see `handlerReport`.)
     private func flushPending() throws {
         let (head, body) = takePending()
         let onLoop = eventLoop.inEventLoop

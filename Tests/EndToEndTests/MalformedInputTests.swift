@@ -39,10 +39,14 @@ enum WireFixture {
                 time.sleep(2)
                 return reply(ecb, "slept")
             if path == "/nap":
-                # Sleeps the seconds in the query string; answers the OS thread it ran on.
+                # Sleeps the seconds in the query string, reads the body; answers the OS
+                # thread it ran on and how much body it read.
                 time.sleep(float(ecb.QueryString or b"0"))
+                data = ecb.AvailableData
+                while more := ecb.ReadClient(65536):
+                    data += more
                 with open("/proc/thread-self/comm") as comm:
-                    return reply(ecb, comm.read().strip())
+                    return reply(ecb, f"{comm.read().strip()} {len(data)}")
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")

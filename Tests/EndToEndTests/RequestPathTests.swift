@@ -160,4 +160,22 @@ import Glibc
         #expect(stopped.stderr.contains("GET /nap took 3"), "stderr: \(stopped.stderr)")
         #expect(stopped.stderr.contains("its path now runs on the Python threads for 20 s"), "stderr: \(stopped.stderr)")
     }
+
+    /// A handler on the loop reads bodies like one on a Python thread: a request without
+    /// a body reads as empty (its end may not have been seen yet), and a small body that
+    /// came whole is read whole.
+    @Test func handlersOnTheLoopReadWholeBodies() throws {
+        let scratch = ScratchDirectory("inline-read")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        let connection = try RawConnection(port: server.port)
+        let empty = try Self.threads(connection, "/nap", 6)
+        #expect(empty.suffix(3).allSatisfy { $0.hasPrefix("NIO-ELT") && $0.hasSuffix(" 0") }, "\(empty)")
+        var posted: [String] = []
+        for _ in 0..<6 {
+            try connection.send("POST /nap HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+            posted.append(try connection.readResponse().text)
+        }
+        #expect(posted.suffix(3).allSatisfy { $0.hasPrefix("NIO-ELT") && $0.hasSuffix(" 5") }, "\(posted)")
+        #expect(server.stop().status == 0)
+    }
 }
