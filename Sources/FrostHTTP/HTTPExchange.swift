@@ -380,7 +380,11 @@ package final class HTTPExchange: @unchecked Sendable {
                 responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
             }
         }
-        let responseHead = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status, reasonPhrase: reason),
+        // NIO's status for a known code carries its standard phrase, whatever phrase it is
+        // given: the handler's own phrase ("200 Done") goes out as it wrote it.
+        var responseStatus = HTTPResponseStatus(statusCode: status)
+        if responseStatus.reasonPhrase != reason { responseStatus = .custom(code: UInt(status), reasonPhrase: reason) }
+        let responseHead = HTTPResponseHead(version: version, status: responseStatus,
                                             headers: responseHeaders)
         monitor.locked { pendingHead = responseHead }
     }

@@ -331,23 +331,24 @@ func parseStatus(_ value: PythonObject) throws -> (Int, String) {
         let code = try value.asInt()
         return (code, HTTPReason.phrase(code))
     }
-    // Read as UTF-8 bytes: this runs for every response.
-    let bytes = value.isBytes ? try value.asBytes() : Array(try value.asString().utf8)
-    func isSpace(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 || byte == 13 || byte == 10 }
-    var start = 0, end = bytes.count
-    while start < end && isSpace(bytes[start]) { start += 1 }
-    while end > start && isSpace(bytes[end - 1]) { end -= 1 }
-    var index = start, code = 0
-    while index < end && index - start < 4, (48...57).contains(bytes[index]) {
-        code = code * 10 + Int(bytes[index] - 48)
-        index += 1
+    // Read in place (CPython's UTF-8 of a str, or the bytes): this runs for every response.
+    return try value.withUTF8Bytes { bytes in
+        func isSpace(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 || byte == 13 || byte == 10 }
+        var start = 0, end = bytes.count
+        while start < end && isSpace(bytes[start]) { start += 1 }
+        while end > start && isSpace(bytes[end - 1]) { end -= 1 }
+        var index = start, code = 0
+        while index < end && index - start < 4, (48...57).contains(bytes[index]) {
+            code = code * 10 + Int(bytes[index] - 48)
+            index += 1
+        }
+        guard index - start == 3, index == end || bytes[index] == 32, code >= 100 else {
+            let text = String(decoding: bytes[start..<end], as: UTF8.self)
+            throw PythonError.raise(.valueError, "status must look like '200 OK', not \(text.debugDescription)")
+        }
+        while index < end && bytes[index] == 32 { index += 1 }
+        return (code, index < end ? String(decoding: bytes[index..<end], as: UTF8.self) : HTTPReason.phrase(code))
     }
-    guard index - start == 3, index == end || bytes[index] == 32, code >= 100 else {
-        let text = String(decoding: bytes[start..<end], as: UTF8.self)
-        throw PythonError.raise(.valueError, "status must look like '200 OK', not \(text.debugDescription)")
-    }
-    while index < end && bytes[index] == 32 { index += 1 }
-    return (code, index < end ? String(decoding: bytes[index..<end], as: UTF8.self) : HTTPReason.phrase(code))
 }
 
 /// frost's own form of SendResponseHeaders' headers: a sequence of (name, value) pairs of

@@ -59,6 +59,8 @@ final class RawConnection {
         let status: Int
         let headers: [(String, String)]
         let body: [UInt8]
+        /// The status line's reason phrase.
+        var reason = ""
         var text: String { String(decoding: body, as: UTF8.self) }
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
     }
@@ -76,14 +78,15 @@ final class RawConnection {
                     let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                     return (parts[0], parts.count > 1 ? parts[1] : "")
                 }
-                let response = Response(status: status, headers: headers, body: [])
+                let reason = statusLine.split(separator: " ", maxSplits: 2).dropFirst(2).first.map(String.init) ?? ""
+                let response = Response(status: status, headers: headers, body: [], reason: reason)
                 if status == 100 { continue }
                 if forHead || status == 204 || status == 304 { return response }
                 if let length = response.header("content-length").flatMap(Int.init) {
                     while buffer.count < length { guard try fill() else { throw ClientError(message: "short body") } }
                     let body = Array(buffer[..<length])
                     buffer.removeFirst(length)
-                    return Response(status: status, headers: headers, body: body)
+                    return Response(status: status, headers: headers, body: body, reason: response.reason)
                 }
                 if response.header("transfer-encoding")?.lowercased() == "chunked" {
                     var body: [UInt8] = []
@@ -95,13 +98,13 @@ final class RawConnection {
                         while buffer.count < size + 2 { guard try fill() else { throw ClientError(message: "short chunk") } }
                         body += buffer[..<size]
                         buffer.removeFirst(size + 2)
-                        if size == 0 { return Response(status: status, headers: headers, body: body) }
+                        if size == 0 { return Response(status: status, headers: headers, body: body, reason: response.reason) }
                     }
                 }
                 while try fill() {}
                 let body = buffer
                 buffer = []
-                return Response(status: status, headers: headers, body: body)
+                return Response(status: status, headers: headers, body: body, reason: response.reason)
             }
             guard try fill() else { throw ClientError(message: "connection closed before a response") }
         }

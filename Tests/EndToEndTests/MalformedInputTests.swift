@@ -47,6 +47,12 @@ enum WireFixture {
                     data += more
                 with open("/proc/thread-self/comm") as comm:
                     return reply(ecb, f"{comm.read().strip()} {len(data)}")
+            if path == "/status":
+                # The status in each form SendResponseHeaders takes, named by the query string.
+                status = {"int": 201, "bytes": b"202 Accepted", "spaced": "  203 Custom Reason \t", "bare": "204",
+                          "bad": "20x Nope"}[ecb.QueryString.decode()]
+                ecb.SendResponseHeaders(status, "Content-Length: 0\r\n\r\n", False)
+                return isapicon.HSE_STATUS_SUCCESS
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")
