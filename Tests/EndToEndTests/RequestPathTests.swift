@@ -117,12 +117,22 @@ import Glibc
         #expect(server.stop().status == 0)
     }
 
-    /// The OS threads that ran a path's handler, request after request on one connection.
-    static func threads(_ connection: RawConnection, _ target: String, _ count: Int) throws -> [String] {
-        try (0..<count).map { _ in
-            try connection.send("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n")
+    /// The OS threads that ran a path's handler, request after request on one connection
+    /// (a GET, or a POST of `body`).
+    static func threads(_ connection: RawConnection, _ target: String, _ count: Int, body: String? = nil) throws -> [String] {
+        let request = body.map { "POST \(target) HTTP/1.1\r\nHost: h\r\nContent-Length: \($0.utf8.count)\r\n\r\n\($0)" }
+            ?? "GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n"
+        return try (0..<count).map { _ in
+            try connection.send(request)
             return try connection.readResponse().text
         }
+    }
+
+    /// The wire fixture's `loader` in one process with `arguments` and an inline budget of
+    /// 1 s, which no preemption reaches on a loaded machine: these tests are of the move to
+    /// the loop and back, not of the 2 ms.
+    static func inlineServer(_ loader: String, _ arguments: [String] = []) throws -> RunningServer {
+        try RunningServer(loader: loader, arguments: ["--workers", "0", "--no-access-log", "--inline-budget", "1000"] + arguments)
     }
 
     /// A path's first calls run on a Python thread and are timed there; once they have
@@ -131,14 +141,13 @@ import Glibc
     @Test func fastHandlersMoveOntoTheEventLoop() throws {
         let scratch = ScratchDirectory("inline")
         let bundle = try WireFixture.bundle(scratch)
-        // A budget no preemption reaches on a loaded machine: the test is of the move, not the 2 ms.
-        let server = try RunningServer(loader: bundle, arguments: ["--workers", "0", "--no-access-log", "--inline-budget", "1000"])
+        let server = try Self.inlineServer(bundle)
         let seen = try Self.threads(try RawConnection(port: server.port), "/nap", 8)
         #expect(!seen[0].hasPrefix("NIO-ELT"), "the first call ran on \(seen[0])")
         #expect(seen.suffix(4).allSatisfy { $0.hasPrefix("NIO-ELT") }, "threads: \(seen)")
         #expect(server.stop().status == 0)
 
-        let pooled = try RunningServer(loader: bundle, arguments: ["--workers", "0", "--no-access-log", "--no-inline"])
+        let pooled = try Self.inlineServer(bundle, ["--no-inline"])
         let threads = try Self.threads(try RawConnection(port: pooled.port), "/nap", 8)
         #expect(threads.allSatisfy { !$0.hasPrefix("NIO-ELT") }, "with --no-inline: \(threads)")
         #expect(pooled.stop().status == 0)
@@ -149,8 +158,7 @@ import Glibc
     /// run on the Python threads.
     @Test func aPathThatStallsTheLoopMovesBackToThePythonThreads() throws {
         let scratch = ScratchDirectory("inline-stall")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
-                                       arguments: ["--workers", "0", "--no-access-log", "--inline-budget", "1000"])
+        let server = try Self.inlineServer(try WireFixture.bundle(scratch))
         let connection = try RawConnection(port: server.port)
         let warm = try Self.threads(connection, "/nap?0", 8)
         #expect(warm.last?.hasPrefix("NIO-ELT") == true, "threads: \(warm)")
@@ -169,16 +177,11 @@ import Glibc
     /// came whole is read whole.
     @Test func handlersOnTheLoopReadWholeBodies() throws {
         let scratch = ScratchDirectory("inline-read")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
-                                       arguments: ["--workers", "0", "--no-access-log", "--inline-budget", "1000"])
+        let server = try Self.inlineServer(try WireFixture.bundle(scratch))
         let connection = try RawConnection(port: server.port)
         let empty = try Self.threads(connection, "/nap", 6)
         #expect(empty.suffix(3).allSatisfy { $0.hasPrefix("NIO-ELT") && $0.hasSuffix(" 0") }, "\(empty)")
-        var posted: [String] = []
-        for _ in 0..<6 {
-            try connection.send("POST /nap HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
-            posted.append(try connection.readResponse().text)
-        }
+        let posted = try Self.threads(connection, "/nap", 6, body: "hello")
         #expect(posted.suffix(3).allSatisfy { $0.hasPrefix("NIO-ELT") && $0.hasSuffix(" 5") }, "\(posted)")
         #expect(server.stop().status == 0)
     }
@@ -188,8 +191,7 @@ import Glibc
     /// handler's error (500). The same on the loop and on a Python thread.
     @Test func statusLinesInEveryForm() throws {
         let scratch = ScratchDirectory("status-forms")
-        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
-                                       arguments: ["--workers", "0", "--no-access-log", "--inline-budget", "1000"])
+        let server = try Self.inlineServer(try WireFixture.bundle(scratch))
         let connection = try RawConnection(port: server.port)
         let expected = [("int", 201, "Created"), ("bytes", 202, "Accepted"), ("spaced", 203, "Custom Reason"),
                         ("bare", 204, "No Content")]
