@@ -473,4 +473,63 @@ func glibcLibraries() -> [String] {
         defer { _ = server.stop() }
         #expect(try server.get("/").text == "Hello, world!\n")
     }
+
+    /// Branches that cannot run where the bundle runs (Linux, the bundle's Python) are not
+    /// followed: `TYPE_CHECKING`, platform and version tests, directly or through a
+    /// module-level name; the branch that runs is. A table of charsets names no codec.
+    @Test func branchesThatCannotRunInTheBundleAreNotFollowed() throws {
+        let scratch = ScratchDirectory("branches")
+        try """
+            from isapi.simple import SimpleExtension
+            import platformed
+
+            def __ExtensionFactory__():
+                return SimpleExtension()
+            """.write(toFile: scratch.path("branchy.py"), atomically: true, encoding: .utf8)
+        try """
+            import os, sys, typing
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                import pdb
+            if typing.TYPE_CHECKING:
+                import doctest
+            WIN = sys.platform.startswith(("win", "cygwin"))
+            if sys.platform == "win32":
+                import sched
+            elif os.name == "nt" or (WIN and len(sys.argv) > 3):
+                import zipapp
+            else:
+                import colorsys
+            if not WIN and sys.version_info[:2] < (3, 0):
+                import smtplib
+            else:
+                import graphlib
+            if sys.platform.startswith("linux") and sys.argv:
+                import wave
+
+            def later():
+                if sys.platform == "darwin":
+                    import plistlib
+                import email.charset
+                return "shift_jis"
+            """.write(toFile: scratch.path("platformed.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("branchy.py"), "--quiet", "--report", scratch.path("report.json")],
+                                   dist: scratch.path("dist"))
+        try #require(build.status == 0, "\(build.output)")
+        let manifest = try #require(try BundleManifest.load(bundleDirectory: scratch.path("dist/branchy")))
+        let stdlib = Set((manifest.archives["lib/python311.zip"] ?? [:]).keys)
+        for absent in ["pdb", "doctest", "sched", "zipapp", "smtplib", "plistlib", "encodings/euc_jp", "encodings/big5"] {
+            #expect(!stdlib.contains("\(absent).pyc"), "the bundle carries \(absent)")
+        }
+        for present in ["colorsys", "graphlib", "wave", "email/charset", "encodings/shift_jis"] {
+            #expect(stdlib.contains("\(present).pyc"), "the bundle lacks \(present)")
+        }
+        let report = try JSON.parse(try String(contentsOfFile: scratch.path("report.json"), encoding: .utf8))
+        let cut = report["not_followed"]?["platformed"]?.array?.compactMap(\.string) ?? []
+        #expect(cut.contains("if TYPE_CHECKING at line 3 (false wherever the bundle runs)"), "\(cut)")
+        #expect(cut.contains("if sys.platform == \"win32\" at line 8 (false wherever the bundle runs)"), "\(cut)")
+        #expect(cut.contains("if not WIN and sys.version_info[:2] < (3, 0) at line 14 (false wherever the bundle runs)"), "\(cut)")
+        #expect(!cut.contains { $0.contains("line 18") }, "\(cut)")  // sys.argv is not known before it runs
+        #expect(try runProcess(scratch.path("dist/branchy/_branchy"), ["--check"]).status == 0)
+    }
 }

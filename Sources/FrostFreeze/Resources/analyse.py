@@ -98,6 +98,125 @@ def is_main_test(node):
             and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in sides))
 
 
+# What a test in an `if` is wherever the bundle runs: Linux, this interpreter's version.
+RUNTIME_VALUES = {("sys", "platform"): "linux", ("os", "name"): "posix", ("sys", "version_info"): sys.version_info}
+
+
+def runtime_value(node, known):
+    """The value of an expression that is the same wherever the bundle runs, or None when
+    it is not known from the source alone: `sys.platform`, `os.name`, `sys.version_info`
+    (and a slice of it), `platform.system()`, `TYPE_CHECKING` (False at run time, whether
+    typing's or the module's own), constants, comparisons and `startswith` of those, `not`,
+    `and`, `or`, and module-level names bound once to such an expression (`WIN =
+    sys.platform.startswith("win")`)."""
+    if isinstance(node, ast.Constant):
+        return node
+    if isinstance(node, ast.Tuple):
+        items = [runtime_value(e, known) for e in node.elts]
+        return None if any(i is None for i in items) else ast.Constant(tuple(i.value for i in items))
+    if isinstance(node, ast.Name):
+        if node.id == "TYPE_CHECKING":
+            return ast.Constant(False)
+        return known.get(node.id)
+    if isinstance(node, ast.Attribute):
+        if node.attr == "TYPE_CHECKING":
+            return ast.Constant(False)
+        if isinstance(node.value, ast.Name) and (node.value.id, node.attr) in RUNTIME_VALUES:
+            return ast.Constant(RUNTIME_VALUES[(node.value.id, node.attr)])
+        return None
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        value = runtime_value(node.value, known)
+        bounds = [runtime_value(b, known) if b is not None else ast.Constant(None)
+                  for b in (node.slice.lower, node.slice.upper, node.slice.step)]
+        if value is None or any(b is None for b in bounds) or not isinstance(value.value, tuple):
+            return None
+        return ast.Constant(tuple(value.value[slice(*(b.value for b in bounds))]))
+    if isinstance(node, ast.Call) and not node.keywords:
+        function = node.func
+        if (isinstance(function, ast.Attribute) and function.attr == "system" and not node.args
+                and isinstance(function.value, ast.Name) and function.value.id == "platform"):
+            return ast.Constant("Linux")
+        if isinstance(function, ast.Attribute) and function.attr == "startswith" and len(node.args) == 1:
+            value, prefix = runtime_value(function.value, known), runtime_value(node.args[0], known)
+            if value is None or prefix is None or not isinstance(value.value, str):
+                return None
+            if not (isinstance(prefix.value, str) or (isinstance(prefix.value, tuple)
+                                                      and all(isinstance(p, str) for p in prefix.value))):
+                return None
+            return ast.Constant(value.value.startswith(prefix.value))
+        return None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        operand = runtime_value(node.operand, known)
+        return None if operand is None else ast.Constant(not operand.value)
+    if isinstance(node, ast.BoolOp):
+        # Python's own short-circuit, with an unknown operand left unknown unless a known
+        # one decides: `False and x` is False, `True or x` is True.
+        decisive = isinstance(node.op, ast.Or)
+        unknown = False
+        for operand in node.values:
+            value = runtime_value(operand, known)
+            if value is None:
+                unknown = True
+            elif bool(value.value) == decisive:
+                return ast.Constant(decisive)
+        return None if unknown else ast.Constant(not decisive)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left, right = runtime_value(node.left, known), runtime_value(node.comparators[0], known)
+        if left is None or right is None:
+            return None
+        compare = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+                   ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
+                   ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+                   ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}.get(type(node.ops[0]))
+        try:
+            return None if compare is None else ast.Constant(bool(compare(left.value, right.value)))
+        except TypeError:  # "linux" < 3, `in` a string constant's non-string
+            return None
+    return None
+
+
+def runtime_names(tree):
+    """Module-level names bound exactly once, to an expression runtime_value knows, and
+    never declared global elsewhere (which could rebind them)."""
+    bound, known = {}, {}
+    rebound = {name for n in ast.walk(tree) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For)) else []
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    bound[name.id] = bound.get(name.id, 0) + 1
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and bound.get(node.targets[0].id) == 1 and node.targets[0].id not in rebound):
+            value = runtime_value(node.value, known)
+            if value is not None and isinstance(value.value, (bool, str, tuple)):
+                known[node.targets[0].id] = value
+    return known
+
+
+class StaticBranches(ast.NodeTransformer):
+    """Replaces each `if` whose test runtime_value knows by the branch that runs (`pass`
+    when that branch is empty), noting what was cut."""
+
+    def __init__(self, source, known, cuts):
+        self.source, self.known, self.cuts = source, known, cuts
+
+    def visit_If(self, node):
+        value = runtime_value(node.test, self.known)
+        if value is None:
+            return self.generic_visit(node)
+        test = " ".join((ast.get_source_segment(self.source, node.test) or "...").split())
+        if not value.value:
+            self.cuts.append("if %s at line %d (false wherever the bundle runs)" % (test, node.lineno))
+        elif node.orelse:
+            self.cuts.append("else of if %s at line %d (true wherever the bundle runs)" % (test, node.lineno))
+        kept = [self.visit(n) for n in (node.body if value.value else node.orelse)]
+        kept = [n for item in kept for n in (item if isinstance(item, list) else [item]) if n is not None]
+        return kept or ast.Pass(lineno=node.lineno, col_offset=node.col_offset)
+
+
 trimmed_code = {}  # module -> what of its code was not followed (for the report)
 FROZEN_ALIASES = {"importlib._bootstrap": "_frozen_importlib", "importlib._bootstrap_external": "_frozen_importlib_external"}
 
@@ -130,6 +249,10 @@ class UnreachableCodeTrimmed:
     - the `except ImportError:` fallback of a `try:` that only imports top-level modules
       this interpreter has (random's `from _sha512 import sha512`, else hashlib): with
       those modules in the bundle, the fallback never runs;
+    - the branch of an `if` that cannot run where the bundle runs (Linux, this
+      interpreter): `if TYPE_CHECKING:` (imports for annotations only), `if
+      sys.platform == "win32":`, `if os.name == "nt":`, `if sys.version_info < (3, 8):`,
+      and the same through a module-level name (`WIN = sys.platform.startswith("win")`);
     - all of importlib's `_bootstrap` and `_bootstrap_external` sources: importlib puts
       the frozen modules in their place."""
 
@@ -148,6 +271,8 @@ class UnreachableCodeTrimmed:
         except (SyntaxError, ValueError):
             return source  # modulefinder reports it as it would
         cuts = []
+        tree = StaticBranches(source if isinstance(source, str) else source.decode("utf-8", "replace"),
+                              runtime_names(tree), cuts).visit(tree)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Try) or not node.body:
                 continue
@@ -437,8 +562,10 @@ with finder.because("<a codec the code names>"):
     named = set()
     for module in list(finder.modules.values()):
         code = getattr(module, "__code__", None)
-        # Tables of every codec name (the aliases, locale's) name none in particular.
-        if code is None or module.__name__.startswith("encodings") or module.__name__ in ("locale", "_pyio"):
+        # Tables of codec names name none in particular: the aliases, locale's, email's
+        # charsets (a message's charset picks one at run time), stringprep's units ("hz").
+        if code is None or module.__name__.startswith("encodings") or \
+                module.__name__ in ("locale", "_pyio", "email.charset", "stringprep"):
             continue
         for text in string_constants(code):
             normal = encodings.normalize_encoding(text).lower()
