@@ -177,6 +177,17 @@ class ISAPIInputWrapper:
         return line
 
 
+# Status lines and header pairs start_response has checked: most responses repeat the same
+# few, and a set lookup costs less than checking again. Bounded: emptied when full.
+_CHECKED = set()
+
+
+def _remember(checked):
+    if len(_CHECKED) >= 1024:
+        _CHECKED.clear()
+    _CHECKED.add(checked)
+
+
 class _Response:
     """start_response and the body writes of one request."""
 
@@ -200,12 +211,22 @@ class _Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
-            raise ValueError(f"bad WSGI status {status!r}")
+        if type(status) is not str or status not in _CHECKED:
+            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+                raise ValueError(f"bad WSGI status {status!r}")
+            _remember(status)
         headers = list(headers)
-        for name, value in headers:
+        for pair in headers:
+            try:
+                if pair in _CHECKED:
+                    continue
+            except TypeError:  # unhashable (a list): checked, not remembered
+                pass
+            name, value = pair
             if not isinstance(name, str) or not isinstance(value, str) or "\n" in value or "\r" in value:
                 raise ValueError(f"bad WSGI header {name!r}: {value!r}")
+            if type(pair) is tuple:
+                _remember(pair)
         self.status, self.headers, self.length = status, headers, _UNREAD
         return self.write
 
@@ -269,12 +290,9 @@ class _WSGIHandlerMixin:
     @staticmethod
     def _native_environ(ecb, multithread, build):
         # frost's control block builds the CGI variables natively, from the same request
-        # data and with the same rules as the portable path in environ().
-        environ = build(_CONSTANT_ENVIRON[multithread])
-        environ["wsgi.input"] = ISAPIInputWrapper(ecb)
-        environ["wsgi.errors"] = sys.stderr
-        environ["isapi.ecb"] = ecb
-        return environ
+        # data and with the same rules as the portable path in environ(), and adds
+        # wsgi.input, wsgi.errors and isapi.ecb (handle() makes this call itself).
+        return build(_CONSTANT_ENVIRON[multithread], ISAPIInputWrapper(ecb), sys.stderr)
 
     def environ(self, ecb, multithread):
         build = getattr(ecb, "WSGIEnviron", None)
@@ -337,11 +355,12 @@ class _WSGIHandlerMixin:
 
     def handle(self, ecb, multithread):
         build = getattr(ecb, "WSGIEnviron", None)
-        if build is not None:
-            environ = self._native_environ(ecb, multithread, build)
+        if build is not None:  # _native_environ, inline: this runs for every request
+            environ = build(_CONSTANT_ENVIRON[multithread], ISAPIInputWrapper(ecb), sys.stderr)
+            response = _Response(ecb, True)
         else:
             environ = self.environ(ecb, multithread)
-        response = _Response(ecb, native=build is not None)
+            response = _Response(ecb, False)
         if self.apps:
             app, prefix, path_info = self.select(environ["PATH_INFO"])
             environ["SCRIPT_NAME"] += prefix
@@ -353,6 +372,20 @@ class _WSGIHandlerMixin:
             response.write(b"Not Found\n")
             return
         result = app(environ, response.start_response)
+        if type(result) is list:
+            # All there already (the common case, and a list has no close()): one write at the end.
+            if len(result) == 1 and type(result[0]) is bytes and response.status is not None:
+                # One piece (the common `return [body]`): headers and body in two calls.
+                response.send_headers()
+                if result[0]:
+                    ecb.WriteClient(result[0])
+                return
+            write = response.write
+            for data in result:
+                write(data, False)
+            if not response.sent:
+                response.send_headers()  # an empty body still sends its headers
+            return
         try:
             regular = result.regular_file() if isinstance(result, FileWrapper) else None
             if regular is not None:
@@ -362,7 +395,7 @@ class _WSGIHandlerMixin:
             # may be produced slowly (a generator, server-sent events): each piece goes now.
             streamed = not isinstance(result, (list, tuple))
             for data in result:
-                response.write(data, flush=streamed)
+                response.write(data, streamed)
             if not response.sent:
                 response.send_headers()  # an empty body still sends its headers
         finally:

@@ -132,6 +132,25 @@ class SimpleHandlerTest(unittest.TestCase):
             with self.assertRaises((AssertionError, TypeError)):
                 ISAPISimpleHandler(app).HttpExtensionProc(RecordingECB())
 
+    def test_start_response_checks_every_call_though_it_remembers_good_headers(self):
+        # What start_response has checked once passes quicker later: a bad status or
+        # header is still refused however often good ones came before it.
+        def app_with(status, headers):
+            def app(environ, start_response):
+                start_response(status, headers)
+                return [b"ok"]
+            return app
+
+        good = ("Content-Type", "text/plain")
+        for _ in range(3):
+            ecb = self.run_request(ISAPISimpleHandler(app_with("200 OK", [good, ["X-List", "pair"]])))
+            self.assertEqual((ecb.status, ecb.body), ("200 OK", b"ok"))
+            self.assertIn("X-List: pair\r\n", ecb.headers)
+        for status, headers in (("200 OK", [good, ("X-Bad", "a\r\nb")]), ("200 OK", [good, ["X-Bad", 1]]),
+                                ("200 OK", [good, ("X-Bad", ["unhashable"])]), ("200", [good]), (b"200 OK", [good])):
+            with self.assertRaises(ValueError, msg=f"{status!r} {headers!r}"):
+                ISAPISimpleHandler(app_with(status, headers)).HttpExtensionProc(RecordingECB())
+
 
 class ThreadPoolHandlerTest(unittest.TestCase):
     def test_requests_run_on_workers_and_errors_give_500(self):

@@ -269,6 +269,27 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
     }
 
+    /// The same, except that a key the dict has already gets `old + separator + value`
+    /// (a repeated request header's variable).
+    public func setOrJoinItem(latin1 key: UnsafeRawBufferPointer, latin1 value: UnsafeRawBufferPointer,
+                              separator: String) throws {
+        let keyText = try PythonObject.decodeLatin1(key)
+        defer { frost_decref(keyText) }
+        var text = try PythonObject.decodeLatin1(value)
+        defer { frost_decref(text) }
+        if let existing = PyDict_GetItemWithError(pointer, keyText) {
+            let joiner = try PythonObject(separator)
+            guard let head = PyUnicode_Concat(existing, joiner.pointer) else { throw PythonError.fetch() }
+            defer { frost_decref(head) }
+            guard let whole = PyUnicode_Concat(head, text) else { throw PythonError.fetch() }
+            frost_decref(text)
+            text = whole
+        } else if PyErr_Occurred() != nil {
+            throw PythonError.fetch()
+        }
+        if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
+    }
+
     /// A shallow copy of a dict.
     public func dictCopy() throws -> PythonObject {
         guard frost_is_dict(pointer) != 0 else { throw PythonError.raise(.typeError, "expected dict, got \(typeName)") }

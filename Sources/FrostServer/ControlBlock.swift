@@ -156,9 +156,14 @@ extension Host {
             })
         }
         // frost's own: the CGI part of a WSGI environ in one call, added to a copy of the
-        // dict given (isapi.wsgi's constant wsgi.* entries).
+        // dict given (isapi.wsgi's constant wsgi.* entries); with `input` and `errors`,
+        // also wsgi.input, wsgi.errors and isapi.ecb (the control block itself).
         type.method("WSGIEnviron") { block, arguments in
-            try block.wsgiEnviron(base: try arguments.required(0, "base"))
+            let environ = try block.wsgiEnviron(base: try arguments.required(0, "base"))
+            if let input = arguments.optional(1, "input"), let errors = arguments.optional(2, "errors") {
+                try environ.setItem(input: input, errors: errors, controlBlock: arguments.selfObject)
+            }
+            return environ
         }
         type.method("ReadClient") { block, arguments in
             let size = try arguments.optional(0, "size")?.asInt() ?? 65536

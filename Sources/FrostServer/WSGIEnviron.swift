@@ -14,18 +14,24 @@ extension ControlBlock {
         let environ = try base.dictCopy()
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
 
-        var pathInfo = Array(variables.pathInfo.utf8)
-        var scriptName = Array(variables.site.scriptName.utf8)
-        if !scriptName.isEmpty && pathInfo.starts(with: scriptName) && scriptName != pathInfo {
-            pathInfo.removeFirst(scriptName.count)
-        } else if scriptName == pathInfo {
-            scriptName = []
-        }
-        while scriptName.last == UInt8(ascii: "/") { scriptName.removeLast() }
         let secure = variables.secure
         try set(keys.requestMethod, head.method.rawValue)
-        try set(keys.scriptName, String(decoding: scriptName, as: UTF8.self))
-        try set(keys.pathInfo, String(decoding: pathInfo, as: UTF8.self))
+        let site = variables.site.scriptName
+        if site.isEmpty {  // a site at the root: no split to make
+            try environ.setItem(keys.scriptName, keys.empty)
+            try set(keys.pathInfo, variables.pathInfo)
+        } else {
+            var pathInfo = Array(variables.pathInfo.utf8)
+            var scriptName = Array(site.utf8)
+            if pathInfo.starts(with: scriptName) && scriptName != pathInfo {
+                pathInfo.removeFirst(scriptName.count)
+            } else if scriptName == pathInfo {
+                scriptName = []
+            }
+            while scriptName.last == UInt8(ascii: "/") { scriptName.removeLast() }
+            try set(keys.scriptName, String(decoding: scriptName, as: UTF8.self))
+            try set(keys.pathInfo, String(decoding: pathInfo, as: UTF8.self))
+        }
         try set(keys.queryString, variables.queryString)
         try set(keys.contentType, head.headers.first(name: "content-type") ?? "")
         let serverName = variables.serverName
@@ -55,39 +61,39 @@ extension ControlBlock {
         }
         // HTTP_* in arrival order; a repeated header is one variable, its values joined
         // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
-        var fields: [(name: [UInt8], value: String)] = []
-        fields.reserveCapacity(head.headers.count)
+        // The only HTTP_ keys are the ones this loop sets, so one already there is a repeat.
+        // Keys are made in one buffer, values read in place: no allocation per header.
+        var key: [UInt8] = Array("HTTP_".utf8)
+        key.reserveCapacity(64)
         for (name, value) in head.headers {
-            let key = cgiKey(name)
+            key.removeSubrange(5...)
+            key.append(contentsOf: name.utf8.lazy.map(cgiByte))
             if key == contentTypeKey || key == contentLengthKey { continue }
-            let trimmed = trimmingBlanks(value)
-            if let index = fields.firstIndex(where: { $0.name == key }) {
-                fields[index].value += (key == cookieKey ? "; " : ",") + trimmed
-            } else {
-                fields.append((key, trimmed))
-            }
-        }
-        for (name, value) in fields {
             var value = value
-            try name.withUnsafeBytes { key in
-                try value.withUTF8 { try environ.setItem(latin1: key, latin1: UnsafeRawBufferPointer($0)) }
+            try value.withUTF8 { bytes in
+                let trimmed = UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: UnsafeRawBufferPointer(bytes)))
+                try key.withUnsafeBytes { key in
+                    try environ.setOrJoinItem(latin1: key, latin1: trimmed, separator: key.elementsEqual(cookieKey) ? "; " : ",")
+                }
             }
         }
         return environ
     }
 }
 
+extension PythonObject {
+    /// wsgi.input, wsgi.errors and isapi.ecb of an environ (GIL held).
+    func setItem(input: PythonObject, errors: PythonObject, controlBlock: PythonObject) throws {
+        let keys = try WSGIKeys.shared()
+        try setItem(keys.input, input)
+        try setItem(keys.errors, errors)
+        try setItem(keys.controlBlock, controlBlock)
+    }
+}
+
 private let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
 private let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
 private let cookieKey = Array("HTTP_COOKIE".utf8)
-
-/// The header's CGI variable ("HTTP_" and its `cgiName`), as bytes.
-private func cgiKey(_ header: String) -> [UInt8] {
-    var key: [UInt8] = [72, 84, 84, 80, 95]  // "HTTP_"
-    key.reserveCapacity(5 + header.utf8.count)
-    key.append(contentsOf: header.utf8.lazy.map(cgiByte))
-    return key
-}
 
 /// The environ's keys and constant values as Python objects, made once (GIL held).
 private final class WSGIKeys {
@@ -102,7 +108,7 @@ private final class WSGIKeys {
 
     let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength: PythonObject
     let serverName, serverPort, serverProtocol, remoteAddr, remoteHost, remotePort, remoteUser, authType: PythonObject
-    let urlScheme, inputTerminated, http, https: PythonObject
+    let urlScheme, inputTerminated, http, https, input, errors, controlBlock, empty: PythonObject
 
     private init() throws {
         requestMethod = try .interned("REQUEST_METHOD")
@@ -123,5 +129,9 @@ private final class WSGIKeys {
         inputTerminated = try .interned("wsgi.input_terminated")
         http = try .interned("http")
         https = try .interned("https")
+        input = try .interned("wsgi.input")
+        errors = try .interned("wsgi.errors")
+        controlBlock = try .interned("isapi.ecb")
+        empty = try .interned("")
     }
 }

@@ -181,6 +181,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyUnicode_FromStringAndSize, PyUnicode_FromStringAndSize, (const char *s, Py_ssize_t n), (s, n)) \
     F(const char *, PyUnicode_AsUTF8AndSize, PyUnicode_AsUTF8AndSize, (PyObject *o, Py_ssize_t *n), (o, n)) \
     F(PyObject *, PyUnicode_Join, PyUnicode_Join, (PyObject *sep, PyObject *seq), (sep, seq)) \
+    F(PyObject *, PyUnicode_Concat, PyUnicode_Concat, (PyObject *left, PyObject *right), (left, right)) \
     F(PyObject *, PyUnicode_DecodeLatin1, PyUnicode_DecodeLatin1, (const char *s, Py_ssize_t n, const char *errors), (s, n, errors)) \
     F(PyObject *, PyUnicode_InternFromString, PyUnicode_InternFromString, (const char *s), (s)) \
     F(int, PyUnicode_CompareWithASCIIString, PyUnicode_CompareWithASCIIString, (PyObject *o, const char *s), (o, s)) \
