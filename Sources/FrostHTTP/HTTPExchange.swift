@@ -573,6 +573,18 @@ package final class HTTPExchange: @unchecked Sendable {
         let (head, body) = takePending()
         eventLoop.execute {
             self.responseEnded = true
+            if !close && !answered && (body?.readableBytes ?? 0) <= HTTPExchange.unwaitedResponseBytes
+                && self.context.channel.isWritable {
+                // A keep-alive response into a channel under NIO's high-water mark goes on
+                // its way without a promise to wait for: the next request is read at once,
+                // and what can pile up for a client that does not read stays bounded (the
+                // channel stops being writable, and the next response waits for its write).
+                // A write that fails closes the connection; the access log counts it sent.
+                self.writeParts(head, body, end: true, flush: true, promise: nil)
+                self.noteWritten(head, body)
+                self.connection.exchangeFinished(self, context: self.context, close: false)
+                return
+            }
             let end = self.context.eventLoop.makePromise(of: Void.self)
             if answered {
                 end.succeed(())  // the filter wrote the response itself
@@ -588,6 +600,10 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     package var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// The largest final response `finish` does not wait to see written (a response
+    /// larger than this, or one that closes the connection, waits for its write).
+    static let unwaitedResponseBytes = 64 * 1024
 
     /// The handler waits for something outside this exchange (a child request it started).
     package func noteWaited() { monitor.locked { handlerWaited = true } }

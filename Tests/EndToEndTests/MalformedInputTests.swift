@@ -64,6 +64,12 @@ enum WireFixture {
                 ecb.WriteClient(body, isapicon.HSE_IO_SYNC)
                 time.sleep(2)
                 return isapicon.HSE_STATUS_SUCCESS
+            if path == "/sized":
+                # A body of the bytes in the query string, in one write.
+                body = b"z" * int(ecb.QueryString or b"0")
+                ecb.SendResponseHeaders("200 OK", f"Content-Length: {len(body)}\r\n\r\n", False)
+                ecb.WriteClient(body)
+                return isapicon.HSE_STATUS_SUCCESS
             if path == "/stream":
                 # MiB from the query string, in 64 KiB writes (buffered, flushed as they fill).
                 size = int(ecb.QueryString or b"1") << 20

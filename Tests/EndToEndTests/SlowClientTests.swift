@@ -198,6 +198,41 @@ import Glibc
         #expect(!stopped.stderr.contains("replaced by"))
     }
 
+    /// A small keep-alive response goes out without waiting for its write, so that the next
+    /// request is read at once; a client that pipelines requests and reads nothing still
+    /// cannot make the worker queue their answers: once the channel is past NIO's high-water
+    /// mark, each response waits for its write again.
+    @Test func pipelinedRequestsOfAClientThatReadsNothingQueueABoundedAmount() throws {
+        let scratch = ScratchDirectory("pipelined-no-reader")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
+        let (usual, bound) = try Self.baseline(server)
+        let workerPID = try server.get("/").text.split(separator: " ").last.map(String.init) ?? ""
+        func resident() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        let before = resident()
+        // 2,000 requests for 60,000 bytes each (120 MB of answers), sent at once, none read.
+        let greedy = try RawConnection(port: server.port)
+        var small: Int32 = 4096
+        setsockopt(greedy.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        try greedy.send(String(repeating: "GET /sized?60000 HTTP/1.1\r\nHost: h\r\n\r\n", count: 2000))
+        usleep(1_000_000)
+        let grown = resident() - before
+        #expect(grown < 16 * 1024, "a non-reading pipeliner grew the worker by \(grown) KiB")
+        let during = try Self.latencies(server, count: 20)
+        #expect(Self.median(during) < bound, "during: \(Self.median(during)), usual \(usual)")
+        // What reached the client's socket is a few answers, not the 120 MB asked for.
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var total = 0
+        while case let n = recv(greedy.fd, &chunk, chunk.count, Int32(MSG_DONTWAIT)), n > 0 { total += n }
+        #expect(total > 0 && total < 8 << 20, "the non-reading client had \(total) bytes waiting")
+        greedy.reset()  // gone: the worker drops what it still had for it and stops at once
+        #expect(try server.get("/").status == 200)
+        _ = server.stop()
+    }
+
     @Test func aThousandIdleConnectionsCostLittleAndDoNotSlowOthers() throws {
         let scratch = ScratchDirectory("idle-many")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch),
