@@ -12,6 +12,9 @@ package protocol ExchangeDispatcher: AnyObject, Sendable {
     func completed(_ exchange: HTTPExchange)
     /// The request's deadline (`expiresAt`) has passed.
     func deadlinePassed(_ exchange: HTTPExchange)
+    /// The client took nothing of a finished response for `seconds` (`--send-timeout`):
+    /// its connection is being cut.
+    func sendTimedOut(_ exchange: HTTPExchange, seconds: Double)
 }
 
 /// Sent to every connection when the host stops: finish the request in hand (or the first
@@ -121,6 +124,27 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
 
     private func disarm() { deadline = .infinity }
 
+    /// Whether the connection reads on after the response in hand (event loop): not when
+    /// the host stops, the client ended its input, or its input was malformed (then the
+    /// response's write is waited for before the connection closes).
+    package var readsOn: Bool { !(stopping || inputEnded || inputMalformed) }
+
+    /// What NIO still held for the client when the send time-out was (re)armed for a
+    /// finished response's write; nil when no such write is pending.
+    private var unsentAtArming: Int?
+
+    /// A finished response's write is on its way (event loop): the client must take some
+    /// of it every `seconds` (`--send-timeout`, as nginx's send_timeout), or the
+    /// connection is cut. The write's completion (`exchangeFinished`) ends the watch.
+    package func watchWrite(_ context: ChannelHandlerContext, seconds: Double) {
+        unsentAtArming = unsentBytes(context)
+        arm(context, seconds)
+    }
+
+    private func unsentBytes(_ context: ChannelHandlerContext) -> Int {
+        (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+    }
+
     /// Called by the loop's sweeper: acts on a time-out that has passed.
     func sweep(_ context: ChannelHandlerContext, now: Double) {
         if let current, now >= current.expiresAt {
@@ -129,6 +153,16 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         }
         guard now >= deadline else { return }
         deadline = .infinity
+        if let unsent = unsentAtArming, let current {
+            let left = unsentBytes(context)
+            if left < unsent {  // the client took some: another period
+                return watchWrite(context, seconds: current.sendTimeout)
+            }
+            unsentAtArming = nil
+            current.noteSendTimedOut()
+            dispatcher.sendTimedOut(current, seconds: current.sendTimeout)
+            return current.cutConnection()
+        }
         if readAheadWaiter != nil, let current {
             return failReadAhead(current, .requestTimeout, "Request Timeout: " + current.bodyPaceFailure(now: now))
         }
@@ -323,6 +357,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     func exchangeFinished(_ exchange: HTTPExchange, context: ChannelHandlerContext, close: Bool) {
         if current === exchange {
             current = nil
+            unsentAtArming = nil
             awaitingResponse = false
             if close || stopping || inputEnded || inputMalformed {
                 heldEvents.removeAll()  // nothing after this response is answered
@@ -364,7 +399,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         } else if discarding != nil {
             stopDiscarding(context, keep: false)  // answered; its body still coming: no reset
         } else if requestsSeen > 0 {
-            context.close(promise: nil)  // idle keep-alive
+            closeAfterPendingWrites(context)  // idle keep-alive
         }
         // A connection that has sent nothing yet gets its first request served (the
         // header time-out still applies).
@@ -396,8 +431,17 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             current.bodyFailed("the client closed its side of the connection before sending the whole body")
         } else {
             disarm()
-            context.close(promise: nil)
+            closeAfterPendingWrites(context)
         }
+    }
+
+    /// Closes once what NIO still holds for the client is written: the last small
+    /// keep-alive response is not waited for (`HTTPExchange.finish`), and closing drops
+    /// what is pending (writes complete in order: an empty one completes after it).
+    private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
+        written.futureResult.whenComplete { _ in context.close(promise: nil) }
     }
 
     /// A parse error, an I/O error, or bytes after a parse error. No input may end the

@@ -491,15 +491,7 @@ package final class HTTPExchange: @unchecked Sendable {
             }
             return false
         }
-        if stalled {
-            // With a reset (nginx's reset_timedout_connection): what the kernel still holds
-            // for a client that reads nothing is dropped now, not kept until TCP gives up.
-            eventLoop.execute {
-                let channel = self.context.channel
-                guard let options = channel as? SocketOptionProvider else { return channel.close(promise: nil) }
-                options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
-            }
-        }
+        if stalled { eventLoop.execute { self.cutConnection() } }
         try monitor.locked {
             if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
             if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }
@@ -574,7 +566,7 @@ package final class HTTPExchange: @unchecked Sendable {
         eventLoop.execute {
             self.responseEnded = true
             if !close && !answered && (body?.readableBytes ?? 0) <= HTTPExchange.unwaitedResponseBytes
-                && self.context.channel.isWritable {
+                && self.connection.readsOn && self.context.channel.isWritable {
                 // A keep-alive response into a channel under NIO's high-water mark goes on
                 // its way without a promise to wait for: the next request is read at once,
                 // and what can pile up for a client that does not read stays bounded (the
@@ -586,6 +578,7 @@ package final class HTTPExchange: @unchecked Sendable {
                 return
             }
             let end = self.context.eventLoop.makePromise(of: Void.self)
+            if !answered { self.connection.watchWrite(self.context, seconds: self.sendTimeout) }
             if answered {
                 end.succeed(())  // the filter wrote the response itself
             } else {
@@ -600,6 +593,23 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     package var isKeepAlive: Bool { monitor.locked { keepAlive } }
+
+    /// Closes the connection with a reset (event loop), as nginx's reset_timedout_connection
+    /// does: what the kernel still holds for a client that reads nothing is dropped now, not
+    /// kept until TCP gives up.
+    func cutConnection() {
+        let channel = context.channel
+        guard let options = channel as? SocketOptionProvider else { return channel.close(promise: nil) }
+        options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The client took nothing of the finished response for `sendTimeout` (event loop).
+    func noteSendTimedOut() {
+        monitor.locked {
+            writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
+            writeStalled = true
+        }
+    }
 
     /// The largest final response `finish` does not wait to see written (a response
     /// larger than this, or one that closes the connection, waits for its write).

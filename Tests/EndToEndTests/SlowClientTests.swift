@@ -201,7 +201,8 @@ import Glibc
     /// A small keep-alive response goes out without waiting for its write, so that the next
     /// request is read at once; a client that pipelines requests and reads nothing still
     /// cannot make the worker queue their answers: once the channel is past NIO's high-water
-    /// mark, each response waits for its write again.
+    /// mark, each response waits for its write again, and --send-timeout cuts a client that
+    /// takes nothing of it.
     @Test func pipelinedRequestsOfAClientThatReadsNothingQueueABoundedAmount() throws {
         let scratch = ScratchDirectory("pipelined-no-reader")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
@@ -228,8 +229,37 @@ import Glibc
         var total = 0
         while case let n = recv(greedy.fd, &chunk, chunk.count, Int32(MSG_DONTWAIT)), n > 0 { total += n }
         #expect(total > 0 && total < 8 << 20, "the non-reading client had \(total) bytes waiting")
-        greedy.reset()  // gone: the worker drops what it still had for it and stops at once
+        // Past --send-timeout (2 s) with nothing taken, the connection is cut (a reset).
+        var cut = false
+        let start = Date()
+        while !cut && Date().timeIntervalSince(start) < 8 {
+            usleep(100_000)
+            let n = recv(greedy.fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+            cut = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        }
+        #expect(cut, "the non-reading client is still connected \(Date().timeIntervalSince(start)) s later")
         #expect(try server.get("/").status == 200)
+        let stopped = server.stop()
+        #expect(stopped.stderr.contains("the client took nothing of the response for 2 s (--send-timeout): connection cut after GET /sized"),
+                "\(stopped.stderr.suffix(1500))")
+    }
+
+    /// A client that pipelines requests and half-closes at once gets every answer whole,
+    /// though the host reads its end of input while answers are still queued (some not
+    /// waited for, some waiting for their writes).
+    @Test func pipelinedRequestsThenAHalfCloseGetEveryAnswer() throws {
+        let scratch = ScratchDirectory("pipelined-half-close")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
+        let client = try RawConnection(port: server.port)
+        let count = 200, size = 60_000  // 12 MB: more than the sockets' buffers hold
+        try client.send(String(repeating: "GET /sized?\(size) HTTP/1.1\r\nHost: h\r\n\r\n", count: count))
+        shutdown(client.fd, Int32(SHUT_WR))
+        usleep(500_000)  // the host reads the end of input while answers are still queued
+        var received: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while case let n = recv(client.fd, &chunk, chunk.count, 0), n > 0 { received += chunk[0..<n] }
+        let text = String(decoding: received, as: UTF8.self)
+        let answers = text.components(separatedBy: "HTTP/1.1 200").count - 1
+        #expect(answers == count && received.count > count * size, "\(answers) answers, \(received.count) bytes")
         _ = server.stop()
     }
 
