@@ -144,12 +144,46 @@ public struct Analysis: Decodable, Sendable {
         public let line: Int?
         public let modules: Int
         public let bytes: Int
+        /// Its extension modules, whose shared libraries weigh in too.
+        public let extensions: [String]?
+        /// The shared libraries only this pull needs, and their bytes (set by the builder).
+        public var libraries = 0, libraryBytes = 0
 
-        /// "tarfile 236.1 KiB in 3 modules: imported inside a function of shutil (shutil.py:1148)"
+        private enum CodingKeys: String, CodingKey { case module, by, file, line, modules, bytes, extensions }
+
+        /// "readline 590.3 KiB in 1 module and 2 shared libraries: imported inside a
+        /// function of code (code.py:298)"
         public var description: String {
             let location = file.map { " (" + URL(fileURLWithPath: $0).lastPathComponent + (line.map { ":\($0)" } ?? "") + ")" } ?? ""
-            return "\(module) \(formatBytes(bytes)) in \(modules) module\(modules == 1 ? "" : "s"): "
+            let shared = libraries == 0 ? "" : " and \(libraries) shared librar\(libraries == 1 ? "y" : "ies")"
+            return "\(module) \(formatBytes(bytes + libraryBytes)) in \(modules) module\(modules == 1 ? "" : "s")\(shared): "
                 + "imported inside a function of \(by)\(location)"
+        }
+
+        /// The pulls with the shared libraries each alone needs (`users`: library → the
+        /// extension modules and libraries that need it; `size`: a library's bytes in the
+        /// bundle) weighed in, heaviest first.
+        public static func weighed(_ pulls: [OptionalPull], users: [String: [String]], size: (String) -> Int) -> [OptionalPull] {
+            pulls.map { pull in
+                var pull = pull
+                // A library is the pull's alone when every user is one of its extension
+                // modules or a library that is the pull's alone.
+                var own = Set(pull.extensions ?? [])
+                var libraries: Set<String> = []
+                var grew = !own.isEmpty
+                while grew {
+                    grew = false
+                    for (library, needers) in users where !libraries.contains(library) && !needers.isEmpty
+                        && needers.allSatisfy(own.contains) {
+                        libraries.insert(library)
+                        own.insert(library)
+                        grew = true
+                    }
+                }
+                pull.libraries = libraries.count
+                pull.libraryBytes = libraries.reduce(0) { $0 + size($1) }
+                return pull
+            }.sorted { ($0.bytes + $0.libraryBytes, $1.module) > ($1.bytes + $1.libraryBytes, $0.module) }
         }
     }
     public let stdlib_missing_skipped: Int

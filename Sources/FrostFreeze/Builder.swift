@@ -194,7 +194,11 @@ public final class Builder {
         }
 
         // Why each module and library is here, for `frost inspect --why` (and the summary).
+        let libraryPaths = Dictionary(libraries.map { ($0.name, $0.path) }, uniquingKeysWith: { first, _ in first })
         let record = ImportRecord.make(entry: spec.name, analysis: analysis, libraries: libraries,
+                                       librarySize: { name in
+                                           libraryPaths[name].flatMap { try? fm.attributesOfItem(atPath: $0)[.size] as? Int } ?? 0
+                                       },
                                        objects: [("the loader", options.stubPath)]
                                            + analysis.modules.filter { $0.kind == .extension }.map { ($0.name, $0.file) },
                                        pythonLibrary: pythonLibraryName)
@@ -223,7 +227,7 @@ public final class Builder {
             extensionModules: extensionFiles.count, sharedLibraries: libraries.count + 0,
             sizes: try partSizes(), fileCount: manifest.files.count + 1, warnings: warnings,
             seconds: Date().timeIntervalSince(started), placements: placements, heaviest: heaviest,
-            optionalPulls: (analysis.optional_pulls ?? []).prefix(5).map(\.description))
+            optionalPulls: Array(record.optionalPulls.prefix(5)))
         try writeStamp(stampPath, analysis: analysis, report: report)
         return report
     }

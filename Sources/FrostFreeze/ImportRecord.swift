@@ -64,7 +64,7 @@ public struct ImportRecord: Codable, Sendable {
     }
 
     /// `pythonLibrary`: libpython's name; the loader loads it at start (it links none).
-    static func make(entry: String, analysis: Analysis, libraries: [LibraryResolver.Resolved],
+    static func make(entry: String, analysis: Analysis, libraries: [LibraryResolver.Resolved], librarySize: (String) -> Int,
                      objects: [(String, String)], pythonLibrary: String) -> ImportRecord {
         var modules: [String: Link] = [:]
         var locations: [String: String] = [:]
@@ -91,7 +91,8 @@ public struct ImportRecord: Codable, Sendable {
                                       Dictionary(uniqueKeysWithValues: libraries.filter { needed[$0.name] == nil }.map { ($0.name, ["<the traced import>"]) })
                                   ) { a, _ in a })
         record.optional = Set(analysis.modules.filter { $0.optional == true }.map(\.name))
-        record.optionalPulls = (analysis.optional_pulls ?? []).map(\.description)
+        record.optionalPulls = Analysis.OptionalPull.weighed(analysis.optional_pulls ?? [], users: record.libraries,
+                                                             size: librarySize).map(\.description)
         record.trimmed = analysis.trimmed ?? [:]
         return record
     }

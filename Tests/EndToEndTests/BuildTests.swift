@@ -456,6 +456,11 @@ func glibcLibraries() -> [String] {
         #expect(reported.status == 0, "\(reported.output)")
         let summary = try JSON.parse(reported.stdout)
         #expect(summary["optional_pulls"]?.array?.contains { $0.string?.contains("imported inside a function of") == true } == true)
+        // An optional pull weighs the shared libraries only it needs: the Flask site's
+        // readline (flask shell) brings libreadline and libtinfo.
+        let flaskPulls = try JSON.parse(try String(contentsOfFile: scratch.path("flask_site/lib/imports.json"), encoding: .utf8))
+        let readline = flaskPulls["optional_pulls"]?.array?.compactMap(\.string).first { $0.hasPrefix("readline ") } ?? ""
+        #expect(readline.contains(" in 1 module and 2 shared libraries: imported inside a function of"), "\(readline)")
         let report = try JSON.parse(try String(contentsOfFile: scratch.path("hello.json"), encoding: .utf8))
         let items = report["items"]?.array ?? []
         let simple = items.first { $0["name"]?.string == "isapi.simple" }

@@ -907,7 +907,9 @@ for importer in sorted(eager):
         source = finder.modules.get(importer)
         optional_pulls.append({"module": head, "by": importer, "line": import_line(importer, head),
                                "file": os.path.realpath(source.__file__) if source is not None and source.__file__ else None,
-                               "modules": len(reached), "bytes": sum(module_bytes(by_name[n]) for n in reached if n in by_name)})
+                               "modules": len(reached), "bytes": sum(module_bytes(by_name[n]) for n in reached if n in by_name),
+                               # the shared libraries these need weigh in too (the builder adds them)
+                               "extensions": sorted(n for n in reached if n in by_name and by_name[n]["kind"] == "extension")})
 optional_pulls.sort(key=lambda p: (-p["bytes"], p["module"]))
 for record in modules:
     record["optional"] = record["name"] in optional_modules
@@ -951,7 +953,7 @@ json.dump({
     "placement": [{"name": top, "where": where, "why": why} for top, (where, why) in sorted(placement.items())],
     "brought_by": brought_by,
     "trimmed": trimmed_code,
-    "optional_pulls": optional_pulls[:20],
+    "optional_pulls": optional_pulls[:100],
     "stdlib_missing_skipped": skipped,
     "package_data": package_data,
     "distributions": used_distributions,
