@@ -61,7 +61,8 @@ extension ControlBlock {
         }
         // HTTP_* in arrival order; a repeated header is one variable, its values joined
         // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
-        // The only HTTP_ keys are the ones this loop sets, so one already there is a repeat.
+        // The base (isapi.wsgi's wsgi.* constants) and the variables above hold no HTTP_
+        // keys: one already there was set by this loop, a repeat.
         // Keys are made in one buffer, values read in place: no allocation per header.
         var key: [UInt8] = Array("HTTP_".utf8)
         key.reserveCapacity(64)

@@ -23,6 +23,17 @@ import Glibc
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+    /// A reader of the serving worker's resident set (KiB), found by asking the fixture's
+    /// `/` for its pid.
+    static func workerResidentKiB(_ server: RunningServer) throws -> () -> Int {
+        let workerPID = try server.get("/").text.split(separator: " ").last.map(String.init) ?? ""
+        return {
+            let status = (try? String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+    }
+
     /// `count` connections to `server`, each sent `opening` (a head cut short, a head and
     /// the first part of a body).
     static func attackers(_ server: RunningServer, count: Int, each opening: [UInt8]) throws -> [RawConnection] {
@@ -207,12 +218,7 @@ import Glibc
         let scratch = ScratchDirectory("pipelined-no-reader")
         let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: Self.arguments)
         let (usual, bound) = try Self.baseline(server)
-        let workerPID = try server.get("/").text.split(separator: " ").last.map(String.init) ?? ""
-        func resident() -> Int {
-            let status = (try? String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-        }
+        let resident = try Self.workerResidentKiB(server)
         let before = resident()
         // 2,000 requests for 60,000 bytes each (120 MB of answers), sent at once, none read.
         let greedy = try RawConnection(port: server.port)
@@ -268,12 +274,7 @@ import Glibc
         let server = try RunningServer(loader: try WireFixture.bundle(scratch),
                                        arguments: ["--workers", "1", "--threads", "4", "--idle-timeout", "30", "--no-access-log"])
         let (usual, bound) = try Self.baseline(server)
-        let workerPID = try server.get("/").text.split(separator: " ").last.map(String.init) ?? ""
-        func resident() -> Int {
-            let status = (try? String(contentsOfFile: "/proc/\(workerPID)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-        }
+        let resident = try Self.workerResidentKiB(server)
         let before = resident()
         var idle: [RawConnection] = []
         for _ in 0..<1000 {
