@@ -372,19 +372,11 @@ class _WSGIHandlerMixin:
             response.write(b"Not Found\n")
             return
         result = app(environ, response.start_response)
-        if type(result) is list:
-            # All there already (the common case, and a list has no close()): one write at the end.
-            if len(result) == 1 and type(result[0]) is bytes and response.status is not None:
-                # One piece (the common `return [body]`): headers and body in two calls.
-                response.send_headers()
-                if result[0]:
-                    ecb.WriteClient(result[0])
-                return
-            write = response.write
-            for data in result:
-                write(data, False)
-            if not response.sent:
-                response.send_headers()  # an empty body still sends its headers
+        if type(result) is list and len(result) == 1 and type(result[0]) is bytes and response.status is not None:
+            # The common `return [body]` (a list has no close()): headers and body in two calls.
+            response.send_headers()
+            if result[0]:
+                ecb.WriteClient(result[0])
             return
         try:
             regular = result.regular_file() if isinstance(result, FileWrapper) else None

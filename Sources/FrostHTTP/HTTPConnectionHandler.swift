@@ -12,9 +12,9 @@ package protocol ExchangeDispatcher: AnyObject, Sendable {
     func completed(_ exchange: HTTPExchange)
     /// The request's deadline (`expiresAt`) has passed.
     func deadlinePassed(_ exchange: HTTPExchange)
-    /// The client took nothing of a finished response for `seconds` (`--send-timeout`):
-    /// its connection is being cut.
-    func sendTimedOut(_ exchange: HTTPExchange, seconds: Double)
+    /// The client took nothing of a finished response for `--send-timeout`: its connection
+    /// is being cut (`stalledWrite` says so).
+    func sendTimedOut(_ exchange: HTTPExchange)
 }
 
 /// Sent to every connection when the host stops: finish the request in hand (or the first
@@ -160,7 +160,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             }
             unsentAtArming = nil
             current.noteSendTimedOut()
-            dispatcher.sendTimedOut(current, seconds: current.sendTimeout)
+            dispatcher.sendTimedOut(current)
             return current.cutConnection()
         }
         if readAheadWaiter != nil, let current {
@@ -359,7 +359,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             current = nil
             unsentAtArming = nil
             awaitingResponse = false
-            if close || stopping || inputEnded || inputMalformed {
+            if close || !readsOn {
                 heldEvents.removeAll()  // nothing after this response is answered
                 disarm()
                 lingering.begin()

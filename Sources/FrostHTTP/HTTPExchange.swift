@@ -484,8 +484,7 @@ package final class HTTPExchange: @unchecked Sendable {
             // Every completed write broadcasts: a wait that times out saw no progress at all.
             while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed && !onLoop {
                 if !monitor.wait(until: FrostSystem.deadline(afterSeconds: sendTimeout)) {
-                    writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
-                    writeStalled = true
+                    markSendTimedOut()
                     return true
                 }
             }
@@ -578,10 +577,10 @@ package final class HTTPExchange: @unchecked Sendable {
                 return
             }
             let end = self.context.eventLoop.makePromise(of: Void.self)
-            if !answered { self.connection.watchWrite(self.context, seconds: self.sendTimeout) }
             if answered {
                 end.succeed(())  // the filter wrote the response itself
             } else {
+                self.connection.watchWrite(self.context, seconds: self.sendTimeout)
                 self.writeParts(head, body, end: true, flush: true, promise: end)
             }
             end.futureResult.whenComplete { result in
@@ -604,11 +603,12 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     /// The client took nothing of the finished response for `sendTimeout` (event loop).
-    func noteSendTimedOut() {
-        monitor.locked {
-            writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
-            writeStalled = true
-        }
+    func noteSendTimedOut() { monitor.locked { markSendTimedOut() } }
+
+    /// Why the writes end: the send time-out passed without progress (lock held).
+    private func markSendTimedOut() {
+        writeFailure = "the client took nothing of the response for \(Int(sendTimeout)) s (--send-timeout)"
+        writeStalled = true
     }
 
     /// The largest final response `finish` does not wait to see written (a response

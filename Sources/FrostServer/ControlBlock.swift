@@ -159,11 +159,10 @@ extension Host {
         // dict given (isapi.wsgi's constant wsgi.* entries); with `input` and `errors`,
         // also wsgi.input, wsgi.errors and isapi.ecb (the control block itself).
         type.method("WSGIEnviron") { block, arguments in
-            let environ = try block.wsgiEnviron(base: try arguments.required(0, "base"))
-            if let input = arguments.optional(1, "input"), let errors = arguments.optional(2, "errors") {
-                try environ.setItem(input: input, errors: errors, controlBlock: arguments.selfObject)
+            let streams = arguments.optional(1, "input").flatMap { input in
+                arguments.optional(2, "errors").map { (input: input, errors: $0, controlBlock: arguments.selfObject) }
             }
-            return environ
+            return try block.wsgiEnviron(base: try arguments.required(0, "base"), streams: streams)
         }
         type.method("ReadClient") { block, arguments in
             let size = try arguments.optional(0, "size")?.asInt() ?? 65536

@@ -438,9 +438,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         }
     }
 
-    package func sendTimedOut(_ exchange: HTTPExchange, seconds: Double) {
-        logError("the client took nothing of the response for \(Int(seconds)) s (--send-timeout): connection cut after "
-                 + "\(exchange.head.method.rawValue) \(exchange.head.uri)", nil)
+    package func sendTimedOut(_ exchange: HTTPExchange) {
+        let why = exchange.stalledWrite ?? "--send-timeout"
+        logError("\(why): connection cut after \(exchange.head.method.rawValue) \(exchange.head.uri)", nil)
     }
 
     package func completed(_ exchange: HTTPExchange) {

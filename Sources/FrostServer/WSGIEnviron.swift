@@ -7,9 +7,10 @@ import NIOHTTP1
 /// computes from server variables, without a Python string operation per variable.
 /// Values are the request's bytes decoded as Latin-1 (PEP 3333).
 extension ControlBlock {
-    /// A copy of `base` (the constant `wsgi.*` entries) with the request's variables.
-    /// GIL held.
-    func wsgiEnviron(base: PythonObject) throws -> PythonObject {
+    /// A copy of `base` (the constant `wsgi.*` entries) with the request's variables, and
+    /// `streams` as wsgi.input, wsgi.errors and isapi.ecb when given. GIL held.
+    func wsgiEnviron(base: PythonObject,
+                     streams: (input: PythonObject, errors: PythonObject, controlBlock: PythonObject)?) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
         let environ = try base.dictCopy()
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
@@ -78,17 +79,12 @@ extension ControlBlock {
                 }
             }
         }
+        if let streams {
+            try environ.setItem(keys.input, streams.input)
+            try environ.setItem(keys.errors, streams.errors)
+            try environ.setItem(keys.controlBlock, streams.controlBlock)
+        }
         return environ
-    }
-}
-
-extension PythonObject {
-    /// wsgi.input, wsgi.errors and isapi.ecb of an environ (GIL held).
-    func setItem(input: PythonObject, errors: PythonObject, controlBlock: PythonObject) throws {
-        let keys = try WSGIKeys.shared()
-        try setItem(keys.input, input)
-        try setItem(keys.errors, errors)
-        try setItem(keys.controlBlock, controlBlock)
     }
 }
 
