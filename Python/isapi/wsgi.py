@@ -354,6 +354,14 @@ class _WSGIHandlerMixin:
         return environ
 
     def handle(self, ecb, multithread):
+        if not self.apps and self.rootapp is not None:
+            serve = getattr(ecb, "ServeWSGI", None)
+            if serve is not None:
+                # frost's control block runs the whole request natively, with the rules of
+                # _Response and of the rest of this method: the same environ, checks and
+                # writes, without these Python frames (most of a small request's cost).
+                serve(self.rootapp, _CONSTANT_ENVIRON[multithread], ISAPIInputWrapper(ecb), sys.stderr, FileWrapper)
+                return
         build = getattr(ecb, "WSGIEnviron", None)
         if build is not None:  # _native_environ, inline: this runs for every request
             environ = build(_CONSTANT_ENVIRON[multithread], ISAPIInputWrapper(ecb), sys.stderr)

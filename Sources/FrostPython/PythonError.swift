@@ -24,7 +24,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
     public enum Builtin: Sendable {
         case typeError, valueError, attributeError, importError, moduleNotFoundError,
              runtimeError, keyError, indexError, fileNotFoundError, osError, syntaxError,
-             notImplementedError, overflowError
+             notImplementedError, overflowError, assertionError
 
         var pointer: UnsafeMutablePointer<PyObject> {
             switch self {
@@ -41,6 +41,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
             case .syntaxError: return frost_PyExc_SyntaxError()
             case .notImplementedError: return frost_PyExc_NotImplementedError()
             case .overflowError: return frost_PyExc_OverflowError()
+            case .assertionError: return frost_PyExc_AssertionError()
             }
         }
     }
@@ -72,6 +73,13 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
             return error as? PythonError ?? PythonError(typeName: "RuntimeError", message: "\(error)",
                                                         traceback: "", exception: nil)
         }
+    }
+
+    /// An exception object that already exists, for raising it again unchanged (with the
+    /// traceback it carries), as Python's `raise value` does.
+    public static func reraise(_ exception: PythonObject) -> PythonError {
+        PythonError(typeName: qualifiedName(frost_type_object(exception.pointer)),
+                    message: rawString(PyObject_Str(exception.pointer)) ?? "", traceback: "", exception: exception)
     }
 
     init(typeName: String, message: String, traceback: String, exception: PythonObject?) {

@@ -146,6 +146,12 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     public var isBytes: Bool { frost_is_bytes(pointer) != 0 }
     public var isInt: Bool { frost_is_int(pointer) != 0 }
     public var isCode: Bool { frost_is_code(pointer) != 0 }
+    public var isTuple: Bool { frost_is_tuple(pointer) != 0 }
+    public var isList: Bool { frost_is_list(pointer) != 0 }
+    /// Exactly a list or bytes object, not an instance of a subclass.
+    public var isExactList: Bool { frost_is_exact_list(pointer) != 0 }
+    public var isExactBytes: Bool { frost_is_exact_bytes(pointer) != 0 }
+    public var isByteArray: Bool { frost_type_object(pointer) == frost_python.bytearray_type || (try? isInstance(of: PythonObject(borrowing: frost_python.bytearray_type))) == true }
 
     /// The `str` value as Swift text; throws TypeError for other types.
     public func asString() throws -> String {
@@ -311,6 +317,28 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         return try PythonObject.check(PyObject_Call(pointer, argsTuple.pointer, kwargs?.pointer))
     }
 
+    /// `getattr(self, name)` for a name used on every request (no str made per call).
+    public func attribute(_ name: InternedName) throws -> PythonObject {
+        try PythonObject.check(PyObject_GetAttr(pointer, try name.object().pointer))
+    }
+
+    /// Calls the object with positional arguments the way the interpreter calls functions
+    /// (vectorcall): no argument tuple is made.
+    @discardableResult
+    public func vectorcall(_ args: PythonObject...) throws -> PythonObject {
+        try withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<PyObject>?.self, capacity: args.count) { vector in
+            for (index, argument) in args.enumerated() { vector[index] = argument.pointer }
+            return try PythonObject.check(PyObject_VectorcallDict(pointer, vector.baseAddress, args.count, nil))
+        }
+    }
+
+    /// `isinstance(self, type)`.
+    public func isInstance(of type: PythonObject) throws -> Bool {
+        let result = PyObject_IsInstance(pointer, type.pointer)
+        if result < 0 { throw PythonError.fetch() }
+        return result == 1
+    }
+
     /// Calls the method `name` with positional and keyword arguments.
     @discardableResult
     public func callMethod(_ name: String, _ args: [PythonObject] = [],
@@ -352,6 +380,22 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         }
         return true
     }
+
+    /// Calls `body` with each item of any iterable, one at a time as its iterator makes
+    /// them (as `for item in self:` does; a generator runs between the calls).
+    public func forEachItem(_ body: (PythonObject) throws -> Void) throws {
+        let iterator = try PythonObject.check(PyObject_GetIter(pointer))
+        while let next = PyIter_Next(iterator.pointer) {
+            try body(PythonObject(owning: next))
+        }
+        if PyErr_Occurred() != nil { throw PythonError.fetch() }
+    }
+
+    /// The length of a list (or of an instance of a subclass); nil for anything else.
+    public var listCount: Int? { isList ? PyList_Size(pointer) : nil }
+
+    /// Item `index` of a list, which must be within its length.
+    public func listItem(_ index: Int) -> PythonObject { PythonObject(borrowing: PyList_GetItem(pointer, index)!) }
 
     /// The items of any iterable.
     public func elements() throws -> [PythonObject] {

@@ -110,6 +110,46 @@ final class ControlBlock {
         if let length = exchange.declaredLength { return length }
         return exchange.isChunked ? 0xFFFF_FFFF : 0
     }
+
+    /// `SendResponseHeaders` with the status parsed and the fields checked (the head is
+    /// buffered until the body's first flush, or the end).
+    func sendResponseHeaders(code: Int, reason: String, checkedHeaders headers: [(String, String)]) throws {
+        httpStatusCode = code
+        if suppressHeaders { return }
+        do {
+            try exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers, fieldsChecked: true)
+        } catch let error as ExchangeError {
+            throw host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
+        }
+    }
+
+    /// `WriteClient(data, flags)`: bytes (or any bytes-like object, or str as UTF-8) added
+    /// to the response; `ecb` is the Python control block, for an asynchronous write's
+    /// completion. Returns the count written.
+    func writeClient(_ data: PythonObject, flags: Int, ecb: PythonObject) throws -> Int {
+        try host.sendImplicitHeadersIfNeeded(self)
+        var count = 0
+        do {
+            // Buffered (one write with the head at the end) unless the handler asks for
+            // a synchronous or immediate send, uses async I/O, or the buffer is full.
+            // bytes are copied once, from the object into the buffer.
+            let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
+            let full = try data.isBytes
+                ? data.withBytes { count = $0.count; return try exchange.bufferBody($0) }
+                : bytesLike(data).withUnsafeBytes { count = $0.count; return try exchange.bufferBody($0) }
+            if full || flush {
+                try Python.withoutGIL { try exchange.flush() }
+            }
+        } catch let error as ExchangeError {
+            if flags & IOFlags.async != 0 {
+                completeIO(ecb, bytes: 0, error: WindowsError.connectionReset)
+                return 0
+            }
+            throw host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
+        }
+        if flags & IOFlags.async != 0 { completeIO(ecb, bytes: count, error: 0) }
+        return count
+    }
 }
 
 extension Host {
@@ -164,6 +204,9 @@ extension Host {
             }
             return try block.wsgiEnviron(base: try arguments.required(0, "base"), streams: streams)
         }
+        // frost's own: isapi.wsgi's whole request for an application at the root (the
+        // environ, start_response, the writes and close()), natively (WSGIApplication.swift).
+        type.method("ServeWSGI") { block, arguments in try block.serveWSGI(arguments) }
         type.method("ReadClient") { block, arguments in
             let size = try arguments.optional(0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
@@ -190,28 +233,7 @@ extension Host {
         let write: NativeMethod<ControlBlock> = { block, arguments in
             let data = try arguments.required(0, "data")
             let flags = try arguments.optional(1, "flags")?.asInt() ?? 0
-            try block.host.sendImplicitHeadersIfNeeded(block)
-            var count = 0
-            do {
-                // Buffered (one write with the head at the end) unless the handler asks for
-                // a synchronous or immediate send, uses async I/O, or the buffer is full.
-                // bytes are copied once, from the object into the buffer.
-                let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
-                let full = try data.isBytes
-                    ? data.withBytes { count = $0.count; return try block.exchange.bufferBody($0) }
-                    : bytesLike(data).withUnsafeBytes { count = $0.count; return try block.exchange.bufferBody($0) }
-                if full || flush {
-                    try Python.withoutGIL { try block.exchange.flush() }
-                }
-            } catch let error as ExchangeError {
-                if flags & IOFlags.async != 0 {
-                    block.completeIO(arguments.selfObject, bytes: 0, error: WindowsError.connectionReset)
-                    return try PythonObject(0)
-                }
-                throw block.host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
-            }
-            if flags & IOFlags.async != 0 { block.completeIO(arguments.selfObject, bytes: count, error: 0) }
-            return try PythonObject(count)
+            return try PythonObject(try block.writeClient(data, flags: flags, ecb: arguments.selfObject))
         }
         type.method("WriteClient", write)
         type.method("write", write)
@@ -225,18 +247,10 @@ extension Host {
         }
         type.method("SetFlushFlag") { _, _ in .none }
         type.method("SendResponseHeaders") { block, arguments in
-            let statusObject = try arguments.required(0, "status")
-            let headersObject = arguments.optional(1, "headers")
-            let (code, reason) = try parseStatus(statusObject)
-            let headers = try headersObject.map(parseHeaders) ?? []
-            block.httpStatusCode = code
-            if block.suppressHeaders { return .none }
-            do {
-                // parseHeaders checked every field as it read it.
-                try block.exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers, fieldsChecked: true)
-            } catch let error as ExchangeError {
-                throw block.host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
-            }
+            let (code, reason) = try parseStatus(try arguments.required(0, "status"))
+            let headers = try arguments.optional(1, "headers").map(parseHeaders) ?? []
+            // parseHeaders checked every field as it read it.
+            try block.sendResponseHeaders(code: code, reason: reason, checkedHeaders: headers)
             return .none
         }
         type.method("Redirect") { block, arguments in
@@ -381,6 +395,67 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
         }
         return (name, headerValue)
     }
+}
+
+/// start_response's headers (PEP 3333): a sequence of (name, value) pairs of str with no
+/// CR or LF in a value (else ValueError, as isapi.wsgi raises it), each checked as a
+/// response header field too.
+func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
+    // Most responses repeat the headers of the last one: when the pairs' bytes are those
+    // checked last time, so are the fields (compared in place, nothing made).
+    var offset = 0, same = true
+    let memo = WSGIHeaderMemo.last
+    func compare(_ part: UnsafeBufferPointer<UInt8>) {
+        guard same else { return }
+        let end = offset + part.count
+        same = end < memo.bytes.count && memo.bytes[end] == 0 && (part.isEmpty
+            || memo.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + offset, part.baseAddress!, part.count) == 0 })
+        offset = end + 1
+    }
+    let shaped = try value.withStringPairs { name, headerValue in
+        compare(name)
+        compare(headerValue)
+    }
+    if shaped && same && offset == memo.bytes.count { return memo.fields }
+
+    func bad(_ name: String, _ value: String) -> PythonError {
+        PythonError.raise(.valueError, "bad WSGI header \(name.debugDescription): \(value.debugDescription)")
+    }
+    var headers: [(String, String)] = []
+    headers.reserveCapacity(8)
+    var bytes: [UInt8] = []
+    // A list or tuple of (str, str) tuples, as applications give them: read in place.
+    let read = try shaped && value.withStringPairs { name, headerValue in
+        guard !headerValue.contains(10) && !headerValue.contains(13) else {
+            throw bad(String(decoding: name, as: UTF8.self), String(decoding: headerValue, as: UTF8.self))
+        }
+        headers.append(try headerField(name: name, value: headerValue))
+        bytes += name
+        bytes.append(0)
+        bytes += headerValue
+        bytes.append(0)
+    }
+    if read {
+        WSGIHeaderMemo.last = (bytes, headers)
+        return headers
+    }
+    return try value.elements().map { pair in
+        let parts = try pair.elements()
+        guard parts.count == 2 else {
+            throw PythonError.raise(.valueError, "a WSGI header is a (name, value) pair, not \(try pair.repr())")
+        }
+        guard parts[0].isString, parts[1].isString else { throw bad(try parts[0].repr(), try parts[1].repr()) }
+        return try parts[1].withUTF8Bytes { headerValue in
+            guard !headerValue.contains(10) && !headerValue.contains(13) else { throw bad(try parts[0].str(), try parts[1].str()) }
+            return try parts[0].withUTF8Bytes { name in try headerField(name: name, value: headerValue) }
+        }
+    }
+}
+
+/// The headers `wsgiHeaderPairs` checked last: each name and value's bytes followed by a
+/// NUL (which no checked field contains), and the fields. Touched with the GIL held.
+private enum WSGIHeaderMemo {
+    nonisolated(unsafe) static var last: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
 }
 
 /// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).

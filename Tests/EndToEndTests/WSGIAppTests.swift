@@ -272,6 +272,154 @@ import Glibc
         #expect(server.stop().status == 0)
     }
 
+    /// isapi.wsgi hands an application at the root to the control block's `ServeWSGI`,
+    /// which runs start_response, write, the result's iteration and close() natively: the
+    /// rules of PEP 3333 (checked by wsgiref.validate) and of isapi.wsgi's own adapter hold.
+    @Test func theNativeWSGIServerKeepsTheRulesOfPEP3333() throws {
+        let scratch = ScratchDirectory("wsgi-native-serve")
+        try #"""
+            import io, sys, time
+            from wsgiref.validate import validator
+
+            CLOSED = []
+
+            class Closing(list):
+                def close(self):
+                    CLOSED.append(self[0])
+
+            def pieces(start_response):
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                yield b"one,"
+                yield b""
+                yield b"two,"
+                yield b"three"
+
+            def late_failure(start_response):
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                yield b"partial"
+                try:
+                    raise RuntimeError("late failure")
+                except RuntimeError:
+                    start_response("500 Oops", [("Content-Type", "text/plain")], sys.exc_info())
+
+            def plain(environ, start_response):
+                path = environ["PATH_INFO"]
+                if path == "/list":
+                    start_response("200 OK", [("Content-Type", "text/plain"), ("X-List", "pair")])
+                    return [b"a", b"b", b"c"]
+                if path == "/loose":  # what wsgiref.validate refuses but isapi.wsgi takes
+                    start_response("200 OK", [["X-Pair", "as a list"]])
+                    return [bytearray(b"byte"), b"array"]
+                if path == "/tuple":
+                    start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+                    return (b"x", b"y")
+                if path == "/write":
+                    write = start_response("200 OK", [("Content-Type", "text/plain")])
+                    write(b"written ")
+                    return [b"then returned"]
+                if path == "/generator":
+                    return pieces(start_response)
+                if path == "/closing":
+                    start_response("200 OK", [("Content-Length", "6")])
+                    return Closing([b"closed"])
+                if path == "/closed":
+                    start_response("200 OK", [])
+                    return [repr(CLOSED).encode()]
+                if path == "/empty":
+                    start_response("204 No Content", [])
+                    return iter(())
+                if path == "/wrapper":
+                    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+                    return environ["wsgi.file_wrapper"](io.BytesIO(b"w" * 100000), 4096)
+                if path == "/replaced":
+                    start_response("200 OK", [("Content-Type", "text/plain")])
+                    try:
+                        raise ValueError("before anything was sent")
+                    except ValueError:
+                        start_response("503 Busy", [("Retry-After", "1")], sys.exc_info())
+                    return [b"replaced"]
+                if path == "/late":
+                    return late_failure(start_response)
+                if path == "/twice":
+                    start_response("200 OK", [])
+                    start_response("200 OK", [])
+                if path == "/badstatus":
+                    start_response("200", [])
+                if path == "/badheader":
+                    start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+                if path == "/notbytes":
+                    start_response("200 OK", [])
+                    return ["text"]
+                if path == "/kind":
+                    start_response("200 OK", [("Content-Type", "text/plain")])
+                    return [type(start_response).__name__.encode()]
+                if path == "/nostart":
+                    return [b"body"]
+                if path == "/raises":
+                    raise KeyError("the application failed")
+                start_response("404 Not Found", [])
+                return [b"no route"]
+
+            checked = validator(plain)
+
+            def application(environ, start_response):
+                if environ["PATH_INFO"].startswith("/checked"):
+                    environ["PATH_INFO"] = environ["PATH_INFO"][len("/checked"):]
+                    return checked(environ, start_response)
+                return plain(environ, start_response)
+            """#.write(toFile: scratch.path("rules.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("."), "--wsgi", "rules:application", "--name", "pep3333", "--quiet"],
+                                   dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let server = try RunningServer(loader: scratch.path("dist/pep3333/_pep3333"), arguments: ["--workers", "0"])
+        for prefix in ["", "/checked"] {
+            let list = try server.get(prefix + "/list")
+            #expect(list.status == 200 && list.text == "abc" && list.header("x-list") == "pair", "\(list.headers) \(list.text)")
+            let tuple = try server.get(prefix + "/tuple")
+            #expect(tuple.status == 201 && tuple.text == "xy" && tuple.reason == "Created")
+            let write = try server.get(prefix + "/write")
+            #expect(write.status == 200 && write.text == "written then returned", "\(write.text)")
+            let generator = try server.get(prefix + "/generator")
+            #expect(generator.status == 200 && generator.text == "one,two,three", "\(generator.text)")
+            #expect(generator.header("transfer-encoding") == "chunked", "streamed without a length: \(generator.headers)")
+            let empty = try server.get(prefix + "/empty")
+            #expect(empty.status == 204)
+            let wrapper = try server.get(prefix + "/wrapper")
+            #expect(wrapper.status == 200 && wrapper.body == [UInt8](repeating: 0x77, count: 100_000),
+                    "a file_wrapper over no regular file is iterated")
+        }
+        #expect(try server.get("/kind").text == "builtin_function_or_method", "the control block's ServeWSGI served")
+        let loose = try server.get("/loose")
+        #expect(loose.status == 200 && loose.text == "bytearray" && loose.header("x-pair") == "as a list", "\(loose.headers)")
+        let closing = try server.get("/closing")
+        #expect(closing.status == 200 && closing.text == "closed")
+        #expect(try server.get("/closed").text == "[b'closed']", "close() ran once")
+
+        let replaced = try server.get("/replaced")
+        #expect(replaced.status == 503 && replaced.header("retry-after") == "1" && replaced.text == "replaced",
+                "start_response with exc_info before anything was sent replaces the response")
+        // Once the head is out, exc_info raises the application's error again: the client
+        // gets what was sent and the connection ends short of a complete response.
+        let late = try RawConnection(port: server.port)
+        try late.send("GET /late HTTP/1.1\r\nHost: h\r\n\r\n")
+        let cut = try? late.readResponse()
+        #expect(cut == nil || cut?.text == "partial", "\(String(describing: cut))")
+        for path in ["/twice", "/badstatus", "/badheader", "/notbytes", "/nostart", "/raises"] {
+            let failed = try server.get(path)
+            #expect(failed.status == 500, "\(path): \(failed.status) \(failed.text)")
+            #expect(failed.header("injected") == nil)
+        }
+        #expect(try server.get("/list").text == "abc", "the worker serves on after every failure")
+        let log = server.stop()
+        #expect(log.status == 0)
+        for expected in ["RuntimeError: late failure", "AssertionError: start_response called twice without exc_info",
+                         "ValueError: bad WSGI status '200'", "ValueError: bad WSGI header", "TypeError: WSGI body data must be bytes, not str",
+                         "AssertionError: the application wrote a body before calling start_response",
+                         "KeyError: 'the application failed'"] {
+            #expect(log.stderr.contains(expected), "\(expected) in \(log.stderr)")
+        }
+    }
+
     /// frost's control block builds the environ natively (`WSGIEnviron`) and takes the
     /// response headers as pairs; isapi.wsgi's portable path (server variables one by one,
     /// a header string) must give the same environ and the same response.

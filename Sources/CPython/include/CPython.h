@@ -166,6 +166,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     V(PyErr_Fetch, PyErr_Fetch, (PyObject **t, PyObject **v, PyObject **tb), (t, v, tb)) \
     V(PyErr_NormalizeException, PyErr_NormalizeException, (PyObject **t, PyObject **v, PyObject **tb), (t, v, tb)) \
     F(int, PyException_SetTraceback, PyException_SetTraceback, (PyObject *e, PyObject *tb), (e, tb)) \
+    F(PyObject *, PyObject_GetAttr, PyObject_GetAttr, (PyObject *o, PyObject *n), (o, n)) \
     F(PyObject *, PyObject_GetAttrString, PyObject_GetAttrString, (PyObject *o, const char *n), (o, n)) \
     F(int, PyObject_SetAttrString, PyObject_SetAttrString, (PyObject *o, const char *n, PyObject *v), (o, n, v)) \
     F(int, PyObject_HasAttrString, PyObject_HasAttrString, (PyObject *o, const char *n), (o, n)) \
@@ -174,6 +175,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyObject_Repr, PyObject_Repr, (PyObject *o), (o)) \
     F(int, PyObject_IsTrue, PyObject_IsTrue, (PyObject *o), (o)) \
     F(PyObject *, PyObject_Call, PyObject_Call, (PyObject *c, PyObject *a, PyObject *k), (c, a, k)) \
+    F(PyObject *, PyObject_VectorcallDict, PyObject_VectorcallDict, (PyObject *c, PyObject *const *args, size_t nargsf, PyObject *kwargs), (c, args, nargsf, kwargs)) \
+    F(int, PyObject_IsInstance, PyObject_IsInstance, (PyObject *o, PyObject *cls), (o, cls)) \
     F(PyObject *, PyObject_VectorcallMethod, PyObject_VectorcallMethod, (PyObject *name, PyObject *const *args, size_t nargsf, PyObject *kwnames), (name, args, nargsf, kwnames)) \
     F(PyObject *, PyObject_GetIter, PyObject_GetIter, (PyObject *o), (o)) \
     F(PyObject *, PyIter_Next, PyIter_Next, (PyObject *o), (o)) \
@@ -221,11 +224,12 @@ FROST_PYTHON_FUNCTIONS(FROST_DECLARE_FUNCTION, FROST_DECLARE_VOID_FUNCTION)
 #define FROST_PYTHON_OBJECTS(X) \
     X(None, _Py_NoneStruct) X(True, _Py_TrueStruct) X(False, _Py_FalseStruct) \
     X(NotImplemented, _Py_NotImplementedStruct) \
-    X(bool_type, PyBool_Type) X(float_type, PyFloat_Type) X(code_type, PyCode_Type)
+    X(bool_type, PyBool_Type) X(float_type, PyFloat_Type) X(code_type, PyCode_Type) \
+    X(list_type, PyList_Type) X(bytes_type, PyBytes_Type) X(bytearray_type, PyByteArray_Type)
 #define FROST_PYTHON_EXCEPTIONS(X) \
     X(TypeError) X(ValueError) X(AttributeError) X(ImportError) X(ModuleNotFoundError) X(RuntimeError) \
     X(KeyError) X(IndexError) X(FileNotFoundError) X(OSError) X(SyntaxError) X(NotImplementedError) \
-    X(OverflowError) X(SystemError)
+    X(OverflowError) X(SystemError) X(AssertionError)
 
 typedef struct {
 #define FROST_OBJECT_FIELD(name, symbol) PyObject *name;
@@ -292,6 +296,9 @@ static inline int frost_is_tuple(PyObject *o) { return frost_has_type_flag(o, FR
 static inline int frost_is_list(PyObject *o) { return frost_has_type_flag(o, FROST_TPFLAGS_LIST_SUBCLASS); }
 static inline int frost_is_dict(PyObject *o) { return frost_has_type_flag(o, FROST_TPFLAGS_DICT_SUBCLASS); }
 static inline int frost_is_bool(PyObject *o) { return (PyObject *)o->ob_type == frost_python.bool_type; }
+/* Exactly a list or bytes, not a subclass (which may add close(), for example). */
+static inline int frost_is_exact_list(PyObject *o) { return (PyObject *)o->ob_type == frost_python.list_type; }
+static inline int frost_is_exact_bytes(PyObject *o) { return (PyObject *)o->ob_type == frost_python.bytes_type; }
 static inline int frost_is_code(PyObject *o) { return (PyObject *)o->ob_type == frost_python.code_type; }
 static inline int frost_is_float(PyObject *o) { return (PyObject *)o->ob_type == frost_python.float_type; }
 

@@ -1,0 +1,180 @@
+import FrostHTTP
+import FrostPython
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// A WSGI application's request run by the control block itself (`ecb.ServeWSGI`), which
+// isapi.wsgi calls for an application at the root: the environ, `start_response`,
+// `write` and the result's iteration and `close()` are native, with the rules of
+// isapi.wsgi's own `_Response` and `handle` (the portable path, which a control block
+// without ServeWSGI and the sub-applications take). The Python frames of that adapter
+// cost more than the rest of a small request (about 12,000 instructions a request).
+
+extension ControlBlock {
+    /// `ServeWSGI(application, base, input, errors, file_wrapper)`: runs `application`
+    /// for this request. `base` holds the constant wsgi.* entries of the environ, `input`
+    /// and `errors` are wsgi.input and wsgi.errors, `file_wrapper` the class whose regular
+    /// files go out with sendfile. Whatever the application raises propagates.
+    func serveWSGI(_ arguments: NativeArguments) throws -> PythonObject {
+        let application = try arguments.required(0, "application")
+        let streams = (input: try arguments.required(2, "input"), errors: try arguments.required(3, "errors"),
+                       controlBlock: arguments.selfObject)
+        let environ = try wsgiEnviron(base: try arguments.required(1, "base"), streams: streams)
+        let response = WSGIResponse(block: self, ecb: arguments.selfObject)
+        let startResponse = try WSGIResponse.type.wrap(response).attribute(WSGIResponse.startResponseName)
+        let result = try application.vectorcall(environ, startResponse)
+
+        // The common `return [body]` (a list has no close()): headers and body, no iteration.
+        if result.isExactList, result.listCount == 1, response.status != nil {
+            let body = result.listItem(0)
+            if body.isExactBytes {
+                try response.sendHeaders()
+                try response.write(body, streamed: false)
+                return .none
+            }
+        }
+        let outcome = Result<Void, Error> {
+            if let fileWrapper = arguments.optional(4, "file_wrapper"), !fileWrapper.isNone,
+               try result.isInstance(of: fileWrapper), try transmit(result, response) {
+                return
+            }
+            // A list or tuple is all there already: one write at the end. Anything else may
+            // be produced slowly (a generator, server-sent events): each piece goes now.
+            let streamed = !result.isList && !result.isTuple
+            try result.forEachItem { try response.write($0, streamed: streamed) }
+            try response.sendHeaders()  // an empty body still sends its headers
+        }
+        // As a `finally:` would: close() runs whatever happened, and its own error wins.
+        if let close = try result.attributeIfPresent("close") {
+            try close.vectorcall()
+        }
+        try outcome.get()
+        return .none
+    }
+
+    /// A `wsgi.file_wrapper` over a regular file: the rest of the file from its current
+    /// position, zero-copy, no more than the Content-Length the application set. False
+    /// (nothing sent) when the file is not a regular one: it is then iterated.
+    private func transmit(_ wrapper: PythonObject, _ response: WSGIResponse) throws -> Bool {
+        let regular = try wrapper.callMethod("regular_file")
+        guard !regular.isNone else { return false }
+        let parts = try regular.elements()
+        guard parts.count == 3 else {
+            throw PythonError.raise(.valueError, "regular_file() must give (descriptor, offset, size)")
+        }
+        let (descriptor, offset, size) = (try parts[0].asInt(), try parts[1].asInt(), try parts[2].asInt())
+        try response.sendHeaders()
+        var length = max(size - offset, 0)
+        if let declared = response.contentLength { length = min(length, declared) }
+        guard length > 0 else { return true }
+        do {
+            try Python.withoutGIL {
+                try exchange.writeFile(descriptor: Int32(truncatingIfNeeded: descriptor), start: offset, length: length,
+                                       closeWhenDone: false)
+            }
+        } catch let error as ExchangeError {
+            throw host.extensionError(WindowsError.connectionReset, error.message, "TransmitFile")
+        }
+        return true
+    }
+}
+
+/// `start_response` and the body's writes of one request served by `ServeWSGI`, with
+/// isapi.wsgi's rules (PEP 3333): touched with the GIL held.
+final class WSGIResponse {
+    let block: ControlBlock
+    /// The Python control block, for WriteClient.
+    let ecb: PythonObject
+    /// What start_response got, checked: the status and the header fields.
+    private(set) var status: (code: Int, reason: String)?
+    private var headers: [(String, String)] = []
+    private var sent = false
+    /// The Content-Length the application set, once the headers are sent.
+    private(set) var contentLength: Int?
+    private var written = 0
+
+    init(block: ControlBlock, ecb: PythonObject) {
+        self.block = block
+        self.ecb = ecb
+    }
+
+    static let startResponseName = InternedName("start_response")
+    static let writeName = InternedName("write")
+
+    static let type: NativeType<WSGIResponse> = {
+        let type = NativeType<WSGIResponse>("_isapi.WSGIResponse", doc: "start_response and write of one WSGI request.")
+        type.method("start_response") { response, arguments in
+            try response.start(status: try arguments.required(0, "status"), headers: try arguments.required(1, "headers"),
+                               excInfo: arguments.optional(2, "exc_info"))
+            return try arguments.selfObject.attribute(writeName)
+        }
+        // The write callable start_response returns: each piece goes out at once.
+        type.method("write") { response, arguments in
+            try response.write(try arguments.required(0, "data"), streamed: true)
+            return .none
+        }
+        type.describe = { "<WSGI response of \($0.block.head.method.rawValue) \($0.block.head.uri)>" }
+        return type
+    }()
+
+    /// `start_response(status, headers, exc_info=None)`: the status line and each header
+    /// are checked here (the same headers are copied: the application may change its list
+    /// afterwards).
+    func start(status statusObject: PythonObject, headers headersObject: PythonObject, excInfo: PythonObject?) throws {
+        if let excInfo, try excInfo.isTrue() {
+            if sent {
+                // Too late to replace the response: the application's error is raised again.
+                let parts = try excInfo.elements()
+                guard parts.count == 3 else { throw PythonError.raise(.typeError, "exc_info must be a 3-tuple") }
+                throw PythonError.reraise(try parts[1].callMethod("with_traceback", [parts[2]]))
+            }
+        } else if status != nil {
+            throw PythonError.raise(.assertionError, "start_response called twice without exc_info")
+        }
+        guard statusObject.isString, try statusObject.withUTF8Bytes({ bytes in
+            bytes.count >= 4 && bytes[0...2].allSatisfy { (48...57).contains($0) } && bytes[3] == 32
+        }) else {
+            throw PythonError.raise(.valueError, "bad WSGI status \(try statusObject.repr())")
+        }
+        let checked = (status: try parseStatus(statusObject), headers: try wsgiHeaderPairs(headersObject))
+        (status, headers) = checked
+    }
+
+    /// Sends the status and headers (once). The Content-Length the application set is
+    /// read from them.
+    func sendHeaders() throws {
+        if sent { return }
+        guard let status else {
+            throw PythonError.raise(.assertionError, "the application wrote a body before calling start_response")
+        }
+        sent = true
+        for (name, value) in headers where name.utf8.count == 14 && equalsIgnoringASCIICase(name, "content-length") {
+            if !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }), let length = Int(value) {
+                contentLength = length
+                break
+            }
+        }
+        try block.sendResponseHeaders(code: status.code, reason: status.reason, checkedHeaders: headers)
+    }
+
+    /// One piece of the body. A streamed piece (from `write` or an iterator) is flushed at
+    /// once, as gunicorn sends it, unless it completes the Content-Length (the end of the
+    /// response follows anyway).
+    func write(_ data: PythonObject, streamed: Bool) throws {
+        guard data.isBytes || data.isByteArray else {
+            throw PythonError.raise(.typeError, "WSGI body data must be bytes, not \(data.typeName)")
+        }
+        try sendHeaders()
+        let count = try data.isBytes ? data.withBytes { $0.count } : bytesLike(data).count
+        guard count > 0 else { return }
+        written += count
+        let flush = streamed && (contentLength.map { written < $0 } ?? true)
+        _ = try block.writeClient(data, flags: flush ? IOFlags.noDelay : 0, ecb: ecb)
+    }
+}
+
+private func equalsIgnoringASCIICase(_ text: String, _ lowercase: StaticString) -> Bool {
+    let other = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+    return text.utf8.count == other.count && zip(text.utf8, other).allSatisfy { ($0 | 0x20) == $1 || $0 == $1 }
+}
