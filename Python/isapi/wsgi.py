@@ -17,7 +17,7 @@ import sys
 
 from isapi import isapicon, simple, threaded_extension
 
-__all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper", "FileWrapper"]
+__all__ = ["ISAPISimpleHandler", "ISAPIThreadPoolHandler", "ISAPIInputWrapper", "FileWrapper", "constant_environ"]
 
 
 class FileWrapper:
@@ -92,6 +92,12 @@ _CONSTANT_ENVIRON = {
     }
     for multithread in (False, True)
 }
+
+
+def constant_environ(multithread):
+    """The entries every environ has (wsgi.version, wsgi.multithread, ...): a dict shared by
+    all requests, which frost's ``ecb.ServeWSGI`` copies into each environ."""
+    return _CONSTANT_ENVIRON[bool(multithread)]
 
 
 class ISAPIInputWrapper:

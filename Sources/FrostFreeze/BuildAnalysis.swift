@@ -64,17 +64,22 @@ extension Builder {
     /// application when the loader starts (so an import error stops the loader with its
     /// traceback) and runs it in HttpExtensionProc, on the host's own pool of `threads`
     /// Python threads (isapi.wsgi's ISAPIThreadPoolHandler would add a second pool and a
-    /// hand-off between them to every request).
+    /// hand-off between them to every request). The request goes straight to the control
+    /// block's ServeWSGI, isapi.wsgi's native path (ISAPISimpleHandler.handle's first
+    /// step), without that method's frame.
     static func wsgiEntrySource(_ app: WSGIEntry, text: String, name: String, threads: Int) -> String {
         let call = app.isFactory ? "()" : ""
         return """
             \"\"\"The entry module frost generated for wsgi = "\(text)".\"\"\"
+            import sys
+
             from isapi import isapicon
-            from isapi.wsgi import ISAPISimpleHandler
+            from isapi.wsgi import FileWrapper, ISAPIInputWrapper, ISAPISimpleHandler, constant_environ
 
             import \(app.module) as _module
 
             application = _module.\(app.attribute)\(call)
+            _ENVIRON = constant_environ(multithread=True)
 
 
             class WSGIExtension(ISAPISimpleHandler):
@@ -82,7 +87,7 @@ extension Builder {
 
                 def HttpExtensionProc(self, ecb):
                     # Called by the host on its \(threads) Python threads, concurrently.
-                    self.handle(ecb, multithread=True)
+                    ecb.ServeWSGI(application, _ENVIRON, ISAPIInputWrapper(ecb), sys.stderr, FileWrapper)
                     return isapicon.HSE_STATUS_SUCCESS
 
 

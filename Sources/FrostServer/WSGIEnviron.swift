@@ -16,11 +16,11 @@ extension ControlBlock {
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
 
         let secure = variables.secure
-        try set(keys.requestMethod, head.method.rawValue)
+        try environ.setItem(keys.requestMethod, keys.method.value(head.method.rawValue))
         let site = variables.site.scriptName
         if site.isEmpty {  // a site at the root: no split to make
             try environ.setItem(keys.scriptName, keys.empty)
-            try set(keys.pathInfo, variables.pathInfo)
+            try environ.setItem(keys.pathInfo, keys.path.value(variables.pathInfo))
         } else {
             var pathInfo = Array(variables.pathInfo.utf8)
             var scriptName = Array(site.utf8)
@@ -33,18 +33,24 @@ extension ControlBlock {
             try set(keys.scriptName, String(decoding: scriptName, as: UTF8.self))
             try set(keys.pathInfo, String(decoding: pathInfo, as: UTF8.self))
         }
-        try set(keys.queryString, variables.queryString)
-        try set(keys.contentType, head.headers.first(name: "content-type") ?? "")
+        let query = variables.queryString
+        try environ.setItem(keys.queryString, query.isEmpty ? keys.empty : try PythonObject.latin1(query))
+        if let contentType = head.headers.first(name: "content-type"), !contentType.isEmpty {
+            try set(keys.contentType, contentType)
+        } else {
+            try environ.setItem(keys.contentType, keys.empty)
+        }
         let serverName = variables.serverName
-        try set(keys.serverName, serverName.isEmpty ? "localhost" : serverName)
+        try environ.setItem(keys.serverName, keys.server.value(serverName.isEmpty ? "localhost" : serverName))
         let port = exchange.addresses.localPort
-        try set(keys.serverPort, port.isEmpty ? (secure ? "443" : "80") : port)
+        try environ.setItem(keys.serverPort, keys.port.value(port.isEmpty ? (secure ? "443" : "80") : port))
         let version = head.version
-        try set(keys.serverProtocol, version == .http1_1 ? "HTTP/1.1" : version == .http1_0 ? "HTTP/1.0"
-                                     : "HTTP/\(version.major).\(version.minor)")
+        try environ.setItem(keys.serverProtocol, keys.protocol.value(version == .http1_1 ? "HTTP/1.1" : version == .http1_0 ? "HTTP/1.0"
+                                                                     : "HTTP/\(version.major).\(version.minor)"))
         let client = exchange.clientAddress
-        try set(keys.remoteAddr, client)
-        if !client.isEmpty { try set(keys.remoteHost, client) }
+        let clientObject = try keys.client.value(client)
+        try environ.setItem(keys.remoteAddr, clientObject)
+        if !client.isEmpty { try environ.setItem(keys.remoteHost, clientObject) }
         let remotePort = exchange.addresses.remotePort
         if !remotePort.isEmpty { try set(keys.remotePort, remotePort) }
         if let user = exchange.filterRequest?.user, !user.isEmpty {
@@ -106,6 +112,9 @@ private final class WSGIKeys {
     let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength: PythonObject
     let serverName, serverPort, serverProtocol, remoteAddr, remoteHost, remotePort, remoteUser, authType: PythonObject
     let urlScheme, inputTerminated, http, https, input, errors, controlBlock, empty: PythonObject
+    /// The last value of each of these variables: most requests repeat the last one's.
+    let method = ValueMemo(), path = ValueMemo(), server = ValueMemo(), port = ValueMemo(), `protocol` = ValueMemo(),
+        client = ValueMemo()
 
     private init() throws {
         requestMethod = try .interned("REQUEST_METHOD")
@@ -130,5 +139,20 @@ private final class WSGIKeys {
         errors = try .interned("wsgi.errors")
         controlBlock = try .interned("isapi.ecb")
         empty = try .interned("")
+    }
+}
+
+/// A variable's last value as a Python `str` (Latin-1), made again only when the value
+/// changes: requests on a server mostly repeat the method, server name and port, protocol
+/// and client of the one before. Touched with the GIL held.
+final class ValueMemo {
+    private var text = ""
+    private var object: PythonObject?
+
+    func value(_ text: String) throws -> PythonObject {
+        if let object, text == self.text { return object }
+        let made = try PythonObject.latin1(text)
+        (self.text, object) = (text, made)
+        return made
     }
 }

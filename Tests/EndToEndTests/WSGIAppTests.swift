@@ -368,55 +368,68 @@ import Glibc
                     return checked(environ, start_response)
                 return plain(environ, start_response)
             """#.write(toFile: scratch.path("rules.py"), atomically: true, encoding: .utf8)
-        let build = try frostBuild([scratch.path("."), "--wsgi", "rules:application", "--name", "pep3333", "--quiet"],
-                                   dist: scratch.path("dist"))
-        #expect(build.status == 0, "\(build.output)")
-        let server = try RunningServer(loader: scratch.path("dist/pep3333/_pep3333"), arguments: ["--workers", "0"])
-        for prefix in ["", "/checked"] {
-            let list = try server.get(prefix + "/list")
-            #expect(list.status == 200 && list.text == "abc" && list.header("x-list") == "pair", "\(list.headers) \(list.text)")
-            let tuple = try server.get(prefix + "/tuple")
-            #expect(tuple.status == 201 && tuple.text == "xy" && tuple.reason == "Created")
-            let write = try server.get(prefix + "/write")
-            #expect(write.status == 200 && write.text == "written then returned", "\(write.text)")
-            let generator = try server.get(prefix + "/generator")
-            #expect(generator.status == 200 && generator.text == "one,two,three", "\(generator.text)")
-            #expect(generator.header("transfer-encoding") == "chunked", "streamed without a length: \(generator.headers)")
-            let empty = try server.get(prefix + "/empty")
-            #expect(empty.status == 204)
-            let wrapper = try server.get(prefix + "/wrapper")
-            #expect(wrapper.status == 200 && wrapper.body == [UInt8](repeating: 0x77, count: 100_000),
-                    "a file_wrapper over no regular file is iterated")
-        }
-        #expect(try server.get("/kind").text == "builtin_function_or_method", "the control block's ServeWSGI served")
-        let loose = try server.get("/loose")
-        #expect(loose.status == 200 && loose.text == "bytearray" && loose.header("x-pair") == "as a list", "\(loose.headers)")
-        let closing = try server.get("/closing")
-        #expect(closing.status == 200 && closing.text == "closed")
-        #expect(try server.get("/closed").text == "[b'closed']", "close() ran once")
+        // The generated entry module calls ServeWSGI itself; an extension of the
+        // application's own (ISAPIThreadPoolHandler here) gets there through isapi.wsgi.
+        try """
+            from isapi.wsgi import ISAPIThreadPoolHandler
+            from rules import application
 
-        let replaced = try server.get("/replaced")
-        #expect(replaced.status == 503 && replaced.header("retry-after") == "1" && replaced.text == "replaced",
-                "start_response with exc_info before anything was sent replaces the response")
-        // Once the head is out, exc_info raises the application's error again: the client
-        // gets what was sent and the connection ends short of a complete response.
-        let late = try RawConnection(port: server.port)
-        try late.send("GET /late HTTP/1.1\r\nHost: h\r\n\r\n")
-        let cut = try? late.readResponse()
-        #expect(cut == nil || cut?.text == "partial", "\(String(describing: cut))")
-        for path in ["/twice", "/badstatus", "/badheader", "/notbytes", "/nostart", "/raises"] {
-            let failed = try server.get(path)
-            #expect(failed.status == 500, "\(path): \(failed.status) \(failed.text)")
-            #expect(failed.header("injected") == nil)
-        }
-        #expect(try server.get("/list").text == "abc", "the worker serves on after every failure")
-        let log = server.stop()
-        #expect(log.status == 0)
-        for expected in ["RuntimeError: late failure", "AssertionError: start_response called twice without exc_info",
-                         "ValueError: bad WSGI status '200'", "ValueError: bad WSGI header", "TypeError: WSGI body data must be bytes, not str",
-                         "AssertionError: the application wrote a body before calling start_response",
-                         "KeyError: 'the application failed'"] {
-            #expect(log.stderr.contains(expected), "\(expected) in \(log.stderr)")
+            def __ExtensionFactory__():
+                return ISAPIThreadPoolHandler(application)
+            """.write(toFile: scratch.path("pooled.py"), atomically: true, encoding: .utf8)
+        let generated = try frostBuild([scratch.path("."), "--wsgi", "rules:application", "--name", "pep3333", "--quiet"],
+                                       dist: scratch.path("dist"))
+        #expect(generated.status == 0, "\(generated.output)")
+        let pooled = try frostBuild([scratch.path("pooled.py"), "--quiet"], dist: scratch.path("dist"))
+        #expect(pooled.status == 0, "\(pooled.output)")
+        for loader in ["dist/pep3333/_pep3333", "dist/pooled/_pooled"] {
+            let server = try RunningServer(loader: scratch.path(loader), arguments: ["--workers", "0"])
+            for prefix in ["", "/checked"] {
+                let list = try server.get(prefix + "/list")
+                #expect(list.status == 200 && list.text == "abc" && list.header("x-list") == "pair", "\(list.headers) \(list.text)")
+                let tuple = try server.get(prefix + "/tuple")
+                #expect(tuple.status == 201 && tuple.text == "xy" && tuple.reason == "Created")
+                let write = try server.get(prefix + "/write")
+                #expect(write.status == 200 && write.text == "written then returned", "\(write.text)")
+                let generator = try server.get(prefix + "/generator")
+                #expect(generator.status == 200 && generator.text == "one,two,three", "\(generator.text)")
+                #expect(generator.header("transfer-encoding") == "chunked", "streamed without a length: \(generator.headers)")
+                let empty = try server.get(prefix + "/empty")
+                #expect(empty.status == 204)
+                let wrapper = try server.get(prefix + "/wrapper")
+                #expect(wrapper.status == 200 && wrapper.body == [UInt8](repeating: 0x77, count: 100_000),
+                        "a file_wrapper over no regular file is iterated")
+            }
+            #expect(try server.get("/kind").text == "builtin_function_or_method", "the control block's ServeWSGI served")
+            let loose = try server.get("/loose")
+            #expect(loose.status == 200 && loose.text == "bytearray" && loose.header("x-pair") == "as a list", "\(loose.headers)")
+            let closing = try server.get("/closing")
+            #expect(closing.status == 200 && closing.text == "closed")
+            #expect(try server.get("/closed").text == "[b'closed']", "close() ran once")
+
+            let replaced = try server.get("/replaced")
+            #expect(replaced.status == 503 && replaced.header("retry-after") == "1" && replaced.text == "replaced",
+                    "start_response with exc_info before anything was sent replaces the response")
+            // Once the head is out, exc_info raises the application's error again: the client
+            // gets what was sent and the connection ends short of a complete response.
+            let late = try RawConnection(port: server.port)
+            try late.send("GET /late HTTP/1.1\r\nHost: h\r\n\r\n")
+            let cut = try? late.readResponse()
+            #expect(cut == nil || cut?.text == "partial", "\(String(describing: cut))")
+            for path in ["/twice", "/badstatus", "/badheader", "/notbytes", "/nostart", "/raises"] {
+                let failed = try server.get(path)
+                #expect(failed.status == 500, "\(path): \(failed.status) \(failed.text)")
+                #expect(failed.header("injected") == nil)
+            }
+            #expect(try server.get("/list").text == "abc", "the worker serves on after every failure")
+            let log = server.stop()
+            #expect(log.status == 0)
+            for expected in ["RuntimeError: late failure", "AssertionError: start_response called twice without exc_info",
+                             "ValueError: bad WSGI status '200'", "ValueError: bad WSGI header", "TypeError: WSGI body data must be bytes, not str",
+                             "AssertionError: the application wrote a body before calling start_response",
+                             "KeyError: 'the application failed'"] {
+                #expect(log.stderr.contains(expected), "\(expected) in \(log.stderr)")
+            }
         }
     }
 
