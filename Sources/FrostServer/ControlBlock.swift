@@ -408,8 +408,10 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
     func compare(_ part: UnsafeBufferPointer<UInt8>) {
         guard same else { return }
         let end = offset + part.count
+        // A NUL inside a part (refused below) could line up with the memo's separators.
         same = end < memo.bytes.count && memo.bytes[end] == 0 && (part.isEmpty
-            || memo.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + offset, part.baseAddress!, part.count) == 0 })
+            || memchr(part.baseAddress!, 0, part.count) == nil
+            && memo.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + offset, part.baseAddress!, part.count) == 0 })
         offset = end + 1
     }
     let shaped = try value.withStringPairs { name, headerValue in

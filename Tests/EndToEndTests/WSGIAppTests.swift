@@ -350,6 +350,12 @@ import Glibc
                 if path == "/notbytes":
                     start_response("200 OK", [])
                     return ["text"]
+                if path == "/memo":
+                    start_response("200 OK", [("Content-Type", "text/plain"), ("X-A", "1"), ("X-B", "2")])
+                    return [b"memo"]
+                if path == "/nul":  # the bytes of /memo's pairs, but with NULs inside one pair
+                    start_response("200 OK", [("Content-Type\x00text/plain", "X-A\x001"), ("X-B", "2")])
+                    return [b"not sent"]
                 if path == "/kind":
                     start_response("200 OK", [("Content-Type", "text/plain")])
                     return [type(start_response).__name__.encode()]
@@ -421,6 +427,9 @@ import Glibc
                 #expect(failed.status == 500, "\(path): \(failed.status) \(failed.text)")
                 #expect(failed.header("injected") == nil)
             }
+            #expect(try server.get("/memo").header("x-a") == "1")
+            let nul = try server.get("/nul")
+            #expect(nul.status == 500 && nul.header("x-a") == nil, "a NUL is refused, even where checked headers had their separators")
             #expect(try server.get("/list").text == "abc", "the worker serves on after every failure")
             let log = server.stop()
             #expect(log.status == 0)
