@@ -404,7 +404,7 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
     // Most responses repeat the headers of the last one: when the pairs' bytes are those
     // checked last time, so are the fields (compared in place, nothing made).
     var offset = 0, same = true
-    let memo = WSGIHeaderMemo.last
+    let memo = HeaderMemo.pairs
     func compare(_ part: UnsafeBufferPointer<UInt8>) {
         guard same else { return }
         let end = offset + part.count
@@ -438,7 +438,7 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
         bytes.append(0)
     }
     if read {
-        WSGIHeaderMemo.last = (bytes, headers)
+        HeaderMemo.pairs = (bytes, headers)
         return headers
     }
     return try value.elements().map { pair in
@@ -454,10 +454,14 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
     }
 }
 
-/// The headers `wsgiHeaderPairs` checked last: each name and value's bytes followed by a
-/// NUL (which no checked field contains), and the fields. Touched with the GIL held.
-private enum WSGIHeaderMemo {
-    nonisolated(unsafe) static var last: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
+/// The header fields read last, with the bytes they came from: most responses repeat the
+/// headers of the one before, whose fields are then reused. Touched with the GIL held.
+private enum HeaderMemo {
+    /// SendResponseHeaders' "Name: value\r\n" block (`parseHeaders`).
+    nonisolated(unsafe) static var block: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
+    /// start_response's pairs (`wsgiHeaderPairs`): each name and value followed by a NUL,
+    /// which no field that passed the checks contains.
+    nonisolated(unsafe) static var pairs: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
 }
 
 /// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).
@@ -466,6 +470,13 @@ func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
     if value.isNone { return [] }
     if !value.isBytes && !value.isString { return try headerPairs(value) }
     return try value.withUTF8Bytes { block in
+        // Most handlers send the same header block with every response: when these bytes
+        // are the last block parsed, so are the fields.
+        let memo = HeaderMemo.block
+        if block.count > 0, block.count == memo.bytes.count,
+           memo.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, block.baseAddress!, block.count) == 0 }) {
+            return memo.fields
+        }
         let bytes = block.bindMemory(to: UInt8.self)
         var headers: [(String, String)] = []
         var start = 0
@@ -482,6 +493,7 @@ func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
             }
             headers.append(try headerField(name: line[..<colon], value: line[(colon + 1)...]))
         }
+        HeaderMemo.block = (Array(bytes), headers)
         return headers
     }
 }

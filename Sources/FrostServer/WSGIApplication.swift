@@ -149,7 +149,7 @@ final class WSGIResponse {
             throw PythonError.raise(.assertionError, "the application wrote a body before calling start_response")
         }
         sent = true
-        for (name, value) in headers where name.utf8.count == 14 && equalsIgnoringASCIICase(name, "content-length") {
+        for (name, value) in headers where name.equalsIgnoringASCIICase("content-length") {
             if !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }), let length = Int(value) {
                 contentLength = length
                 break
@@ -172,9 +172,4 @@ final class WSGIResponse {
         let flush = streamed && (contentLength.map { written < $0 } ?? true)
         _ = try block.writeClient(data, flags: flush ? IOFlags.noDelay : 0, ecb: ecb)
     }
-}
-
-private func equalsIgnoringASCIICase(_ text: String, _ lowercase: StaticString) -> Bool {
-    let other = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-    return text.utf8.count == other.count && zip(text.utf8, other).allSatisfy { ($0 | 0x20) == $1 || $0 == $1 }
 }

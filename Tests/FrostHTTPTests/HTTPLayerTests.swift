@@ -25,6 +25,15 @@ import Testing
         #expect(isHeaderName("X-Ok") && !isHeaderName("") && !isHeaderName("Bad:Name") && !isHeaderName("Sp ace"))
         #expect(isHeaderValue("a value\t") && !isHeaderValue("split\r\nX: y") && !isHeaderValue("nul\0"))
     }
+
+    @Test func headerNamesCompareIgnoringASCIICaseOnly() {
+        #expect("Content-Length".equalsIgnoringASCIICase("content-length") && "CONNECTION".equalsIgnoringASCIICase("connection"))
+        #expect("close".equalsIgnoringASCIICase("close") && "".equalsIgnoringASCIICase(""))
+        #expect(!"Content-Lengthy".equalsIgnoringASCIICase("content-length") && !"Connectio".equalsIgnoringASCIICase("connection"))
+        // Only A-Z fold: "\r" | 0x20 is "-", "[" | 0x20 is "{".
+        #expect(!"content\rlength".equalsIgnoringASCIICase("content-length") && !"[".equalsIgnoringASCIICase("{"))
+        #expect(!"clos\u{e9}".equalsIgnoringASCIICase("close\u{301}"))
+    }
 }
 
 /// The host's own response encoder frames responses as NIO's HTTPResponseEncoder does.
