@@ -10,7 +10,10 @@ class TaggedLog(io.TextIOBase):
     """Writes whole lines to a file descriptor, each prefixed with a tag."""
 
     def __init__(self, tag, fd):
-        self._tag, self._fd, self._pending, self._lock = tag, fd, "", threading.Lock()
+        self._tag, self._fd, self._lock = tag, fd, threading.Lock()
+        # The unfinished line of each thread: print() writes its pieces one by one, and
+        # another thread's pieces must not land inside the line.
+        self._pending = {}
 
     encoding = "utf-8"
     errors = "backslashreplace"
@@ -28,16 +31,19 @@ class TaggedLog(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
-            *lines, self._pending = (self._pending + text).split("\n")
+            thread = threading.get_ident()
+            *lines, rest = (self._pending.pop(thread, "") + text).split("\n")
+            if rest:
+                self._pending[thread] = rest
             if lines:
                 self._emit(lines)
         return len(text)
 
     def flush(self):
         with self._lock:
-            if self._pending:
-                self._emit([self._pending])
-                self._pending = ""
+            pending, self._pending = list(self._pending.values()), {}
+            if pending:
+                self._emit(pending)
 
     def _emit(self, lines):
         data = "".join(f"{self._tag}: {line}\n" for line in lines).encode("utf-8", "backslashreplace")

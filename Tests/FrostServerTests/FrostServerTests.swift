@@ -70,3 +70,40 @@ import Testing
         #expect(StaticFiles.contentType(for: "/a/noext") == "application/octet-stream")
     }
 }
+
+@Suite struct PythonOutputTests {
+    /// print() writes its pieces one by one: two threads printing at once must still give
+    /// whole lines, each with its tag (the filter tests read such lines from the log).
+    @Test func concurrentPrintsStayWholeLines() throws {
+        let script = PythonOutput.source + """
+
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            sys.setswitchinterval(1e-6)  # switch threads as often as CPython can
+            out = TaggedLog("t", 1)
+            barrier = threading.Barrier(2)
+            def run(word):
+                barrier.wait()
+                for _ in range(3000):
+                    print(word, word, word, file=out)
+            threads = [threading.Thread(target=run, args=(word,)) for word in ("aaaa", "bbbb")]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            out.flush()
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-I", "-c", script]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 6000)
+        let mixed = lines.filter { $0 != "t: aaaa aaaa aaaa" && $0 != "t: bbbb bbbb bbbb" }
+        #expect(mixed.isEmpty, "\(mixed.count) lines mixed, e.g. \(mixed.prefix(3))")
+    }
+}
