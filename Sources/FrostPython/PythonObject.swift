@@ -178,6 +178,12 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// The length of a `bytes` or `bytearray` object, without reading it; nil for any other.
+    public var byteCount: Int? {
+        if frost_is_bytes(pointer) != 0 { return PyBytes_Size(pointer) }
+        return isByteArray ? PyByteArray_Size(pointer) : nil
+    }
+
     /// The contents of a bytes object, read in place (no copy; valid inside `body` only).
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         guard frost_is_bytes(pointer) != 0 else {

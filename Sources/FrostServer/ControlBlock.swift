@@ -584,17 +584,28 @@ extension ControlBlock {
                 try Python.withoutGIL { try exchange.writeBody(head) }
                 sent += head.count
             }
-            try Python.withoutGIL {
-                try exchange.writeFile(descriptor: descriptor, start: offset, length: length, closeWhenDone: false)
-                try exchange.writeBody(tail)
-            }
-            sent += length + tail.count
         } catch let error as ExchangeError {
             throw host.extensionError(WindowsError.connectionReset, error.message, "TransmitFile")
         }
+        try sendFile(descriptor: descriptor, start: offset, length: length, tail: tail)
+        sent += length + tail.count
         if flags & IOFlags.disconnectAfterSend != 0 { exchange.disableKeepAlive() }
         completeIO(ecb, bytes: sent, error: 0, callback: callback.isNone ? nil : (callback, parameter))
         return .none
+    }
+
+    /// `length` bytes of the open file `descriptor` from `start`, zero-copy, then `tail`
+    /// (GIL held; released while writing). A client that went away is errno 10054, as
+    /// TransmitFile reports it.
+    func sendFile(descriptor: Int32, start: Int, length: Int, tail: [UInt8] = []) throws {
+        do {
+            try Python.withoutGIL {
+                try exchange.writeFile(descriptor: descriptor, start: start, length: length, closeWhenDone: false)
+                try exchange.writeBody(tail)
+            }
+        } catch let error as ExchangeError {
+            throw host.extensionError(WindowsError.connectionReset, error.message, "TransmitFile")
+        }
     }
 
     /// `ExecURL(url, method, clientHeaders, info, entity, flags)`: runs a child request

@@ -68,14 +68,7 @@ extension ControlBlock {
         var length = max(size - offset, 0)
         if let declared = response.contentLength { length = min(length, declared) }
         guard length > 0 else { return true }
-        do {
-            try Python.withoutGIL {
-                try exchange.writeFile(descriptor: Int32(truncatingIfNeeded: descriptor), start: offset, length: length,
-                                       closeWhenDone: false)
-            }
-        } catch let error as ExchangeError {
-            throw host.extensionError(WindowsError.connectionReset, error.message, "TransmitFile")
-        }
+        try sendFile(descriptor: Int32(truncatingIfNeeded: descriptor), start: offset, length: length)
         return true
     }
 }
@@ -162,11 +155,10 @@ final class WSGIResponse {
     /// once, as gunicorn sends it, unless it completes the Content-Length (the end of the
     /// response follows anyway).
     func write(_ data: PythonObject, streamed: Bool) throws {
-        guard data.isBytes || data.isByteArray else {
+        guard let count = data.byteCount else {
             throw PythonError.raise(.typeError, "WSGI body data must be bytes, not \(data.typeName)")
         }
         try sendHeaders()
-        let count = try data.isBytes ? data.withBytes { $0.count } : bytesLike(data).count
         guard count > 0 else { return }
         written += count
         let flush = streamed && (contentLength.map { written < $0 } ?? true)

@@ -191,6 +191,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyBytes_FromStringAndSize, PyBytes_FromStringAndSize, (const char *s, Py_ssize_t n), (s, n)) \
     F(char *, PyBytes_AsString, PyBytes_AsString, (PyObject *o), (o)) \
     F(Py_ssize_t, PyBytes_Size, PyBytes_Size, (PyObject *o), (o)) \
+    F(Py_ssize_t, PyByteArray_Size, PyByteArray_Size, (PyObject *o), (o)) \
     F(PyObject *, PyLong_FromSsize_t, PyLong_FromSsize_t, (Py_ssize_t v), (v)) \
     F(Py_ssize_t, PyLong_AsSsize_t, PyLong_AsSsize_t, (PyObject *o), (o)) \
     F(PyObject *, PyTuple_New, PyTuple_New, (Py_ssize_t n), (n)) \
