@@ -124,8 +124,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     let filterChain: FilterChain?
     /// One per event loop: checks its connections' time-outs (set up before serving).
     private var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
+    /// What a loop needs to run handlers itself: where its paths run, and a Python thread
+    /// state of its own (bound to its thread).
+    private struct InlineLoop {
+        let schedule: InlineSchedule
+        let threadState: PythonThreadState
+    }
     /// One per event loop when handlers may run there (set up before serving).
-    private var schedules: [ObjectIdentifier: InlineSchedule] = [:]
+    private var inlineLoops: [ObjectIdentifier: InlineLoop] = [:]
     /// Set while a loop runs a handler.
     private let inlineHandler = Atomic<Bool>(false)
 
@@ -146,7 +152,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if configuration.inlineHandlers {
                 // A thread state of the loop's own, made on it (it is bound to its thread).
                 let state = try loop.submit { interpreter.makeThreadStateForCurrentThread() }.wait()
-                schedules[ObjectIdentifier(loop)] = InlineSchedule(threadState: state, budget: configuration.inlineBudget)
+                inlineLoops[ObjectIdentifier(loop)] = InlineLoop(schedule: InlineSchedule(budget: configuration.inlineBudget),
+                                                                 threadState: state)
             }
         }
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
@@ -394,7 +401,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         // connection, not a Python thread.
         exchange.afterReadAhead { [self] in
             armDeadline(exchange)
-            guard let schedule = schedules[ObjectIdentifier(exchange.eventLoop)] else {
+            guard let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] else {
                 return pool.submit { self.serve(exchange) }
             }
             var run = HandlerRun()
@@ -402,12 +409,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // On the loop only with the whole body here (the handler's reads must not wait)
             // and no Python thread in a long job (it may hold the GIL the loop would wait for).
             // One loop at a time runs handlers (another would wait for its GIL).
-            run.onEventLoop = schedule.runsInline(run.key) && exchange.requestComplete
-                && !pool.hasJob(runningLongerThan: schedule.budget)
+            run.onEventLoop = inline.schedule.runsInline(run.key) && exchange.requestComplete
+                && !pool.hasJob(runningLongerThan: inline.schedule.budget)
                 && inlineHandler.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
             exchange.beginHandlerRun(run)
             if run.onEventLoop {
-                schedule.threadState.withGIL { serve(exchange) }
+                inline.threadState.withGIL { serve(exchange) }
                 inlineHandler.store(false, ordering: .releasing)
             } else {
                 pool.submit { self.serve(exchange) }
@@ -449,8 +456,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             served += 1
             monitor.broadcast()
         }
-        if let schedule = schedules[ObjectIdentifier(exchange.eventLoop)] {
-            learn(schedule, from: exchange)
+        if let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] {
+            learn(inline.schedule, from: exchange)
         }
         let log = configuration.accessLog
         if let chain = filterChain, let request = exchange.filterRequest, let connection = exchange.filterConnection,

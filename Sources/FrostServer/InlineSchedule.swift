@@ -1,4 +1,3 @@
-import FrostPython
 import FrostSystem
 
 /// Where an event loop's requests run their handler: on the loop itself, or on the
@@ -16,9 +15,14 @@ import FrostSystem
 ///   child request) runs on the Python threads for `hold` (10 s), then is measured there
 ///   again; the hold doubles each time the path's handler was slow on the loop (up to an
 ///   hour);
-/// - a call on the loop a little over the budget may only have been preempted (these
-///   machines run more threads than cores): the path's next call is measured on the
-///   Python threads. One that took `stall` (0.1 s, or the budget if longer) or more, or waited, made the loop's
+/// - once a path is inline, its calls that still run on the Python threads (queued
+///   before, or while another loop ran a handler) wait for the GIL behind the loop's
+///   handlers: only a wait for the client or a stall holds the path;
+/// - a call on the loop over the budget may only have been preempted (the time is wall
+///   time: these machines run more threads than cores, and a virtual machine's CPU can
+///   be taken away for milliseconds): one such call is forgiven, and the path's next call
+///   over the budget in a row sends it to be measured on the Python threads again. One
+///   that took `stall` (0.1 s, or the budget if longer) or more, or waited, made the loop's
 ///   other connections wait: the path is held at once, and the host logs it.
 /// Paths share 256 slots by hash: two paths in one slot count as one.
 final class InlineSchedule {
@@ -30,16 +34,15 @@ final class InlineSchedule {
     static let hold = 10.0
     static let slotCount = 256
 
-    /// The loop's own Python thread state, for the handlers it runs.
-    let threadState: PythonThreadState
     /// Per slot: 0 not known (run on the Python threads, measured), -1 inline, or the
     /// time (monotonic seconds) until which the slot's paths run on the Python threads.
     private var state = [Double](repeating: 0, count: InlineSchedule.slotCount)
     /// Per slot: how many times its handler stalled the loop (the hold's doubling).
     private var strikes = [UInt8](repeating: 0, count: InlineSchedule.slotCount)
+    /// Per slot: its last call on the loop ran over the budget (without stalling it).
+    private var overBudget = [Bool](repeating: false, count: InlineSchedule.slotCount)
 
-    init(threadState: PythonThreadState, budget: Double) {
-        self.threadState = threadState
+    init(budget: Double) {
         self.budget = budget
         self.stall = max(0.1, budget)
     }
@@ -58,30 +61,43 @@ final class InlineSchedule {
     func runsInline(_ slot: Int) -> Bool { state[slot] == -1 }
 
     /// Learns from a handler's call: `seconds` it took, whether it `waited` for the client,
-    /// and where it ran. Returns the hold when the call stalled the loop (for the log).
-    func learn(_ slot: Int, seconds: Double, waited: Bool, onEventLoop: Bool) -> Double? {
+    /// and where it ran (`now`: the monotonic clock). Returns the hold when the call
+    /// stalled the loop (for the log).
+    func learn(_ slot: Int, seconds: Double, waited: Bool, onEventLoop: Bool, now: Double = monotonicSeconds()) -> Double? {
         let fast = seconds < budget && !waited
         if onEventLoop {
+            let forgiven = overBudget[slot]
+            overBudget[slot] = false
             if fast { return nil }
             guard waited || seconds >= stall else {
-                state[slot] = 0  // measured again on the Python threads
+                if forgiven {
+                    state[slot] = 0  // measured again on the Python threads
+                } else {
+                    overBudget[slot] = true
+                }
                 return nil
             }
             strikes[slot] = min(strikes[slot] &+ 1, 9)
-            return holdSlot(slot)
+            return holdSlot(slot, now: now)
         }
         if fast {
             // Inline, unless a hold is still running (other calls were slow).
-            if state[slot] == 0 || (state[slot] > 0 && monotonicSeconds() >= state[slot]) { state[slot] = -1 }
+            if state[slot] == 0 || (state[slot] > 0 && now >= state[slot]) { state[slot] = -1 }
             return nil
         }
-        _ = holdSlot(slot)
+        if state[slot] == -1 && !waited && seconds < stall {
+            // An inline path's call that ran on a Python thread (queued while the path was
+            // being measured, or while another loop ran a handler) competed for the GIL
+            // with the loop's handlers: its time is partly theirs. The loop's calls decide.
+            return nil
+        }
+        _ = holdSlot(slot, now: now)
         return nil
     }
 
-    private func holdSlot(_ slot: Int) -> Double {
+    private func holdSlot(_ slot: Int, now: Double) -> Double {
         let hold = min(InlineSchedule.hold * Double(1 << Int(strikes[slot])), 3600)
-        state[slot] = monotonicSeconds() + hold
+        state[slot] = now + hold
         return hold
     }
 }

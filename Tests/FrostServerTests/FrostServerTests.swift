@@ -71,6 +71,72 @@ import Testing
     }
 }
 
+@Suite struct InlineScheduleTests {
+    let slot = InlineSchedule.slot(of: "/fast?page=1")
+
+    /// A schedule where `slot` has been measured fast on the Python threads: it runs inline.
+    func inlineSchedule() -> InlineSchedule {
+        let schedule = InlineSchedule(budget: 0.002)
+        #expect(!schedule.runsInline(slot), "a path's first requests are measured on the Python threads")
+        #expect(schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 100) == nil)
+        #expect(schedule.runsInline(slot))
+        return schedule
+    }
+
+    @Test func slotsAreThePathWithoutTheQuery() {
+        #expect(InlineSchedule.slot(of: "/fast?page=2") == slot)
+        #expect(InlineSchedule.slot(of: "/fast") == slot)
+    }
+
+    /// Wall time on a shared machine: a call can be preempted for milliseconds. One call
+    /// over the budget keeps the path inline; two in a row send it to be measured again.
+    @Test func oneCallOverTheBudgetIsForgivenTwoInARowAreNot() {
+        let schedule = inlineSchedule()
+        #expect(schedule.learn(slot, seconds: 0.005, waited: false, onEventLoop: true, now: 101) == nil)
+        #expect(schedule.runsInline(slot))
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: true, now: 101)
+        _ = schedule.learn(slot, seconds: 0.005, waited: false, onEventLoop: true, now: 102)
+        #expect(schedule.runsInline(slot), "a fast call in between: the count starts again")
+        #expect(schedule.learn(slot, seconds: 0.003, waited: false, onEventLoop: true, now: 102) == nil)
+        #expect(!schedule.runsInline(slot), "two calls over the budget in a row")
+        // Measured fast on the Python threads: inline again, with no hold.
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 103)
+        #expect(schedule.runsInline(slot))
+        // The other paths were never touched.
+        #expect(!schedule.runsInline(InlineSchedule.slot(of: "/other")))
+    }
+
+    /// A call that stalled the loop, or waited for its client there, holds the path on the
+    /// Python threads at once, for a hold that doubles with each strike.
+    @Test func aStallOrAWaitHoldsThePathAtOnce() {
+        let schedule = inlineSchedule()
+        #expect(schedule.learn(slot, seconds: 0.2, waited: false, onEventLoop: true, now: 200) == 20)
+        #expect(!schedule.runsInline(slot))
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 210)
+        #expect(!schedule.runsInline(slot), "still held: measured fast, but the hold runs until 220")
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 221)
+        #expect(schedule.runsInline(slot))
+        #expect(schedule.learn(slot, seconds: 0.0001, waited: true, onEventLoop: true, now: 230) == 40)
+        #expect(!schedule.runsInline(slot))
+        // Measured again on the Python threads, fast: inline. Such a call that was slow,
+        // once the path is inline, waited for the GIL behind the loop's handlers: no hold.
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 271)
+        #expect(schedule.runsInline(slot))
+        _ = schedule.learn(slot, seconds: 0.004, waited: false, onEventLoop: false, now: 272)
+        #expect(schedule.runsInline(slot), "a call on a Python thread of an inline path, behind the loop's handlers")
+        _ = schedule.learn(slot, seconds: 0.5, waited: false, onEventLoop: false, now: 273)
+        #expect(!schedule.runsInline(slot), "but one that took a stall's time holds it")
+        // Slow on the Python threads while held: held again, as long (two strikes: 40 s),
+        // without another strike.
+        _ = schedule.learn(slot, seconds: 0.01, waited: false, onEventLoop: false, now: 300)
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 339)
+        #expect(!schedule.runsInline(slot), "held until 340")
+        _ = schedule.learn(slot, seconds: 0.0001, waited: false, onEventLoop: false, now: 341)
+        #expect(schedule.runsInline(slot))
+        #expect(schedule.learn(slot, seconds: 0.2, waited: false, onEventLoop: true, now: 400) == 80, "the third strike")
+    }
+}
+
 @Suite struct PythonOutputTests {
     /// print() writes its pieces one by one: two threads printing at once must still give
     /// whole lines, each with its tag (the filter tests read such lines from the log).
