@@ -103,7 +103,7 @@ def constant_environ(multithread):
 class ISAPIInputWrapper:
     """``wsgi.input``: the request body, read from the ECB as the application asks."""
 
-    __slots__ = ("_ecb", "_total", "_started", "_buffer", "_remaining")
+    __slots__ = ("_ecb", "_total", "_started", "_buffer", "_position", "_remaining", "_read_body")
 
     def __init__(self, ecb, total=None):
         self._ecb = ecb
@@ -111,8 +111,12 @@ class ISAPIInputWrapper:
         # Nothing is asked of the ECB until the application reads: most requests have no
         # body, and most applications never touch wsgi.input.
         self._started = False
+        # What was read from the ECB and not yet by the application: _buffer from
+        # _position on. Cutting off what was read would copy the rest at every read.
         self._buffer = b""
+        self._position = 0
         self._remaining = 0
+        self._read_body = None
 
     def _start(self):
         self._started = True
@@ -123,44 +127,66 @@ class ISAPIInputWrapper:
         preloaded = ecb.AvailableData or b""
         self._buffer = bytes(preloaded[: self._remaining])
         self._remaining -= len(self._buffer)
+        # frost's ReadBody waits for all it is asked, as a file's read does (one call, one
+        # copy); pywin32's ReadClient gives what has arrived.
+        self._read_body = getattr(ecb, "ReadBody", None)
 
-    def _fill(self, wanted):
+    def _fill(self, wanted, whole=True):
+        """At least `wanted` unread bytes buffered, or all that is left of the body. Not
+        `whole`: what has arrived will do (a line is looked for in it)."""
         if not self._started:
             self._start()
-        if len(self._buffer) >= wanted or self._remaining <= 0:
+        have = len(self._buffer) - self._position
+        if have >= wanted or self._remaining <= 0:
             return
         # Pieces are joined once: adding each to the buffer would copy it again and again.
-        parts = [self._buffer] if self._buffer else []
-        have = len(self._buffer)
+        parts = [self._buffer[self._position:]] if have else []
         while have < wanted and self._remaining > 0:
-            chunk = self._ecb.ReadClient(min(self._remaining, max(wanted - have, 65536)))
+            # What is missing, so that nothing is left over to copy at the next read; a small
+            # read asks for 64 KiB, for the small reads after it.
+            missing = wanted - have
+            size = min(self._remaining, missing if missing >= 8192 else 65536)
+            chunk = self._read_body(size) if whole and self._read_body else self._ecb.ReadClient(size)
             if not chunk:
                 self._remaining = 0
                 break
             self._remaining -= len(chunk)
             parts.append(chunk)
             have += len(chunk)
+            if not whole:
+                break  # a line may be in it: no waiting for more
         self._buffer = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._position = 0
+
+    def _take(self, count):
+        """The next `count` unread bytes (fewer at the end)."""
+        buffer, start = self._buffer, self._position
+        end = min(start + count, len(buffer))
+        if start == 0 and end == len(buffer):
+            self._buffer = b""  # all of it: the same object, no copy
+            return buffer
+        self._position = end
+        return buffer[start:end]
 
     def read(self, size=-1):
         if size is None or size < 0:
             self._fill(sys.maxsize)
-            data, self._buffer = self._buffer, b""
-            return data
+            return self._take(len(self._buffer))
         self._fill(size)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+        return self._take(size)
 
     def readline(self, size=-1):
         if not self._started:
             self._start()
-        while b"\n" not in self._buffer and self._remaining > 0:
-            self._fill(len(self._buffer) + 8192)
-        end = self._buffer.find(b"\n") + 1 or len(self._buffer)
-        if size is not None and size >= 0:
-            end = min(end, size)
-        data, self._buffer = self._buffer[:end], self._buffer[end:]
-        return data
+        limit = sys.maxsize if size is None or size < 0 else size
+        newline = self._buffer.find(b"\n", self._position)
+        while newline < 0 and self._remaining > 0 and len(self._buffer) - self._position < limit:
+            searched = len(self._buffer) - self._position
+            self._fill(searched + 8192, whole=False)
+            newline = self._buffer.find(b"\n", self._position + searched)
+        unread = len(self._buffer) - self._position
+        end = newline + 1 - self._position if newline >= 0 else unread
+        return self._take(min(end, limit))
 
     def readlines(self, hint=-1):
         lines, total = [], 0

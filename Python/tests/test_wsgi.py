@@ -105,6 +105,62 @@ class SimpleHandlerTest(unittest.TestCase):
         self.assertEqual(len(wrapper.read()), 100000)
         self.assertEqual(wrapper.read(), b"")
 
+    def test_input_asks_for_what_is_missing_and_reads_like_a_file(self):
+        body = bytes(range(256)) * 1200 + b"\nlast line\nno newline"
+        ecb = RecordingECB(body=body, preload=1000)
+        asked = []
+        read_client = ecb.ReadClient
+        ecb.ReadClient = lambda size=65536: asked.append(size) or read_client(size)
+        wrapper = ISAPIInputWrapper(ecb)
+        first = wrapper.read(65536)
+        self.assertEqual(first, body[:65536])
+        self.assertEqual(asked, [64536], "the preloaded bytes and exactly what is missing: nothing left over")
+        self.assertIs(wrapper.read(0), b"")
+        # Small reads and lines against a file with the same bytes.
+        reference = io.BytesIO(body)
+        reference.read(65536)
+        for step in range(400):
+            if step % 3 == 0:
+                got, want = wrapper.readline(700), reference.readline(700)
+            elif step % 3 == 1:
+                got, want = wrapper.read(step), reference.read(step)
+            else:
+                got, want = wrapper.readline(), reference.readline()
+            self.assertEqual(got, want, f"step {step}")
+        self.assertEqual(wrapper.read(), reference.read())
+        self.assertEqual(wrapper.readline(), b"")
+        self.assertTrue(all(size >= 8192 for size in asked), asked)
+
+    def test_input_reads_with_read_body_and_looks_for_lines_in_what_has_arrived(self):
+        body = b"a line\n" + b"z" * 50000 + b"\nend"
+        ecb = RecordingECB(body=body)
+        calls = []
+        rest = ecb._rest
+        # As the network gives it: ReadClient returns what has arrived (here 1,000 bytes at
+        # most); frost's ReadBody waits for all it is asked.
+        ecb.ReadClient = lambda size=65536: calls.append(("ReadClient", size)) or rest.read(min(size, 1000))
+        ecb.ReadBody = lambda size: calls.append(("ReadBody", size)) or rest.read(size)
+        wrapper = ISAPIInputWrapper(ecb)
+        self.assertEqual(wrapper.readline(), b"a line\n")
+        self.assertEqual(calls, [("ReadClient", 8192)], "one call: the line was in what had arrived")
+        calls.clear()
+        self.assertEqual(wrapper.read(20000), b"z" * 20000)
+        self.assertEqual(calls, [("ReadBody", 20000 - 993)], "the 993 bytes left, and one ReadBody for the rest")
+        self.assertEqual(wrapper.read(), b"z" * 30000 + b"\nend")
+        self.assertEqual(wrapper.read(10), b"")
+
+    def test_input_returns_a_whole_piece_without_copying_it(self):
+        body = b"y" * 200000
+        ecb = RecordingECB(body=body)
+        given = []
+        read_client = ecb.ReadClient
+        ecb.ReadClient = lambda size=65536: given.append(read_client(size)) or given[-1]
+        wrapper = ISAPIInputWrapper(ecb)
+        pieces = [wrapper.read(65536) for _ in range(4)]
+        self.assertEqual([len(piece) for piece in pieces], [65536, 65536, 65536, 200000 - 3 * 65536])
+        self.assertEqual(b"".join(pieces), body)
+        self.assertTrue(all(piece is chunk for piece, chunk in zip(pieces, given)), "each piece is what ReadClient gave")
+
     def test_empty_body_still_sends_headers_and_close_is_called(self):
         closed = []
 

@@ -210,24 +210,23 @@ extension Host {
         type.method("ReadClient") { block, arguments in
             let size = try arguments.optional(0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
-            do {
-                let parts = try Python.withoutGIL { try block.exchange.readBodyParts(maximum: size) }
-                // One copy, from the buffers the body arrived in into the bytes object.
-                return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
-                    var offset = 0
-                    for part in parts {
-                        part.withUnsafeReadableBytes { source in
-                            UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
-                        }
-                        offset += part.readableBytes
-                    }
+            return try block.readBody { try block.exchange.readBodyParts(maximum: size) }
+        }
+        // frost's own: ReadClient that waits for `size` bytes, or the body's end (fewer then),
+        // as a file's read(size): wsgi.input's reads take one call and one copy.
+        type.method("ReadBody") { block, arguments in
+            let size = try arguments.required(0, "size").asInt()
+            guard size >= 0 else { throw PythonError.raise(.valueError, "ReadBody size must not be negative") }
+            return try block.readBody {
+                var parts: [ByteBuffer] = []
+                var count = 0
+                while count < size {
+                    let more = try block.exchange.readBodyParts(maximum: size - count)
+                    if more.isEmpty { break }  // the body's end
+                    count += more.reduce(0) { $0 + $1.readableBytes }
+                    parts += more
                 }
-            } catch let error as ExchangeError {
-                if error.kind == .bodyTooSlow {
-                    block.host.logError("\(error.message): \(block.head.method.rawValue) \(block.head.uri) from "
-                                        + "\(block.exchange.clientAddress); ReadClient fails and the connection closes", nil)
-                }
-                throw block.host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
+                return parts
             }
         }
         let write: NativeMethod<ControlBlock> = { block, arguments in
@@ -592,6 +591,29 @@ extension ControlBlock {
         if flags & IOFlags.disconnectAfterSend != 0 { exchange.disableKeepAlive() }
         completeIO(ecb, bytes: sent, error: 0, callback: callback.isNone ? nil : (callback, parameter))
         return .none
+    }
+
+    /// The body bytes `read` takes from the exchange (GIL released meanwhile) as one bytes
+    /// object: one copy, from the buffers the body arrived in. A failed read is errno 10054.
+    func readBody(_ read: () throws -> [ByteBuffer]) throws -> PythonObject {
+        do {
+            let parts = try Python.withoutGIL { try read() }
+            return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
+                var offset = 0
+                for part in parts {
+                    part.withUnsafeReadableBytes { source in
+                        UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
+                    }
+                    offset += part.readableBytes
+                }
+            }
+        } catch let error as ExchangeError {
+            if error.kind == .bodyTooSlow {
+                host.logError("\(error.message): \(head.method.rawValue) \(head.uri) from "
+                              + "\(exchange.clientAddress); ReadClient fails and the connection closes", nil)
+            }
+            throw host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
+        }
     }
 
     /// `length` bytes of the open file `descriptor` from `start`, zero-copy, then `tail`
