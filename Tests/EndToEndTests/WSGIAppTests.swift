@@ -207,6 +207,17 @@ import Glibc
                     body = json.dumps(READS).encode()
                     start_response("200 OK", [("Content-Type", "application/json")])
                     return [body]
+                if path == "/pieces":
+                    stream = environ["wsgi.input"]
+                    lengths = [len(stream.readline()), len(stream.readline(3))]
+                    while True:
+                        piece = stream.read(7000)
+                        if not piece:
+                            break
+                        lengths.append(len(piece))
+                    body = json.dumps(lengths).encode()
+                    start_response("200 OK", [("Content-Type", "application/json")])
+                    return [body]
                 data = environ["wsgi.input"].read()
                 keys = ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
                         "SERVER_PROTOCOL", "HTTP_X_REPEATED", "HTTP_HOST", "wsgi.url_scheme", "wsgi.multiprocess",
@@ -258,6 +269,27 @@ import Glibc
             #expect(chunked["CONTENT_LENGTH"] is NSNull, "a chunked upload has no CONTENT_LENGTH")
             #expect(chunked["wsgi.input_terminated"] as? Bool == true)
             #expect((chunked["body"] as? [Any])?.first as? Int == size && (chunked["body"] as? [Any])?.last as? String == digest)
+        }
+        // A body arriving in pieces, 0.1 s apart: read(7000) waits for 7000 bytes (as a
+        // file's read does) or the body's end; readline returns a line as soon as it is there.
+        for chunked in [false, true] {
+            // Over the 48 KiB read-ahead in the first piece, so that the application runs
+            // while the rest is on its way.
+            let pieces = ["first line\nabcdef" + String(repeating: "q", count: 60000), String(repeating: "r", count: 12000),
+                          String(repeating: "s", count: 9000), "end"]
+            let total = pieces.reduce(0) { $0 + $1.utf8.count }
+            let slow = try RawConnection(port: server.port)
+            try slow.send("POST /pieces HTTP/1.1\r\nHost: h\r\n"
+                          + (chunked ? "Transfer-Encoding: chunked" : "Content-Length: \(total)") + "\r\n\r\n")
+            for piece in pieces {
+                Thread.sleep(forTimeInterval: 0.1)
+                try slow.send(chunked ? String(piece.utf8.count, radix: 16) + "\r\n" + piece + "\r\n" : piece)
+            }
+            if chunked { try slow.send("0\r\n\r\n") }
+            let lengths = try slow.readResponse()
+            #expect(lengths.status == 200)
+            let expected = [11, 3] + Array(repeating: 7000, count: (total - 14) / 7000) + [(total - 14) % 7000]
+            #expect(lengths.text == "[" + expected.map(String.init).joined(separator: ", ") + "]", "chunked \(chunked): \(lengths.text)")
         }
         // 50 MiB through wsgi.file_wrapper: sendfile, so Python never reads the file.
         // One keep-alive connection, so both requests reach the same worker.
