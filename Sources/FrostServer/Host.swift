@@ -183,11 +183,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         (extensionObject, filterChain?.filter)
     }
 
-    /// What a connection reads into: NIO's adaptive sizes (a buffer grows after reads that
-    /// fill it, shrinks after small ones), up to 256 KiB instead of 64 KiB, so that a large
-    /// request body arrives in a quarter of the reads and hand-offs to its handler.
-    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 256 * 1024)
-
     /// Binds and starts serving; returns the address it listens on.
     @discardableResult
     public func start() throws -> String {
@@ -197,7 +192,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             .childChannelInitializer { channel in self.initializeConnection(channel) }
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)  // socketOption(.tcp_nodelay) would be SOL_SOCKET level 1: SO_DEBUG
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            .childChannelOption(ChannelOptions.recvAllocator, value: Host.receiveBuffers)
             // A client may half-close after its request; it still gets its responses.
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
         let listen = configuration.listen
@@ -207,7 +201,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // to the event loops.
             let connections = ClientBootstrap(group: group)
                 .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-                .channelOption(ChannelOptions.recvAllocator, value: Host.receiveBuffers)
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in self.initializeConnection(channel) }
             do {
