@@ -210,14 +210,14 @@ extension Host {
         type.method("ReadClient") { block, arguments in
             let size = try arguments.optional(0, "size")?.asInt() ?? 65536
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadClient size must not be negative") }
-            return try block.readBody { try block.exchange.readBodyParts(maximum: size) }
+            return try block.readBody("ReadClient") { try block.exchange.readBodyParts(maximum: size) }
         }
         // frost's own: ReadClient that waits for `size` bytes, or the body's end (fewer then),
         // as a file's read(size): wsgi.input's reads take one call and one copy.
         type.method("ReadBody") { block, arguments in
             let size = try arguments.required(0, "size").asInt()
             guard size >= 0 else { throw PythonError.raise(.valueError, "ReadBody size must not be negative") }
-            return try block.readBody {
+            return try block.readBody("ReadBody") {
                 var parts: [ByteBuffer] = []
                 var count = 0
                 while count < size {
@@ -594,8 +594,9 @@ extension ControlBlock {
     }
 
     /// The body bytes `read` takes from the exchange (GIL released meanwhile) as one bytes
-    /// object: one copy, from the buffers the body arrived in. A failed read is errno 10054.
-    func readBody(_ read: () throws -> [ByteBuffer]) throws -> PythonObject {
+    /// object: one copy, from the buffers the body arrived in. A failed read is errno 10054,
+    /// raised by `method`.
+    func readBody(_ method: String, _ read: () throws -> [ByteBuffer]) throws -> PythonObject {
         do {
             let parts = try Python.withoutGIL { try read() }
             return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
@@ -610,9 +611,9 @@ extension ControlBlock {
         } catch let error as ExchangeError {
             if error.kind == .bodyTooSlow {
                 host.logError("\(error.message): \(head.method.rawValue) \(head.uri) from "
-                              + "\(exchange.clientAddress); ReadClient fails and the connection closes", nil)
+                              + "\(exchange.clientAddress); \(method) fails and the connection closes", nil)
             }
-            throw host.extensionError(WindowsError.connectionReset, error.message, "ReadClient")
+            throw host.extensionError(WindowsError.connectionReset, error.message, method)
         }
     }
 
