@@ -351,7 +351,17 @@ package final class HTTPExchange: @unchecked Sendable {
         for (name, value) in headers where checkFields && (!isHeaderName(name) || !isHeaderValue(value)) {
             throw ExchangeError(.badResponseHead, "bad response header \(name.debugDescription): \(value.debugDescription)")
         }
-        let framing = FramingFields(headers)
+        // What the framing depends on, found in one pass (NIO's `contains` scans the
+        // headers once per name).
+        var hasLength = false, hasTransferEncoding = false, asksClose = false
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 14: hasLength = hasLength || name.equalsIgnoringASCIICase("content-length")
+            case 17: hasTransferEncoding = hasTransferEncoding || name.equalsIgnoringASCIICase("transfer-encoding")
+            case 10: asksClose = asksClose || (name.equalsIgnoringASCIICase("connection") && value.equalsIgnoringASCIICase("close"))
+            default: break
+            }
+        }
         var responseHeaders = HTTPHeaders(headers)
         let version = head.version
         let isHead = requestMethod == .HEAD
@@ -363,16 +373,16 @@ package final class HTTPExchange: @unchecked Sendable {
             // Decided here, so that the head announces a close the host will make.
             if !canKeepConnection { keepAlive = false }
             suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
-            if !framing.hasLength && !suppressBody {
+            if !hasLength && !suppressBody {
                 if version.major == 1 && version.minor >= 1 {
-                    if !framing.hasTransferEncoding {
+                    if !hasTransferEncoding {
                         responseHeaders.add(name: "transfer-encoding", value: "chunked")
                     }
                 } else {
                     keepAlive = false
                 }
             }
-            if framing.asksClose { keepAlive = false }
+            if asksClose { keepAlive = false }
             if !keepAlive {
                 responseHeaders.replaceOrAdd(name: "connection", value: "close")
             } else if version.major == 1 && version.minor == 0 {

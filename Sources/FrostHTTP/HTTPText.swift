@@ -1,7 +1,5 @@
 // Text helpers of HTTP/1.1 the layers share: request-target parts, header syntax, blanks, percent-decoding.
 
-import NIOHTTP1
-
 /// The path part of a request target (before any "?"), as sent.
 package func pathPart(of uri: String) -> String {
     guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
@@ -90,31 +88,5 @@ extension String {
         while let first = view.first, characters.contains(first) { view = view.dropFirst() }
         while let last = view.last, characters.contains(last) { view = view.dropLast() }
         return String(view)
-    }
-}
-
-/// What a response head's framing depends on, found in one pass over its fields (NIO's
-/// `HTTPHeaders.contains` scans them once per name): names compared ignoring ASCII case.
-struct FramingFields {
-    private(set) var hasLength = false
-    private(set) var hasTransferEncoding = false
-    /// A `Connection: close` field.
-    private(set) var asksClose = false
-
-    init(_ fields: [(String, String)]) {
-        for (name, value) in fields { note(name, value) }
-    }
-
-    init(_ headers: HTTPHeaders) {
-        for (name, value) in headers { note(name, value) }
-    }
-
-    private mutating func note(_ name: String, _ value: String) {
-        switch name.utf8.count {
-        case 14: hasLength = hasLength || name.equalsIgnoringASCIICase("content-length")
-        case 17: hasTransferEncoding = hasTransferEncoding || name.equalsIgnoringASCIICase("transfer-encoding")
-        case 10: asksClose = asksClose || (name.equalsIgnoringASCIICase("connection") && value.equalsIgnoringASCIICase("close"))
-        default: break
-        }
     }
 }

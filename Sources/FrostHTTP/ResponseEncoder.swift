@@ -28,14 +28,11 @@ struct ResponseEncoder {
         if var head {
             let code = head.status.code
             let informational = (100..<200).contains(code) && code != 101
-            // NIO's `remove(name:)` copies the fields (shared with the head the caller was
-            // given) whether it finds one or not: only what is there is removed.
-            let framing = FramingFields(head.headers)
             if !head.status.mayHaveResponseBody || method == .CONNECT {
-                if framing.hasLength { head.headers.remove(name: "content-length") }
-                if framing.hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
-            } else if framing.hasLength {
-                if framing.hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
+                head.headers.removeIfPresent(name: "content-length")
+                head.headers.removeIfPresent(name: "transfer-encoding")
+            } else if head.headers.contains(name: "content-length") {
+                head.headers.removeIfPresent(name: "transfer-encoding")
             } else if head.version.major == 1 && head.version.minor >= 1 {
                 head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
                 if !informational { chunked = true }
@@ -100,5 +97,13 @@ struct ResponseEncoder {
             buffer.writeStaticString("\r\n")
         }
         buffer.writeStaticString("\r\n")
+    }
+}
+
+extension HTTPHeaders {
+    /// Removes the fields named `name`, if there are any: NIO's `remove(name:)` copies the
+    /// fields (shared with the head the caller was given) whether it finds one or not.
+    mutating func removeIfPresent(name: String) {
+        if contains(name: name) { remove(name: name) }
     }
 }

@@ -34,14 +34,6 @@ import Testing
         #expect(!"content\rlength".equalsIgnoringASCIICase("content-length") && !"[".equalsIgnoringASCIICase("{"))
         #expect(!"clos\u{e9}".equalsIgnoringASCIICase("close\u{301}"))
     }
-
-    @Test func framingFieldsAreFoundInOnePass() {
-        let fields = FramingFields([("X-A", "1"), ("CONTENT-LENGTH", "5"), ("Connection", "Close")])
-        #expect(fields.hasLength && !fields.hasTransferEncoding && fields.asksClose)
-        let headers = FramingFields(HTTPHeaders([("transfer-encoding", "chunked"), ("connection", "keep-alive"),
-                                                 ("content-lengths", "5")]))
-        #expect(!headers.hasLength && headers.hasTransferEncoding && !headers.asksClose)
-    }
 }
 
 /// The host's own response encoder frames responses as NIO's HTTPResponseEncoder does.
