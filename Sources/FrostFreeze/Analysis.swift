@@ -144,20 +144,24 @@ public struct Analysis: Decodable, Sendable {
         public let line: Int?
         public let modules: Int
         public let bytes: Int
+        /// How the import that pulls it stands: "function" (inside a function of `by`) or
+        /// "try" (at module level, inside a `try` whose `except` survives its failure).
+        public let how: String?
         /// Its extension modules, whose shared libraries weigh in too.
         public let extensions: [String]?
         /// The shared libraries only this pull needs, and their bytes (set by the builder).
         public var libraries = 0, libraryBytes = 0
 
-        private enum CodingKeys: String, CodingKey { case module, by, file, line, modules, bytes, extensions }
+        private enum CodingKeys: String, CodingKey { case module, by, file, line, modules, bytes, how, extensions }
 
         /// "readline 590.3 KiB in 1 module and 2 shared libraries: imported inside a
-        /// function of code (code.py:298)"
+        /// function of code (code.py:298)", "ssl 1.1 MiB in 1 module and 2 shared libraries:
+        /// imported inside a try of http.client (client.py:1394)"
         public var description: String {
             let location = file.map { " (" + URL(fileURLWithPath: $0).lastPathComponent + (line.map { ":\($0)" } ?? "") + ")" } ?? ""
             let shared = libraries == 0 ? "" : " and \(libraries) shared librar\(libraries == 1 ? "y" : "ies")"
             return "\(module) \(formatBytes(bytes + libraryBytes)) in \(modules) module\(modules == 1 ? "" : "s")\(shared): "
-                + "imported inside a function of \(by)\(location)"
+                + "imported inside a \(how == "try" ? "try" : "function") of \(by)\(location)"
         }
 
         /// The pulls with the shared libraries each alone needs (`users`: library → the

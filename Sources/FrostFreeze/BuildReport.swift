@@ -17,8 +17,9 @@ public struct BuildReport: Sendable {
     public var placements: [String] = []
     /// The five heaviest modules and libraries, with what brought each one in.
     public var heaviest: [String] = []
-    /// The five heaviest optional pulls: modules only imports inside functions reach (in the
-    /// bundle, since a call may need them; `excludes` drops those the program never calls).
+    /// The five heaviest optional pulls: modules only imports inside functions, or inside a
+    /// `try` that survives a failed import, reach (in the bundle, since a call may need them
+    /// or the program is better with them; `excludes` drops those the program does without).
     public var optionalPulls: [String] = []
 
     /// `frost build --json`: indented, sorted keys, ending in a newline.
@@ -42,7 +43,8 @@ public struct BuildReport: Sendable {
             lines += heaviest.map { "  " + $0 }
         }
         if !optionalPulls.isEmpty {
-            lines.append("optional pulls (reached only by imports inside functions; excludes drops what is never called):")
+            lines.append("optional pulls (reached only by imports inside functions or a try that survives their failure; "
+                         + "excludes drops what the program does without):")
             lines += optionalPulls.map { "  " + $0 }
         }
         lines.append("  \(fileCount) files")

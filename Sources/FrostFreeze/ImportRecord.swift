@@ -22,7 +22,8 @@ public struct ImportRecord: Codable, Sendable {
     /// Shared library name → the objects (the loader, libpython, extension modules, other
     /// libraries) that need it.
     public let libraries: [String: [String]]
-    /// Modules only imports inside functions reach (in the bundle; a call may need them).
+    /// Modules only imports inside functions, or inside a `try` that survives a failed
+    /// import, reach (in the bundle; a call may need them, or the program is better with them).
     public var optional: Set<String> = []
     /// The heaviest optional pulls, described.
     public var optionalPulls: [String] = []
@@ -144,8 +145,8 @@ public struct ImportRecord: Codable, Sendable {
             var lines = chain(of: name).map { describe($0.module, $0.link) }
             if let location = locations[name] { lines.insert("\(name) is at \(location)", at: 0) }
             if optional.contains(name) {
-                lines.append("optional: only imports inside functions reach \(name); if the program never calls them, "
-                             + "excludes = [\"\(name)\"] leaves it out")
+                lines.append("optional: only imports inside functions, or inside a try that survives a failed import, "
+                             + "reach \(name); if the program does without it, excludes = [\"\(name)\"] leaves it out")
             }
             return lines
         }

@@ -89,8 +89,9 @@ public enum ImportReport {
             <h1>\(escape(record.entry))</h1>
             <p>\(rows.filter { $0.kind == .module }.count) modules and \(rows.filter { $0.kind == .library }.count) shared
             libraries, \(escape(formatBytes(total))) in all. “Brought in by” is the first import that reached each one;
-            <span class="opt">optional</span> ones are reached only by imports inside functions (in the bundle because a
-            call may need them; <code>excludes</code> leaves out those the program never calls).</p>
+            <span class="opt">optional</span> ones are reached only by imports inside functions, or inside a
+            <code>try</code> that survives a failed import (in the bundle because a call may need them or the program is
+            better with them; <code>excludes</code> leaves out those the program does without).</p>
 
             """
         if !record.optionalPulls.isEmpty {

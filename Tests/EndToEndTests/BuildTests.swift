@@ -440,14 +440,24 @@ func glibcLibraries() -> [String] {
         }
         let installer = try contents("redirector_with_filter")
         for present in ["isapi.install", "optparse"] { #expect(installer.modules.contains(present), "installer lacks \(present)") }
-        #expect(try contents("flask_site").modules.contains("hashlib"))
+        // The Flask site's spec excludes the optional pulls it does without; the traced
+        // import runs without them too, so what only they import stays out (ssl's _ssl and
+        // libssl); hashlib's libcrypto stays for _hashlib.
+        let flask = try contents("flask_site")
+        #expect(flask.modules.contains("hashlib") && flask.modules.contains("_hashlib"))
+        #expect(flask.files.contains("lib/libcrypto.so.3"))
+        for absent in ["ssl", "_ssl", "asyncio", "readline"] {
+            #expect(!flask.modules.contains(absent), "flask_site carries \(absent)")
+        }
+        #expect(!flask.files.contains("lib/libssl.so.3") && !flask.files.contains("lib/libreadline.so.8"))
 
         // --why says what is not there, and what brought what is; an optional pull says so.
         let why = try runProcess(Products.frost, ["inspect", scratch.path("hello"), "--why", "ssl"])
         #expect(why.stdout.hasPrefix("ssl is not in the bundle"), "\(why.output)")
         let optional = try runProcess(Products.frost, ["inspect", scratch.path("hello"), "--why", "tarfile"])
         #expect(optional.stdout.contains("tarfile: imported by shutil (") && optional.stdout.contains(
-            "optional: only imports inside functions reach tarfile; if the program never calls them, excludes = [\"tarfile\"] leaves it out"),
+            "optional: only imports inside functions, or inside a try that survives a failed import, reach tarfile; "
+            + "if the program does without it, excludes = [\"tarfile\"] leaves it out"),
             "\(optional.output)")
 
         // The whole graph as a report, and the heaviest optional pulls in the summary.
@@ -456,11 +466,11 @@ func glibcLibraries() -> [String] {
         #expect(reported.status == 0, "\(reported.output)")
         let summary = try JSON.parse(reported.stdout)
         #expect(summary["optional_pulls"]?.array?.contains { $0.string?.contains("imported inside a function of") == true } == true)
-        // An optional pull weighs the shared libraries only it needs: the Flask site's
-        // readline (flask shell) brings libreadline and libtinfo.
+        // An optional pull weighs the shared libraries only it needs, and an import inside a
+        // try that survives its failure is one: hashlib's _hashlib brings libcrypto.
         let flaskPulls = try JSON.parse(try String(contentsOfFile: scratch.path("flask_site/lib/imports.json"), encoding: .utf8))
-        let readline = flaskPulls["optional_pulls"]?.array?.compactMap(\.string).first { $0.hasPrefix("readline ") } ?? ""
-        #expect(readline.contains(" in 1 module and 2 shared libraries: imported inside a function of"), "\(readline)")
+        let hashlib = flaskPulls["optional_pulls"]?.array?.compactMap(\.string).first { $0.hasPrefix("_hashlib ") } ?? ""
+        #expect(hashlib.contains(" in 1 module and 1 shared library: imported inside a try of hashlib (hashlib.py:"), "\(hashlib)")
         let report = try JSON.parse(try String(contentsOfFile: scratch.path("hello.json"), encoding: .utf8))
         let items = report["items"]?.array ?? []
         let simple = items.first { $0["name"]?.string == "isapi.simple" }
@@ -536,5 +546,58 @@ func glibcLibraries() -> [String] {
         #expect(cut.contains("if not WIN and sys.version_info[:2] < (3, 0) at line 14 (false wherever the bundle runs)"), "\(cut)")
         #expect(!cut.contains { $0.contains("line 18") }, "\(cut)")  // sys.argv is not known before it runs
         #expect(try runProcess(scratch.path("dist/branchy/_branchy"), ["--check"]).status == 0)
+    }
+
+    /// An import inside a `try` whose `except` survives a failed import is an optional pull
+    /// (the module is bundled, and weighed); one whose `except` cannot catch it, or that the
+    /// module also makes unguarded, is not. The traced import fails what the spec excludes,
+    /// as the bundle will, so the program's start is checked without it.
+    @Test func importsATrySurvivesAreOptionalAndExcludesHoldInTheTrace() throws {
+        let scratch = ScratchDirectory("guarded")
+        try """
+            from isapi.simple import SimpleExtension
+            import guarded
+
+            def __ExtensionFactory__():
+                return SimpleExtension()
+            """.write(toFile: scratch.path("guarding.py"), atomically: true, encoding: .utf8)
+        try """
+            try:
+                import colorsys
+            except ImportError:
+                colorsys = None
+            try:
+                import graphlib
+            except ValueError:
+                graphlib = None
+            try:
+                import wave, sched
+            except Exception:
+                pass
+            import sched
+            try:
+                import csv
+            except ImportError:
+                csv = None
+            """.write(toFile: scratch.path("guarded.py"), atomically: true, encoding: .utf8)
+        try "script = \"guarding.py\"\nexcludes = [\"csv\"]\n".write(toFile: scratch.path("guarding.toml"),
+                                                                          atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("guarding.toml"), "--quiet", "--report", scratch.path("report.json")],
+                                   dist: scratch.path("dist"))
+        try #require(build.status == 0, "\(build.output)")
+        let report = try JSON.parse(try String(contentsOfFile: scratch.path("report.json"), encoding: .utf8))
+        func optional(_ name: String) -> Bool? {
+            report["items"]?.array?.first { $0["name"]?.string == name }?["optional"]?.bool
+        }
+        #expect(optional("colorsys") == true && optional("wave") == true)
+        #expect(optional("graphlib") == false && optional("sched") == false)
+        let pulls = report["optional_pulls"]?.array?.compactMap(\.string) ?? []
+        #expect(pulls.contains { $0.hasPrefix("colorsys ") && $0.hasSuffix("imported inside a try of guarded (guarded.py:2)") },
+                "\(pulls)")
+        // csv is excluded: not bundled, and the traced import did not bring what only it imports.
+        #expect(optional("csv") == nil && optional("_csv") == nil)
+        let why = try runProcess(Products.frost, ["inspect", scratch.path("dist/guarding"), "--why", "colorsys"])
+        #expect(why.stdout.contains("colorsys: imported by guarded (") && why.stdout.contains("optional: "), "\(why.output)")
+        #expect(try runProcess(scratch.path("dist/guarding/_guarding"), ["--check"]).status == 0)
     }
 }

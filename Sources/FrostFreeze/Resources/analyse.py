@@ -221,6 +221,50 @@ trimmed_code = {}  # module -> what of its code was not followed (for the report
 FROZEN_ALIASES = {"importlib._bootstrap": "_frozen_importlib", "importlib._bootstrap_external": "_frozen_importlib_external"}
 
 
+def catches_import_errors(handler):
+    """Whether an `except` clause catches a failed import (bare, or naming ImportError,
+    ModuleNotFoundError or a base class of them)."""
+    if handler.type is None:
+        return True
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError", "Exception", "BaseException")
+               for n in names)
+
+
+# Module -> ({(level, name) imported only inside a `try` whose `except` catches a failed
+# import: the module runs without it}, {(level, name) imported unguarded}), for the code
+# that runs when the module is imported (functions aside: their imports are deferred).
+guarded_imports = {}
+
+
+def guarded_import_keys(tree):
+    guarded, unguarded = set(), set()
+
+    def keys(node):
+        if isinstance(node, ast.Import):
+            return [(0, alias.name) for alias in node.names]
+        return [(node.level, node.module or "")]
+
+    def visit(node, guard):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            (guarded if guard else unguarded).update(keys(node))
+            return
+        if isinstance(node, getattr(ast, "TryStar", ast.Try)) or isinstance(node, ast.Try):
+            inner = guard or any(catches_import_errors(h) for h in node.handlers)
+            for child in node.body:
+                visit(child, inner)
+            for child in [*node.handlers, *node.orelse, *node.finalbody]:
+                visit(child, guard)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, guard)
+
+    visit(tree, False)
+    return guarded - unguarded, unguarded
+
+
 def catches_only_import_errors(handler):
     names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
     return bool(names) and all(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names)
@@ -286,6 +330,7 @@ class UnreachableCodeTrimmed:
                     if catches_only_import_errors(handler):
                         handler.body = [ast.Pass(lineno=handler.lineno, col_offset=handler.col_offset)]
                         cuts.append("except ImportError at line %d" % handler.lineno)
+        guarded_imports[self.fqname] = guarded_import_keys(tree)
         blocks = [n for n in tree.body if isinstance(n, ast.If) and is_main_test(n.test)]
         if not blocks:
             if cuts:
@@ -326,6 +371,9 @@ class UnreachableCodeTrimmed:
         return tree
 
 
+EDGE_ORDER = ["eager", "try", "function"]
+
+
 class Finder(modulefinder.ModuleFinder):
     """ModuleFinder that remembers on which line each import stands, and what first
     brought each module in (a module, or a reason in angle brackets)."""
@@ -334,7 +382,9 @@ class Finder(modulefinder.ModuleFinder):
         super().__init__(*args, **kwargs)
         self.brought_by = {}
         self.loading = ["<entry>"]
-        # Every import seen: importer -> {imported: whether only inside functions}.
+        # Every import seen: importer -> {imported: how: "eager" (runs when the importer
+        # is imported), "try" (runs then, inside a try that survives its failure) or
+        # "function" (only inside functions)}.
         self.edges = {}
         self.in_function = [False]
 
@@ -346,13 +396,18 @@ class Finder(modulefinder.ModuleFinder):
             except ImportError:
                 parent = None
             target = name if parent is None else (parent.__name__ + "." + name if name else parent.__name__)
-            deferred = self.in_function[-1]
+            if self.in_function[-1]:
+                how = "function"
+            elif (level if level > 0 else 0, name) in guarded_imports.get(caller.__name__, ((), ()))[0]:
+                how = "try"
+            else:
+                how = "eager"
             found = [target] + [target + "." + item for item in (fromlist or ()) if item != "*"]
             edges = self.edges.setdefault(caller.__name__, {})
             for imported in found:
                 if imported in self.modules:
-                    # An import at module level anywhere wins over one inside a function.
-                    edges[imported] = edges.get(imported, True) and deferred
+                    # An unguarded import at module level anywhere wins over the others.
+                    edges[imported] = min(edges.get(imported, how), how, key=EDGE_ORDER.index)
         return result
 
     def because(self, reason):
@@ -517,7 +572,7 @@ if request["trace"]:
         trace_request = os.path.join(scratch, "request.json")
         trace_out = os.path.join(scratch, "out.json")
         with open(trace_request, "w") as f:
-            json.dump({"name": entry_name, "script": script, "path": bundle_path,
+            json.dump({"name": entry_name, "script": script, "path": bundle_path, "excludes": sorted(excludes),
                        "timeout": request["trace_timeout"]}, f)
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                        "HOME": os.environ.get("HOME", "/tmp"), "FROST_TRACE": "1"}
@@ -866,10 +921,12 @@ for record in modules:
         "line": import_line(by, record["name"]) if source is not None else None,
     }
 
-# Optional pulls: modules that no import at module level reaches from what the program
-# surely runs (the entry, the loader's needs, includes, hooks, the traced import), only
-# imports inside functions. They are in the bundle (a call may need them); the summary
-# weighs the heaviest so a spec can exclude what its program never calls.
+# Optional pulls: modules that no unguarded import at module level reaches from what the
+# program surely runs (the entry, the loader's needs, includes, hooks, what the traced
+# import saw), only imports inside functions or inside a `try` that survives a failed
+# import (http.client's `import ssl`). They are in the bundle (a call may need them, or the
+# program is better with them); the summary weighs the heaviest so a spec can exclude
+# what its program does without.
 def module_bytes(record):
     path = record.get("pyc") or record["file"]
     try:
@@ -878,23 +935,33 @@ def module_bytes(record):
         return 0
 
 
+def closure(seeds, kinds):
+    """The modules `seeds` reach through imports of the given kinds, with their parents."""
+    reached, todo = set(), [n for n in seeds if n in finder.modules]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(t for t, how in finder.edges.get(name, {}).items() if how in kinds)
+    return reached
+
+
 by_name = {r["name"]: r for r in modules}
-roots = {n for n, by in finder.brought_by.items() if by.startswith("<")} | forced | {entry_name}
-eager = set()
-todo = [n for n in roots if n in finder.modules]
-while todo:
-    name = todo.pop()
-    if name in eager:
-        continue
-    eager.add(name)
-    parts = name.split(".")
-    todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
-    todo.extend(t for t, deferred in finder.edges.get(name, {}).items() if not deferred)
+traced = set(trace["modules"])
+sure = {n for n, by in finder.brought_by.items() if by.startswith("<") and by != "<the traced import>"} \
+    | (forced - traced) | {entry_name}
+# What the traced import saw is surely run too, unless a guarded import explains it: a
+# module a `try` imports is in sys.modules after the start, and the program runs without.
+guarded_reach = closure(closure(sure, {"eager"}), {"eager", "try"})
+eager = closure(sure | {n for n in traced if n not in guarded_reach}, {"eager"})
 optional_modules = set(by_name) - eager
 optional_pulls, heads = [], set()
 for importer in sorted(eager):
-    for head, deferred in sorted(finder.edges.get(importer, {}).items()):
-        if not deferred or head not in optional_modules or head in heads:
+    for head, how in sorted(finder.edges.get(importer, {}).items()):
+        if how == "eager" or head not in optional_modules or head in heads:
             continue
         heads.add(head)
         reached, todo = set(), [head]
@@ -905,7 +972,7 @@ for importer in sorted(eager):
             reached.add(name)
             todo.extend(finder.edges.get(name, {}))
         source = finder.modules.get(importer)
-        optional_pulls.append({"module": head, "by": importer, "line": import_line(importer, head),
+        optional_pulls.append({"module": head, "by": importer, "how": how, "line": import_line(importer, head),
                                "file": os.path.realpath(source.__file__) if source is not None and source.__file__ else None,
                                "modules": len(reached), "bytes": sum(module_bytes(by_name[n]) for n in reached if n in by_name),
                                # the shared libraries these need weigh in too (the builder adds them)

@@ -3,7 +3,7 @@
 Imports the entry module (as a module, not as __main__: its `if __name__ == "__main__"`
 block does not run) in a fresh interpreter whose sys.path is the bundle's order, with no
 site (no .pth files, no sitecustomize: the loader runs without them too) and no network
-beyond loopback. Then records every module that ended up in sys.modules and every shared
+beyond loopback, and what the spec excludes failing to import as in the bundle. Then records every module that ended up in sys.modules and every shared
 object the process mapped, so imports made by C/Rust extensions, computed importlib
 calls, plugin discovery and ctypes/cffi loads are seen. Writes JSON to OUT.
 """
@@ -43,6 +43,23 @@ def no_network(event, args):
 
 
 sys.addaudithook(no_network)
+
+
+class LeftOut:
+    """Fails the import of what the spec excludes, as the bundle will: the trace then sees
+    what the program imports without them (http.client without ssl does not bring _ssl)."""
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names or any(name.startswith(excluded + ".") for excluded in self.names):
+            raise ModuleNotFoundError(f"No module named {name!r} (the spec's excludes leave it out)", name=name)
+        return None
+
+
+if request.get("excludes"):
+    sys.meta_path.insert(0, LeftOut(request["excludes"]))
 written = threading.Lock()
 
 
