@@ -39,6 +39,12 @@ start=$(ms)
     --workpath "$work/pyi-build" --specpath "$work" --add-data "site_app/templates:site_app/templates" \
     --add-data "site_app/static:site_app/static" serve_waitress.py >/dev/null)
 pyi_build=$(( $(ms) - start ))
+# The same with the Flask spec's excludes, for a like-for-like size (not timed).
+mapfile -t spec_excludes < <($python -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb")).get("excludes", [])))' Bundles/flask_site.toml)
+(cd "$work" && "$work/pyi-venv/bin/pyinstaller" --onedir --noconfirm --log-level ERROR --distpath "$work/pyi-dist-excludes" \
+    --workpath "$work/pyi-build-excludes" --specpath "$work/excludes" --add-data "$work/site_app/templates:site_app/templates" \
+    --add-data "$work/site_app/static:site_app/static" "${spec_excludes[@]/#/--exclude-module=}" serve_waitress.py >/dev/null)
+pyi_excludes_bytes=$(du -sb "$work/pyi-dist-excludes/serve_waitress" | cut -f1)
 
 # The hello bundle and the loader, for the lean bundles targets.
 "$bin/frost" build Bundles/hello.toml --dist "$work/hello" --json > "$work/hello.json"
@@ -74,7 +80,8 @@ done
 
 $python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_files" "$pyi_bytes" "$pyi_files" \
     "${frost_times[*]}" "${pyi_times[*]}" "${single_times[*]}" \
-    "$hello_bytes" "$hello_stdlib" "$loader_bytes" "$hello_heavy" "$here/results.md" <<'PY'
+    "$hello_bytes" "$hello_stdlib" "$loader_bytes" "$hello_heavy" "$here/results.md" \
+    "$pyi_excludes_bytes" "${spec_excludes[*]}" <<'PY'
 import datetime, os, platform, statistics, sys
 fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
 ft = [int(x) for x in sys.argv[8].split()]
@@ -82,6 +89,7 @@ pt = [int(x) for x in sys.argv[9].split()]
 st = [int(x) for x in sys.argv[10].split()]
 hello_bytes, hello_stdlib, loader_bytes = map(int, sys.argv[11:14])
 hello_heavy, results = sys.argv[14].split(), sys.argv[15]
+pxbytes, spec_excludes = int(sys.argv[16]), sys.argv[17].split()
 print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
 print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
 print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
@@ -115,7 +123,10 @@ lines = [f"# The lean bundles targets, measured\n",
 lines += [f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |" for what, target, measured, met in rows]
 lines += ["", f"Flask sample: frost {mib(fbytes):.1f} MiB in {ffiles} files (the loader {mib(loader_bytes):.1f} MiB), "
           f"PyInstaller one-dir {mib(pbytes):.1f} MiB in {pfiles} files; exec to the first 200: frost {fm:.0f} ms "
-          f"(--workers 0: {sm:.0f} ms), PyInstaller {pm:.0f} ms; builds {fb/1000:.1f} s and {pb/1000:.1f} s."]
+          f"(--workers 0: {sm:.0f} ms), PyInstaller {pm:.0f} ms; builds {fb/1000:.1f} s and {pb/1000:.1f} s.",
+          "", f"The Flask spec excludes {', '.join(spec_excludes) or 'nothing'} (optional pulls the site does without); "
+          f"PyInstaller with the same `--exclude-module`s: {mib(pxbytes):.1f} MiB, frost {fbytes / pxbytes:.2f}× that, "
+          f"its payload {(fbytes - loader_bytes) / pxbytes:.2f}×."]
 with open(results, "w") as out:
     out.write("\n".join(lines) + "\n")
 print()
