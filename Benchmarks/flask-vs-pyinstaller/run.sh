@@ -71,9 +71,11 @@ first_http_200() {  # command... ; prints ms from exec to the first 200
     echo $(( $(ms) - begin ))
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }
-pyi_times=(); frost_times=(); single_times=()
+unfrozen() { cd "$work" && exec "$work/pyi-venv/bin/python" serve_waitress.py "$1"; }  # the same app, not frozen
+pyi_times=(); frost_times=(); single_times=(); unfrozen_times=()
 for _ in $(seq "$rounds"); do
     pyi_times+=("$(first_http_200 "$pyi_dir/serve_waitress")")
+    unfrozen_times+=("$(first_http_200 unfrozen)")
     frost_times+=("$(first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
     single_times+=("$(FROST_WORKERS=0 first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
 done
@@ -81,7 +83,7 @@ done
 $python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_files" "$pyi_bytes" "$pyi_files" \
     "${frost_times[*]}" "${pyi_times[*]}" "${single_times[*]}" \
     "$hello_bytes" "$hello_stdlib" "$loader_bytes" "$hello_heavy" "$here/results.md" \
-    "$pyi_excludes_bytes" "${spec_excludes[*]}" <<'PY'
+    "$pyi_excludes_bytes" "${spec_excludes[*]}" "${unfrozen_times[*]}" <<'PY'
 import datetime, os, platform, statistics, sys
 fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
 ft = [int(x) for x in sys.argv[8].split()]
@@ -90,6 +92,7 @@ st = [int(x) for x in sys.argv[10].split()]
 hello_bytes, hello_stdlib, loader_bytes = map(int, sys.argv[11:14])
 hello_heavy, results = sys.argv[14].split(), sys.argv[15]
 pxbytes, spec_excludes = int(sys.argv[16]), sys.argv[17].split()
+ut = [int(x) for x in sys.argv[18].split()]
 print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
 print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
 print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
@@ -99,8 +102,10 @@ fm, pm = statistics.median(ft), statistics.median(pt)
 print(f"{'exec to first 200 (ms, med)':28}{fm:>14.0f}{pm:>14.0f}{fm/pm:>8.2f}")
 sm = statistics.median(st)
 print(f"{'  the same, --workers 0':28}{sm:>14.0f}{pm:>14.0f}{sm/pm:>8.2f}")
-print("  both: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host, a master and")
-print("  one worker, or one process with --workers 0; PyInstaller: waitress, one process)")
+um = statistics.median(ut)
+print(f"{'  unfrozen: python + waitress':28}{um:>14.0f}{pm:>14.0f}{um/pm:>8.2f}")
+print("  all: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host, a master and")
+print("  one worker, or one process with --workers 0; PyInstaller and unfrozen: waitress, one process)")
 
 # The lean bundles targets, each with what was measured in this run.
 mib = lambda n: n / 2**20
@@ -123,7 +128,8 @@ lines = [f"# The lean bundles targets, measured\n",
 lines += [f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |" for what, target, measured, met in rows]
 lines += ["", f"Flask sample: frost {mib(fbytes):.1f} MiB in {ffiles} files (the loader {mib(loader_bytes):.1f} MiB), "
           f"PyInstaller one-dir {mib(pbytes):.1f} MiB in {pfiles} files; exec to the first 200: frost {fm:.0f} ms "
-          f"(--workers 0: {sm:.0f} ms), PyInstaller {pm:.0f} ms; builds {fb/1000:.1f} s and {pb/1000:.1f} s.",
+          f"(--workers 0: {sm:.0f} ms), PyInstaller {pm:.0f} ms, the same app unfrozen (the venv's python, "
+          f"waitress, bytecode cached: the floor) {um:.0f} ms; builds {fb/1000:.1f} s and {pb/1000:.1f} s.",
           "", f"The Flask spec excludes {', '.join(spec_excludes) or 'nothing'} (optional pulls the site does without); "
           f"PyInstaller with the same `--exclude-module`s: {mib(pxbytes):.1f} MiB, frost {fbytes / pxbytes:.2f}× that, "
           f"its payload {(fbytes - loader_bytes) / pxbytes:.2f}×."]
