@@ -77,26 +77,53 @@ struct ResponseEncoder {
         return out
     }
 
-    /// "HTTP/1.1 200 OK\r\n", the fields, and the empty line.
+    /// "HTTP/1.1 200 OK\r\n", the fields, and the empty line. Each line is copied in with
+    /// one capacity check: ByteBuffer's writeString and writeStaticString each pass through
+    /// a generic, unspecialised slice of its storage, four of them per field.
     static func write(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
-        if head.version.major == 1 && head.version.minor == 1 {
-            buffer.writeStaticString("HTTP/1.1 ")
-        } else if head.version.major == 1 && head.version.minor == 0 {
-            buffer.writeStaticString("HTTP/1.0 ")
+        let code = head.status.code
+        var reason = head.status.reasonPhrase
+        if head.version.major == 1 && head.version.minor <= 1 && (100...999).contains(code) {
+            let minor = UInt8(truncatingIfNeeded: head.version.minor)
+            reason.withUTF8 { reason in
+                _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 15 + reason.count) { out in
+                    // "HTTP/1.x NNN " is 13 bytes.
+                    let line: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                        (0x48, 0x54, 0x54, 0x50, 0x2F, 0x31, 0x2E, 0x30 + minor, 0x20,
+                         0x30 + UInt8(code / 100), 0x30 + UInt8(code / 10 % 10), 0x30 + UInt8(code % 10), 0x20)
+                    withUnsafeBytes(of: line) { out.copyMemory(from: $0) }
+                    UnsafeMutableRawBufferPointer(rebasing: out[13...]).copyMemory(from: UnsafeRawBufferPointer(reason))
+                    out[13 + reason.count] = 0x0D
+                    out[14 + reason.count] = 0x0A
+                    return 15 + reason.count
+                }
+            }
         } else {
-            buffer.writeString("HTTP/\(head.version.major).\(head.version.minor) ")
+            buffer.writeString("HTTP/\(head.version.major).\(head.version.minor) \(code) \(reason)\r\n")
         }
-        buffer.writeString(String(head.status.code))
-        buffer.writeStaticString(" ")
-        buffer.writeString(head.status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
         for (name, value) in head.headers {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            writeField(name, value, into: &buffer)
         }
-        buffer.writeStaticString("\r\n")
+        buffer.writeInteger(UInt16(0x0D0A))
+    }
+
+    /// "name: value\r\n".
+    private static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
+        var name = name, value = value
+        name.withUTF8 { name in
+            value.withUTF8 { value in
+                let size = name.count + value.count + 4
+                _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+                    out.copyMemory(from: UnsafeRawBufferPointer(name))
+                    out[name.count] = 0x3A
+                    out[name.count + 1] = 0x20
+                    UnsafeMutableRawBufferPointer(rebasing: out[(name.count + 2)...]).copyMemory(from: UnsafeRawBufferPointer(value))
+                    out[size - 2] = 0x0D
+                    out[size - 1] = 0x0A
+                    return size
+                }
+            }
+        }
     }
 }
 

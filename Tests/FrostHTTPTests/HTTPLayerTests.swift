@@ -87,6 +87,24 @@ import Testing
         #expect(final == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "a 100 does not end the framing")
     }
 
+    @Test func theHeadIsWrittenByteForByte() {
+        var encoder = ResponseEncoder()
+        let custom = head(HTTPResponseStatus(statusCode: 599, reasonPhrase: "Café Closed"),
+                          ["X-Empty": "", "X-Text": "naïve ünïcode", "Content-Length": "0"], version: .http1_0)
+        #expect(text(encoder.encode(head: custom, body: nil, end: true, method: .GET, allocator: allocator))
+                == "HTTP/1.0 599 Café Closed\r\nX-Empty: \r\nX-Text: naïve ünïcode\r\nContent-Length: 0\r\n\r\n")
+        let noReason = head(HTTPResponseStatus(statusCode: 299, reasonPhrase: ""), ["Content-Length": "0"])
+        #expect(text(encoder.encode(head: noReason, body: nil, end: true, method: .GET, allocator: allocator))
+                == "HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n")
+        let other = head(.ok, ["Content-Length": "0"], version: HTTPVersion(major: 2, minor: 0))
+        #expect(text(encoder.encode(head: other, body: nil, end: true, method: .GET, allocator: allocator))
+                == "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+        let long = String(repeating: "v", count: 1000)
+        let many = head(.ok, HTTPHeaders((0..<20).map { ("X-\($0)", long) } + [("Content-Length", "0")]))
+        let written = text(encoder.encode(head: many, body: nil, end: true, method: .GET, allocator: allocator))
+        #expect(written.hasPrefix("HTTP/1.1 200 OK\r\nX-0: \(long)\r\nX-1: \(long)\r\n") && written.utf8.count == 17 + 10 * 1007 + 10 * 1008 + 21)
+    }
+
     @Test func largeBodiesAreNotCopied() {
         var encoder = ResponseEncoder()
         let large = String(repeating: "z", count: ResponseEncoder.coalesceLimit + 1)
