@@ -109,18 +109,16 @@ class ISAPIInputWrapper:
         self._ecb = ecb
         self._total = total
         # Nothing is asked of the ECB until the application reads: most requests have no
-        # body, and most applications never touch wsgi.input.
+        # body, and most applications never touch wsgi.input. The other slots are set
+        # then too (one is made for every request).
         self._started = False
-        # What was read from the ECB and not yet by the application: _buffer from
-        # _position on. Cutting off what was read would copy the rest at every read.
-        self._buffer = b""
-        self._position = 0
-        self._remaining = 0
-        self._read_body = None
 
     def _start(self):
         self._started = True
         ecb = self._ecb
+        # What was read from the ECB and not yet by the application: _buffer from
+        # _position on. Cutting off what was read would copy the rest at every read.
+        self._position = 0
         total = int(ecb.TotalBytes or 0) if self._total is None else self._total
         # A chunked body (TotalBytes 0xFFFFFFFF) is read until the host says it ended.
         self._remaining = sys.maxsize if total == _CHUNKED else max(total, 0)
