@@ -47,9 +47,11 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
 
     // MARK: Constants and conversions from Swift
 
-    public static var none: PythonObject { PythonObject(borrowing: frost_none()) }
-    public static var `true`: PythonObject { PythonObject(borrowing: frost_true()) }
-    public static var `false`: PythonObject { PythonObject(borrowing: frost_false()) }
+    // Made once (on first use, with the GIL held) and kept: None, True and False are static
+    // objects of libpython, and most native calls return one of them.
+    public static let none = PythonObject(borrowing: frost_none())
+    public static let `true` = PythonObject(borrowing: frost_true())
+    public static let `false` = PythonObject(borrowing: frost_false())
 
     public convenience init(_ string: String) throws {
         let p = string.withCString { PyUnicode_FromStringAndSize($0, string.utf8.count) }

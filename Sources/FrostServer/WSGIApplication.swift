@@ -18,10 +18,11 @@ extension ControlBlock {
     /// files go out with sendfile. Whatever the application raises propagates.
     func serveWSGI(_ arguments: NativeArguments) throws -> PythonObject {
         let application = try arguments.required(0, "application")
+        let controlBlock = arguments.selfObject
         let streams = (input: try arguments.required(2, "input"), errors: try arguments.required(3, "errors"),
-                       controlBlock: arguments.selfObject)
+                       controlBlock: controlBlock)
         let environ = try wsgiEnviron(base: try arguments.required(1, "base"), streams: streams)
-        let response = WSGIResponse(block: self, ecb: arguments.selfObject)
+        let response = WSGIResponse(block: self, ecb: controlBlock)
         let startResponse = try WSGIResponse.type.wrap(response).attribute(WSGIResponse.startResponseName)
         let result = try application.vectorcall(environ, startResponse)
 
