@@ -102,10 +102,43 @@ const FrostConfigLayout *frost_python_config_layout(int minor) {
     return NULL;
 }
 
-/* The trampolines of native types' methods (see the header). */
+/* tp_call of a native type: the call's tuple and dict as a vectorcall (borrowed
+   arguments, keyword names in a tuple), for the same dispatcher as its methods. */
+static PyObject *frost_native_call_adapter(int slot, PyObject *self, PyObject *args, PyObject *kwargs) {
+    Py_ssize_t nargs = PyTuple_Size(args);
+    Py_ssize_t nkw = kwargs != NULL ? PyDict_Size(kwargs) : 0;
+    PyObject *small[8];
+    PyObject **vector = nargs + nkw <= 8 ? small : (PyObject **)PyMem_Malloc(sizeof(PyObject *) * (size_t)(nargs + nkw));
+    if (vector == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < nargs; i++) vector[i] = PyTuple_GetItem(args, i);
+    PyObject *kwnames = NULL;
+    if (nkw > 0) {
+        kwnames = PyTuple_New(nkw);
+        if (kwnames == NULL) {
+            if (vector != small) PyMem_Free(vector);
+            return NULL;
+        }
+        Py_ssize_t position = 0, j = 0;
+        PyObject *key, *value;
+        while (j < nkw && PyDict_Next(kwargs, &position, &key, &value)) {
+            Py_IncRef(key);
+            PyTuple_SetItem(kwnames, j, key);
+            vector[nargs + j] = value;
+            j++;
+        }
+    }
+    PyObject *result = frost_native_slot_dispatch(slot, self, vector, nargs, kwnames);
+    if (kwnames != NULL) Py_DecRef(kwnames);
+    if (vector != small) PyMem_Free(vector);
+    return result;
+}
+
+/* The trampolines of native types' methods and calls (see the header). */
 #define FROST_SLOT_AT(name, value) \
     static PyObject *frost_slot_##name(PyObject *s, PyObject *const *a, Py_ssize_t n, PyObject *k) { \
-        return frost_native_slot_dispatch((value), s, a, n, k); }
+        return frost_native_slot_dispatch((value), s, a, n, k); } \
+    static PyObject *frost_call_##name(PyObject *s, PyObject *a, PyObject *k) { \
+        return frost_native_call_adapter((value), s, a, k); }
 #define FROST_SLOTS8(p, v) FROST_SLOT_AT(p##0, (v)*8+0) FROST_SLOT_AT(p##1, (v)*8+1) FROST_SLOT_AT(p##2, (v)*8+2) \
     FROST_SLOT_AT(p##3, (v)*8+3) FROST_SLOT_AT(p##4, (v)*8+4) FROST_SLOT_AT(p##5, (v)*8+5) \
     FROST_SLOT_AT(p##6, (v)*8+6) FROST_SLOT_AT(p##7, (v)*8+7)
@@ -123,3 +156,13 @@ static FrostFastCall const slot_table[] = {
 };
 int frost_native_slot_count(void) { return (int)(sizeof slot_table / sizeof slot_table[0]); }
 PyCFunction frost_native_slot(int slot) { return (PyCFunction)(void (*)(void))slot_table[slot]; }
+#define FROST_CALL_NAMES8(p) frost_call_##p##0, frost_call_##p##1, frost_call_##p##2, frost_call_##p##3, \
+    frost_call_##p##4, frost_call_##p##5, frost_call_##p##6, frost_call_##p##7
+typedef PyObject *(*FrostNativeCall)(PyObject *self, PyObject *args, PyObject *kwargs);
+static FrostNativeCall const call_table[] = {
+    FROST_CALL_NAMES8(a), FROST_CALL_NAMES8(b), FROST_CALL_NAMES8(c), FROST_CALL_NAMES8(d),
+    FROST_CALL_NAMES8(e), FROST_CALL_NAMES8(f), FROST_CALL_NAMES8(g), FROST_CALL_NAMES8(h),
+    FROST_CALL_NAMES8(i), FROST_CALL_NAMES8(j), FROST_CALL_NAMES8(k), FROST_CALL_NAMES8(l),
+    FROST_CALL_NAMES8(m), FROST_CALL_NAMES8(n), FROST_CALL_NAMES8(o), FROST_CALL_NAMES8(p),
+};
+void *frost_native_call_slot(int slot) { return (void *)call_table[slot]; }

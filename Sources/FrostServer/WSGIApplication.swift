@@ -94,20 +94,23 @@ final class WSGIResponse {
     }
 
     static let startResponseName = InternedName("start_response")
-    static let writeName = InternedName("write")
 
     static let type: NativeType<WSGIResponse> = {
         let type = NativeType<WSGIResponse>("_isapi.WSGIResponse", doc: "start_response and write of one WSGI request.")
         type.method("start_response") { response, arguments in
             try response.start(status: try arguments.required(0, "status"), headers: try arguments.required(1, "headers"),
                                excInfo: arguments.optional(2, "exc_info"))
-            return try arguments.selfObject.attribute(writeName)
+            // The write callable (PEP 3333) is the response itself: no bound method to make
+            // for every request, when nearly no application calls it.
+            return arguments.selfObject
         }
-        // The write callable start_response returns: each piece goes out at once.
-        type.method("write") { response, arguments in
+        // write(data), called as the response or as its method: each piece goes out at once.
+        let write: NativeMethod<WSGIResponse> = { response, arguments in
             try response.write(try arguments.required(0, "data"), streamed: true)
             return .none
         }
+        type.method("write", write)
+        type.callable(write)
         type.describe = { "<WSGI response of \($0.block.head.method.rawValue) \($0.block.head.uri)>" }
         return type
     }()

@@ -32,6 +32,14 @@ let countedType: NativeType<Counted> = {
         payload.hits += scale * (try arguments.required(1, "amount").asInt())
         return try PythonObject(payload.hits)
     }
+    // Calling the object adds its positional arguments and `extra` to the hits.
+    type.callable { payload, arguments in
+        var total = try arguments.optional(arguments.positionalCount, "extra")?.asInt() ?? 0
+        for index in 0..<arguments.positionalCount { total += try arguments.required(index, "number").asInt() }
+        if total < 0 { throw PythonError.raise(.valueError, "cannot add \(total)") }
+        payload.hits += total
+        return try PythonObject(payload.hits)
+    }
     type.describe = { "<Counted \($0.label)>" }
     return type
 }()
@@ -203,6 +211,27 @@ enum TestInterpreter {
             #expect(try c(namespace).callMethod(hit, [try PythonObject(4)]).asInt() == 42)
             #expect(try c(namespace).callMethod(hit).asInt() == 43)
             #expect(throws: PythonError.self) { try c(namespace).callMethod(InternedName("NoSuchMethod")) }
+        }
+    }
+
+    /// A callable native type: its tuple and dict arrive as a method's arguments, with
+    /// keywords, past the eight that fit without a heap array, and errors raised in Python.
+    @Test func callableNativeObjectsTakeArgumentsAsMethodsDo() throws {
+        try TestInterpreter.run {
+            let namespace = try PythonObject.dict([("__builtins__", try Python.importModule("builtins"))])
+            try Python.run("""
+            import _frost_test
+            c = _frost_test.make("called")
+            results = [callable(c), c(), c(1, 2), c(extra=10), c(1, extra=100), c(*range(20)), c(*range(9), extra=1)]
+            try:
+                c(-5)
+            except ValueError as e:
+                results.append(str(e))
+            """, globals: namespace)
+            let results = try #require(try namespace.item("results")).elements()
+            #expect(try results[0].isTrue())
+            #expect(try results[1...6].map { try $0.asInt() } == [0, 3, 13, 114, 304, 341])
+            #expect(try results[7].asString() == "cannot add -5")
         }
     }
 

@@ -95,6 +95,7 @@ typedef struct {
 typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
 
 #define Py_tp_alloc 47
+#define Py_tp_call 50
 #define Py_tp_dealloc 52
 #define Py_tp_doc 56
 #define Py_tp_methods 64
@@ -209,6 +210,11 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(int, PyDict_SetItemString, PyDict_SetItemString, (PyObject *d, const char *k, PyObject *v), (d, k, v)) \
     F(int, PyDict_SetItem, PyDict_SetItem, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
     F(PyObject *, PyDict_Copy, PyDict_Copy, (PyObject *d), (d)) \
+    F(Py_ssize_t, PyDict_Size, PyDict_Size, (PyObject *d), (d)) \
+    F(int, PyDict_Next, PyDict_Next, (PyObject *d, Py_ssize_t *p, PyObject **k, PyObject **v), (d, p, k, v)) \
+    F(void *, PyMem_Malloc, PyMem_Malloc, (size_t n), (n)) \
+    V(PyMem_Free, PyMem_Free, (void *p), (p)) \
+    F(PyObject *, PyErr_NoMemory, PyErr_NoMemory, (void), ()) \
     F(PyObject *, PySys_GetObject, PySys_GetObject, (const char *n), (n)) \
     F(int, PySys_SetObject, PySys_SetObject, (const char *n, PyObject *v), (n, v)) \
     F(PyObject *, PyEval_GetBuiltins, PyEval_GetBuiltins, (void), ()) \
@@ -361,6 +367,9 @@ PyObject *frost_native_slot_dispatch(int slot, PyObject *self, PyObject *const *
                                      PyObject *kwnames);
 int frost_native_slot_count(void);
 PyCFunction frost_native_slot(int slot);
+/* The tp_call of a native type whose call is slot `slot` (its tuple and dict are passed
+   on as a vectorcall). */
+void *frost_native_call_slot(int slot);
 
 typedef PyObject *(*FrostGetter)(PyObject *self, void *closure);
 typedef int (*FrostSetter)(PyObject *self, PyObject *value, void *closure);
