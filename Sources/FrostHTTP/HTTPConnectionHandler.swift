@@ -201,13 +201,16 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// `method` is the request's (HEAD and CONNECT responses carry no body).
     package func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
                       method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
-        let buffers = encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator)
-        if buffers.isEmpty {
-            if let promise { context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise) }
-        } else {
-            for (index, buffer) in buffers.enumerated() {
-                context.write(wrapOutboundOut(buffer), promise: index == buffers.count - 1 ? promise : nil)
-            }
+        // The promise goes with the last buffer: each is written once the next one is known.
+        var last: IOData?
+        encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator) { buffer in
+            if let previous = last { context.write(wrapOutboundOut(previous), promise: nil) }
+            last = buffer
+        }
+        if let last {
+            context.write(wrapOutboundOut(last), promise: promise)
+        } else if let promise {
+            context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise)
         }
         if flush { context.flush() }
     }

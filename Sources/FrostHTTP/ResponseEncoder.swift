@@ -24,6 +24,13 @@ struct ResponseEncoder {
     mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
                          allocator: ByteBufferAllocator) -> [IOData] {
         var out: [IOData] = []
+        encode(head: head, body: body, end: end, method: method, allocator: allocator) { out.append($0) }
+        return out
+    }
+
+    /// The same, each buffer handed to `emit` in order: no array to allocate per response.
+    mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
+                         allocator: ByteBufferAllocator, emit: (IOData) -> Void) {
         var buffer: ByteBuffer?
         if var head {
             let code = head.status.code
@@ -56,9 +63,9 @@ struct ResponseEncoder {
                 if buffer == nil { buffer = allocator.buffer(capacity: bytes.readableBytes + 8) }
                 buffer!.writeBuffer(&bytes)
             default:
-                if let pending = buffer { out.append(.byteBuffer(pending)) }
+                if let pending = buffer { emit(.byteBuffer(pending)) }
                 buffer = nil
-                out.append(body)
+                emit(body)
             }
             if chunked {
                 if buffer == nil { buffer = allocator.buffer(capacity: 8) }
@@ -73,8 +80,7 @@ struct ResponseEncoder {
             chunked = false
             bodyless = false
         }
-        if let buffer { out.append(.byteBuffer(buffer)) }
-        return out
+        if let buffer { emit(.byteBuffer(buffer)) }
     }
 
     /// "HTTP/1.1 200 OK\r\n", the fields, and the empty line. Each line is copied in with
