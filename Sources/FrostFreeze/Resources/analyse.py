@@ -237,6 +237,9 @@ def catches_import_errors(handler):
 guarded_imports = {}
 
 
+TRY_NODES = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)  # except* from 3.11
+
+
 def guarded_import_keys(tree):
     guarded, unguarded = set(), set()
 
@@ -251,7 +254,7 @@ def guarded_import_keys(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             (guarded if guard else unguarded).update(keys(node))
             return
-        if isinstance(node, getattr(ast, "TryStar", ast.Try)) or isinstance(node, ast.Try):
+        if isinstance(node, TRY_NODES):
             inner = guard or any(catches_import_errors(h) for h in node.handlers)
             for child in node.body:
                 visit(child, inner)
