@@ -489,18 +489,24 @@ func glibcLibraries() -> [String] {
         #expect(try server.get("/").text == "Hello, world!\n")
     }
 
+    /// An entry script: isapi.simple's extension, importing `module` (whose imports the
+    /// test is about).
+    private func writeSimpleExtension(importing module: String, to path: String) throws {
+        try """
+            from isapi.simple import SimpleExtension
+            import \(module)
+
+            def __ExtensionFactory__():
+                return SimpleExtension()
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     /// Branches that cannot run where the bundle runs (Linux, the bundle's Python) are not
     /// followed: `TYPE_CHECKING`, platform and version tests, directly or through a
     /// module-level name; the branch that runs is. A table of charsets names no codec.
     @Test func branchesThatCannotRunInTheBundleAreNotFollowed() throws {
         let scratch = ScratchDirectory("branches")
-        try """
-            from isapi.simple import SimpleExtension
-            import platformed
-
-            def __ExtensionFactory__():
-                return SimpleExtension()
-            """.write(toFile: scratch.path("branchy.py"), atomically: true, encoding: .utf8)
+        try writeSimpleExtension(importing: "platformed", to: scratch.path("branchy.py"))
         try """
             import os, sys, typing
             from typing import TYPE_CHECKING
@@ -554,13 +560,7 @@ func glibcLibraries() -> [String] {
     /// as the bundle will, so the program's start is checked without it.
     @Test func importsATrySurvivesAreOptionalAndExcludesHoldInTheTrace() throws {
         let scratch = ScratchDirectory("guarded")
-        try """
-            from isapi.simple import SimpleExtension
-            import guarded
-
-            def __ExtensionFactory__():
-                return SimpleExtension()
-            """.write(toFile: scratch.path("guarding.py"), atomically: true, encoding: .utf8)
+        try writeSimpleExtension(importing: "guarded", to: scratch.path("guarding.py"))
         try """
             try:
                 import colorsys
