@@ -19,16 +19,9 @@ struct ResponseEncoder {
     /// ones are written as they are (a write of several buffers is still one `writev`).
     static let coalesceLimit = 16 * 1024
 
-    /// The buffers to write for `head` (if any), `body` (if any) and the end (`end`), in
-    /// order. `method` is the request's.
-    mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
-                         allocator: ByteBufferAllocator) -> [IOData] {
-        var out: [IOData] = []
-        encode(head: head, body: body, end: end, method: method, allocator: allocator) { out.append($0) }
-        return out
-    }
-
-    /// The same, each buffer handed to `emit` in order: no array to allocate per response.
+    /// The buffers to write for `head` (if any), `body` (if any) and the end (`end`), each
+    /// handed to `emit` in order (no array to allocate per response). `method` is the
+    /// request's.
     mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
                          allocator: ByteBufferAllocator, emit: (IOData) -> Void) {
         var buffer: ByteBuffer?

@@ -36,6 +36,16 @@ import Testing
     }
 }
 
+extension ResponseEncoder {
+    /// The buffers `encode` emits, in order.
+    mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
+                         allocator: ByteBufferAllocator) -> [IOData] {
+        var out: [IOData] = []
+        encode(head: head, body: body, end: end, method: method, allocator: allocator) { out.append($0) }
+        return out
+    }
+}
+
 /// The host's own response encoder frames responses as NIO's HTTPResponseEncoder does.
 @Suite struct ResponseEncoderTests {
     let allocator = ByteBufferAllocator()

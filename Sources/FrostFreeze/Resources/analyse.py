@@ -231,9 +231,9 @@ def catches_import_errors(handler):
                for n in names)
 
 
-# Module -> ({(level, name) imported only inside a `try` whose `except` catches a failed
-# import: the module runs without it}, {(level, name) imported unguarded}), for the code
-# that runs when the module is imported (functions aside: their imports are deferred).
+# Module -> {(level, name) imported only inside a `try` whose `except` catches a failed
+# import: the module runs without it}, for the code that runs when the module is imported
+# (functions aside: their imports are deferred).
 guarded_imports = {}
 
 
@@ -265,7 +265,7 @@ def guarded_import_keys(tree):
             visit(child, guard)
 
     visit(tree, False)
-    return guarded - unguarded, unguarded
+    return guarded - unguarded
 
 
 def catches_only_import_errors(handler):
@@ -401,7 +401,7 @@ class Finder(modulefinder.ModuleFinder):
             target = name if parent is None else (parent.__name__ + "." + name if name else parent.__name__)
             if self.in_function[-1]:
                 how = "function"
-            elif (level if level > 0 else 0, name) in guarded_imports.get(caller.__name__, ((), ()))[0]:
+            elif (level if level > 0 else 0, name) in guarded_imports.get(caller.__name__, ()):
                 how = "try"
             else:
                 how = "eager"

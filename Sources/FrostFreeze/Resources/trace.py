@@ -2,10 +2,11 @@
 
 Imports the entry module (as a module, not as __main__: its `if __name__ == "__main__"`
 block does not run) in a fresh interpreter whose sys.path is the bundle's order, with no
-site (no .pth files, no sitecustomize: the loader runs without them too) and no network
-beyond loopback, and what the spec excludes failing to import as in the bundle. Then records every module that ended up in sys.modules and every shared
-object the process mapped, so imports made by C/Rust extensions, computed importlib
-calls, plugin discovery and ctypes/cffi loads are seen. Writes JSON to OUT.
+site (no .pth files, no sitecustomize: the loader runs without them too), no network
+beyond loopback, and the spec's excludes failing to import, as in the bundle. Then records
+every module that ended up in sys.modules and every shared object the process mapped, so
+imports made by C/Rust extensions, computed importlib calls, plugin discovery and
+ctypes/cffi loads are seen. Writes JSON to OUT.
 """
 import sys
 
