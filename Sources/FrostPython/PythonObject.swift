@@ -85,6 +85,11 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         return try text.withUTF8 { PythonObject(owning: try decodeLatin1(UnsafeRawBufferPointer($0))) }
     }
 
+    /// The same from bytes.
+    public static func latin1(_ bytes: UnsafeRawBufferPointer) throws -> PythonObject {
+        PythonObject(owning: try decodeLatin1(bytes))
+    }
+
     /// A new `str` of `bytes` decoded as Latin-1 (a new reference).
     private static func decodeLatin1(_ bytes: UnsafeRawBufferPointer) throws -> UnsafeMutablePointer<PyObject> {
         guard let text = PyUnicode_DecodeLatin1(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, nil) else {
@@ -274,40 +279,40 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         if PyDict_SetItem(pointer, key.pointer, text) != 0 { throw PythonError.fetch() }
     }
 
-    /// `self[str(key)] = str(value)` for a dict, both decoded as Latin-1 from bytes.
-    public func setItem(latin1 key: UnsafeRawBufferPointer, latin1 value: UnsafeRawBufferPointer) throws {
-        let keyText = try PythonObject.decodeLatin1(key)
-        defer { frost_decref(keyText) }
-        let text = try PythonObject.decodeLatin1(value)
-        defer { frost_decref(text) }
-        if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
-    }
-
-    /// The same, except that a key the dict has already gets `old + separator + value`
-    /// (a repeated request header's variable).
-    public func setOrJoinItem(latin1 key: UnsafeRawBufferPointer, latin1 value: UnsafeRawBufferPointer,
-                              separator: String) throws {
-        let keyText = try PythonObject.decodeLatin1(key)
-        defer { frost_decref(keyText) }
-        var text = try PythonObject.decodeLatin1(value)
-        defer { frost_decref(text) }
-        if let existing = PyDict_GetItemWithError(pointer, keyText) {
-            let joiner = try PythonObject(separator)
-            guard let head = PyUnicode_Concat(existing, joiner.pointer) else { throw PythonError.fetch() }
-            defer { frost_decref(head) }
-            guard let whole = PyUnicode_Concat(head, text) else { throw PythonError.fetch() }
-            frost_decref(text)
-            text = whole
-        } else if PyErr_Occurred() != nil {
-            throw PythonError.fetch()
-        }
-        if PyDict_SetItem(pointer, keyText, text) != 0 { throw PythonError.fetch() }
+    /// `self[key] = value` for a dict, except that a key the dict has already gets
+    /// `old + separator + value` (a repeated request header's variable). One lookup when
+    /// the key is new.
+    public func setOrJoinItem(_ key: PythonObject, _ value: PythonObject, separator: PythonObject) throws {
+        let entries = PyDict_Size(pointer)
+        guard let existing = PyDict_SetDefault(pointer, key.pointer, value.pointer) else { throw PythonError.fetch() }
+        if PyDict_Size(pointer) > entries { return }  // it was new: value is in
+        guard let head = PyUnicode_Concat(existing, separator.pointer) else { throw PythonError.fetch() }
+        defer { frost_decref(head) }
+        guard let whole = PyUnicode_Concat(head, value.pointer) else { throw PythonError.fetch() }
+        defer { frost_decref(whole) }
+        if PyDict_SetItem(pointer, key.pointer, whole) != 0 { throw PythonError.fetch() }
     }
 
     /// A shallow copy of a dict.
     public func dictCopy() throws -> PythonObject {
         guard frost_is_dict(pointer) != 0 else { throw PythonError.raise(.typeError, "expected dict, got \(typeName)") }
         return try PythonObject.check(PyDict_Copy(pointer))
+    }
+
+    /// A shallow copy of a dict with room for `extra` more entries: a dict that outgrows
+    /// its table rebuilds it, and a copy is made no bigger than its original (a WSGI
+    /// environ grew twice from the five constant entries it starts from).
+    public func dictCopy(room extra: Int) throws -> PythonObject {
+        guard frost_is_dict(pointer) != 0 else { throw PythonError.raise(.typeError, "expected dict, got \(typeName)") }
+        let copy = try PythonObject.check(frost_PyDict_NewPresized(PyDict_Size(pointer) + extra))
+        var position = 0
+        var key: UnsafeMutablePointer<PyObject>?
+        var value: UnsafeMutablePointer<PyObject>?
+        while PyDict_Next(pointer, &position, &key, &value) != 0 {
+            guard let key, let value else { continue }
+            if PyDict_SetItem(copy.pointer, key, value) != 0 { throw PythonError.fetch() }
+        }
+        return copy
     }
 
     /// `self[range] = value` for lists.

@@ -26,8 +26,12 @@ struct ServerVariables {
     /// HTTPS: the site says so, or a trusted proxy forwarded an https request.
     var secure: Bool { site.secure || exchange.forwarded?.secure == true }
 
-    var serverName: String {
-        if let host = head.headers.first(name: "host") {
+    var serverName: String { serverName(host: head.headers.first(name: "host")) }
+
+    /// SERVER_NAME from the request's (first) Host header: its host part, or the local
+    /// address the request came in on when there is none.
+    func serverName(host: String?) -> String {
+        if let host {
             if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
             guard let colon = host.utf8.firstIndex(of: UInt8(ascii: ":")) else { return host }
             return String(host[..<colon])

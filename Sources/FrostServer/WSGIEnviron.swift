@@ -1,6 +1,9 @@
 import FrostHTTP
 import FrostPython
 import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The CGI part of a WSGI environ, built natively for `isapi.wsgi` (frost's own control
 /// block method `WSGIEnviron`): the same keys and values the package's portable path
@@ -12,8 +15,39 @@ extension ControlBlock {
     func wsgiEnviron(base: PythonObject,
                      streams: (input: PythonObject, errors: PythonObject, controlBlock: PythonObject)?) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
-        let environ = try base.dictCopy()
+        let head = self.head
+        let environ = try keys.environ(from: base)
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
+
+        // HTTP_* in arrival order; a repeated header is one variable, its values joined
+        // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
+        // The base (isapi.wsgi's wsgi.* constants) holds no HTTP_ keys: one already there
+        // was set by this loop, a repeat. The Host and Content-Type headers are picked up
+        // on the way (SERVER_NAME and CONTENT_TYPE).
+        var host: String?
+        var contentType: String?
+        for (index, header) in head.headers.enumerated() {
+            let variable = index < keys.headers.count ? keys.headers[index] : HeaderVariable()
+            var name = header.name
+            try name.withUTF8 { try variable.learn(name: UnsafeRawBufferPointer($0)) }
+            switch variable.role {
+            case .contentType:
+                if contentType == nil { contentType = header.value }
+                continue
+            case .skipped:
+                continue
+            case .host:
+                if host == nil { host = header.value }
+            case .cookie, .other:
+                break
+            }
+            var value = header.value
+            let valueObject = try value.withUTF8 { bytes in
+                try variable.value(UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: UnsafeRawBufferPointer(bytes))))
+            }
+            try environ.setOrJoinItem(variable.key, valueObject,
+                                      separator: variable.role == .cookie ? keys.cookieSeparator : keys.listSeparator)
+        }
 
         let secure = variables.secure
         try environ.setItem(keys.requestMethod, keys.method.value(head.method.rawValue))
@@ -35,12 +69,12 @@ extension ControlBlock {
         }
         let query = variables.queryString
         try environ.setItem(keys.queryString, query.isEmpty ? keys.empty : try PythonObject.latin1(query))
-        if let contentType = head.headers.first(name: "content-type"), !contentType.isEmpty {
+        if let contentType, !contentType.isEmpty {
             try set(keys.contentType, contentType)
         } else {
             try environ.setItem(keys.contentType, keys.empty)
         }
-        let serverName = variables.serverName
+        let serverName = variables.serverName(host: host)
         try environ.setItem(keys.serverName, keys.server.value(serverName.isEmpty ? "localhost" : serverName))
         let port = exchange.addresses.localPort
         try environ.setItem(keys.serverPort, keys.port.value(port.isEmpty ? (secure ? "443" : "80") : port))
@@ -66,25 +100,6 @@ extension ControlBlock {
         } else if total != 0 {
             try set(keys.contentLength, String(total))
         }
-        // HTTP_* in arrival order; a repeated header is one variable, its values joined
-        // (RFC 9110 §5.3; cookies with "; ", RFC 6265 §5.4), as gunicorn and mod_wsgi do.
-        // The base (isapi.wsgi's wsgi.* constants) and the variables above hold no HTTP_
-        // keys: one already there was set by this loop, a repeat.
-        // Keys are made in one buffer, values read in place: no allocation per header.
-        var key: [UInt8] = Array("HTTP_".utf8)
-        key.reserveCapacity(64)
-        for (name, value) in head.headers {
-            key.removeSubrange(5...)
-            key.append(contentsOf: name.utf8.lazy.map(cgiByte))
-            if key == contentTypeKey || key == contentLengthKey { continue }
-            var value = value
-            try value.withUTF8 { bytes in
-                let trimmed = UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: UnsafeRawBufferPointer(bytes)))
-                try key.withUnsafeBytes { key in
-                    try environ.setOrJoinItem(latin1: key, latin1: trimmed, separator: key.elementsEqual(cookieKey) ? "; " : ",")
-                }
-            }
-        }
         if let streams {
             try environ.setItem(keys.input, streams.input)
             try environ.setItem(keys.errors, streams.errors)
@@ -93,10 +108,6 @@ extension ControlBlock {
         return environ
     }
 }
-
-private let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
-private let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
-private let cookieKey = Array("HTTP_COOKIE".utf8)
 
 /// The environ's keys and constant values as Python objects, made once (GIL held).
 private final class WSGIKeys {
@@ -112,6 +123,25 @@ private final class WSGIKeys {
     let requestMethod, scriptName, pathInfo, queryString, contentType, contentLength: PythonObject
     let serverName, serverPort, serverProtocol, remoteAddr, remoteHost, remotePort, remoteUser, authType: PythonObject
     let urlScheme, inputTerminated, http, https, input, errors, controlBlock, empty: PythonObject
+    /// What joins the values of a repeated header: "; " for cookies, "," for the others.
+    let cookieSeparator, listSeparator: PythonObject
+    /// The last request's header variables, by position (the first 32 headers).
+    let headers = (0..<32).map { _ in HeaderVariable() }
+    /// `base` with room for a request's variables, for `environ(from:)`.
+    private var template: (base: PythonObject, presized: PythonObject)?
+
+    /// A new dict of `base`'s entries with room for a request's variables and a dozen
+    /// headers: a dict that outgrows its table rebuilds it (twice for an environ copied
+    /// from the five wsgi.* constants), and a copy keeps its original's table size, so
+    /// each environ is a copy of one presized copy of `base`. `base` is read once: its
+    /// entries are constants (isapi.wsgi's), later changes to it are not seen.
+    func environ(from base: PythonObject) throws -> PythonObject {
+        if let template, template.base.pointer == base.pointer { return try template.presized.dictCopy() }
+        let presized = try base.dictCopy(room: 32)
+        template = (base, presized)
+        return try presized.dictCopy()
+    }
+
     /// The last value of each of these variables: most requests repeat the last one's.
     let method = ValueMemo(), path = ValueMemo(), server = ValueMemo(), port = ValueMemo(), `protocol` = ValueMemo(),
         client = ValueMemo()
@@ -139,6 +169,8 @@ private final class WSGIKeys {
         errors = try .interned("wsgi.errors")
         controlBlock = try .interned("isapi.ecb")
         empty = try .interned("")
+        cookieSeparator = try .interned("; ")
+        listSeparator = try .interned(",")
     }
 }
 
@@ -155,4 +187,82 @@ final class ValueMemo {
         (self.text, object) = (text, made)
         return made
     }
+}
+
+/// One request header as an environ variable (`HTTP_` and its name in capitals, `-` as
+/// `_`), kept from one request to the next: clients send the same header names, mostly
+/// with the same values, in the same order request after request, and a repeat costs a
+/// byte comparison instead of a new `str` (and, for a key, its hash). One per header
+/// position; touched with the GIL held.
+final class HeaderVariable {
+    /// What the environ does with a header beyond its HTTP_ variable.
+    enum Role {
+        /// Content-Type: CONTENT_TYPE, and no HTTP_ variable.
+        case contentType
+        /// A name that maps to HTTP_CONTENT_TYPE or HTTP_CONTENT_LENGTH: no variable
+        /// (PEP 3333 has CONTENT_TYPE and CONTENT_LENGTH instead).
+        case skipped
+        /// Host: also the source of SERVER_NAME.
+        case host
+        /// Cookie: repeats are joined with "; ".
+        case cookie
+        case other
+    }
+
+    private var name: [UInt8] = []
+    private(set) var role = Role.other
+    /// HTTP_NAME, for the header last learnt.
+    private(set) var key = PythonObject.none
+    private var value: [UInt8] = []
+    private var valueObject: PythonObject?
+
+    /// Takes the header `name` (as sent) for this position: the key is made again only
+    /// when the name changed.
+    func learn(name: UnsafeRawBufferPointer) throws {
+        if name.count == self.name.count && self.name.withUnsafeBytes({ Self.equal($0, name) }) { return }
+        var cgi = Array("HTTP_".utf8)
+        cgi.append(contentsOf: name.lazy.map(cgiByte))
+        key = try cgi.withUnsafeBytes { try PythonObject.latin1($0) }
+        self.name = Array(name)
+        role = cgi == Self.contentTypeKey ? (Self.isContentType(name) ? .contentType : .skipped)
+            : cgi == Self.contentLengthKey ? .skipped
+            : cgi == Self.hostKey && Self.isHost(name) ? .host
+            : cgi == Self.cookieKey ? .cookie : .other
+        valueObject = nil
+    }
+
+    /// The header's value (trimmed) as a Latin-1 `str`: the last one's object when the
+    /// bytes are the same.
+    func value(_ bytes: UnsafeRawBufferPointer) throws -> PythonObject {
+        if let valueObject, bytes.count == value.count && value.withUnsafeBytes({ Self.equal($0, bytes) }) {
+            return valueObject
+        }
+        let made = try PythonObject.latin1(bytes)
+        (value, valueObject) = (Array(bytes), made)
+        return made
+    }
+
+    private static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
+    }
+
+    /// The exact names (any case) the server variables take CONTENT_TYPE and SERVER_NAME
+    /// from; `Content_Type` and `HOST` map to the same variables.
+    private static func isContentType(_ name: UnsafeRawBufferPointer) -> Bool { equalsIgnoringCase(name, "content-type") }
+    private static func isHost(_ name: UnsafeRawBufferPointer) -> Bool { equalsIgnoringCase(name, "host") }
+
+    private static func equalsIgnoringCase(_ name: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard name.count == lowercase.utf8CodeUnitCount else { return false }
+        let other = lowercase.utf8Start
+        for index in 0..<name.count {
+            let byte = name[index]
+            guard (65...90).contains(byte) ? byte | 0x20 == other[index] : byte == other[index] else { return false }
+        }
+        return true
+    }
+
+    private static let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
+    private static let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
+    private static let hostKey = Array("HTTP_HOST".utf8)
+    private static let cookieKey = Array("HTTP_COOKIE".utf8)
 }

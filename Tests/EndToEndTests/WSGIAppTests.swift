@@ -515,6 +515,15 @@ import Glibc
                 + "Cookie: a=1\r\nCookie: b=2\r\nUser-Agent: caf\u{e9}\r\nConnection: close\r\n\r\n",
             "POST /up HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
             "PUT /chunk HTTP/1.1\r\nHost: [::1]:8080\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            // The header variables are kept by position from one request to the next: the
+            // same headers again, then the same names with other values, then names in
+            // other places and ones that map to the same variables.
+            "GET /caf%C3%A9/x%20y?a=1&b=%20 HTTP/1.1\r\nHost: h.test:81\r\nX-Repeated: one\r\nX-Repeated: two\r\n"
+                + "Cookie: a=1\r\nCookie: b=2\r\nUser-Agent: caf\u{e9}\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: other.test\r\nX-Repeated: three\r\nX-Repeated: two\r\n"
+                + "Cookie: a=1\r\nCookie: c=3\r\nUser-Agent: caf\u{e9}\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent_Type: odd\r\nHOST: UP.test\r\nContent-TYPE: text/x\r\nX-Repeated:  spaced \r\n"
+                + "Cookie: a=1\r\nConnection: close\r\n\r\n",
         ]
         for request in requests {
             let response = try server.request(request)

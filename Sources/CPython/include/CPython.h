@@ -210,6 +210,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(int, PyDict_SetItemString, PyDict_SetItemString, (PyObject *d, const char *k, PyObject *v), (d, k, v)) \
     F(int, PyDict_SetItem, PyDict_SetItem, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
     F(PyObject *, PyDict_Copy, PyDict_Copy, (PyObject *d), (d)) \
+    F(PyObject *, frost_PyDict_NewPresized, _PyDict_NewPresized, (Py_ssize_t n), (n)) \
+    F(PyObject *, PyDict_SetDefault, PyDict_SetDefault, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
     F(Py_ssize_t, PyDict_Size, PyDict_Size, (PyObject *d), (d)) \
     F(int, PyDict_Next, PyDict_Next, (PyObject *d, Py_ssize_t *p, PyObject **k, PyObject **v), (d, p, k, v)) \
     F(void *, PyMem_Malloc, PyMem_Malloc, (size_t n), (n)) \
