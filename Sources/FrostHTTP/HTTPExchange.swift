@@ -363,13 +363,17 @@ package final class HTTPExchange: @unchecked Sendable {
             }
         }
         var responseHeaders = HTTPHeaders(headers)
-        let version = head.version
         let isHead = requestMethod == .HEAD
+        // NIO's status for a known code carries its standard phrase, whatever phrase it is
+        // given: the handler's own phrase ("200 Done") goes out as it wrote it.
+        var responseStatus = HTTPResponseStatus(statusCode: status)
+        if responseStatus.reasonPhrase != reason { responseStatus = .custom(code: UInt(status), reasonPhrase: reason) }
         try monitor.locked {
             guard !headersSent else { throw ExchangeError(.responseState, "response headers were already sent") }
             guard !closed else { throw ExchangeError(.clientClosed, "the client closed the connection") }
             headersSent = true
             statusCode = status
+            let version = requestHead.version
             // Decided here, so that the head announces a close the host will make.
             if !canKeepConnection { keepAlive = false }
             suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
@@ -388,14 +392,9 @@ package final class HTTPExchange: @unchecked Sendable {
             } else if version.major == 1 && version.minor == 0 {
                 responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
             }
+            // Marked sent and pending at once: a flush never finds the one without the other.
+            pendingHead = HTTPResponseHead(version: version, status: responseStatus, headers: responseHeaders)
         }
-        // NIO's status for a known code carries its standard phrase, whatever phrase it is
-        // given: the handler's own phrase ("200 Done") goes out as it wrote it.
-        var responseStatus = HTTPResponseStatus(statusCode: status)
-        if responseStatus.reasonPhrase != reason { responseStatus = .custom(code: UInt(status), reasonPhrase: reason) }
-        let responseHead = HTTPResponseHead(version: version, status: responseStatus,
-                                            headers: responseHeaders)
-        monitor.locked { pendingHead = responseHead }
     }
 
     /// Adds body bytes to the response. They are buffered (see `pendingBody`) until the
@@ -562,15 +561,16 @@ package final class HTTPExchange: @unchecked Sendable {
     /// Returns false when it had already been finished.
     @discardableResult
     package func finish() -> Bool {
-        let state: (close: Bool, answered: Bool)? = monitor.locked {
+        typealias Ending = (close: Bool, answered: Bool, head: HTTPResponseHead?, body: ByteBuffer?)
+        let ending: Ending? = monitor.locked {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true) }
-            return (!keepAlive, false)
+            defer { (pendingHead, pendingBody) = (nil, nil) }
+            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pendingHead, pendingBody) }
+            return (!keepAlive, false, pendingHead, pendingBody)
         }
-        guard let (close, answered) = state else { return false }
-        let (head, body) = takePending()
+        guard let (close, answered, head, body) = ending else { return false }
         eventLoop.execute {
             self.responseEnded = true
             if !close && !answered && (body?.readableBytes ?? 0) <= HTTPExchange.unwaitedResponseBytes

@@ -55,8 +55,9 @@ final class ControlBlock {
     init(exchange: HTTPExchange, host: Host) throws {
         self.exchange = exchange
         self.host = host
-        self.head = exchange.head
-        self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site)
+        let head = exchange.head
+        self.head = head
+        self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site, head: head)
         self.parent = nil
         self.suppressHeaders = false
         self.depth = 0
@@ -402,22 +403,12 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
 func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
     // Most responses repeat the headers of the last one: when the pairs' bytes are those
     // checked last time, so are the fields (compared in place, nothing made).
-    var offset = 0, same = true
-    let memo = HeaderMemo.pairs
-    func compare(_ part: UnsafeBufferPointer<UInt8>) {
-        guard same else { return }
-        let end = offset + part.count
-        // A NUL inside a part (refused below) could line up with the memo's separators.
-        same = end < memo.bytes.count && memo.bytes[end] == 0 && (part.isEmpty
-            || memchr(part.baseAddress!, 0, part.count) == nil
-            && memo.bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + offset, part.baseAddress!, part.count) == 0 })
-        offset = end + 1
-    }
+    var comparison = MemoComparison(memo: HeaderMemo.pairs.bytes)
     let shaped = try value.withStringPairs { name, headerValue in
-        compare(name)
-        compare(headerValue)
+        comparison.compare(name)
+        comparison.compare(headerValue)
     }
-    if shaped && same && offset == memo.bytes.count { return memo.fields }
+    if shaped && comparison.matched { return HeaderMemo.pairs.fields }
 
     func bad(_ name: String, _ value: String) -> PythonError {
         PythonError.raise(.valueError, "bad WSGI header \(name.debugDescription): \(value.debugDescription)")
@@ -455,6 +446,29 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
 
 /// The header fields read last, with the bytes they came from: most responses repeat the
 /// headers of the one before, whose fields are then reused. Touched with the GIL held.
+/// Compares the parts of header pairs, one after the other, with a memo's bytes (each
+/// part followed by a NUL).
+private struct MemoComparison {
+    let memo: [UInt8]
+    private var offset = 0
+    private var same = true
+
+    init(memo: [UInt8]) { self.memo = memo }
+
+    /// Every part compared so far was the memo's, and they were all of it.
+    var matched: Bool { same && offset == memo.count }
+
+    mutating func compare(_ part: UnsafeBufferPointer<UInt8>) {
+        guard same else { return }
+        let end = offset + part.count
+        // A NUL inside a part (refused after a mismatch) could line up with the separators.
+        same = end < memo.count && memo[end] == 0 && (part.isEmpty
+            || memchr(part.baseAddress!, 0, part.count) == nil
+            && memo.withUnsafeBufferPointer { memcmp($0.baseAddress! + offset, part.baseAddress!, part.count) == 0 })
+        offset = end + 1
+    }
+}
+
 private enum HeaderMemo {
     /// SendResponseHeaders' "Name: value\r\n" block (`parseHeaders`).
     nonisolated(unsafe) static var block: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
