@@ -7,7 +7,7 @@ import Glibc
 /// objects live in their own allocation: a class's stored property has no address
 /// pthread may rely on.
 public final class Monitor: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    @usableFromInline let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     public init() {
@@ -32,6 +32,9 @@ public final class Monitor: @unchecked Sendable {
         condition.deallocate()
     }
 
+    // Inlinable: a generic call with a closure across the module boundary cost more than
+    // the lock itself, on the request path that takes it a dozen times (callgrind).
+    @inlinable
     public func locked<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
@@ -39,6 +42,7 @@ public final class Monitor: @unchecked Sendable {
     }
 
     /// Runs `body` with the mutex released (the caller holds it, inside `locked`).
+    @inlinable
     public func unlocked<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_unlock(mutex)
         defer { pthread_mutex_lock(mutex) }
