@@ -444,7 +444,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
-        written.futureResult.whenComplete { _ in context.close(promise: nil) }
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     /// A parse error, an I/O error, or bytes after a parse error. No input may end the

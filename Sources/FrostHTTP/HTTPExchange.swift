@@ -471,7 +471,7 @@ package final class HTTPExchange: @unchecked Sendable {
         if head != nil || body != nil {
             let count = body?.readableBytes ?? 0
             monitor.locked { bytesInFlight += count }
-            let write = {
+            let write: @Sendable () -> Void = {
                 let written = self.eventLoop.makePromise(of: Void.self)
                 self.writeParts(head, body, flush: true, promise: written)
                 written.futureResult.whenComplete { result in
