@@ -7,6 +7,9 @@
 
 FrostPythonSymbols frost_python;
 static void *library;
+_Thread_local PyThreadState *frost_own_thread_state;
+
+void frost_set_own_thread_state(PyThreadState *state) { frost_own_thread_state = state; }
 static char library_path[4096];
 
 /* Each API function: a pointer filled by frost_python_load and a hidden definition under

@@ -197,6 +197,7 @@ public final class Interpreter: @unchecked Sendable {
     @discardableResult
     public func finalize() -> Bool {
         mainThreadState.acquire()
+        frost_set_own_thread_state(nil)  // the main thread state goes with the interpreter
         let status = Py_FinalizeEx()
         Interpreter.running = nil
         return status == 0

@@ -19,6 +19,9 @@ public final class PythonThreadState: @unchecked Sendable {
         self.state = state
         self.owner = pthread_self()
         self.owned = owned
+        // The GIL check compares with this state directly from now on, as long as it is the
+        // one libpython binds to this thread (what it would look up); until `delete()`.
+        if PyGILState_GetThisThreadState() == state { frost_set_own_thread_state(state) }
     }
 
     /// Runs `body` holding the GIL. Nested calls on the same thread just run `body`.
@@ -50,6 +53,7 @@ public final class PythonThreadState: @unchecked Sendable {
         precondition(pthread_equal(owner, pthread_self()) != 0, "a Python thread state deleted on a foreign thread")
         deleted = true
         if frost_gil_held_by_this_thread() == 0 { PyEval_RestoreThread(state) }
+        frost_set_own_thread_state(nil)
         PyThreadState_Clear(state)
         PyThreadState_DeleteCurrent()  // also releases the GIL
     }

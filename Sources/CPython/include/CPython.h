@@ -348,12 +348,23 @@ static inline PyModuleDef *frost_module_def_new(const char *name, const char *do
 }
 static inline PyObject *frost_module_create(PyModuleDef *def) { return PyModule_Create2(def, FROST_PYTHON_API_VERSION); }
 
+/* The long-lived thread state frost made or adopted for the calling thread, once it was
+   found to be the one libpython binds to the thread (PythonThreadState sets and clears it):
+   the GIL check below then needs no thread-specific lookup in libpython on every release of
+   a reference. NULL on other threads. */
+extern _Thread_local PyThreadState *frost_own_thread_state;
+
 /* Whether the calling OS thread holds the GIL: the current thread state is the one
    bound to this thread. (PyGILState_Check answers 1 once Python is finalised.) */
 static inline int frost_gil_held_by_this_thread(void) {
     PyThreadState *current = frost_python.current_thread_state();
-    return current != NULL && current == PyGILState_GetThisThreadState();
+    if (current == NULL) return 0;
+    PyThreadState *own = frost_own_thread_state;
+    return current == (own != NULL ? own : PyGILState_GetThisThreadState());
 }
+
+/* Records (or, with NULL, forgets) the calling thread's own thread state. */
+void frost_set_own_thread_state(PyThreadState *state);
 
 typedef PyObject *(*FrostFastCall)(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 static inline PyCFunction frost_as_pycfunction(FrostFastCall f) { return (PyCFunction)(void (*)(void))f; }
