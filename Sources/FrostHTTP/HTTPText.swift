@@ -67,18 +67,22 @@ package func isHeaderValue(_ value: String) -> Bool { isHeaderValue(bytes: value
     !bytes.contains { $0 == 0 || $0 == 10 || $0 == 13 }
 }
 
+/// Whether `bytes` are `lowercase` (ASCII lower case) but for the case of their ASCII letters.
+package func equalsIgnoringASCIICase(bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+    guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+    let other = lowercase.utf8Start
+    for index in 0..<bytes.count where bytes[index] != other[index] {
+        guard (65...90).contains(bytes[index]), bytes[index] | 0x20 == other[index] else { return false }
+    }
+    return true
+}
+
 extension String {
     /// Whether this is `lowercase` (ASCII lower case) but for the case of its ASCII letters.
     package func equalsIgnoringASCIICase(_ lowercase: StaticString) -> Bool {
         guard utf8.count == lowercase.utf8CodeUnitCount else { return false }
-        let other = lowercase.utf8Start
-        var text = self  // native strings are contiguous: read in place, by index
-        return text.withUTF8 { bytes in
-            for index in 0..<bytes.count where bytes[index] != other[index] {
-                guard (65...90).contains(bytes[index]), bytes[index] | 0x20 == other[index] else { return false }
-            }
-            return true
-        }
+        var text = self  // native strings are contiguous: read in place
+        return text.withUTF8 { FrostHTTP.equalsIgnoringASCIICase(bytes: UnsafeRawBufferPointer($0), lowercase) }
     }
 
     /// Without Foundation: trims the given characters from both ends.

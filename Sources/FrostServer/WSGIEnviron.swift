@@ -248,18 +248,10 @@ final class HeaderVariable {
 
     /// The exact names (any case) the server variables take CONTENT_TYPE and SERVER_NAME
     /// from; `Content_Type` and `HOST` map to the same variables.
-    private static func isContentType(_ name: UnsafeRawBufferPointer) -> Bool { equalsIgnoringCase(name, "content-type") }
-    private static func isHost(_ name: UnsafeRawBufferPointer) -> Bool { equalsIgnoringCase(name, "host") }
-
-    private static func equalsIgnoringCase(_ name: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        guard name.count == lowercase.utf8CodeUnitCount else { return false }
-        let other = lowercase.utf8Start
-        for index in 0..<name.count {
-            let byte = name[index]
-            guard (65...90).contains(byte) ? byte | 0x20 == other[index] : byte == other[index] else { return false }
-        }
-        return true
+    private static func isContentType(_ name: UnsafeRawBufferPointer) -> Bool {
+        equalsIgnoringASCIICase(bytes: name, "content-type")
     }
+    private static func isHost(_ name: UnsafeRawBufferPointer) -> Bool { equalsIgnoringASCIICase(bytes: name, "host") }
 
     private static let contentTypeKey = Array("HTTP_CONTENT_TYPE".utf8)
     private static let contentLengthKey = Array("HTTP_CONTENT_LENGTH".utf8)
