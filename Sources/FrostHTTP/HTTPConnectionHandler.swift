@@ -23,8 +23,9 @@ package struct StopAfterCurrentRequest {
     package init() {}
 }
 
-/// One per connection, on its event loop, behind NIO's request decoder: it hands requests
-/// over one at a time, in order, and writes their responses through its `ResponseEncoder`.
+/// One per connection, on its event loop: it reads requests out of the connection's bytes
+/// (`RequestParser`), hands them over one at a time, in order, and writes their responses
+/// through its `ResponseEncoder`.
 ///
 /// Pipelined input (what arrives after a request while its response is still owed: the
 /// next requests, a parse error, the client's half-close) waits in `heldEvents` and is
@@ -34,7 +35,7 @@ package struct StopAfterCurrentRequest {
 /// held.
 package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
-    package typealias InboundIn = HTTPServerRequestPart
+    package typealias InboundIn = ByteBuffer
     package typealias OutboundIn = IOData
     package typealias OutboundOut = IOData
 
@@ -54,6 +55,9 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         case inputClosed
     }
     private var encoder = ResponseEncoder()
+    private var parser: RequestParser
+    /// Bytes of a request part that has not all arrived yet.
+    private var unparsed: ByteBuffer?
     private var readsPaused = false
     private var readPending = false
     private var rejecting = false
@@ -100,6 +104,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         self.dispatcher = dispatcher
         self.limits = limits
         self.attachment = attachment
+        self.parser = RequestParser(limits: limits)
     }
 
     package func handlerAdded(context: ChannelHandlerContext) {
@@ -216,12 +221,42 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if awaitingResponse || !heldEvents.isEmpty {
-            heldEvents.append(.part(part))
-            return
+        var buffer = unwrapInboundIn(data)
+        if rejecting || inputMalformed || closingAfterResponse { return }  // nothing more is read as HTTP
+        if var earlier = unparsed {
+            unparsed = nil
+            earlier.writeBuffer(&buffer)
+            buffer = earlier
         }
-        handle(context, part)
+        while true {
+            let part: HTTPServerRequestPart
+            do {
+                guard let next = try parser.next(&buffer) else { break }
+                part = next
+            } catch {
+                deliver(context, error: error)
+                return
+            }
+            if awaitingResponse || !heldEvents.isEmpty {
+                heldEvents.append(.part(part))
+            } else {
+                handle(context, part)
+            }
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 64 * 1024 { buffer.discardReadBytes() }
+            unparsed = buffer
+        }
+    }
+
+    /// A request that cannot be read: answered now, or after the response in hand.
+    private func deliver(_ context: ChannelHandlerContext, error: RequestParseError) {
+        unparsed = nil
+        if awaitingResponse || !heldEvents.isEmpty {
+            heldEvents.append(.error(error))  // about what came after the request in hand
+        } else {
+            handle(context, error: error)
+        }
     }
 
     private func handle(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
@@ -392,6 +427,9 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
+            if parser.isMidRequest(buffered: unparsed?.readableBytes ?? 0) && !(rejecting || inputMalformed || closingAfterResponse) {
+                deliver(context, error: RequestParseError(.cutShort, "the input ended inside a request"))
+            }
             if !heldEvents.isEmpty { return heldEvents.append(.inputClosed) }
             return clientEndedInput(context)
         }
@@ -447,20 +485,17 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
-    /// A parse error, an I/O error, or bytes after a parse error. No input may end the
-    /// process, and a request gets at most one response: a malformed request that already
-    /// went to the extension fails its body reads and gets the response its handler
-    /// writes; one that did not gets a 400 from here. Either way the connection closes.
+    /// An I/O error: the connection is gone.
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }  // discarded
-        if error is HTTPParserError && (awaitingResponse || !heldEvents.isEmpty) {
-            return heldEvents.append(.error(error))  // about what came after the request in hand
-        }
         handle(context, error: error)
     }
 
+    /// A parse error, or an I/O error. No input may end the process, and a request gets at
+    /// most one response: a malformed request that already went to the extension fails
+    /// its body reads and gets the response its handler writes; one that did not gets its
+    /// 400 (414, 431) from here. Either way the connection closes.
     private func handle(_ context: ChannelHandlerContext, error: Error) {
-        guard error is HTTPParserError else {
+        guard let error = error as? RequestParseError else {
             current?.connectionClosed()
             context.close(promise: nil)
             return
@@ -470,19 +505,20 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         disarm()
         if discarding != nil { return stopDiscarding(context, keep: false) }  // its response is out
         if readAheadWaiter != nil, let current {
-            // NIO's decoder reports a body cut short by the client's half-close as invalidEOFState.
-            let cutShort = inputEnded || (error as? HTTPParserError) == .invalidEOFState
+            let cutShort = inputEnded || error.kind == .cutShort
             return failReadAhead(current, .badRequest, cutShort
                                  ? "Bad Request: the client closed its side of the connection before sending the whole body"
                                  : "Bad Request: the request body is malformed")
         }
         if let current, !current.responseEnded {
-            current.bodyFailed("the request body is malformed (\(error))")
+            current.bodyFailed(error.kind == .cutShort
+                               ? "the client closed its side of the connection before sending the whole body"
+                               : "the request body is malformed: \(error)")
             return
         }
         if current != nil { return }  // its response is on the way; exchangeFinished closes
         rejecting = true
-        sendPlain(context, .badRequest, version: .http1_1, method: .GET, text: "Bad Request: the request is malformed\n")
+        sendPlain(context, error.status, version: .http1_1, method: .GET, text: error.answer + "\n")
         lingering.begin()
     }
 }

@@ -1,6 +1,6 @@
 import NIOHTTP1
 
-/// What the HTTP layer checks in a request head that NIO's parser lets through, before
+/// What the HTTP layer checks in a request head that `RequestParser` lets through, before
 /// anything else sees it (RFC 9112), and the one normalisation it makes: an absolute-form
 /// target (`GET http://host/path`) becomes the path, with its authority as the Host.
 ///
@@ -25,12 +25,21 @@ enum RequestValidation {
             return Refusal(status: .methodNotAllowed, reason: "Method Not Allowed: this server is not a proxy",
                            headers: [("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")])
         }
-        let hosts = head.headers["host"]
-        if hosts.count > 1 { return Refusal(status: .badRequest, reason: "Bad Request: more than one Host field") }
-        if head.version.minor == 1 && hosts.isEmpty {
+        // One pass, no arrays: this runs for every request.
+        var hosts = 0
+        var transferEncoding = false
+        for field in head.headers {
+            if field.name.equalsIgnoringASCIICase("host") {
+                hosts += 1
+            } else if field.name.equalsIgnoringASCIICase("transfer-encoding") {
+                transferEncoding = true
+            }
+        }
+        if hosts > 1 { return Refusal(status: .badRequest, reason: "Bad Request: more than one Host field") }
+        if head.version.minor == 1 && hosts == 0 {
             return Refusal(status: .badRequest, reason: "Bad Request: an HTTP/1.1 request needs a Host field")
         }
-        if let refusal = checkTransferEncoding(head) { return refusal }
+        if transferEncoding, let refusal = checkTransferEncoding(head) { return refusal }
         if let refusal = normaliseTarget(&head) { return refusal }
         return checkPath(head.uri)
     }
@@ -61,7 +70,7 @@ enum RequestValidation {
     /// the origin form with the target's authority as the Host (RFC 9112 §3.2.2).
     static func normaliseTarget(_ head: inout HTTPRequestHead) -> Refusal? {
         let uri = head.uri
-        if uri.hasPrefix("/") { return nil }
+        if uri.utf8.first == UInt8(ascii: "/") { return nil }
         if uri == "*" && head.method == .OPTIONS { return nil }
         let lower = uri.prefix(8).lowercased()
         let schemeLength = lower.hasPrefix("http://") ? 7 : lower.hasPrefix("https://") ? 8 : 0
@@ -83,8 +92,8 @@ enum RequestValidation {
     /// The path, percent-decoded, must be UTF-8 without NUL: what the extension, the
     /// static files and the file system all take it as.
     static func checkPath(_ uri: String) -> Refusal? {
+        guard uri.utf8.prefix(while: { $0 != UInt8(ascii: "?") }).contains(UInt8(ascii: "%")) else { return nil }
         let path = pathPart(of: uri)
-        guard path.utf8.contains(UInt8(ascii: "%")) else { return nil }
         let bytes = percentDecodedBytes(path)
         if bytes.contains(0) { return Refusal(status: .badRequest, reason: "Bad Request: an encoded NUL in the path") }
         if String(validating: bytes, as: UTF8.self) == nil {

@@ -268,14 +268,13 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 connection.raw = raw
                 try channel.pipeline.syncOperations.addHandler(raw!)
             }
-            // Only NIO's request decoder: HTTPConnectionHandler orders pipelined requests
-            // and encodes responses itself (a response in one buffer, no change of read
-            // interest per request). NIO's error handler would answer a malformed body with
-            // a 400 while the extension still owes that request's response;
-            // HTTPConnectionHandler.errorCaught decides. NIO's outbound header validator
-            // is replaced by HTTPExchange.sendHead's check of every head that does not come
-            // from the host itself, where a bad one can still be reported to the handler.
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            // No NIO HTTP handlers: HTTPConnectionHandler parses requests (RequestParser),
+            // orders pipelined ones and encodes responses itself (a response in one buffer,
+            // no change of read interest per request), and decides what a malformed request
+            // gets while the extension may still owe an earlier one its response. NIO's
+            // outbound header validator is replaced by HTTPExchange.sendHead's check of every
+            // head that does not come from the host itself, where a bad one can still be
+            // reported to the handler.
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, attachment: raw,
                                       lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
