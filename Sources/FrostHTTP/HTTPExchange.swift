@@ -363,7 +363,7 @@ package final class HTTPExchange: @unchecked Sendable {
             }
         }
         var responseHeaders = HTTPHeaders(headers)
-        let isHead = requestMethod == .HEAD
+        let isHead = requestMethod.isHEAD
         // NIO's status for a known code carries its standard phrase, whatever phrase it is
         // given: the handler's own phrase ("200 Done") goes out as it wrote it.
         var responseStatus = HTTPResponseStatus(statusCode: status)
@@ -571,7 +571,7 @@ package final class HTTPExchange: @unchecked Sendable {
             return (!keepAlive, false, pendingHead, pendingBody)
         }
         guard let (close, answered, head, body) = ending else { return false }
-        eventLoop.execute {
+        let complete: @Sendable () -> Void = {
             self.responseEnded = true
             if !close && !answered && (body?.readableBytes ?? 0) <= HTTPExchange.unwaitedResponseBytes
                 && self.connection.readsOn && self.context.channel.isWritable {
@@ -597,6 +597,8 @@ package final class HTTPExchange: @unchecked Sendable {
                 self.connection.exchangeFinished(self, context: self.context, close: close)
             }
         }
+        // A handler run inline finishes inside the connection's read: completed after it.
+        if !(eventLoop.inEventLoop && connection.runAfterRead(complete)) { eventLoop.execute(complete) }
         return true
     }
 
@@ -690,7 +692,7 @@ package final class HTTPExchange: @unchecked Sendable {
             responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         responseEnded = true
-        let sendsBody = body != nil && head.method != .HEAD
+        let sendsBody = body != nil && !head.method.isHEAD
         let written = context.eventLoop.makePromise(of: Void.self)
         connection.send(context, head: HTTPResponseHead(version: head.version, status: status, headers: responseHeaders),
                         body: sendsBody ? body : nil, end: true, method: requestMethod, flush: true, promise: written)

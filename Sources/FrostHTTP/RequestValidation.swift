@@ -21,7 +21,7 @@ enum RequestValidation {
         guard head.version.major == 1, head.version.minor <= 1 else {
             return Refusal(status: .httpVersionNotSupported, reason: "HTTP Version Not Supported: this server speaks HTTP/1.0 and HTTP/1.1")
         }
-        if head.method == .CONNECT {
+        if head.method.isCONNECT {
             return Refusal(status: .methodNotAllowed, reason: "Method Not Allowed: this server is not a proxy",
                            headers: [("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")])
         }

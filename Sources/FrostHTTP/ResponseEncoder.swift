@@ -28,17 +28,27 @@ struct ResponseEncoder {
         if var head {
             let code = head.status.code
             let informational = (100..<200).contains(code) && code != 101
-            if !head.status.mayHaveResponseBody || method == .CONNECT {
-                head.headers.removeIfPresent(name: "content-length")
-                head.headers.removeIfPresent(name: "transfer-encoding")
-            } else if head.headers.contains(name: "content-length") {
-                head.headers.removeIfPresent(name: "transfer-encoding")
+            // The framing fields, found in one pass (NIO's `contains` is a pass per name); the
+            // fields are removed only when present (NIO's `remove` copies them either way).
+            var hasLength = false, hasTransferEncoding = false
+            for field in head.headers {
+                if field.name.equalsIgnoringASCIICase("content-length") {
+                    hasLength = true
+                } else if field.name.equalsIgnoringASCIICase("transfer-encoding") {
+                    hasTransferEncoding = true
+                }
+            }
+            if !head.status.mayHaveResponseBody || method.isCONNECT {
+                if hasLength { head.headers.remove(name: "content-length") }
+                if hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
+            } else if hasLength {
+                if hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
             } else if head.version.major == 1 && head.version.minor >= 1 {
                 head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
                 if !informational { chunked = true }
             }
             if !informational {
-                bodyless = method == .HEAD || method == .CONNECT
+                bodyless = method.isHEAD || method.isCONNECT
                 if bodyless || !head.status.mayHaveResponseBody { chunked = false }
             }
             var bytes = allocator.buffer(capacity: 256 + min(body?.readableBytes ?? 0, ResponseEncoder.coalesceLimit))
@@ -126,10 +136,10 @@ struct ResponseEncoder {
     }
 }
 
-extension HTTPHeaders {
-    /// Removes the fields named `name`, if there are any: NIO's `remove(name:)` copies the
-    /// fields (shared with the head the caller was given) whether it finds one or not.
-    mutating func removeIfPresent(name: String) {
-        if contains(name: name) { remove(name: name) }
-    }
+extension HTTPMethod {
+    /// Whether this is HEAD, or CONNECT, by its case: NIO's `==` compares the methods'
+    /// names as strings.
+    package var isHEAD: Bool { if case .HEAD = self { true } else { false } }
+    package var isCONNECT: Bool { if case .CONNECT = self { true } else { false } }
+    package var isGET: Bool { if case .GET = self { true } else { false } }
 }

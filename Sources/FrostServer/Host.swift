@@ -373,7 +373,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         if exchange.connectionAttachment != nil {  // the filter's raw-data handler: the request gets its filter view
             exchange.attachment = IsapiRequestState(filterRequest: FilterRequest())
         }
-        if let healthPath = configuration.healthPath, exchange.head.method == .GET || exchange.head.method == .HEAD,
+        if let healthPath = configuration.healthPath, exchange.head.method.isGET || exchange.head.method.isHEAD,
            pathPart(of: exchange.head.uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
         }

@@ -50,7 +50,7 @@ enum StaticFiles {
     /// Decides the response for `relative` below `root`: validators, conditional requests,
     /// one byte range, and refusals for anything that would leave `root`.
     static func prepare(_ head: HTTPRequestHead, root rootPath: String, relative: String) -> Response {
-        guard head.method == .GET || head.method == .HEAD else {
+        guard head.method.isGET || head.method.isHEAD else {
             return .plain(.methodNotAllowed, "Method Not Allowed: static files answer GET and HEAD", headers: [("Allow", "GET, HEAD")])
         }
         let components = relative.split(separator: "/", omittingEmptySubsequences: true)
@@ -105,7 +105,7 @@ enum StaticFiles {
         }
         let length = max(0, end - start + 1)
         headers.append(("Content-Length", String(length)))
-        if head.method == .HEAD || length == 0 {
+        if head.method.isHEAD || length == 0 {
             return Response(status: status, headers: headers, body: .none)
         }
         return Response(status: status, headers: headers, body: .file(path: real, start: start, length: length))
