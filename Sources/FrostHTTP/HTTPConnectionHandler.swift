@@ -50,7 +50,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// What arrived while `awaitingResponse`, in order, for after the response.
     private var heldEvents: [HeldEvent] = []
     private enum HeldEvent {
-        case part(HTTPServerRequestPart)
+        case part(RequestPart)
         case error(Error)
         case inputClosed
     }
@@ -252,7 +252,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             buffer = earlier
         }
         while true {
-            let part: HTTPServerRequestPart
+            let part: RequestPart
             do {
                 guard let next = try parser.next(&buffer) else { break }
                 part = next
@@ -282,10 +282,10 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         }
     }
 
-    private func handle(_ context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+    private func handle(_ context: ChannelHandlerContext, _ part: RequestPart) {
         if rejecting || inputMalformed || closingAfterResponse { return }
         switch part {
-        case .head(let head):
+        case .head(let head, let framing):
             if let current, current.responseEnded, !current.isKeepAlive {
                 closingAfterResponse = true  // exchangeFinished closes without a reset
                 return
@@ -299,7 +299,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
                 return reject(context, head, .requestHeaderFieldsTooLarge,
                               "Request Header Fields Too Large: at most \(limits.maxHeaderCount) fields, \(limits.maxHeaderBytes) bytes")
             }
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
+            if case .length(let length) = framing, length > limits.maxBodyBytes {
                 return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
             }
             var head = head
@@ -311,7 +311,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             let addresses = self.addresses ?? ConnectionAddresses(local: context.channel.localAddress,
                                                                   remote: context.channel.remoteAddress)
             self.addresses = addresses
-            let exchange = HTTPExchange(connectionID: connectionID, head: head, context: context, connection: self,
+            let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing, context: context, connection: self,
                                         addresses: addresses, limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }

@@ -142,7 +142,8 @@ package final class HTTPExchange: @unchecked Sendable {
     /// How the layer above ran the handler (`handlerRun`).
     private var run = HandlerRun()
 
-    package init(connectionID: Int, head: HTTPRequestHead, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
+    /// `framing`: how the body is framed on the wire, as the parser read it.
+    package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
@@ -152,11 +153,8 @@ package final class HTTPExchange: @unchecked Sendable {
         self.maxDiscardBytes = limits.maxDiscardBytes
         self.requestHead = head
         self.requestMethod = head.method
-        self.declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) }
-        // RequestValidation let the head through: a Transfer-Encoding it has is "chunked".
-        // (Not String.contains(String): that is _StringProcessing's, which would link the
-        // regex engine, 1 MiB, into the loader for this one call.)
-        self.isChunked = head.headers.contains(name: "transfer-encoding")
+        if case .length(let length) = framing { declaredLength = length } else { declaredLength = nil }
+        self.isChunked = framing == .chunked
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop

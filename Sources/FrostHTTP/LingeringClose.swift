@@ -8,12 +8,13 @@ import NIOCore
 /// response, `begin` shuts down our sending side (the client sees the end of the
 /// response) and from then on reads and drops everything the client still sends, until
 /// the client closes its side, it stays silent for `timeout`, or `time` has passed.
-package final class LingeringClose: ChannelDuplexHandler, @unchecked Sendable {
+///
+/// Inbound only: NIO passes a connection's writes, flushes and reads by the handlers that
+/// do not handle outbound events, and every response would otherwise pass through here.
+package final class LingeringClose: ChannelInboundHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
     package typealias InboundIn = ByteBuffer
     package typealias InboundOut = ByteBuffer
-    package typealias OutboundIn = IOData
-    package typealias OutboundOut = IOData
 
     private let time: Double
     private let timeout: Double

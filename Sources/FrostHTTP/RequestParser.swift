@@ -48,6 +48,18 @@ package struct RequestParseError: Error, CustomStringConvertible, Sendable, Equa
     package var description: String { reason }
 }
 
+/// A part of a request, as `RequestParser` reads it.
+package enum RequestPart: Equatable, Sendable {
+    /// A head, and how its body is framed on the wire.
+    case head(HTTPRequestHead, RequestFraming)
+    /// Body bytes: a slice of the buffer they arrived in.
+    case body(ByteBuffer)
+    case end
+}
+
+/// How a request's body is framed on the wire: no body, Content-Length, or chunked.
+package enum RequestFraming: Equatable, Sendable { case none, length(Int), chunked }
+
 /// Reads HTTP/1 requests (RFC 9112) out of a connection's bytes: heads, bodies framed by
 /// Content-Length or chunked, pipelined requests one after another. One per connection,
 /// on its event loop.
@@ -109,7 +121,7 @@ struct RequestParser {
 
     /// The next part of the request in `buffer`, consumed from it; nil when more bytes are
     /// needed. After an error, nothing more is returned.
-    mutating func next(_ buffer: inout ByteBuffer) throws(RequestParseError) -> HTTPServerRequestPart? {
+    mutating func next(_ buffer: inout ByteBuffer) throws(RequestParseError) -> RequestPart? {
         do {
             return try nextPart(&buffer)
         } catch let error as RequestParseError {
@@ -121,13 +133,13 @@ struct RequestParser {
         }
     }
 
-    private mutating func nextPart(_ buffer: inout ByteBuffer) throws -> HTTPServerRequestPart? {
+    private mutating func nextPart(_ buffer: inout ByteBuffer) throws -> RequestPart? {
         switch state {
         case .head:
             return try nextHead(&buffer)
         case .end:
             state = .head
-            return .end(nil)
+            return .end
         case .body(let remaining):
             guard buffer.readableBytes > 0 else { return nil }
             let take = min(remaining, buffer.readableBytes)
@@ -158,7 +170,7 @@ struct RequestParser {
             if line == 0 {
                 buffer.moveReaderIndex(forwardBy: 2)
                 state = .head
-                return .end(nil)
+                return .end
             }
             try buffer.withUnsafeReadableBytes { bytes throws in
                 _ = try Self.field(UnsafeRawBufferPointer(rebasing: bytes[..<line]))
@@ -190,7 +202,7 @@ struct RequestParser {
     }
 
     /// A head, once all of it has arrived.
-    private mutating func nextHead(_ buffer: inout ByteBuffer) throws -> HTTPServerRequestPart? {
+    private mutating func nextHead(_ buffer: inout ByteBuffer) throws -> RequestPart? {
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
             buffer.moveReaderIndex(forwardBy: 2)
@@ -218,7 +230,7 @@ struct RequestParser {
         case .length(let length): state = length == 0 ? .end : .body(remaining: length)
         case .chunked: state = .chunkSize
         }
-        return .head(head)
+        return .head(head, framing)
     }
 
     /// Where the head in `bytes` ends (after its empty line), or nil when it has not all
@@ -238,10 +250,8 @@ struct RequestParser {
         return nil
     }
 
-    enum Framing: Equatable { case none, length(Int), chunked }
-
     /// The request line and the fields of a complete head (`bytes` ends with its empty line).
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, Framing) {
+    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, RequestFraming) {
         // Lines end with CRLF (findHeadEnd saw to it): each ends at the next LF, minus one.
         let base = bytes.baseAddress!
         func lineEnd(from start: Int) -> Int {
@@ -268,7 +278,7 @@ struct RequestParser {
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
             start = end + 2
         }
-        let framing: Framing
+        let framing: RequestFraming
         if transferEncoding {
             // RFC 9112 §6.3: both is a smuggling attempt; the host refuses it.
             if contentLength != nil { throw RequestParseError.malformed("Content-Length together with Transfer-Encoding") }

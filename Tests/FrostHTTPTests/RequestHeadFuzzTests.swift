@@ -25,14 +25,14 @@ import FrostTestSupport
             random.mutate(&bytes, maxEdits: 5, alphabet: alphabet)
             var parser = RequestParser(limits: HostLimits())
             var buffer = ByteBuffer(bytes: bytes)
-            var parts: [HTTPServerRequestPart] = []
+            var parts: [RequestPart] = []
             do {
                 while let part = try parser.next(&buffer) { parts.append(part) }
             } catch {
                 parseErrors += 1
             }
             for part in parts {
-                guard case .head(var head) = part else { continue }
+                guard case .head(var head, _) = part else { continue }
                 heads += 1
                 if RequestValidation.check(&head) == nil {
                     passed += 1

@@ -9,12 +9,12 @@ import Testing
     /// What a sequence of parts says, in a form that does not depend on how the body was
     /// sliced: each head as "METHOD uri HTTP/x.y [name=value...]", the body's bytes joined,
     /// and "end".
-    static func summary(_ parts: [HTTPServerRequestPart]) -> [String] {
+    static func summary(_ parts: [RequestPart]) -> [String] {
         var out: [String] = []
         var body = ""
         for part in parts {
             switch part {
-            case .head(let head):
+            case .head(let head, _):
                 let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
                 out.append("\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor) [\(fields)]")
             case .body(let buffer):
@@ -30,9 +30,9 @@ import Testing
 
     /// Parses `bytes` handed over in reads of `size` bytes (the rest kept between reads, as
     /// the connection handler does).
-    static func parse(_ bytes: [UInt8], readSize size: Int = .max) throws(RequestParseError) -> [HTTPServerRequestPart] {
+    static func parse(_ bytes: [UInt8], readSize size: Int = .max) throws(RequestParseError) -> [RequestPart] {
         var parser = RequestParser(limits: HostLimits())
-        var parts: [HTTPServerRequestPart] = []
+        var parts: [RequestPart] = []
         var pending = ByteBuffer()
         var offset = 0
         while offset < bytes.count {
