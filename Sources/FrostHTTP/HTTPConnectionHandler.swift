@@ -216,12 +216,17 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             if let previous = last { context.write(wrapOutboundOut(previous), promise: nil) }
             last = buffer
         }
-        if let last {
-            context.write(wrapOutboundOut(last), promise: promise)
-        } else if let promise {
-            context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise)
+        // The last buffer and the flush go down the pipeline together (one pass, not two).
+        let final = last ?? (promise == nil ? nil : .byteBuffer(context.channel.allocator.buffer(capacity: 0)))
+        if let final {
+            if flush {
+                context.writeAndFlush(wrapOutboundOut(final), promise: promise)
+            } else {
+                context.write(wrapOutboundOut(final), promise: promise)
+            }
+        } else if flush {
+            context.flush()
         }
-        if flush { context.flush() }
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {

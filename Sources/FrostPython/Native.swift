@@ -42,23 +42,32 @@ public struct NativeArguments {
     /// The object the method was called on (`self` in Python).
     public var selfObject: PythonObject { PythonObject(borrowing: selfPointer) }
 
+    /// The object the method was called on, read in place (valid during the call).
+    public var borrowedSelf: BorrowedObject { BorrowedObject(selfPointer) }
+
     /// Argument `index`, given positionally or by keyword `name`, if given.
-    public func optional(_ index: Int, _ name: String) -> PythonObject? {
-        if index < positionalCount { return PythonObject(borrowing: base![index]!) }
+    public func optional(_ index: Int, _ name: String) -> PythonObject? { optionalBorrowed(index, name)?.object }
+
+    /// Argument `index`, given positionally or by keyword `name`; raises TypeError in
+    /// Python when it is missing.
+    public func required(_ index: Int, _ name: String) throws -> PythonObject { try requiredBorrowed(index, name).object }
+
+    /// The same, read in place: valid during the call, and no wrapper object to make and
+    /// free (the hot methods' arguments).
+    public func optionalBorrowed(_ index: Int, _ name: String) -> BorrowedObject? {
+        if index < positionalCount { return BorrowedObject(base![index]!) }
         guard let keywordNames else { return nil }
         for position in 0..<PyTuple_Size(keywordNames) {
             // Keyword names are str; compared without making a Swift string.
             if PyUnicode_CompareWithASCIIString(PyTuple_GetItem(keywordNames, position), name) == 0 {
-                return PythonObject(borrowing: base![positionalCount + position]!)
+                return BorrowedObject(base![positionalCount + position]!)
             }
         }
         return nil
     }
 
-    /// Argument `index`, given positionally or by keyword `name`; raises TypeError in
-    /// Python when it is missing.
-    public func required(_ index: Int, _ name: String) throws -> PythonObject {
-        if let value = optional(index, name) { return value }
+    public func requiredBorrowed(_ index: Int, _ name: String) throws -> BorrowedObject {
+        if let value = optionalBorrowed(index, name) { return value }
         throw PythonError.raise(.typeError, "missing required argument '\(name)' (pos \(index + 1))")
     }
 }

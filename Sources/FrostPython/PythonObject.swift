@@ -99,12 +99,6 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The UTF-8 bytes of a `str` (CPython's cached copy, valid while the str lives).
-    private static func utf8(of text: UnsafeMutablePointer<PyObject>) throws -> UnsafeRawBufferPointer {
-        var size: Py_ssize_t = 0
-        guard let utf8 = PyUnicode_AsUTF8AndSize(text, &size) else { throw PythonError.fetch() }
-        return UnsafeRawBufferPointer(start: utf8, count: size)
-    }
-
     /// An interned `str`, for keys used again and again (cache it: creating one looks it up).
     public static func interned(_ text: String) throws -> PythonObject {
         try check(PyUnicode_InternFromString(text))
@@ -146,33 +140,27 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
 
     // MARK: Conversions to Swift
 
+    /// The same object, read in place: the read accessors below are `BorrowedObject`'s.
+    public var borrowed: BorrowedObject { BorrowedObject(pointer) }
+
     public var isNone: Bool { pointer == frost_none() }
-    public var typeName: String { String(cString: frost_type_name(pointer)) }
+    public var typeName: String { borrowed.typeName }
     public var referenceCount: Int { frost_refcount(pointer) }
-    public var isString: Bool { frost_is_str(pointer) != 0 }
-    public var isBytes: Bool { frost_is_bytes(pointer) != 0 }
-    public var isInt: Bool { frost_is_int(pointer) != 0 }
+    public var isString: Bool { borrowed.isString }
+    public var isBytes: Bool { borrowed.isBytes }
+    public var isInt: Bool { borrowed.isInt }
     public var isCode: Bool { frost_is_code(pointer) != 0 }
-    public var isTuple: Bool { frost_is_tuple(pointer) != 0 }
-    public var isList: Bool { frost_is_list(pointer) != 0 }
+    public var isTuple: Bool { borrowed.isTuple }
+    public var isList: Bool { borrowed.isList }
     /// Exactly a list or bytes object, not an instance of a subclass.
     public var isExactList: Bool { frost_is_exact_list(pointer) != 0 }
     public var isExactBytes: Bool { frost_is_exact_bytes(pointer) != 0 }
-    public var isByteArray: Bool { frost_type_object(pointer) == frost_python.bytearray_type || (try? isInstance(of: PythonObject(borrowing: frost_python.bytearray_type))) == true }
+    public var isByteArray: Bool { borrowed.isByteArray }
 
     /// The `str` value as Swift text; throws TypeError for other types.
-    public func asString() throws -> String {
-        guard frost_is_str(pointer) != 0 else {
-            throw PythonError.raise(.typeError, "expected str, got \(typeName)")
-        }
-        return String(decoding: try PythonObject.utf8(of: pointer), as: UTF8.self)
-    }
+    public func asString() throws -> String { try borrowed.asString() }
 
-    public func asInt() throws -> Int {
-        let v = PyLong_AsSsize_t(pointer)
-        if v == -1, PyErr_Occurred() != nil { throw PythonError.fetch() }
-        return v
-    }
+    public func asInt() throws -> Int { try borrowed.asInt() }
 
     public func asBytes() throws -> [UInt8] {
         guard frost_is_bytes(pointer) != 0 else {
@@ -186,42 +174,22 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The length of a `bytes` or `bytearray` object, without reading it; nil for any other.
-    public var byteCount: Int? {
-        if frost_is_bytes(pointer) != 0 { return PyBytes_Size(pointer) }
-        return isByteArray ? PyByteArray_Size(pointer) : nil
-    }
+    public var byteCount: Int? { borrowed.byteCount }
 
     /// The contents of a bytes object, read in place (no copy; valid inside `body` only).
-    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        guard frost_is_bytes(pointer) != 0 else {
-            throw PythonError.raise(.typeError, "expected bytes, got \(typeName)")
-        }
-        return try body(UnsafeRawBufferPointer(start: PyBytes_AsString(pointer), count: PyBytes_Size(pointer)))
-    }
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try borrowed.withBytes(body) }
 
     /// The UTF-8 bytes of a `str` (CPython's own cached copy) or the bytes of a `bytes`
     /// object, valid during `body`, without a copy.
-    public func withUTF8Bytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        if frost_is_bytes(pointer) != 0 { return try withBytes(body) }
-        guard frost_is_str(pointer) != 0 else { throw PythonError.raise(.typeError, "expected str or bytes, got \(typeName)") }
-        return try body(try PythonObject.utf8(of: pointer))
-    }
+    public func withUTF8Bytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try borrowed.withUTF8Bytes(body) }
 
-    public func isTrue() throws -> Bool {
-        let r = PyObject_IsTrue(pointer)
-        if r < 0 { throw PythonError.fetch() }
-        return r == 1
-    }
+    public func isTrue() throws -> Bool { try borrowed.isTrue() }
 
     /// `str(self)`.
-    public func str() throws -> String {
-        try PythonObject.check(PyObject_Str(pointer)).asString()
-    }
+    public func str() throws -> String { try borrowed.str() }
 
     /// `repr(self)`.
-    public func repr() throws -> String {
-        try PythonObject.check(PyObject_Repr(pointer)).asString()
-    }
+    public func repr() throws -> String { try borrowed.repr() }
 
     /// `repr(self)`; safe from any thread (it takes the GIL when needed), since
     /// `description` gets called by logging and test tools anywhere.
@@ -261,7 +229,9 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// `self[key] = value` for a dict.
-    public func setItem(_ key: PythonObject, _ value: PythonObject) throws {
+    public func setItem(_ key: PythonObject, _ value: PythonObject) throws { try setItem(key, value.borrowed) }
+
+    public func setItem(_ key: PythonObject, _ value: BorrowedObject) throws {
         if PyDict_SetItem(pointer, key.pointer, value.pointer) != 0 { throw PythonError.fetch() }
     }
 
@@ -338,12 +308,7 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
     /// Calls the object with positional arguments the way the interpreter calls functions
     /// (vectorcall): no argument tuple is made.
     @discardableResult
-    public func vectorcall(_ args: PythonObject...) throws -> PythonObject {
-        try withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<PyObject>?.self, capacity: args.count) { vector in
-            for (index, argument) in args.enumerated() { vector[index] = argument.pointer }
-            return try PythonObject.check(PyObject_VectorcallDict(pointer, vector.baseAddress, args.count, nil))
-        }
-    }
+    public func vectorcall(_ args: PythonObject...) throws -> PythonObject { try borrowed.vectorcall(args) }
 
     /// `isinstance(self, type)`.
     public func isInstance(of type: PythonObject) throws -> Bool {
@@ -370,28 +335,23 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// The same with one argument, without an array for it (`HttpExtensionProc(ecb)`).
+    public func callMethod(_ name: InternedName, _ argument: PythonObject) throws -> PythonObject {
+        let nameObject = try name.object()
+        var vector: (UnsafeMutablePointer<PyObject>?, UnsafeMutablePointer<PyObject>?) = (pointer, argument.pointer)
+        return try withUnsafeMutablePointer(to: &vector) { pair in
+            try pair.withMemoryRebound(to: UnsafeMutablePointer<PyObject>?.self, capacity: 2) {
+                try PythonObject.check(PyObject_VectorcallMethod(nameObject.pointer, $0, 2, nil))
+            }
+        }
+    }
+
     /// For a list or tuple of `(str, str)` pairs (response headers as WSGI gives them):
     /// calls `body` with each pair's UTF-8 bytes, valid during the call, without a wrapper
     /// object or a Swift string per item. Returns false, having called nothing, when the
     /// object is not of that shape (the caller then takes the general path).
     public func withStringPairs(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Bool {
-        let isList = frost_is_list(pointer) != 0
-        guard isList || frost_is_tuple(pointer) != 0 else { return false }
-        let count = isList ? PyList_Size(pointer) : PyTuple_Size(pointer)
-        func pair(_ index: Int) -> (UnsafeMutablePointer<PyObject>, UnsafeMutablePointer<PyObject>)? {
-            guard let item = isList ? PyList_GetItem(pointer, index) : PyTuple_GetItem(pointer, index),
-                  frost_is_tuple(item) != 0, PyTuple_Size(item) == 2,
-                  let first = PyTuple_GetItem(item, 0), let second = PyTuple_GetItem(item, 1),
-                  frost_is_str(first) != 0, frost_is_str(second) != 0 else { return nil }
-            return (first, second)
-        }
-        for index in 0..<count where pair(index) == nil { return false }
-        for index in 0..<count {
-            let (first, second) = pair(index)!
-            try body(try PythonObject.utf8(of: first).bindMemory(to: UInt8.self),
-                     try PythonObject.utf8(of: second).bindMemory(to: UInt8.self))
-        }
-        return true
+        try borrowed.withStringPairs(body)
     }
 
     /// Calls `body` with each item of any iterable, one at a time as its iterator makes

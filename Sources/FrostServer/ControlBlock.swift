@@ -127,7 +127,7 @@ final class ControlBlock {
     /// `WriteClient(data, flags)`: bytes (or any bytes-like object, or str as UTF-8) added
     /// to the response; `ecb` is the Python control block, for an asynchronous write's
     /// completion. Returns the count written.
-    func writeClient(_ data: PythonObject, flags: Int, ecb: PythonObject) throws -> Int {
+    func writeClient(_ data: BorrowedObject, flags: Int, ecb: @autoclosure () -> PythonObject) throws -> Int {
         try host.sendImplicitHeadersIfNeeded(self)
         var count = 0
         do {
@@ -143,12 +143,12 @@ final class ControlBlock {
             }
         } catch let error as ExchangeError {
             if flags & IOFlags.async != 0 {
-                completeIO(ecb, bytes: 0, error: WindowsError.connectionReset)
+                completeIO(ecb(), bytes: 0, error: WindowsError.connectionReset)
                 return 0
             }
             throw host.extensionError(WindowsError.connectionReset, error.message, "WriteClient")
         }
-        if flags & IOFlags.async != 0 { completeIO(ecb, bytes: count, error: 0) }
+        if flags & IOFlags.async != 0 { completeIO(ecb(), bytes: count, error: 0) }
         return count
     }
 }
@@ -200,10 +200,10 @@ extension Host {
         // dict given (isapi.wsgi's constant wsgi.* entries); with `input` and `errors`,
         // also wsgi.input, wsgi.errors and isapi.ecb (the control block itself).
         type.method("WSGIEnviron") { block, arguments in
-            let streams = arguments.optional(1, "input").flatMap { input in
-                arguments.optional(2, "errors").map { (input: input, errors: $0, controlBlock: arguments.selfObject) }
+            let streams = arguments.optionalBorrowed(1, "input").flatMap { input in
+                arguments.optionalBorrowed(2, "errors").map { (input: input, errors: $0, controlBlock: arguments.borrowedSelf) }
             }
-            return try block.wsgiEnviron(base: try arguments.required(0, "base"), streams: streams)
+            return try block.wsgiEnviron(base: try arguments.requiredBorrowed(0, "base"), streams: streams)
         }
         // frost's own: isapi.wsgi's whole request for an application at the root (the
         // environ, start_response, the writes and close()), natively (WSGIApplication.swift).
@@ -231,8 +231,8 @@ extension Host {
             }
         }
         let write: NativeMethod<ControlBlock> = { block, arguments in
-            let data = try arguments.required(0, "data")
-            let flags = try arguments.optional(1, "flags")?.asInt() ?? 0
+            let data = try arguments.requiredBorrowed(0, "data")
+            let flags = try arguments.optionalBorrowed(1, "flags")?.asInt() ?? 0
             return try PythonObject(try block.writeClient(data, flags: flags, ecb: arguments.selfObject))
         }
         type.method("WriteClient", write)
@@ -247,8 +247,8 @@ extension Host {
         }
         type.method("SetFlushFlag") { _, _ in .none }
         type.method("SendResponseHeaders") { block, arguments in
-            let (code, reason) = try parseStatus(try arguments.required(0, "status"))
-            let headers = try arguments.optional(1, "headers").map(parseHeaders) ?? []
+            let (code, reason) = try parseStatus(try arguments.requiredBorrowed(0, "status"))
+            let headers = try arguments.optionalBorrowed(1, "headers").map(parseHeaders) ?? []
             // parseHeaders checked every field as it read it.
             try block.sendResponseHeaders(code: code, reason: reason, checkedHeaders: headers)
             return .none
@@ -336,15 +336,15 @@ func textArgument(_ value: PythonObject) throws -> String {
 }
 
 /// bytes, bytearray, memoryview, or str (sent as UTF-8).
-func bytesLike(_ value: PythonObject) throws -> [UInt8] {
-    if value.isBytes { return try value.asBytes() }
+func bytesLike(_ value: BorrowedObject) throws -> [UInt8] {
+    if value.isBytes { return try value.withBytes { Array($0) } }
     if value.isString { return Array(try value.asString().utf8) }
     // bytearray, memoryview: through bytes().
-    return try Python.importModule("builtins").attribute("bytes").call([value]).asBytes()
+    return try Python.importModule("builtins").attribute("bytes").call([value.object]).asBytes()
 }
 
 /// "200 OK", b"404 Not Found" or 200.
-func parseStatus(_ value: PythonObject) throws -> (Int, String) {
+func parseStatus(_ value: BorrowedObject) throws -> (Int, String) {
     if value.isInt {
         let code = try value.asInt()
         return (code, HTTPReason.phrase(code))
@@ -400,7 +400,7 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
 /// start_response's headers (PEP 3333): a sequence of (name, value) pairs of str with no
 /// CR or LF in a value (else ValueError, as isapi.wsgi raises it), each checked as a
 /// response header field too.
-func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
+func wsgiHeaderPairs(_ value: BorrowedObject) throws -> [(String, String)] {
     // Most responses repeat the headers of the last one: when the pairs' bytes are those
     // checked last time, so are the fields (compared in place, nothing made).
     var comparison = MemoComparison(memo: HeaderMemo.pairs.bytes)
@@ -431,7 +431,7 @@ func wsgiHeaderPairs(_ value: PythonObject) throws -> [(String, String)] {
         HeaderMemo.pairs = (bytes, headers)
         return headers
     }
-    return try value.elements().map { pair in
+    return try value.object.elements().map { pair in
         let parts = try pair.elements()
         guard parts.count == 2 else {
             throw PythonError.raise(.valueError, "a WSGI header is a (name, value) pair, not \(try pair.repr())")
@@ -479,9 +479,9 @@ private enum HeaderMemo {
 
 /// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).
 /// Read as UTF-8 bytes: this runs for every response.
-func parseHeaders(_ value: PythonObject) throws -> [(String, String)] {
+func parseHeaders(_ value: BorrowedObject) throws -> [(String, String)] {
     if value.isNone { return [] }
-    if !value.isBytes && !value.isString { return try headerPairs(value) }
+    if !value.isBytes && !value.isString { return try headerPairs(value.object) }
     return try value.withUTF8Bytes { block in
         // Most handlers send the same header block with every response: when these bytes
         // are the last block parsed, so are the fields.
@@ -578,16 +578,16 @@ extension ControlBlock {
         let length = bytesToWrite == 0 ? size - offset : min(bytesToWrite, size - offset)
         func bytesOf(_ object: PythonObject?) throws -> [UInt8] {
             guard let object, !object.isNone else { return [] }
-            return try bytesLike(object)
+            return try bytesLike(object.borrowed)
         }
         let head = try bytesOf(headObject)
         let tail = try bytesOf(tailObject)
         var sent = 0
         do {
             if flags & IOFlags.sendHeaders != 0 {
-                let (code, reason) = try statusObject.flatMap { $0.isNone ? nil : try parseStatus($0) }
+                let (code, reason) = try statusObject.flatMap { $0.isNone ? nil : try parseStatus($0.borrowed) }
                     ?? (httpStatusCode, HTTPReason.phrase(httpStatusCode))
-                let headers = try parseHeaders(try PythonObject(bytes: head))
+                let headers = try parseHeaders(try PythonObject(bytes: head).borrowed)
                 httpStatusCode = code
                 if !suppressHeaders {
                     try Python.withoutGIL { try exchange.sendHead(status: code, reason: reason, headers: headers) }
@@ -673,7 +673,7 @@ extension ControlBlock {
             throw host.extensionError(WindowsError.invalidParameter, "ExecURL nested more than 8 deep", "ExecURL")
         }
         var headers = head.headers
-        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders)) }
+        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders.borrowed)) }
         let child = HTTPRequestHead(version: head.version, method: method, uri: url, headers: headers)
         let noHeaders = flags & IOFlags.execNoHeaders != 0
         let path = percentDecoded(pathPart(of: url))

@@ -315,7 +315,7 @@ extension FilterChain {
         let write: NativeMethod<FilterCall> = { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
             let data = try arguments.required(0, "data")
-            let bytes: [UInt8] = try bytesLike(data)
+            let bytes: [UInt8] = try bytesLike(data.borrowed)
             try call.writeRaw(bytes)
             return .none
         }
@@ -323,7 +323,7 @@ extension FilterChain {
         type.method("write", write)
         type.method("AddResponseHeaders") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let headers = try parseHeaders(try arguments.required(0, "headers"))
+            let headers = try parseHeaders(try arguments.requiredBorrowed(0, "headers"))
             guard let request = call.exchange?.filterRequest else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "no request to add headers to", "AddResponseHeaders")
             }
@@ -333,8 +333,8 @@ extension FilterChain {
         type.method("SendResponseHeader") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
             let statusObject = try arguments.required(0, "status")
-            let (code, reason) = statusObject.isNone ? (200, "OK") : try parseStatus(statusObject)
-            let headers = try arguments.optional(1, "headers").map(parseHeaders) ?? []
+            let (code, reason) = statusObject.isNone ? (200, "OK") : try parseStatus(statusObject.borrowed)
+            let headers = try arguments.optionalBorrowed(1, "headers").map(parseHeaders) ?? []
             let version = call.exchange.map { "HTTP/\($0.head.version.major).\($0.head.version.minor)" } ?? "HTTP/1.1"
             var text = "\(version) \(code) \(reason)\r\n"
             for (name, value) in headers { text += "\(name): \(value)\r\n" }
@@ -569,7 +569,7 @@ final class RawData {
         let type = NativeType<RawData>("_isapi.HTTP_FILTER_RAW_DATA", doc: "Bytes read from or sent to the client.")
         type.attribute("InData", get: { try PythonObject(bytes: $0.bytes) }, set: { data, value in
             try data.scope.check("HTTP_FILTER_RAW_DATA")
-            data.bytes = try bytesLike(value)
+            data.bytes = try bytesLike(value.borrowed)
         })
         type.describe = { "<HTTP_FILTER_RAW_DATA \($0.bytes.count) bytes>" }
         return type

@@ -373,8 +373,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         if exchange.connectionAttachment != nil {  // the filter's raw-data handler: the request gets its filter view
             exchange.attachment = IsapiRequestState(filterRequest: FilterRequest())
         }
-        if let healthPath = configuration.healthPath, exchange.head.method.isGET || exchange.head.method.isHEAD,
-           pathPart(of: exchange.head.uri) == healthPath {
+        let head = exchange.head
+        if let healthPath = configuration.healthPath, head.method.isGET || head.method.isHEAD, pathPart(of: head.uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
         }
         if let chain = filterChain, exchange.filterRequest != nil {
@@ -389,7 +389,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return
         }
         // Without a site every URL goes to the extension.
-        let route = configuration.site.map { $0.route(percentDecoded(pathPart(of: exchange.head.uri))) }
+        let route = configuration.site.map { $0.route(percentDecoded(pathPart(of: head.uri))) }
         switch destination(of: exchange, route: route) {
         case .answer(let response):
             return StaticFiles.respondOnLoop(exchange, response)
@@ -397,27 +397,35 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             exchange.site = context
         }
         // Python is called once the body is read ahead: a slow upload holds this loop's
-        // connection, not a Python thread.
-        exchange.afterReadAhead { [self] in
-            armDeadline(exchange)
-            guard let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] else {
-                return pool.submit { self.serve(exchange) }
-            }
-            var run = HandlerRun()
-            run.key = InlineSchedule.slot(of: exchange.head.uri)
-            // On the loop only with the whole body here (the handler's reads must not wait)
-            // and no Python thread in a long job (it may hold the GIL the loop would wait for).
-            // One loop at a time runs handlers (another would wait for its GIL).
-            run.onEventLoop = inline.schedule.runsInline(run.key) && exchange.requestComplete
-                && !pool.hasJob(runningLongerThan: inline.schedule.budget)
-                && inlineHandler.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
-            exchange.beginHandlerRun(run)
-            if run.onEventLoop {
-                inline.threadState.withGIL { serve(exchange) }
-                inlineHandler.store(false, ordering: .releasing)
-            } else {
-                pool.submit { self.serve(exchange) }
-            }
+        // connection, not a Python thread. (No closure to make when it is already here.)
+        if exchange.isReadAhead {
+            call(exchange, uri: head.uri)
+        } else {
+            exchange.afterReadAhead { [self] in call(exchange, uri: head.uri) }
+        }
+    }
+
+    /// Runs the extension for a request whose body is read ahead: on the loop when its
+    /// path has shown it is fast, else on a Python thread. Event loop.
+    private func call(_ exchange: HTTPExchange, uri: String) {
+        armDeadline(exchange)
+        guard let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] else {
+            return pool.submit { self.serve(exchange) }
+        }
+        var run = HandlerRun()
+        run.key = InlineSchedule.slot(of: uri)
+        // On the loop only with the whole body here (the handler's reads must not wait)
+        // and no Python thread in a long job (it may hold the GIL the loop would wait for).
+        // One loop at a time runs handlers (another would wait for its GIL).
+        run.onEventLoop = inline.schedule.runsInline(run.key) && exchange.requestComplete
+            && !pool.hasJob(runningLongerThan: inline.schedule.budget)
+            && inlineHandler.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        exchange.beginHandlerRun(run)
+        if run.onEventLoop {
+            inline.threadState.withGIL { serve(exchange) }
+            inlineHandler.store(false, ordering: .releasing)
+        } else {
+            pool.submit { self.serve(exchange) }
         }
     }
 
@@ -662,9 +670,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let call = Result { () throws -> PythonObject in
             let current = extensionObject!
             do {
-                return try current.callMethod(Host.httpExtensionProc, [ecb])
+                return try current.callMethod(Host.httpExtensionProc, ecb)
             } catch let error as PythonError where isReloadRequest(error) {
-                return try reloadExtension(replacing: current).callMethod(Host.httpExtensionProc, [ecb])  // the request again
+                return try reloadExtension(replacing: current).callMethod(Host.httpExtensionProc, ecb)  // the request again
             }
         }
         // Noted before the response can finish: the loop's schedule reads it then.

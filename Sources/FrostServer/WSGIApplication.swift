@@ -17,12 +17,12 @@ extension ControlBlock {
     /// and `errors` are wsgi.input and wsgi.errors, `file_wrapper` the class whose regular
     /// files go out with sendfile. Whatever the application raises propagates.
     func serveWSGI(_ arguments: NativeArguments) throws -> PythonObject {
-        let application = try arguments.required(0, "application")
-        let controlBlock = arguments.selfObject
-        let streams = (input: try arguments.required(2, "input"), errors: try arguments.required(3, "errors"),
-                       controlBlock: controlBlock)
-        let environ = try wsgiEnviron(base: try arguments.required(1, "base"), streams: streams)
-        let response = WSGIResponse(block: self, ecb: controlBlock)
+        // The arguments are read in place: the call's frame holds them until it returns.
+        let application = try arguments.requiredBorrowed(0, "application")
+        let streams = (input: try arguments.requiredBorrowed(2, "input"), errors: try arguments.requiredBorrowed(3, "errors"),
+                       controlBlock: arguments.borrowedSelf)
+        let environ = try wsgiEnviron(base: try arguments.requiredBorrowed(1, "base"), streams: streams)
+        let response = WSGIResponse(block: self, ecb: arguments.selfObject)
         let startResponse = try WSGIResponse.type.wrap(response).attribute(WSGIResponse.startResponseName)
         let result = try application.vectorcall(environ, startResponse)
 
@@ -31,7 +31,7 @@ extension ControlBlock {
             let body = result.listItem(0)
             if body.isExactBytes {
                 try response.sendHeaders()
-                try response.write(body, streamed: false)
+                try response.write(body.borrowed, streamed: false)
                 return .none
             }
         }
@@ -43,7 +43,7 @@ extension ControlBlock {
             // A list or tuple is all there already: one write at the end. Anything else may
             // be produced slowly (a generator, server-sent events): each piece goes now.
             let streamed = !result.isList && !result.isTuple
-            try result.forEachItem { try response.write($0, streamed: streamed) }
+            try result.forEachItem { try response.write($0.borrowed, streamed: streamed) }
             try response.sendHeaders()  // an empty body still sends its headers
         }
         // As a `finally:` would: close() runs whatever happened, and its own error wins.
@@ -98,15 +98,15 @@ final class WSGIResponse {
     static let type: NativeType<WSGIResponse> = {
         let type = NativeType<WSGIResponse>("_isapi.WSGIResponse", doc: "start_response and write of one WSGI request.")
         type.method("start_response") { response, arguments in
-            try response.start(status: try arguments.required(0, "status"), headers: try arguments.required(1, "headers"),
-                               excInfo: arguments.optional(2, "exc_info"))
+            try response.start(status: try arguments.requiredBorrowed(0, "status"),
+                               headers: try arguments.requiredBorrowed(1, "headers"), excInfo: arguments.optionalBorrowed(2, "exc_info"))
             // The write callable (PEP 3333) is the response itself: no bound method to make
             // for every request, when nearly no application calls it.
             return arguments.selfObject
         }
         // write(data), called as the response or as its method: each piece goes out at once.
         let write: NativeMethod<WSGIResponse> = { response, arguments in
-            try response.write(try arguments.required(0, "data"), streamed: true)
+            try response.write(try arguments.requiredBorrowed(0, "data"), streamed: true)
             return .none
         }
         type.method("write", write)
@@ -118,11 +118,11 @@ final class WSGIResponse {
     /// `start_response(status, headers, exc_info=None)`: the status line and each header
     /// are checked here (the same headers are copied: the application may change its list
     /// afterwards).
-    func start(status statusObject: PythonObject, headers headersObject: PythonObject, excInfo: PythonObject?) throws {
+    func start(status statusObject: BorrowedObject, headers headersObject: BorrowedObject, excInfo: BorrowedObject?) throws {
         if let excInfo, try excInfo.isTrue() {
             if sent {
                 // Too late to replace the response: the application's error is raised again.
-                let parts = try excInfo.elements()
+                let parts = try excInfo.object.elements()
                 guard parts.count == 3 else { throw PythonError.raise(.typeError, "exc_info must be a 3-tuple") }
                 throw PythonError.reraise(try parts[1].callMethod("with_traceback", [parts[2]]))
             }
@@ -158,7 +158,7 @@ final class WSGIResponse {
     /// One piece of the body. A streamed piece (from `write` or an iterator) is flushed at
     /// once, as gunicorn sends it, unless it completes the Content-Length (the end of the
     /// response follows anyway).
-    func write(_ data: PythonObject, streamed: Bool) throws {
+    func write(_ data: BorrowedObject, streamed: Bool) throws {
         guard let count = data.byteCount else {
             throw PythonError.raise(.typeError, "WSGI body data must be bytes, not \(data.typeName)")
         }

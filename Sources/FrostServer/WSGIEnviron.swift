@@ -12,8 +12,8 @@ import Glibc
 extension ControlBlock {
     /// A copy of `base` (the constant `wsgi.*` entries) with the request's variables, and
     /// `streams` as wsgi.input, wsgi.errors and isapi.ecb when given. GIL held.
-    func wsgiEnviron(base: PythonObject,
-                     streams: (input: PythonObject, errors: PythonObject, controlBlock: PythonObject)?) throws -> PythonObject {
+    func wsgiEnviron(base: BorrowedObject,
+                     streams: (input: BorrowedObject, errors: BorrowedObject, controlBlock: BorrowedObject)?) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
         let head = self.head
         let environ = try keys.environ(from: base)
@@ -135,10 +135,10 @@ private final class WSGIKeys {
     /// from the five wsgi.* constants), and a copy keeps its original's table size, so
     /// each environ is a copy of one presized copy of `base`. `base` is read once: its
     /// entries are constants (isapi.wsgi's), later changes to it are not seen.
-    func environ(from base: PythonObject) throws -> PythonObject {
+    func environ(from base: BorrowedObject) throws -> PythonObject {
         if let template, template.base.pointer == base.pointer { return try template.presized.dictCopy() }
-        let presized = try base.dictCopy(room: 32)
-        template = (base, presized)
+        let presized = try base.object.dictCopy(room: 32)
+        template = (base.object, presized)
         return try presized.dictCopy()
     }
 
