@@ -687,6 +687,12 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                          + "\(exchange.head.uri), not an HSE_STATUS_* value: answered as HSE_STATUS_ERROR", nil)
                 return Python.withoutGIL { complete(block, failed: true) }
             }
+            // The common end: the head is out and finishing waits for nothing, so the GIL is
+            // not handed over for it (that costs more than the finish).
+            if status != Host.statusError && exchange.headersSent {
+                exchange.finish()
+                return
+            }
             Python.withoutGIL { complete(block, failed: status == Host.statusError) }
         } catch let error as PythonError {
             if exchange.clientClosed {
