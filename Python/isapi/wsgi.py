@@ -389,8 +389,9 @@ class _WSGIHandlerMixin:
             if serve is not None:
                 # frost's control block runs the whole request natively, with the rules of
                 # _Response and of the rest of this method: the same environ, checks and
-                # writes, without these Python frames (most of a small request's cost).
-                serve(self.rootapp, _CONSTANT_ENVIRON[multithread], ISAPIInputWrapper(ecb), sys.stderr, FileWrapper)
+                # writes, without these Python frames (most of a small request's cost), and
+                # its own wsgi.input with ISAPIInputWrapper's reads (input None).
+                serve(self.rootapp, _CONSTANT_ENVIRON[multithread], None, sys.stderr, FileWrapper)
                 return
         build = getattr(ecb, "WSGIEnviron", None)
         if build is not None:  # _native_environ, inline: this runs for every request

@@ -141,7 +141,9 @@ static PyObject *frost_native_call_adapter(int slot, PyObject *self, PyObject *a
     static PyObject *frost_slot_##name(PyObject *s, PyObject *const *a, Py_ssize_t n, PyObject *k) { \
         return frost_native_slot_dispatch((value), s, a, n, k); } \
     static PyObject *frost_call_##name(PyObject *s, PyObject *a, PyObject *k) { \
-        return frost_native_call_adapter((value), s, a, k); }
+        return frost_native_call_adapter((value), s, a, k); } \
+    static PyObject *frost_next_##name(PyObject *s) { \
+        return frost_native_slot_dispatch((value), s, NULL, 0, NULL); }
 #define FROST_SLOTS8(p, v) FROST_SLOT_AT(p##0, (v)*8+0) FROST_SLOT_AT(p##1, (v)*8+1) FROST_SLOT_AT(p##2, (v)*8+2) \
     FROST_SLOT_AT(p##3, (v)*8+3) FROST_SLOT_AT(p##4, (v)*8+4) FROST_SLOT_AT(p##5, (v)*8+5) \
     FROST_SLOT_AT(p##6, (v)*8+6) FROST_SLOT_AT(p##7, (v)*8+7)
@@ -169,3 +171,15 @@ static FrostNativeCall const call_table[] = {
     FROST_CALL_NAMES8(m), FROST_CALL_NAMES8(n), FROST_CALL_NAMES8(o), FROST_CALL_NAMES8(p),
 };
 void *frost_native_call_slot(int slot) { return (void *)call_table[slot]; }
+#define FROST_NEXT_NAMES8(p) frost_next_##p##0, frost_next_##p##1, frost_next_##p##2, frost_next_##p##3, \
+    frost_next_##p##4, frost_next_##p##5, frost_next_##p##6, frost_next_##p##7
+typedef PyObject *(*FrostNativeNext)(PyObject *self);
+static FrostNativeNext const next_table[] = {
+    FROST_NEXT_NAMES8(a), FROST_NEXT_NAMES8(b), FROST_NEXT_NAMES8(c), FROST_NEXT_NAMES8(d),
+    FROST_NEXT_NAMES8(e), FROST_NEXT_NAMES8(f), FROST_NEXT_NAMES8(g), FROST_NEXT_NAMES8(h),
+    FROST_NEXT_NAMES8(i), FROST_NEXT_NAMES8(j), FROST_NEXT_NAMES8(k), FROST_NEXT_NAMES8(l),
+    FROST_NEXT_NAMES8(m), FROST_NEXT_NAMES8(n), FROST_NEXT_NAMES8(o), FROST_NEXT_NAMES8(p),
+};
+void *frost_native_next_slot(int slot) { return (void *)next_table[slot]; }
+static PyObject *frost_self_iter(PyObject *self) { Py_IncRef(self); return self; }
+void *frost_native_self_iter(void) { return (void *)frost_self_iter; }

@@ -74,7 +74,7 @@ extension Builder {
             import sys
 
             from isapi import isapicon
-            from isapi.wsgi import FileWrapper, ISAPIInputWrapper, ISAPISimpleHandler, constant_environ
+            from isapi.wsgi import FileWrapper, ISAPISimpleHandler, constant_environ
 
             import \(app.module) as _module
 
@@ -86,8 +86,9 @@ extension Builder {
                 "\(name): the WSGI application \(text)"
 
                 def HttpExtensionProc(self, ecb):
-                    # Called by the host on its \(threads) Python threads, concurrently.
-                    ecb.ServeWSGI(application, _ENVIRON, ISAPIInputWrapper(ecb), sys.stderr, FileWrapper)
+                    # Called by the host on its \(threads) Python threads, concurrently. No
+                    # input stream given: the control block's own is wsgi.input.
+                    ecb.ServeWSGI(application, _ENVIRON, None, sys.stderr, FileWrapper)
                     return isapicon.HSE_STATUS_SUCCESS
 
 

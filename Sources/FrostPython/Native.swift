@@ -133,6 +133,14 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         call = body
     }
 
+    /// Makes instances their own iterators (`tp_iter`, `tp_iternext`): `next` gives the
+    /// next item, or nil at the end.
+    public func iterator(_ next: @escaping (Payload) throws -> PythonObject?) {
+        precondition(typePointer == nil, "define the iteration before the type is created")
+        self.next = next
+    }
+    private var next: ((Payload) throws -> PythonObject?)?
+
     /// The Python type object (created on first use; needs the GIL). The spec, its
     /// tables and their strings must outlive the type: they are allocated once, kept.
     public func typeObject() throws -> PythonObject {
@@ -152,19 +160,29 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
                                              doc: nil, closure: closure)
         }
         getSetTable[attributes.count] = PyGetSetDef(name: nil, get: nil, set: nil, doc: nil, closure: nil)
-        let slots = UnsafeMutablePointer<PyType_Slot>.allocate(capacity: 7)
+        let slots = UnsafeMutablePointer<PyType_Slot>.allocate(capacity: 9)
         slots[0] = PyType_Slot(slot: Py_tp_dealloc, pfunc: unsafeBitCast(nativeDealloc, to: UnsafeMutableRawPointer.self))
         slots[1] = PyType_Slot(slot: Py_tp_methods, pfunc: UnsafeMutableRawPointer(methodTable))
         slots[2] = PyType_Slot(slot: Py_tp_getset, pfunc: UnsafeMutableRawPointer(getSetTable))
         slots[3] = PyType_Slot(slot: Py_tp_repr, pfunc: unsafeBitCast(nativeRepr, to: UnsafeMutableRawPointer.self))
         slots[4] = PyType_Slot(slot: Py_tp_doc, pfunc: UnsafeMutableRawPointer(strdup(doc)))
+        var used = 5
         if let call {
             let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__call__", call: erasedCall(call))
-            slots[5] = PyType_Slot(slot: Py_tp_call, pfunc: frost_native_call_slot(slot))
-            slots[6] = PyType_Slot(slot: 0, pfunc: nil)
-        } else {
-            slots[5] = PyType_Slot(slot: 0, pfunc: nil)
+            slots[used] = PyType_Slot(slot: Py_tp_call, pfunc: frost_native_call_slot(slot))
+            used += 1
         }
+        if let next {
+            // The end is StopIteration, which CPython's loops take without a traceback.
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__next__", call: erasedCall { payload, _ in
+                guard let item = try next(payload) else { throw PythonError.raise(.stopIteration, "") }
+                return item
+            })
+            slots[used] = PyType_Slot(slot: Py_tp_iter, pfunc: frost_native_self_iter())
+            slots[used + 1] = PyType_Slot(slot: Py_tp_iternext, pfunc: frost_native_next_slot(slot))
+            used += 2
+        }
+        slots[used] = PyType_Slot(slot: 0, pfunc: nil)
         let spec = UnsafeMutablePointer<PyType_Spec>.allocate(capacity: 1)
         spec.initialize(to: PyType_Spec(name: UnsafePointer(strdup(qualifiedName)),
                                         basicsize: Int32(frost_native_basicsize()), itemsize: 0,

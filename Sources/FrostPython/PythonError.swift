@@ -24,7 +24,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
     public enum Builtin: Sendable {
         case typeError, valueError, attributeError, importError, moduleNotFoundError,
              runtimeError, keyError, indexError, fileNotFoundError, osError, syntaxError,
-             notImplementedError, overflowError, assertionError
+             notImplementedError, overflowError, assertionError, stopIteration
 
         var pointer: UnsafeMutablePointer<PyObject> {
             switch self {
@@ -42,6 +42,7 @@ public struct PythonError: Error, CustomStringConvertible, @unchecked Sendable {
             case .notImplementedError: return frost_PyExc_NotImplementedError()
             case .overflowError: return frost_PyExc_OverflowError()
             case .assertionError: return frost_PyExc_AssertionError()
+            case .stopIteration: return frost_PyExc_StopIteration()
             }
         }
     }

@@ -611,17 +611,22 @@ extension ControlBlock {
     /// object: one copy, from the buffers the body arrived in. A failed read is errno 10054,
     /// raised by `method`.
     func readBody(_ method: String, _ read: () throws -> [ByteBuffer]) throws -> PythonObject {
-        do {
-            let parts = try Python.withoutGIL { try read() }
-            return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
-                var offset = 0
-                for part in parts {
-                    part.withUnsafeReadableBytes { source in
-                        UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
-                    }
-                    offset += part.readableBytes
+        let parts = try readBodyParts(method, read)
+        return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
+            var offset = 0
+            for part in parts {
+                part.withUnsafeReadableBytes { source in
+                    UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
                 }
+                offset += part.readableBytes
             }
+        }
+    }
+
+    /// The same as the buffers the body arrived in.
+    func readBodyParts(_ method: String, _ read: () throws -> [ByteBuffer]) throws -> [ByteBuffer] {
+        do {
+            return try Python.withoutGIL { try read() }
         } catch let error as ExchangeError {
             if error.kind == .bodyTooSlow {
                 host.logError("\(error.message): \(head.method.rawValue) \(head.uri) from "

@@ -535,4 +535,91 @@ import Glibc
         }
         #expect(server.stop().status == 0)
     }
+
+    /// ServeWSGI's own wsgi.input (the control block's, in place of isapi.wsgi's
+    /// ISAPIInputWrapper) reads as a file does: each sequence of reads gives what the same
+    /// reads of an io.BytesIO of the body give, across the host's read-ahead. A stream (and
+    /// a start_response) is used again by a later request only when nothing holds it; one
+    /// an application kept refuses to work once its request has ended.
+    @Test func theNativeInputReadsAsAFileDoes() throws {
+        let scratch = ScratchDirectory("wsgi-native-input")
+        try #"""
+            import io, json
+
+            BODY = b"a\nbb\nccc\n" + b"x" * 70000 + b"\nlast"
+            KEPT = []
+
+            def reads(stream, script):
+                if script == "iter":
+                    return list(stream)
+                if script == "readlines":
+                    return stream.readlines()
+                if script == "hint":
+                    return [stream.readlines(3), stream.read()]
+                if script == "mixed":
+                    return [stream.read(1), stream.readline(), stream.readline(2), stream.read(0), stream.readline(-1),
+                            stream.readline(None), stream.read(5), stream.read(), stream.read(), stream.readline()]
+                if script == "all":
+                    return [stream.read(None), stream.read()]
+                raise ValueError(script)
+
+            def application(environ, start_response):
+                path = environ["PATH_INFO"][1:]
+                stream = environ["wsgi.input"]
+                if path == "id":
+                    out = {"id": id(stream), "type": type(stream).__name__, "start": id(start_response)}
+                elif path == "keep":
+                    KEPT.extend([stream, start_response])
+                    out = {"id": id(stream), "start": id(start_response)}
+                elif path == "stale":
+                    out = {}
+                    for name, call in [("error", lambda: KEPT[0].read()), ("start", lambda: KEPT[1]("200 OK", []))]:
+                        try:
+                            call()
+                            out[name] = None
+                        except ValueError as error:
+                            out[name] = str(error)
+                else:
+                    native = reads(stream, path)
+                    reference = reads(io.BytesIO(BODY), path)
+                    out = {"same": native == reference, "native": repr(native)[:300], "reference": repr(reference)[:300]}
+                body = json.dumps(out).encode()
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+                return [body]
+            """#.write(toFile: scratch.path("reader.py"), atomically: true, encoding: .utf8)
+        let build = try frostBuild([scratch.path("."), "--wsgi", "reader:application", "--name", "readers", "--quiet"],
+                                   dist: scratch.path("dist"))
+        #expect(build.status == 0, "\(build.output)")
+        let server = try RunningServer(loader: scratch.path("dist/readers/_readers"), arguments: ["--workers", "0"])
+        let connection = try RawConnection(port: server.port)
+        func json(_ request: String) throws -> [String: Any] {
+            try connection.send(request)
+            let response = try connection.readResponse()
+            #expect(response.status == 200, "\(response.text)")
+            return try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        }
+        let body = "a\nbb\nccc\n" + String(repeating: "x", count: 70000) + "\nlast"
+        for script in ["iter", "readlines", "hint", "mixed", "all"] {
+            for chunked in [false, true] {
+                let framing = chunked ? "Transfer-Encoding: chunked\r\n\r\n" + String(body.utf8.count, radix: 16) + "\r\n" + body + "\r\n0\r\n\r\n"
+                    : "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+                let result = try json("POST /\(script) HTTP/1.1\r\nHost: h\r\n" + framing)
+                #expect(result["same"] as? Bool == true, "\(script), chunked \(chunked): \(result)")
+            }
+        }
+        let first = try json("GET /id HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(first["type"] as? String == "WSGIInput")
+        let second = try json("GET /id HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(second["id"] as? Int == first["id"] as? Int, "a stream nothing holds serves the next request")
+        #expect(second["start"] as? Int == first["start"] as? Int, "so does start_response")
+        let kept = try json("GET /keep HTTP/1.1\r\nHost: h\r\n\r\n")
+        let after = try json("GET /id HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(after["id"] as? Int != kept["id"] as? Int, "a stream the application kept is not used again")
+        #expect(after["start"] as? Int != kept["start"] as? Int, "nor a start_response")
+        let stale = try json("GET /stale HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(stale["error"] as? String == "wsgi.input of a request that has ended", "\(stale)")
+        #expect(stale["start"] as? String == "start_response of a request that has ended", "\(stale)")
+        #expect(server.stop().status == 0)
+    }
+
 }

@@ -98,6 +98,8 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
 #define Py_tp_call 50
 #define Py_tp_dealloc 52
 #define Py_tp_doc 56
+#define Py_tp_iter 62
+#define Py_tp_iternext 63
 #define Py_tp_methods 64
 #define Py_tp_repr 66
 #define Py_tp_getset 73
@@ -238,7 +240,7 @@ FROST_PYTHON_FUNCTIONS(FROST_DECLARE_FUNCTION, FROST_DECLARE_VOID_FUNCTION)
 #define FROST_PYTHON_EXCEPTIONS(X) \
     X(TypeError) X(ValueError) X(AttributeError) X(ImportError) X(ModuleNotFoundError) X(RuntimeError) \
     X(KeyError) X(IndexError) X(FileNotFoundError) X(OSError) X(SyntaxError) X(NotImplementedError) \
-    X(OverflowError) X(SystemError) X(AssertionError)
+    X(OverflowError) X(SystemError) X(AssertionError) X(StopIteration)
 
 typedef struct {
 #define FROST_OBJECT_FIELD(name, symbol) PyObject *name;
@@ -383,6 +385,10 @@ PyCFunction frost_native_slot(int slot);
 /* The tp_call of a native type whose call is slot `slot` (its tuple and dict are passed
    on as a vectorcall). */
 void *frost_native_call_slot(int slot);
+/* The tp_iternext of a native type whose next is slot `slot` (called with no arguments),
+   and the tp_iter of an object that is its own iterator. */
+void *frost_native_next_slot(int slot);
+void *frost_native_self_iter(void);
 
 typedef PyObject *(*FrostGetter)(PyObject *self, void *closure);
 typedef int (*FrostSetter)(PyObject *self, PyObject *value, void *closure);
