@@ -231,7 +231,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reading = true
-        read(context, unwrapInboundIn(data))
+        parse(context, unwrapInboundIn(data))
         while let work = afterRead {
             afterRead = nil
             work()
@@ -248,15 +248,18 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         return true
     }
 
-    private func read(_ context: ChannelHandlerContext, _ buffer: ByteBuffer) {
+    /// Reads the requests' parts out of `buffer` (after what was left of the last read) and
+    /// hands each over, or holds it while a response is owed.
+    private func parse(_ context: ChannelHandlerContext, _ buffer: ByteBuffer) {
         var buffer = buffer
-        if rejecting || inputMalformed || closingAfterResponse { return }  // nothing more is read as HTTP
         if var earlier = unparsed {
             unparsed = nil
             earlier.writeBuffer(&buffer)
             buffer = earlier
         }
         while true {
+            // Refused, malformed or closing: nothing more is read as HTTP.
+            if rejecting || inputMalformed || closingAfterResponse { return }
             let part: RequestPart
             do {
                 guard let next = try parser.next(&buffer) else { break }
