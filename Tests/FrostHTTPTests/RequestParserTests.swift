@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 @testable import FrostHTTP
+import FrostTestSupport
 
 /// The host's HTTP/1 request parser: what it reads does not depend on how the bytes are
 /// split into reads, and every malformed shape is refused with its reason.
@@ -133,4 +134,31 @@ import Testing
         let big = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + String(repeating: "v", count: limits.maxHeaderBytes) + "\r\n\r\n"
         #expect((try? Self.parse(Array(big.utf8)))?.count == 2)
     }
+
+    /// Seeded mutations of the pipelined requests: whether the bytes come in one read or in
+    /// small ones, the same parts come out, or the same error.
+    @Test func aMutatedInputReadsTheSameWhateverTheReads() {
+        var random = SeededRandom(seed: 20261203)
+        let alphabet = Array(" :;/\r\n\t0aAfZ-".utf8)
+        var parsed = 0, refused = 0
+        for index in 0..<2000 {
+            var bytes = Self.pipelined
+            random.mutate(&bytes, maxEdits: 4, alphabet: alphabet)
+            let size = Int.random(in: 1...9, using: &random)
+            let whole = Result { () throws(RequestParseError) in try Self.parse(bytes) }
+            let pieces = Result { () throws(RequestParseError) in try Self.parse(bytes, readSize: size) }
+            switch (whole, pieces) {
+            case (.success(let one), .success(let other)):
+                parsed += 1
+                #expect(Self.summary(one) == Self.summary(other), "case \(index), reads of \(size)")
+            case (.failure(let one), .failure(let other)):
+                refused += 1
+                #expect(one == other, "case \(index), reads of \(size): \(one) / \(other)")
+            default:
+                Issue.record("case \(index), reads of \(size): \(whole) / \(pieces)")
+            }
+        }
+        #expect(parsed > 200 && refused > 200, "parsed \(parsed), refused \(refused)")
+    }
+
 }
