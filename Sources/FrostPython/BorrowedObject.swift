@@ -44,6 +44,9 @@ public struct BorrowedObject {
         return v
     }
 
+    /// A copy of a bytes object's contents; throws TypeError for other types.
+    public func asBytes() throws -> [UInt8] { try withBytes { Array($0) } }
+
     /// The length of a `bytes` or `bytearray` object, without reading it; nil for any other.
     public var byteCount: Int? {
         if isBytes { return PyBytes_Size(pointer) }

@@ -98,7 +98,6 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         return text
     }
 
-    /// The UTF-8 bytes of a `str` (CPython's cached copy, valid while the str lives).
     /// An interned `str`, for keys used again and again (cache it: creating one looks it up).
     public static func interned(_ text: String) throws -> PythonObject {
         try check(PyUnicode_InternFromString(text))
@@ -162,16 +161,7 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
 
     public func asInt() throws -> Int { try borrowed.asInt() }
 
-    public func asBytes() throws -> [UInt8] {
-        guard frost_is_bytes(pointer) != 0 else {
-            throw PythonError.raise(.typeError, "expected bytes, got \(typeName)")
-        }
-        let size = PyBytes_Size(pointer)
-        let data = PyBytes_AsString(pointer)!
-        return data.withMemoryRebound(to: UInt8.self, capacity: size) {
-            Array(UnsafeBufferPointer(start: $0, count: size))
-        }
-    }
+    public func asBytes() throws -> [UInt8] { try borrowed.asBytes() }
 
     /// The length of a `bytes` or `bytearray` object, without reading it; nil for any other.
     public var byteCount: Int? { borrowed.byteCount }

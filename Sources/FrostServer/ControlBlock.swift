@@ -337,7 +337,7 @@ func textArgument(_ value: PythonObject) throws -> String {
 
 /// bytes, bytearray, memoryview, or str (sent as UTF-8).
 func bytesLike(_ value: BorrowedObject) throws -> [UInt8] {
-    if value.isBytes { return try value.withBytes { Array($0) } }
+    if value.isBytes { return try value.asBytes() }
     if value.isString { return Array(try value.asString().utf8) }
     // bytearray, memoryview: through bytes().
     return try Python.importModule("builtins").attribute("bytes").call([value.object]).asBytes()

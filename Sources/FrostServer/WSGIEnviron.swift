@@ -137,8 +137,9 @@ private final class WSGIKeys {
     /// entries are constants (isapi.wsgi's), later changes to it are not seen.
     func environ(from base: BorrowedObject) throws -> PythonObject {
         if let template, template.base.pointer == base.pointer { return try template.presized.dictCopy() }
-        let presized = try base.object.dictCopy(room: 32)
-        template = (base.object, presized)
+        let kept = base.object
+        let presized = try kept.dictCopy(room: 32)
+        template = (kept, presized)
         return try presized.dictCopy()
     }
 
