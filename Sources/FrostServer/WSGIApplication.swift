@@ -113,15 +113,15 @@ final class WSGIResponse {
     }
 
     /// Those of finished requests that nothing else held (GIL held).
-    nonisolated(unsafe) private static var spares: [Started] = []
+    nonisolated(unsafe) private static var spares = SpareObjects<Started>()
 
     /// A response for `block`'s request: a spare one, or a new one.
     static func take(for block: ControlBlock) throws -> Started {
-        let started = try spares.popLast() ?? {
+        let started = try spares.take {
             let response = WSGIResponse()
             let object = try type.wrap(response)
             return Started(response: response, object: object, startResponse: try object.attribute(startResponseName))
-        }()
+        }
         started.response.current = block
         return started
     }
@@ -132,9 +132,7 @@ final class WSGIResponse {
         let response = started.response
         response.current = nil
         (response.status, response.headers, response.sent, response.contentLength, response.written) = (nil, [], false, nil, 0)
-        if started.startResponse.referenceCount == 1 && started.object.referenceCount == 2 && spares.count < 16 {
-            spares.append(started)
-        }
+        spares.giveBack(started, free: started.startResponse.referenceCount == 1 && started.object.referenceCount == 2)
     }
 
     static let startResponseName = InternedName("start_response")
@@ -215,5 +213,23 @@ final class WSGIResponse {
         let flush = streamed && (contentLength.map { written < $0 } ?? true)
         // Never asynchronous: no completion is reported to a control block.
         _ = try block.writeClient(data, flags: flush ? IOFlags.noDelay : 0, ecb: .none)
+    }
+}
+
+/// Native objects of finished requests (a wsgi.input, a response and its start_response)
+/// kept for the next requests: making and freeing them cost more than the rest of their
+/// glue. An object is kept only when nothing else holds it (the application did not keep
+/// it), which the caller reads from reference counts; at most 16 wait. GIL held.
+struct SpareObjects<Kept> {
+    private var kept: [Kept] = []
+
+    /// A kept one, or a new one from `make`.
+    mutating func take(orMake make: () throws -> Kept) rethrows -> Kept {
+        try kept.popLast() ?? make()
+    }
+
+    /// Keeps `item` for a later request when it is `free` and there is room.
+    mutating func giveBack(_ item: Kept, free: Bool) {
+        if free && kept.count < 16 { kept.append(item) }
     }
 }

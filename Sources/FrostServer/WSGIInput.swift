@@ -20,14 +20,14 @@ final class WSGIInput {
     private init() {}
 
     /// Objects of finished requests that nothing else held (GIL held).
-    nonisolated(unsafe) private static var spares: [(object: PythonObject, input: WSGIInput)] = []
+    nonisolated(unsafe) private static var spares = SpareObjects<(object: PythonObject, input: WSGIInput)>()
 
     /// A wsgi.input for `block`'s request: a spare one, or a new one.
     static func take(for block: ControlBlock) throws -> (object: PythonObject, input: WSGIInput) {
-        let taken = try spares.popLast() ?? {
+        let taken = try spares.take {
             let input = WSGIInput()
             return (try type.wrap(input), input)
-        }()
+        }
         taken.input.block = block
         return taken
     }
@@ -39,7 +39,7 @@ final class WSGIInput {
         input.block = nil
         input.pending.removeAll()
         (input.position, input.started, input.ended) = (0, false, false)
-        if taken.object.referenceCount == 1 && spares.count < 16 { spares.append(taken) }
+        spares.giveBack(taken, free: taken.object.referenceCount == 1)
     }
 
     private var unread: Int { pending.count - position }
