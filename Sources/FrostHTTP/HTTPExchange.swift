@@ -458,35 +458,19 @@ package final class HTTPExchange: @unchecked Sendable {
         }
     }
 
-    /// Hands what is pending to the connection without waiting for it, unless more than
-    /// `maxBytesInFlight` are still on their way to the socket: then it waits (a slow
-    /// client holds back the writer instead of filling memory). A failed write fails the
-    /// next one. (Python thread, the GIL released when it may wait; or the event loop,
-    /// for a handler run there: it writes at once and never waits, see `handlerReport`.)
+    /// Hands what is pending to the connection without waiting for it to be written. The
+    /// wait comes before: while more than `maxBytesInFlight` of the earlier writes are still
+    /// on their way to the socket, the writer waits for them (a slow client holds back a
+    /// writer that streams, instead of filling memory). So what is queued is at most that
+    /// limit plus one write, whose bytes the handler held anyway, and a handler that
+    /// writes its whole response at once never waits, however large it is. A failed write
+    /// fails the next one. (Python thread, the GIL released when it may wait; or the event
+    /// loop, for a handler run there: it writes at once and never waits, see `handlerReport`.)
     private func flushPending() throws {
-        let (head, body) = takePending()
         let onLoop = eventLoop.inEventLoop
-        if head != nil || body != nil {
-            let count = body?.readableBytes ?? 0
-            monitor.locked { bytesInFlight += count }
-            let write: @Sendable () -> Void = {
-                let written = self.eventLoop.makePromise(of: Void.self)
-                self.writeParts(head, body, flush: true, promise: written)
-                written.futureResult.whenComplete { result in
-                    if case .success = result { self.noteWritten(head, body) }
-                    self.monitor.locked {
-                        self.bytesInFlight -= count
-                        if case .failure(let error) = result {
-                            self.writeFailure = self.writeFailure ?? "the connection failed: \(error)"
-                        }
-                        self.monitor.broadcast()
-                    }
-                }
-            }
-            if onLoop { write() } else { eventLoop.execute(write) }
-        }
         let stalled: Bool = monitor.locked {
-            if bytesInFlight > HTTPExchange.maxBytesInFlight { handlerWaited = true }
+            guard bytesInFlight > HTTPExchange.maxBytesInFlight else { return false }
+            handlerWaited = true
             // Every completed write broadcasts: a wait that times out saw no progress at all.
             while bytesInFlight > HTTPExchange.maxBytesInFlight && writeFailure == nil && !closed && !onLoop {
                 if !monitor.wait(until: FrostSystem.deadline(afterSeconds: sendTimeout)) {
@@ -501,6 +485,25 @@ package final class HTTPExchange: @unchecked Sendable {
             if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
             if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }
         }
+        let (head, body) = takePending()
+        guard head != nil || body != nil else { return }
+        let count = body?.readableBytes ?? 0
+        monitor.locked { bytesInFlight += count }
+        let write: @Sendable () -> Void = {
+            let written = self.eventLoop.makePromise(of: Void.self)
+            self.writeParts(head, body, flush: true, promise: written)
+            written.futureResult.whenComplete { result in
+                if case .success = result { self.noteWritten(head, body) }
+                self.monitor.locked {
+                    self.bytesInFlight -= count
+                    if case .failure(let error) = result {
+                        self.writeFailure = self.writeFailure ?? "the connection failed: \(error)"
+                    }
+                    self.monitor.broadcast()
+                }
+            }
+        }
+        if onLoop { write() } else { eventLoop.execute(write) }
     }
 
     /// Writes `length` bytes of the file at `path` from `start`, zero-copy (sendfile), and

@@ -78,6 +78,20 @@ enum WireFixture {
                 for _ in range(size // len(piece)):
                     ecb.WriteClient(piece)
                 return isapicon.HSE_STATUS_SUCCESS
+            if path in ("/whole", "/pieces"):
+                # The OS thread it ran on, then MiB from the query string: in one write
+                # (/whole), or in 64 KiB writes (/pieces).
+                with open("/proc/thread-self/comm") as comm:
+                    name = comm.read().strip().encode() + b"\n"
+                size = int(ecb.QueryString or b"1") << 20
+                ecb.SendResponseHeaders("200 OK", f"Content-Length: {len(name) + size}\r\n\r\n", False)
+                ecb.WriteClient(name)
+                if path == "/whole":
+                    ecb.WriteClient(b"w" * size)
+                else:
+                    for _ in range(size // 65536):
+                        ecb.WriteClient(b"p" * 65536)
+                return isapicon.HSE_STATUS_SUCCESS
             return reply(ecb, f"pid {os.getpid()}")
 
     def __ExtensionFactory__():

@@ -153,6 +153,32 @@ import Glibc
         #expect(pooled.stop().status == 0)
     }
 
+    /// A response written whole, however large, does not make its handler wait: the
+    /// handler never holds more than it made, so a path that answers 4 MiB in one write
+    /// moves onto the loop like any fast one. A handler that streams 16 MiB in 64 KiB
+    /// writes to a client that reads late (more than the kernel's socket buffers hold) had
+    /// to wait for the socket: its path stays on the Python threads.
+    @Test func aLargeResponseInOneWriteRunsOnTheLoopAndAStreamDoesNot() throws {
+        let scratch = ScratchDirectory("inline-large")
+        let server = try Self.inlineServer(try WireFixture.bundle(scratch))
+        let connection = try RawConnection(port: server.port)
+        for (path, size) in [("/whole?4", 4 << 20), ("/pieces?16", 16 << 20)] {
+            let answers = try (0..<6).map { _ in
+                try connection.send("GET \(path) HTTP/1.1\r\nHost: h\r\n\r\n")
+                usleep(200_000)
+                return try connection.readResponse()
+            }
+            #expect(answers.allSatisfy { $0.status == 200 && $0.body.count > size }, "\(path): short answers")
+            let threads = answers.map { String(decoding: $0.body.prefix { $0 != 10 }, as: UTF8.self) }
+            if path.hasPrefix("/whole") {
+                #expect(threads.suffix(3).allSatisfy { $0.hasPrefix("NIO-ELT") }, "\(path) ran on \(threads)")
+            } else {
+                #expect(threads.allSatisfy { !$0.hasPrefix("NIO-ELT") }, "\(path) ran on \(threads)")
+            }
+        }
+        #expect(server.stop().status == 0)
+    }
+
     /// A path whose handler turns slow on the event loop (1.2 s, over the stall threshold
     /// of a 1 s budget: its loop's other connections waited) is logged, and its next calls
     /// run on the Python threads.
