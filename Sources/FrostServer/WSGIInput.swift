@@ -1,4 +1,5 @@
 import FrostPython
+import NIOCore
 
 /// `wsgi.input` of a request `ServeWSGI` serves: isapi.wsgi's `ISAPIInputWrapper`
 /// natively (read, readline, readlines, iteration), reading the body as the application
@@ -93,8 +94,45 @@ final class WSGIInput {
     /// is left of the body (fewer at its end; all of it for a negative size).
     func read(_ size: Int) throws -> PythonObject {
         let wanted = size < 0 ? Int.max : size
-        try fill(wanted, whole: true)
-        return try take(wanted)
+        try fill(0, whole: false)
+        guard size >= 0, unread < size, !ended, let block else {
+            try fill(wanted, whole: true)
+            return try take(wanted)
+        }
+        // What is missing goes from the buffers the body arrived in straight into the
+        // bytes object (one copy, not two through `pending`): an upload is read this way.
+        var parts: [ByteBuffer] = []
+        var count = unread
+        do {
+            while count < size {
+                let more = try block.readBodyParts("wsgi.input") { try block.exchange.readBodyParts(maximum: size - count) }
+                if more.isEmpty {
+                    ended = true
+                    break
+                }
+                for part in more { count += part.readableBytes }
+                parts += more
+            }
+        } catch {
+            // Nothing read is lost: a later read gets it.
+            for part in parts { pending.append(contentsOf: part.readableBytesView) }
+            throw error
+        }
+        let bytes = try PythonObject.bytes(count: count) { destination in
+            var offset = unread
+            pending.withUnsafeBytes { source in
+                destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[position...]))
+            }
+            for part in parts {
+                part.withUnsafeReadableBytes { source in
+                    UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
+                }
+                offset += part.readableBytes
+            }
+        }
+        pending.removeAll(keepingCapacity: true)
+        position = 0
+        return bytes
     }
 
     /// `readline(size=-1)`: up to and with the next newline, as soon as it has arrived; at

@@ -561,6 +561,10 @@ import Glibc
                             stream.readline(None), stream.read(5), stream.read(), stream.read(), stream.readline()]
                 if script == "all":
                     return [stream.read(None), stream.read()]
+                if script == "sizes":  # past what a line read left, and past the read-ahead
+                    return [stream.readline(), stream.read(40000), stream.read(1), stream.read(65536), stream.read(9)]
+                if script == "chunks":  # an upload's loop
+                    return list(iter(lambda: stream.read(16384), b""))
                 raise ValueError(script)
 
             def application(environ, start_response):
@@ -599,7 +603,7 @@ import Glibc
             return try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
         }
         let body = "a\nbb\nccc\n" + String(repeating: "x", count: 70000) + "\nlast"
-        for script in ["iter", "readlines", "hint", "mixed", "all"] {
+        for script in ["iter", "readlines", "hint", "mixed", "all", "sizes", "chunks"] {
             for chunked in [false, true] {
                 let framing = chunked ? "Transfer-Encoding: chunked\r\n\r\n" + String(body.utf8.count, radix: 16) + "\r\n" + body + "\r\n0\r\n\r\n"
                     : "Content-Length: \(body.utf8.count)\r\n\r\n" + body
