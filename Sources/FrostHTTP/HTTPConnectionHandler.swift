@@ -197,22 +197,28 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
                            method: HTTPMethod, text: String, headers extra: [(String, String)] = []) {
         var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
-        var headers: HTTPHeaders = [
-            "content-type": "text/plain; charset=utf-8", "content-length": String(buffer.readableBytes), "connection": "close",
-        ]
-        headers.add(contentsOf: extra)
-        let head = HTTPResponseHead(version: version, status: status, headers: headers)
+        let fields = ResponseFields(checked: [
+            ("content-type", "text/plain; charset=utf-8"), ("content-length", String(buffer.readableBytes)), ("connection", "close"),
+        ] + extra)
+        let head = ResponseHead(version: version, status: status, fields: fields)
         send(context, head: head, body: .byteBuffer(buffer), end: true, method: method, flush: true)
     }
 
     /// Writes response parts (event loop): `head`, `body`, and the response's end when
     /// `end`; `promise` completes with the last of them, in order with earlier writes.
     /// `method` is the request's (HEAD and CONNECT responses carry no body).
-    package func send(_ context: ChannelHandlerContext, head: HTTPResponseHead? = nil, body: IOData? = nil, end: Bool = false,
+    package func send(_ context: ChannelHandlerContext, head: ResponseHead, body: IOData? = nil, end: Bool = false,
                       method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
+        send(context, head: ResponseEncoder.encode(head, method: method, allocator: context.channel.allocator),
+             body: body, end: end, flush: flush, promise: promise)
+    }
+
+    /// The same with the head encoded already (or none).
+    func send(_ context: ChannelHandlerContext, head: EncodedHead?, body: IOData? = nil, end: Bool = false,
+              flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
         // The promise goes with the last buffer: each is written once the next one is known.
         var last: IOData?
-        encoder.encode(head: head, body: body, end: end, method: method, allocator: context.channel.allocator) { buffer in
+        encoder.encode(head: head, body: body, end: end, allocator: context.channel.allocator) { buffer in
             if let previous = last { context.write(wrapOutboundOut(previous), promise: nil) }
             last = buffer
         }
@@ -324,7 +330,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-                send(context, head: HTTPResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
+                send(context, head: ResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
             dispatcher.dispatch(exchange)
         case .body(let buffer):

@@ -125,8 +125,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// body bytes. It leaves in one write when the response finishes, when it grows past
     /// `flushThreshold`, when the handler asks (a synchronous write), or before the handler
     /// waits for request body; so a fast handler's head and body are one `write(2)`.
-    private var pendingHead: HTTPResponseHead?
-    private var pendingBody: ByteBuffer?
+    private var pending = PendingParts()
     static let flushThreshold = 64 * 1024
     /// Flushed response bytes not yet taken by the socket, and the most there may be
     /// before a writer waits.
@@ -252,7 +251,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// copies them once into their destination.
     package func readBodyParts(maximum: Int) throws -> [ByteBuffer] {
         // A client may wait for what was written before it sends more.
-        if monitor.locked({ chunks.isEmpty && !bodyEnded && !hasNoBody && (pendingHead != nil || pendingBody != nil) }) {
+        if monitor.locked({ chunks.isEmpty && !bodyEnded && !hasNoBody && !pending.isEmpty }) {
             try? flushPending()
         }
         var resume = false
@@ -332,40 +331,28 @@ package final class HTTPExchange: @unchecked Sendable {
     /// `fieldsChecked`: the caller checked every name and value already (the control
     /// block's header parsers do); what a filter's head hook changes is checked here anyway.
     package func sendHead(status: Int, reason: String, headers: [(String, String)], fieldsChecked: Bool = false) throws {
-        var (status, reason, headers) = (status, reason, headers)
-        let checkFields = !fieldsChecked || headHook != nil
+        try sendHead(status: status, reason: reason, fields: fieldsChecked ? ResponseFields(checked: headers) : ResponseFields(headers))
+    }
+
+    /// The same with fields made (and checked) already: a handler's repeated header block
+    /// is the same `ResponseFields` each time (see `ResponseFields`).
+    package func sendHead(status: Int, reason: String, fields: ResponseFields) throws {
+        var (status, reason, fields) = (status, reason, fields)
         if let headHook {
             if monitor.locked({ headersSent }) { throw ExchangeError(.responseState, "response headers were already sent") }
+            var headers = fields.pairs
             if case .answered(let keep) = headHook(self, &status, &reason, &headers) {
                 markAnsweredRaw(keepConnection: keep)
                 return
             }
+            fields = try ResponseFields(headers)  // what the filter changed is checked too
         }
         // Every head from Python (the handler, a filter, Redirect's URL) passes here: this
         // is where header injection is refused (the pipeline has no validator of its own).
         if !isHeaderValue(reason) {
             throw ExchangeError(.badResponseHead, "the status line's reason phrase \(reason.debugDescription) holds CR, LF or NUL")
         }
-        for (name, value) in headers where checkFields && (!isHeaderName(name) || !isHeaderValue(value)) {
-            throw ExchangeError(.badResponseHead, "bad response header \(name.debugDescription): \(value.debugDescription)")
-        }
-        // What the framing depends on, found in one pass (NIO's `contains` scans the
-        // headers once per name).
-        var hasLength = false, hasTransferEncoding = false, asksClose = false
-        for (name, value) in headers {
-            switch name.utf8.count {
-            case 14: hasLength = hasLength || name.equalsIgnoringASCIICase("content-length")
-            case 17: hasTransferEncoding = hasTransferEncoding || name.equalsIgnoringASCIICase("transfer-encoding")
-            case 10: asksClose = asksClose || (name.equalsIgnoringASCIICase("connection") && value.equalsIgnoringASCIICase("close"))
-            default: break
-            }
-        }
-        var responseHeaders = HTTPHeaders(headers)
         let isHead = requestMethod.isHEAD
-        // NIO's status for a known code carries its standard phrase, whatever phrase it is
-        // given: the handler's own phrase ("200 Done") goes out as it wrote it.
-        var responseStatus = HTTPResponseStatus(statusCode: status)
-        if responseStatus.reasonPhrase != reason { responseStatus = .custom(code: UInt(status), reasonPhrase: reason) }
         try monitor.locked {
             guard !headersSent else { throw ExchangeError(.responseState, "response headers were already sent") }
             guard !closed else { throw ExchangeError(.clientClosed, "the client closed the connection") }
@@ -375,27 +362,29 @@ package final class HTTPExchange: @unchecked Sendable {
             // Decided here, so that the head announces a close the host will make.
             if !canKeepConnection { keepAlive = false }
             suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
-            if !hasLength && !suppressBody {
+            if !fields.hasLength && !suppressBody {
                 if version.major == 1 && version.minor >= 1 {
-                    if !hasTransferEncoding {
-                        responseHeaders.add(name: "transfer-encoding", value: "chunked")
+                    if !fields.hasTransferEncoding {
+                        fields.append(name: "transfer-encoding", value: "chunked")
                     }
                 } else {
                     keepAlive = false
                 }
             }
-            if asksClose { keepAlive = false }
+            if fields.asksClose { keepAlive = false }
             if !keepAlive {
-                responseHeaders.replaceOrAdd(name: "connection", value: "close")
+                fields.replaceOrAdd("connection", value: "close")
             } else if version.major == 1 && version.minor == 0 {
-                responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
+                fields.replaceOrAdd("connection", value: "keep-alive")
             }
             // Marked sent and pending at once: a flush never finds the one without the other.
-            pendingHead = HTTPResponseHead(version: version, status: responseStatus, headers: responseHeaders)
+            // Encoded now, with room for a small body to follow it in the same buffer.
+            pending.head = ResponseEncoder.encode(ResponseHead(version: version, status: status, reason: reason, fields: fields),
+                                                  method: requestMethod, allocator: allocator, reserving: 512)
         }
     }
 
-    /// Adds body bytes to the response. They are buffered (see `pendingBody`) until the
+    /// Adds body bytes to the response. They are buffered (see `pending`) until the
     /// buffer passes `flushThreshold`: then everything pending goes to the connection (see
     /// `flushPending`). A client that is gone fails the write.
     package func writeBody(_ bytes: [UInt8]) throws {
@@ -413,37 +402,41 @@ package final class HTTPExchange: @unchecked Sendable {
             if finished { throw ExchangeError(.responseState, "the response is already finished") }
             if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
             guard !bytes.isEmpty, !suppressBody, !answeredRaw else { return false }
-            if pendingBody == nil {
-                pendingBody = allocator.buffer(capacity: max(bytes.count, 256))
+            if pending.body == nil, let head = pending.head, !head.chunked {
+                // Behind the head in its own buffer (in place: only this exchange holds it).
+                pending.head!.bytes.writeBytes(bytes)
+            } else {
+                if pending.body == nil { pending.body = allocator.buffer(capacity: max(bytes.count, 256)) }
+                pending.body!.writeBytes(bytes)
             }
-            pendingBody!.writeBytes(bytes)
-            return pendingBody!.readableBytes >= HTTPExchange.flushThreshold
+            pending.bodyCount += bytes.count
+            return pending.bodyCount >= HTTPExchange.flushThreshold
         }
     }
 
     /// Sends what is pending now (see `flushPending`). (GIL released.)
     package func flush() throws { try flushPending() }
 
-    /// Takes what is pending (event loop writes it; nil when nothing is).
-    private func takePending() -> (HTTPResponseHead?, ByteBuffer?) {
+    /// Takes what is pending (event loop writes it; empty when nothing is).
+    private func takePending() -> PendingParts {
         monitor.locked {
-            defer { (pendingHead, pendingBody) = (nil, nil) }
-            return (pendingHead, pendingBody)
+            defer { pending = PendingParts() }
+            return pending
         }
     }
 
     /// Writes pending head and body parts (and the response's end with `end`), flushed with
     /// `flush`; `promise` completes with the last of them. Event loop.
-    private func writeParts(_ head: HTTPResponseHead?, _ body: ByteBuffer?, end: Bool = false, flush: Bool = false,
+    private func writeParts(_ parts: PendingParts, end: Bool = false, flush: Bool = false,
                             promise: EventLoopPromise<Void>? = nil) {
-        let hasBody = (body?.readableBytes ?? 0) > 0
-        if head == nil && !hasBody && !end {
+        let hasBody = (parts.body?.readableBytes ?? 0) > 0
+        if parts.head == nil && !hasBody && !end {
             if flush { context.flush() }
             promise?.succeed(())
             return
         }
-        connection.send(context, head: head, body: hasBody ? body.map(IOData.byteBuffer) : nil, end: end,
-                        method: requestMethod, flush: flush, promise: promise)
+        connection.send(context, head: parts.head, body: hasBody ? parts.body.map(IOData.byteBuffer) : nil, end: end,
+                        flush: flush, promise: promise)
     }
 
     /// The method of the request this exchange answers (the original one: a filter's
@@ -451,10 +444,10 @@ package final class HTTPExchange: @unchecked Sendable {
     private let requestMethod: HTTPMethod
 
     /// Accounting once pending parts reached the socket.
-    private func noteWritten(_ head: HTTPResponseHead?, _ body: ByteBuffer?) {
+    private func noteWritten(_ parts: PendingParts) {
         monitor.locked {
-            if head != nil { headDelivered = true }
-            bytesSent += body?.readableBytes ?? 0
+            if parts.head != nil { headDelivered = true }
+            bytesSent += parts.bodyCount
         }
     }
 
@@ -485,15 +478,15 @@ package final class HTTPExchange: @unchecked Sendable {
             if let writeFailure { throw ExchangeError(.clientClosed, writeFailure) }
             if closed && bytesInFlight > 0 { throw ExchangeError(.clientClosed, "the client closed the connection") }
         }
-        let (head, body) = takePending()
-        guard head != nil || body != nil else { return }
-        let count = body?.readableBytes ?? 0
+        let parts = takePending()
+        guard !parts.isEmpty else { return }
+        let count = parts.bodyCount
         monitor.locked { bytesInFlight += count }
         let write: @Sendable () -> Void = {
             let written = self.eventLoop.makePromise(of: Void.self)
-            self.writeParts(head, body, flush: true, promise: written)
+            self.writeParts(parts, flush: true, promise: written)
             written.futureResult.whenComplete { result in
-                if case .success = result { self.noteWritten(head, body) }
+                if case .success = result { self.noteWritten(parts) }
                 self.monitor.locked {
                     self.bytesInFlight -= count
                     if case .failure(let error) = result {
@@ -528,12 +521,12 @@ package final class HTTPExchange: @unchecked Sendable {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: duplicate)
         defer { try? handle.close() }
         let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: start + length)
-        let (head, body) = takePending()
+        let parts = takePending()
         try submit { promise in
-            self.writeParts(head, body)
-            self.connection.send(self.context, body: .fileRegion(region), method: self.requestMethod, flush: true, promise: promise)
+            self.writeParts(parts)
+            self.connection.send(self.context, head: nil, body: .fileRegion(region), flush: true, promise: promise)
         }
-        noteWritten(head, body)
+        noteWritten(parts)
         monitor.locked { bytesSent += length }
     }
 
@@ -562,27 +555,27 @@ package final class HTTPExchange: @unchecked Sendable {
     /// Returns false when it had already been finished.
     @discardableResult
     package func finish() -> Bool {
-        typealias Ending = (close: Bool, answered: Bool, head: HTTPResponseHead?, body: ByteBuffer?)
+        typealias Ending = (close: Bool, answered: Bool, parts: PendingParts)
         let ending: Ending? = monitor.locked {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            defer { (pendingHead, pendingBody) = (nil, nil) }
-            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pendingHead, pendingBody) }
-            return (!keepAlive, false, pendingHead, pendingBody)
+            defer { pending = PendingParts() }
+            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pending) }
+            return (!keepAlive, false, pending)
         }
-        guard let (close, answered, head, body) = ending else { return false }
+        guard let (close, answered, parts) = ending else { return false }
         let complete: @Sendable () -> Void = {
             self.responseEnded = true
-            if !close && !answered && (body?.readableBytes ?? 0) <= HTTPExchange.unwaitedResponseBytes
+            if !close && !answered && parts.bodyCount <= HTTPExchange.unwaitedResponseBytes
                 && self.connection.readsOn && self.context.channel.isWritable {
                 // A keep-alive response into a channel under NIO's high-water mark goes on
                 // its way without a promise to wait for: the next request is read at once,
                 // and what can pile up for a client that does not read stays bounded (the
                 // channel stops being writable, and the next response waits for its write).
                 // A write that fails closes the connection; the access log counts it sent.
-                self.writeParts(head, body, end: true, flush: true, promise: nil)
-                self.noteWritten(head, body)
+                self.writeParts(parts, end: true, flush: true, promise: nil)
+                self.noteWritten(parts)
                 self.connection.exchangeFinished(self, context: self.context, close: false)
                 return
             }
@@ -591,10 +584,10 @@ package final class HTTPExchange: @unchecked Sendable {
                 end.succeed(())  // the filter wrote the response itself
             } else {
                 self.connection.watchWrite(self.context, seconds: self.sendTimeout)
-                self.writeParts(head, body, end: true, flush: true, promise: end)
+                self.writeParts(parts, end: true, flush: true, promise: end)
             }
             end.futureResult.whenComplete { result in
-                if case .success = result { self.noteWritten(head, body) }
+                if case .success = result { self.noteWritten(parts) }
                 self.connection.exchangeFinished(self, context: self.context, close: close)
             }
         }
@@ -679,7 +672,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     package func respondOnLoop(status: HTTPResponseStatus, headers: [(String, String)], body: IOData?, bodyLength: Int,
                                onWritten: (@Sendable () -> Void)? = nil) {
-        var responseHeaders = HTTPHeaders(headers)
+        var fields = ResponseFields(checked: headers)
         let close: Bool = monitor.locked {
             headersSent = true
             finished = true
@@ -688,14 +681,14 @@ package final class HTTPExchange: @unchecked Sendable {
             return !keepAlive
         }
         if close {
-            responseHeaders.replaceOrAdd(name: "connection", value: "close")
+            fields.replaceOrAdd("connection", value: "close")
         } else if head.version.major == 1 && head.version.minor == 0 {
-            responseHeaders.replaceOrAdd(name: "connection", value: "keep-alive")
+            fields.replaceOrAdd("connection", value: "keep-alive")
         }
         responseEnded = true
         let sendsBody = body != nil && !head.method.isHEAD
         let written = context.eventLoop.makePromise(of: Void.self)
-        connection.send(context, head: HTTPResponseHead(version: head.version, status: status, headers: responseHeaders),
+        connection.send(context, head: ResponseHead(version: head.version, status: status, fields: fields),
                         body: sendsBody ? body : nil, end: true, method: requestMethod, flush: true, promise: written)
         written.futureResult.whenComplete { result in
             if case .success = result { self.noteDelivered(bodyBytes: sendsBody ? bodyLength : 0) }
@@ -726,7 +719,7 @@ package final class HTTPExchange: @unchecked Sendable {
         let body = Array("Gateway Timeout: the application did not answer in time\n".utf8)
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
-        let responseHead = HTTPResponseHead(version: head.version, status: .gatewayTimeout, headers: [
+        let responseHead = ResponseHead(version: head.version, status: .gatewayTimeout, fields: [
             "content-type": "text/plain; charset=utf-8", "content-length": String(body.count), "connection": "close",
         ])
         let written = context.eventLoop.makePromise(of: Void.self)
@@ -800,4 +793,18 @@ package struct HandlerRun: Sendable {
     package var seconds = 0.0
 
     package init() {}
+}
+
+/// Response bytes the handler wrote that are not yet handed to the connection: a head,
+/// then body bytes. A body that follows its head before a flush is written behind it in
+/// the head's buffer (unless it is chunked: each flush is one chunk), so a small response
+/// is one buffer from the start.
+struct PendingParts: Sendable {
+    var head: EncodedHead?
+    /// Body bytes not in the head's buffer.
+    var body: ByteBuffer?
+    /// Body bytes in all (behind the head, and `body`).
+    var bodyCount = 0
+
+    var isEmpty: Bool { head == nil && body == nil }
 }

@@ -22,38 +22,47 @@ struct ResponseEncoder {
     /// The buffers to write for `head` (if any), `body` (if any) and the end (`end`), each
     /// handed to `emit` in order (no array to allocate per response). `method` is the
     /// request's.
-    mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
+    mutating func encode(head: ResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
                          allocator: ByteBufferAllocator, emit: (IOData) -> Void) {
+        let encoded = head.map { ResponseEncoder.encode($0, method: method, allocator: allocator) }
+        encode(head: encoded, body: body, end: end, allocator: allocator, emit: emit)
+    }
+
+    /// `head` in wire bytes, with its fields framed by the rules above; `reserving`: room
+    /// for body bytes to follow it in the same buffer. Any thread.
+    static func encode(_ head: ResponseHead, method: HTTPMethod, allocator: ByteBufferAllocator,
+                       reserving: Int = 0) -> EncodedHead {
+        var head = head
+        let code = head.status
+        let informational = (100..<200).contains(code) && code != 101
+        var chunked = false
+        // The framing fields were found when the fields were made; they are removed only
+        // when present.
+        if !head.mayHaveBody || method.isCONNECT {
+            if head.fields.hasLength { head.fields = head.fields.removing("content-length") }
+            if head.fields.hasTransferEncoding { head.fields = head.fields.removing("transfer-encoding") }
+        } else if head.fields.hasLength {
+            if head.fields.hasTransferEncoding { head.fields = head.fields.removing("transfer-encoding") }
+        } else if head.version.major == 1 && head.version.minor >= 1 {
+            head.fields.replaceOrAdd("transfer-encoding", value: "chunked")
+            chunked = !informational
+        }
+        let bodyless = method.isHEAD || method.isCONNECT
+        if bodyless || !head.mayHaveBody { chunked = false }
+        var bytes = allocator.buffer(capacity: 32 + head.reason.utf8.count + head.fields.bytes.count + reserving)
+        write(head, into: &bytes)
+        return EncodedHead(bytes: bytes, chunked: chunked, bodyless: bodyless, informational: informational)
+    }
+
+    /// The same for a head encoded already (`encode(_:method:allocator:reserving:)`).
+    mutating func encode(head: EncodedHead?, body: IOData?, end: Bool, allocator: ByteBufferAllocator,
+                         emit: (IOData) -> Void) {
         var buffer: ByteBuffer?
-        if var head {
-            let code = head.status.code
-            let informational = (100..<200).contains(code) && code != 101
-            // The framing fields, found in one pass (NIO's `contains` is a pass per name); the
-            // fields are removed only when present (NIO's `remove` copies them either way).
-            var hasLength = false, hasTransferEncoding = false
-            for field in head.headers {
-                if field.name.equalsIgnoringASCIICase("content-length") {
-                    hasLength = true
-                } else if field.name.equalsIgnoringASCIICase("transfer-encoding") {
-                    hasTransferEncoding = true
-                }
+        if let head {
+            if !head.informational {
+                (chunked, bodyless) = (head.chunked, head.bodyless)
             }
-            if !head.status.mayHaveResponseBody || method.isCONNECT {
-                if hasLength { head.headers.remove(name: "content-length") }
-                if hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
-            } else if hasLength {
-                if hasTransferEncoding { head.headers.remove(name: "transfer-encoding") }
-            } else if head.version.major == 1 && head.version.minor >= 1 {
-                head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
-                if !informational { chunked = true }
-            }
-            if !informational {
-                bodyless = method.isHEAD || method.isCONNECT
-                if bodyless || !head.status.mayHaveResponseBody { chunked = false }
-            }
-            var bytes = allocator.buffer(capacity: 256 + min(body?.readableBytes ?? 0, ResponseEncoder.coalesceLimit))
-            ResponseEncoder.write(head, into: &bytes)
-            buffer = bytes
+            buffer = head.bytes
         }
         if let body, body.readableBytes > 0, !bodyless {
             if chunked {
@@ -86,12 +95,12 @@ struct ResponseEncoder {
         if let buffer { emit(.byteBuffer(buffer)) }
     }
 
-    /// "HTTP/1.1 200 OK\r\n", the fields, and the empty line. Each line is copied in with
-    /// one capacity check: ByteBuffer's writeString and writeStaticString each pass through
-    /// a generic, unspecialised slice of its storage, four of them per field.
-    static func write(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
-        let code = head.status.code
-        var reason = head.status.reasonPhrase
+    /// "HTTP/1.1 200 OK\r\n", the fields, and the empty line. The status line is copied in
+    /// with one capacity check (ByteBuffer's writeString and writeStaticString each pass
+    /// through a generic, unspecialised slice of its storage), the fields with one more.
+    static func write(_ head: ResponseHead, into buffer: inout ByteBuffer) {
+        let code = head.status
+        var reason = head.reason
         if head.version.major == 1 && head.version.minor <= 1 && (100...999).contains(code) {
             let minor = UInt8(truncatingIfNeeded: head.version.minor)
             reason.withUTF8 { reason in
@@ -110,30 +119,27 @@ struct ResponseEncoder {
         } else {
             buffer.writeString("HTTP/\(head.version.major).\(head.version.minor) \(code) \(reason)\r\n")
         }
-        for (name, value) in head.headers {
-            writeField(name, value, into: &buffer)
-        }
-        buffer.writeInteger(UInt16(0x0D0A))
-    }
-
-    /// "name: value\r\n".
-    private static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
-        var name = name, value = value
-        name.withUTF8 { name in
-            value.withUTF8 { value in
-                let size = name.count + value.count + 4
-                _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
-                    out.copyMemory(from: UnsafeRawBufferPointer(name))
-                    out[name.count] = 0x3A
-                    out[name.count + 1] = 0x20
-                    UnsafeMutableRawBufferPointer(rebasing: out[(name.count + 2)...]).copyMemory(from: UnsafeRawBufferPointer(value))
-                    out[size - 2] = 0x0D
-                    out[size - 1] = 0x0A
-                    return size
-                }
+        head.fields.bytes.withUnsafeBytes { fields in
+            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: fields.count + 2) { out in
+                out.copyMemory(from: fields)
+                out[fields.count] = 0x0D
+                out[fields.count + 1] = 0x0A
+                return fields.count + 2
             }
         }
     }
+}
+
+/// A response head in wire bytes, and how the body after it is framed.
+package struct EncodedHead: Sendable {
+    var bytes: ByteBuffer
+    /// The body goes in chunks, ended by `0\r\n\r\n`.
+    var chunked: Bool
+    /// The response answers HEAD or CONNECT: body parts are dropped.
+    var bodyless: Bool
+    /// An interim response (1xx but 101): the framing of the response still to come is
+    /// not its.
+    var informational: Bool
 }
 
 extension HTTPMethod {

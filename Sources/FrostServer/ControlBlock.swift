@@ -112,13 +112,13 @@ final class ControlBlock {
         return exchange.isChunked ? 0xFFFF_FFFF : 0
     }
 
-    /// `SendResponseHeaders` with the status parsed and the fields checked (the head is
+    /// `SendResponseHeaders` with the status parsed and the fields made (the head is
     /// buffered until the body's first flush, or the end).
-    func sendResponseHeaders(code: Int, reason: String, checkedHeaders headers: [(String, String)]) throws {
+    func sendResponseHeaders(code: Int, reason: String, fields: ResponseFields) throws {
         httpStatusCode = code
         if suppressHeaders { return }
         do {
-            try exchange.sendHeadHoldingGIL(status: code, reason: reason, headers: headers, fieldsChecked: true)
+            try exchange.sendHeadHoldingGIL(status: code, reason: reason, fields: fields)
         } catch let error as ExchangeError {
             throw host.extensionError(WindowsError.invalidParameter, error.message, "SendResponseHeaders")
         }
@@ -248,9 +248,9 @@ extension Host {
         type.method("SetFlushFlag") { _, _ in .none }
         type.method("SendResponseHeaders") { block, arguments in
             let (code, reason) = try parseStatus(try arguments.requiredBorrowed(0, "status"))
-            let headers = try arguments.optionalBorrowed(1, "headers").map(parseHeaders) ?? []
+            let fields = try arguments.optionalBorrowed(1, "headers").map(parseHeaders) ?? ResponseFields()
             // parseHeaders checked every field as it read it.
-            try block.sendResponseHeaders(code: code, reason: reason, checkedHeaders: headers)
+            try block.sendResponseHeaders(code: code, reason: reason, fields: fields)
             return .none
         }
         type.method("Redirect") { block, arguments in
@@ -400,7 +400,7 @@ func headerPairs(_ value: PythonObject) throws -> [(String, String)] {
 /// start_response's headers (PEP 3333): a sequence of (name, value) pairs of str with no
 /// CR or LF in a value (else ValueError, as isapi.wsgi raises it), each checked as a
 /// response header field too.
-func wsgiHeaderPairs(_ value: BorrowedObject) throws -> [(String, String)] {
+func wsgiHeaderPairs(_ value: BorrowedObject) throws -> ResponseFields {
     // Most responses repeat the headers of the last one: when the pairs' bytes are those
     // checked last time, so are the fields (compared in place, nothing made).
     var comparison = MemoComparison(memo: HeaderMemo.pairs.bytes)
@@ -428,10 +428,11 @@ func wsgiHeaderPairs(_ value: BorrowedObject) throws -> [(String, String)] {
         bytes.append(0)
     }
     if read {
-        HeaderMemo.pairs = (bytes, headers)
-        return headers
+        let fields = ResponseFields(checked: headers)
+        HeaderMemo.pairs = (bytes, fields)
+        return fields
     }
-    return try value.object.elements().map { pair in
+    return ResponseFields(checked: try value.object.elements().map { pair in
         let parts = try pair.elements()
         guard parts.count == 2 else {
             throw PythonError.raise(.valueError, "a WSGI header is a (name, value) pair, not \(try pair.repr())")
@@ -441,7 +442,7 @@ func wsgiHeaderPairs(_ value: BorrowedObject) throws -> [(String, String)] {
             guard !headerValue.contains(10) && !headerValue.contains(13) else { throw bad(try parts[0].str(), try parts[1].str()) }
             return try parts[0].withUTF8Bytes { name in try headerField(name: name, value: headerValue) }
         }
-    }
+    })
 }
 
 /// The header fields read last, with the bytes they came from: most responses repeat the
@@ -471,17 +472,17 @@ private struct MemoComparison {
 
 private enum HeaderMemo {
     /// SendResponseHeaders' "Name: value\r\n" block (`parseHeaders`).
-    nonisolated(unsafe) static var block: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
+    nonisolated(unsafe) static var block: (bytes: [UInt8], fields: ResponseFields) = ([], ResponseFields())
     /// start_response's pairs (`wsgiHeaderPairs`): each name and value followed by a NUL,
     /// which no field that passed the checks contains.
-    nonisolated(unsafe) static var pairs: (bytes: [UInt8], fields: [(String, String)]) = ([], [])
+    nonisolated(unsafe) static var pairs: (bytes: [UInt8], fields: ResponseFields) = ([], ResponseFields())
 }
 
 /// "Name: value\r\n" lines, up to an empty line (lines may also end in a bare LF or CR).
 /// Read as UTF-8 bytes: this runs for every response.
-func parseHeaders(_ value: BorrowedObject) throws -> [(String, String)] {
-    if value.isNone { return [] }
-    if !value.isBytes && !value.isString { return try headerPairs(value.object) }
+func parseHeaders(_ value: BorrowedObject) throws -> ResponseFields {
+    if value.isNone { return ResponseFields() }
+    if !value.isBytes && !value.isString { return ResponseFields(checked: try headerPairs(value.object)) }
     return try value.withUTF8Bytes { block in
         // Most handlers send the same header block with every response: when these bytes
         // are the last block parsed, so are the fields.
@@ -506,8 +507,9 @@ func parseHeaders(_ value: BorrowedObject) throws -> [(String, String)] {
             }
             headers.append(try headerField(name: line[..<colon], value: line[(colon + 1)...]))
         }
-        HeaderMemo.block = (Array(bytes), headers)
-        return headers
+        let fields = ResponseFields(checked: headers)
+        HeaderMemo.block = (Array(bytes), fields)
+        return fields
     }
 }
 
@@ -587,10 +589,10 @@ extension ControlBlock {
             if flags & IOFlags.sendHeaders != 0 {
                 let (code, reason) = try statusObject.flatMap { $0.isNone ? nil : try parseStatus($0.borrowed) }
                     ?? (httpStatusCode, HTTPReason.phrase(httpStatusCode))
-                let headers = try parseHeaders(try PythonObject(bytes: head).borrowed)
+                let fields = try parseHeaders(try PythonObject(bytes: head).borrowed)
                 httpStatusCode = code
                 if !suppressHeaders {
-                    try Python.withoutGIL { try exchange.sendHead(status: code, reason: reason, headers: headers) }
+                    try Python.withoutGIL { try exchange.sendHead(status: code, reason: reason, fields: fields) }
                 }
             } else {
                 try host.sendImplicitHeadersIfNeeded(self)
@@ -678,7 +680,7 @@ extension ControlBlock {
             throw host.extensionError(WindowsError.invalidParameter, "ExecURL nested more than 8 deep", "ExecURL")
         }
         var headers = head.headers
-        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders.borrowed)) }
+        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders.borrowed).pairs) }
         let child = HTTPRequestHead(version: head.version, method: method, uri: url, headers: headers)
         let noHeaders = flags & IOFlags.execNoHeaders != 0
         let path = percentDecoded(pathPart(of: url))

@@ -323,7 +323,7 @@ extension FilterChain {
         type.method("write", write)
         type.method("AddResponseHeaders") { call, arguments in
             try call.scope.check("HTTP_FILTER_CONTEXT")
-            let headers = try parseHeaders(try arguments.requiredBorrowed(0, "headers"))
+            let headers = try parseHeaders(try arguments.requiredBorrowed(0, "headers")).pairs
             guard let request = call.exchange?.filterRequest else {
                 throw FilterChain.filterError(WindowsError.invalidParameter, "no request to add headers to", "AddResponseHeaders")
             }
@@ -334,7 +334,7 @@ extension FilterChain {
             try call.scope.check("HTTP_FILTER_CONTEXT")
             let statusObject = try arguments.required(0, "status")
             let (code, reason) = statusObject.isNone ? (200, "OK") : try parseStatus(statusObject.borrowed)
-            let headers = try arguments.optionalBorrowed(1, "headers").map(parseHeaders) ?? []
+            let headers = try arguments.optionalBorrowed(1, "headers").map(parseHeaders)?.pairs ?? []
             let version = call.exchange.map { "HTTP/\($0.head.version.major).\($0.head.version.minor)" } ?? "HTTP/1.1"
             var text = "\(version) \(code) \(reason)\r\n"
             for (name, value) in headers { text += "\(name): \(value)\r\n" }

@@ -769,7 +769,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let exchange = block.exchange
         guard !exchange.headersSent else { return }
         try exchange.sendHeadHoldingGIL(status: block.httpStatusCode, reason: HTTPReason.phrase(block.httpStatusCode),
-                                        headers: [("Content-Type", "text/html")])
+                                        fields: ["Content-Type": "text/html"])
     }
 
     /// The extension now serving. GIL held.

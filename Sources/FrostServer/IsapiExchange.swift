@@ -38,11 +38,11 @@ extension HTTPExchange {
 
     /// `sendHead` called with the GIL held: the head is only buffered, so the GIL is kept,
     /// unless a filter sees the head first (its notifications take the GIL themselves).
-    func sendHeadHoldingGIL(status: Int, reason: String, headers: [(String, String)], fieldsChecked: Bool = false) throws {
+    func sendHeadHoldingGIL(status: Int, reason: String, fields: ResponseFields) throws {
         if headHook == nil {
-            try sendHead(status: status, reason: reason, headers: headers, fieldsChecked: fieldsChecked)
+            try sendHead(status: status, reason: reason, fields: fields)
         } else {
-            try Python.withoutGIL { try sendHead(status: status, reason: reason, headers: headers, fieldsChecked: fieldsChecked) }
+            try Python.withoutGIL { try sendHead(status: status, reason: reason, fields: fields) }
         }
     }
 }

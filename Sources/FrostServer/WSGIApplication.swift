@@ -90,7 +90,7 @@ final class WSGIResponse {
     private var current: ControlBlock?
     /// What start_response got, checked: the status and the header fields.
     private(set) var status: (code: Int, reason: String)?
-    private var headers: [(String, String)] = []
+    private var fields = ResponseFields()
     private var sent = false
     /// The Content-Length the application set, once the headers are sent.
     private(set) var contentLength: Int?
@@ -131,7 +131,7 @@ final class WSGIResponse {
     static func giveBack(_ started: Started) {
         let response = started.response
         response.current = nil
-        (response.status, response.headers, response.sent, response.contentLength, response.written) = (nil, [], false, nil, 0)
+        (response.status, response.fields, response.sent, response.contentLength, response.written) = (nil, ResponseFields(), false, nil, 0)
         spares.giveBack(started, free: started.startResponse.referenceCount == 1 && started.object.referenceCount == 2)
     }
 
@@ -180,7 +180,7 @@ final class WSGIResponse {
             throw PythonError.raise(.valueError, "bad WSGI status \(try statusObject.repr())")
         }
         let checked = (status: try parseStatus(statusObject), headers: try wsgiHeaderPairs(headersObject))
-        (status, headers) = checked
+        (status, fields) = checked
     }
 
     /// Sends the status and headers (once). The Content-Length the application set is
@@ -191,13 +191,8 @@ final class WSGIResponse {
             throw PythonError.raise(.assertionError, "the application wrote a body before calling start_response")
         }
         sent = true
-        for (name, value) in headers where name.equalsIgnoringASCIICase("content-length") {
-            if !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }), let length = Int(value) {
-                contentLength = length
-                break
-            }
-        }
-        try block.sendResponseHeaders(code: status.code, reason: status.reason, checkedHeaders: headers)
+        contentLength = fields.contentLength
+        try block.sendResponseHeaders(code: status.code, reason: status.reason, fields: fields)
     }
 
     /// One piece of the body. A streamed piece (from `write` or an iterator) is flushed at

@@ -38,11 +38,43 @@ import Testing
 
 extension ResponseEncoder {
     /// The buffers `encode` emits, in order.
-    mutating func encode(head: HTTPResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
+    mutating func encode(head: ResponseHead?, body: IOData?, end: Bool, method: HTTPMethod,
                          allocator: ByteBufferAllocator) -> [IOData] {
         var out: [IOData] = []
         encode(head: head, body: body, end: end, method: method, allocator: allocator) { out.append($0) }
         return out
+    }
+}
+
+/// Response fields are encoded once, with the framing fields found as they are added.
+@Suite struct ResponseFieldsTests {
+    func wire(_ fields: ResponseFields) -> String { String(decoding: fields.bytes, as: UTF8.self) }
+
+    @Test func fieldsAreTheirWireLinesWithTheFramingFieldsFound() throws {
+        let fields = try ResponseFields([("Content-Type", "text/plain"), ("CONTENT-LENGTH", "x"), ("content-length", "12"),
+                                         ("Connection", "Close"), ("Transfer-Encoding", "gzip")])
+        #expect(wire(fields) == "Content-Type: text/plain\r\nCONTENT-LENGTH: x\r\ncontent-length: 12\r\nConnection: Close\r\n"
+                + "Transfer-Encoding: gzip\r\n")
+        #expect(fields.hasLength && fields.hasTransferEncoding && fields.hasConnection && fields.asksClose)
+        #expect(fields.contentLength == 12, "the first Content-Length that is a number")
+        #expect(fields.pairs.map { $0.0 } == ["Content-Type", "CONTENT-LENGTH", "content-length", "Connection", "Transfer-Encoding"])
+        let plain = try ResponseFields([("Content-Lengths", "3"), ("Connection", "keep-alive")])
+        #expect(!plain.hasLength && !plain.hasTransferEncoding && plain.hasConnection && !plain.asksClose && plain.contentLength == nil)
+    }
+
+    @Test func badFieldsAreRefusedByName() {
+        for bad in [("X-Split", "a\r\nSet-Cookie: b"), ("Bad Name", "v"), ("", "v"), ("X-Nul", "a\u{0}b"), ("Colon:", "v")] {
+            #expect(throws: ExchangeError.self, "\(bad)") { try ResponseFields([("Fine", "ok"), bad]) }
+        }
+    }
+
+    @Test func removingAndReplacingKeepTheOthersInOrder() throws {
+        var fields = try ResponseFields([("A", "1"), ("Connection", "keep-alive"), ("B", "2"), ("connection", "x")])
+        fields.replaceOrAdd("connection", value: "close")
+        #expect(wire(fields) == "A: 1\r\nB: 2\r\nconnection: close\r\n" && fields.asksClose)
+        fields.replaceOrAdd("transfer-encoding", value: "chunked")
+        #expect(wire(fields.removing("a")) == "B: 2\r\nconnection: close\r\ntransfer-encoding: chunked\r\n")
+        #expect(!fields.removing("connection").hasConnection && fields.removing("connection").hasTransferEncoding)
     }
 }
 
@@ -57,8 +89,8 @@ extension ResponseEncoder {
         }.joined()
     }
 
-    func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:], version: HTTPVersion = .http1_1) -> HTTPResponseHead {
-        HTTPResponseHead(version: version, status: status, headers: headers)
+    func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:], version: HTTPVersion = .http1_1) -> ResponseHead {
+        ResponseHead(version: version, status: status, fields: ResponseFields(checked: headers.map { ($0.name, $0.value) }))
     }
 
     func body(_ text: String) -> IOData { .byteBuffer(ByteBuffer(string: text)) }
