@@ -33,11 +33,14 @@ package struct StopAfterCurrentRequest {
 /// client that does not pipeline costs no change of read interest (two `epoll_ctl` per
 /// request, as NIO's pipelining handler does it); reading pauses only once something is
 /// held.
-package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
+///
+/// It is an inbound handler only: reads are held back by turning the channel's `autoRead`
+/// off while something waits (`holdReads`), not by intercepting each `read` (NIO passes one
+/// down the pipeline after every read: about 700 instructions a request through a handler
+/// that watches them).
+package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
     package typealias InboundIn = ByteBuffer
-    package typealias OutboundIn = IOData
-    package typealias OutboundOut = IOData
 
     private let connectionID: Int
     private let dispatcher: ExchangeDispatcher
@@ -62,8 +65,10 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// inline) is completed once the read is handled (`runAfterRead`).
     private var reading = false
     private var afterRead: (() -> Void)?
+    /// Reading waits for Python to take the body (the exchange's high-water mark).
     private var readsPaused = false
-    private var readPending = false
+    /// `autoRead` is off (see `holdReads`).
+    private var readsHeld = false
     private var rejecting = false
     private var bodyBytes = 0
     /// When the connection ends unless what it waits for (a request head, the next
@@ -219,16 +224,16 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
         // The promise goes with the last buffer: each is written once the next one is known.
         var last: IOData?
         encoder.encode(head: head, body: body, end: end, allocator: context.channel.allocator) { buffer in
-            if let previous = last { context.write(wrapOutboundOut(previous), promise: nil) }
+            if let previous = last { context.write(NIOAny(previous), promise: nil) }
             last = buffer
         }
         // The last buffer and the flush go down the pipeline together (one pass, not two).
         let final = last ?? (promise == nil ? nil : .byteBuffer(context.channel.allocator.buffer(capacity: 0)))
         if let final {
             if flush {
-                context.writeAndFlush(wrapOutboundOut(final), promise: promise)
+                context.writeAndFlush(NIOAny(final), promise: promise)
             } else {
-                context.write(wrapOutboundOut(final), promise: promise)
+                context.write(NIOAny(final), promise: promise)
             }
         } else if flush {
             context.flush()
@@ -257,6 +262,8 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// Reads the requests' parts out of `buffer` (after what was left of the last read) and
     /// hands each over, or holds it while a response is owed.
     private func parse(_ context: ChannelHandlerContext, _ buffer: ByteBuffer) {
+        // Pipelined input held for later holds the reads back too.
+        defer { if !heldEvents.isEmpty && !readsHeld { holdReads(context) } }
         var buffer = buffer
         if var earlier = unparsed {
             unparsed = nil
@@ -352,7 +359,10 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
                 current.bodyFailed("the request body is larger than --max-body (\(limits.maxBodyBytes) bytes)")
                 return
             }
-            if current.appendBody(buffer) { readsPaused = true }
+            if current.appendBody(buffer) {
+                readsPaused = true
+                holdReads(context)
+            }
             if readAheadWaiter != nil {
                 if current.isReadAhead { finishReadAhead(current) } else { deadline = current.bodyDeadline }
             }
@@ -402,28 +412,23 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
             case .inputClosed: clientEndedInput(context)
             }
         }
-        if heldEvents.isEmpty && !readsPaused && readPending {
-            readPending = false
-            context.read()
-        }
+        holdReads(context)
     }
 
     /// Holds reads back while a request body waits for Python to consume it, and while
-    /// pipelined input waits for a response.
-    package func read(context: ChannelHandlerContext) {
-        if readsPaused || !heldEvents.isEmpty {
-            readPending = true
-        } else {
-            context.read()
-        }
+    /// pipelined input waits for a response; lets them go on otherwise. Called wherever
+    /// either changes.
+    private func holdReads(_ context: ChannelHandlerContext) {
+        let hold = readsPaused || !heldEvents.isEmpty
+        guard hold != readsHeld, let options = context.channel.syncOptions else { return }
+        readsHeld = hold
+        // Off: NIO stops asking for reads (and drops its read interest); on: it reads again.
+        try? options.setOption(ChannelOptions.autoRead, value: !hold)
     }
 
     func resumeReading(_ context: ChannelHandlerContext) {
         readsPaused = false
-        if readPending && heldEvents.isEmpty {
-            readPending = false
-            context.read()
-        }
+        holdReads(context)
     }
 
     /// A response is out (`close`: the exchange says the connection ends with it). The
@@ -518,7 +523,7 @@ package final class HTTPConnectionHandler: ChannelDuplexHandler, @unchecked Send
     /// what is pending (writes complete in order: an empty one completes after it).
     private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
+        context.writeAndFlush(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 

@@ -131,7 +131,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let threadState: PythonThreadState
     }
     /// One per event loop when handlers may run there (set up before serving).
-    private var inlineLoops: [ObjectIdentifier: InlineLoop] = [:]
+    /// A list, not a dictionary: there are as many as loops (one or two), and a request
+    /// looks its loop up twice (a dictionary's hashing cost 130 instructions a lookup).
+    private var inlineLoops: [(loop: ObjectIdentifier, inline: InlineLoop)] = []
     /// Set while a loop runs a handler.
     private let inlineHandler = Atomic<Bool>(false)
 
@@ -152,8 +154,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             if configuration.inlineHandlers {
                 // A thread state of the loop's own, made on it (it is bound to its thread).
                 let state = try loop.submit { interpreter.makeThreadStateForCurrentThread() }.wait()
-                inlineLoops[ObjectIdentifier(loop)] = InlineLoop(schedule: InlineSchedule(budget: configuration.inlineBudget),
-                                                                 threadState: state)
+                inlineLoops.append((ObjectIdentifier(loop), InlineLoop(schedule: InlineSchedule(budget: configuration.inlineBudget),
+                                                                       threadState: state)))
             }
         }
         if let filter = entry.filterObject, let info = entry.filterInfo, configuration.site?.filtersEnabled ?? true {
@@ -407,9 +409,16 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
 
     /// Runs the extension for a request whose body is read ahead: on the loop when its
     /// path has shown it is fast, else on a Python thread. Event loop.
+    /// The inline state of the loop serving `exchange` (nil when handlers do not run there).
+    private func inlineLoop(of exchange: HTTPExchange) -> InlineLoop? {
+        let loop = ObjectIdentifier(exchange.eventLoop)
+        for entry in inlineLoops where entry.loop == loop { return entry.inline }
+        return nil
+    }
+
     private func call(_ exchange: HTTPExchange, uri: String) {
         armDeadline(exchange)
-        guard let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] else {
+        guard let inline = inlineLoop(of: exchange) else {
             return pool.submit { self.serve(exchange) }
         }
         var run = HandlerRun()
@@ -463,7 +472,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             served += 1
             monitor.broadcast()
         }
-        if let inline = inlineLoops[ObjectIdentifier(exchange.eventLoop)] {
+        if let inline = inlineLoop(of: exchange) {
             learn(inline.schedule, from: exchange)
         }
         let log = configuration.accessLog
