@@ -10,24 +10,71 @@ import NIOHTTP1
 /// `HTTPResponseHead` cost all of them, each response: about 2,500 instructions of a
 /// hello's 33,000, callgrind).
 package struct ResponseFields: Sendable {
-    /// The encoded lines.
-    package private(set) var bytes: [UInt8] = []
-    /// The same as pairs, for the few that need them (a filter's head hook, ExecURL).
-    package private(set) var pairs: [(String, String)] = []
-    package private(set) var hasLength = false
-    package private(set) var hasTransferEncoding = false
-    package private(set) var hasConnection = false
-    /// A `Connection: close` field is among them.
-    package private(set) var asksClose = false
-    /// The first Content-Length, when it is a number.
-    package private(set) var contentLength: Int?
+    /// Made once, never changed: a copy of the fields is one reference (they are handed
+    /// from the memo through the exchange to the encoder).
+    private final class Storage: Sendable {
+        let bytes: [UInt8]
+        let pairs: [(String, String)]
+        let hasLength: Bool
+        let hasTransferEncoding: Bool
+        let hasConnection: Bool
+        let asksClose: Bool
+        let contentLength: Int?
 
-    package init() {}
+        init(_ pairs: [(String, String)]) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(pairs.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+            var hasLength = false, hasTransferEncoding = false, hasConnection = false, asksClose = false
+            var contentLength: Int?
+            for (name, value) in pairs {
+                bytes += name.utf8
+                bytes += [0x3A, 0x20]
+                bytes += value.utf8
+                bytes += [0x0D, 0x0A]
+                // Only the lengths of the names framing depends on are compared further.
+                switch name.utf8.count {
+                case 14 where name.equalsIgnoringASCIICase("content-length"):
+                    hasLength = true
+                    if contentLength == nil, !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }) {
+                        contentLength = Int(value)
+                    }
+                case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
+                    hasTransferEncoding = true
+                case 10 where name.equalsIgnoringASCIICase("connection"):
+                    hasConnection = true
+                    asksClose = asksClose || value.equalsIgnoringASCIICase("close")
+                default:
+                    break
+                }
+            }
+            (self.bytes, self.pairs) = (bytes, pairs)
+            (self.hasLength, self.hasTransferEncoding, self.hasConnection, self.asksClose) =
+                (hasLength, hasTransferEncoding, hasConnection, asksClose)
+            self.contentLength = contentLength
+        }
+
+        static let empty = Storage([])
+    }
+
+    private var storage: Storage
+
+    /// The encoded lines.
+    package var bytes: [UInt8] { storage.bytes }
+    /// The same as pairs, for the few that need them (a filter's head hook, ExecURL).
+    package var pairs: [(String, String)] { storage.pairs }
+    package var hasLength: Bool { storage.hasLength }
+    package var hasTransferEncoding: Bool { storage.hasTransferEncoding }
+    package var hasConnection: Bool { storage.hasConnection }
+    /// A `Connection: close` field is among them.
+    package var asksClose: Bool { storage.asksClose }
+    /// The first Content-Length, when it is a number.
+    package var contentLength: Int? { storage.contentLength }
+
+    package init() { storage = .empty }
 
     /// Fields the caller checked (each name a token, no CR, LF or NUL in a value).
     package init(checked fields: [(String, String)]) {
-        bytes.reserveCapacity(fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
-        for (name, value) in fields { append(name: name, value: value) }
+        storage = fields.isEmpty ? .empty : Storage(fields)
     }
 
     /// Fields checked here: the first bad one throws `badResponseHead` naming it.
@@ -38,28 +85,10 @@ package struct ResponseFields: Sendable {
         self.init(checked: fields)
     }
 
-    /// Adds a field the caller checked.
+    /// Adds a field the caller checked (the fields are made again: this is for the host's
+    /// own additions, which few responses need).
     package mutating func append(name: String, value: String) {
-        pairs.append((name, value))
-        bytes += name.utf8
-        bytes += [0x3A, 0x20]
-        bytes += value.utf8
-        bytes += [0x0D, 0x0A]
-        // Only the lengths of the names framing depends on are compared further.
-        switch name.utf8.count {
-        case 14 where name.equalsIgnoringASCIICase("content-length"):
-            hasLength = true
-            if contentLength == nil, !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }) {
-                contentLength = Int(value)
-            }
-        case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
-            hasTransferEncoding = true
-        case 10 where name.equalsIgnoringASCIICase("connection"):
-            hasConnection = true
-            asksClose = asksClose || value.equalsIgnoringASCIICase("close")
-        default:
-            break
-        }
+        self = ResponseFields(checked: pairs + [(name, value)])
     }
 
     /// The same fields without those named `lowercaseName` (any case).
@@ -69,18 +98,11 @@ package struct ResponseFields: Sendable {
 
     /// `name: value` in place of any field of that name, at the end (NIO's `replaceOrAdd`).
     package mutating func replaceOrAdd(_ lowercaseName: StaticString, value: String) {
-        let present: Bool
-        switch lowercaseName.description {
-        case "connection": present = hasConnection
-        case "transfer-encoding": present = hasTransferEncoding
-        case "content-length": present = hasLength
-        default: present = pairs.contains { $0.0.equalsIgnoringASCIICase(lowercaseName) }
-        }
-        if present { self = removing(lowercaseName) }
-        append(name: lowercaseName.description, value: value)
+        self = ResponseFields(checked: pairs.filter { !$0.0.equalsIgnoringASCIICase(lowercaseName) }
+                              + [(lowercaseName.description, value)])
     }
 
-    package var isEmpty: Bool { bytes.isEmpty }
+    package var isEmpty: Bool { storage.bytes.isEmpty }
 }
 
 extension ResponseFields: ExpressibleByDictionaryLiteral {
