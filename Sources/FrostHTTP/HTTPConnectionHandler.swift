@@ -306,7 +306,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     private func handle(_ context: ChannelHandlerContext, _ part: RequestPart) {
         if rejecting || inputMalformed || closingAfterResponse { return }
         switch part {
-        case .head(let head, let framing):
+        case .head(let head, let framing, let facts):
             if let current, current.responseEnded, !current.isKeepAlive {
                 closingAfterResponse = true  // exchangeFinished closes without a reset
                 return
@@ -315,8 +315,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             if head.uri.utf8.count > limits.maxURIBytes {
                 return reject(context, head, .uriTooLong, "URI Too Long: at most \(limits.maxURIBytes) bytes")
             }
-            let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
-            if head.headers.count > limits.maxHeaderCount || headerBytes > limits.maxHeaderBytes {
+            if head.headers.count > limits.maxHeaderCount || facts.fieldBytes > limits.maxHeaderBytes {
                 return reject(context, head, .requestHeaderFieldsTooLarge,
                               "Request Header Fields Too Large: at most \(limits.maxHeaderCount) fields, \(limits.maxHeaderBytes) bytes")
             }
@@ -324,7 +323,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
                 return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
             }
             var head = head
-            if let refusal = RequestValidation.check(&head) {
+            if let refusal = RequestValidation.check(&head, facts: facts) {
                 return reject(context, head, refusal.status, refusal.reason, headers: refusal.headers)
             }
             bodyBytes = 0
@@ -332,7 +331,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             let addresses = self.addresses ?? ConnectionAddresses(local: context.channel.localAddress,
                                                                   remote: context.channel.remoteAddress)
             self.addresses = addresses
-            let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing, context: context, connection: self,
+            let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing,
+                                        keepAlive: facts.isKeepAlive(head.version), context: context, connection: self,
                                         addresses: addresses, limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }

@@ -141,8 +141,10 @@ package final class HTTPExchange: @unchecked Sendable {
     /// How the layer above ran the handler (`handlerRun`).
     private var run = HandlerRun()
 
-    /// `framing`: how the body is framed on the wire, as the parser read it.
-    package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, context: ChannelHandlerContext, connection: HTTPConnectionHandler,
+    /// `framing`: how the body is framed on the wire, as the parser read it; `keepAlive`:
+    /// whether the client asked to keep the connection (`HeadFacts.isKeepAlive`).
+    package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, keepAlive: Bool,
+                 context: ChannelHandlerContext, connection: HTTPConnectionHandler,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
@@ -161,7 +163,7 @@ package final class HTTPExchange: @unchecked Sendable {
         self.addresses = addresses
         self.forwarded = trustedProxies.client(peer: addresses.remote, headers: head.headers)
         self.received = monotonicSeconds()
-        self.keepAlive = head.isKeepAlive
+        self.keepAlive = keepAlive
     }
 
     /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.

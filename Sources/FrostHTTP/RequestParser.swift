@@ -50,8 +50,8 @@ package struct RequestParseError: Error, CustomStringConvertible, Sendable, Equa
 
 /// A part of a request, as `RequestParser` reads it.
 package enum RequestPart: Equatable, Sendable {
-    /// A head, and how its body is framed on the wire.
-    case head(HTTPRequestHead, RequestFraming)
+    /// A head, how its body is framed on the wire, and what the parser saw of its fields.
+    case head(HTTPRequestHead, RequestFraming, HeadFacts)
     /// Body bytes: a slice of the buffer they arrived in.
     case body(ByteBuffer)
     case end
@@ -59,6 +59,62 @@ package enum RequestPart: Equatable, Sendable {
 
 /// How a request's body is framed on the wire: no body, Content-Length, or chunked.
 package enum RequestFraming: Equatable, Sendable { case none, length(Int), chunked }
+
+/// What the parser saw of a head's fields in its one pass over them, so that the checks
+/// and the keep-alive decision after it do not look through them again.
+package struct HeadFacts: Equatable, Sendable {
+    /// How many Host fields.
+    package var hostFields = 0
+    /// Whether there is a Transfer-Encoding field.
+    package var transferEncoding = false
+    /// Bytes of the fields as they came (name, value and 4 for each), which the limits count.
+    package var fieldBytes = 0
+    /// The Connection tokens `close` and `keep-alive` seen, and how many of them.
+    var closeSeen = false, keepAliveSeen = false, connectionTokens = 0
+
+    package init() {}
+
+    /// The facts of `headers`, for a head that did not come from the parser.
+    package init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            var (name, value) = (name, value)
+            name.withUTF8 { name in
+                value.withUTF8 { value in note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value)) }
+            }
+        }
+    }
+
+    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        fieldBytes += name.count + value.count + 4
+        switch name.count {
+        case 4 where equalsIgnoringASCIICase(bytes: name, "host"): hostFields += 1
+        case 17 where equalsIgnoringASCIICase(bytes: name, "transfer-encoding"): transferEncoding = true
+        case 10 where equalsIgnoringASCIICase(bytes: name, "connection"):
+            for token in value.split(separator: UInt8(ascii: ",")) {
+                let word = UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: token))
+                if equalsIgnoringASCIICase(bytes: word, "close") {
+                    closeSeen = true
+                    connectionTokens += 1
+                } else if equalsIgnoringASCIICase(bytes: word, "keep-alive") {
+                    keepAliveSeen = true
+                    connectionTokens += 1
+                }
+            }
+        default: break
+        }
+    }
+
+    /// Whether the connection stays open after the response, as NIO's `isKeepAlive` has
+    /// it: `close` closes, `keep-alive` alone keeps it, more than one of them closes;
+    /// without them HTTP/1.1 keeps it and HTTP/1.0 closes.
+    package func isKeepAlive(_ version: HTTPVersion) -> Bool {
+        switch connectionTokens {
+        case 0: version.major == 1 && version.minor >= 1
+        case 1: keepAliveSeen
+        default: false
+        }
+    }
+}
 
 /// Reads HTTP/1 requests (RFC 9112) out of a connection's bytes: heads, bodies framed by
 /// Content-Length or chunked, pipelined requests one after another. One per connection,
@@ -221,7 +277,7 @@ struct RequestParser {
             return nil
         }
         scanned = 0
-        let (head, framing) = try buffer.withUnsafeReadableBytes { bytes throws in
+        let (head, framing, facts) = try buffer.withUnsafeReadableBytes { bytes throws in
             try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[..<end]))
         }
         buffer.moveReaderIndex(forwardBy: end)
@@ -230,7 +286,7 @@ struct RequestParser {
         case .length(let length): state = length == 0 ? .end : .body(remaining: length)
         case .chunked: state = .chunkSize
         }
-        return .head(head, framing)
+        return .head(head, framing, facts)
     }
 
     /// Where the head in `bytes` ends (after its empty line), or nil when it has not all
@@ -251,7 +307,7 @@ struct RequestParser {
     }
 
     /// The request line and the fields of a complete head (`bytes` ends with its empty line).
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, RequestFraming) {
+    static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, RequestFraming, HeadFacts) {
         // Lines end with CRLF (findHeadEnd saw to it): each ends at the next LF, minus one.
         let base = bytes.baseAddress!
         func lineEnd(from start: Int) -> Int {
@@ -263,7 +319,7 @@ struct RequestParser {
         var headers: [(String, String)] = []
         headers.reserveCapacity(8)
         var contentLength: Int?
-        var transferEncoding = false
+        var facts = HeadFacts()
         var start = requestLineEnd + 2
         while start < bytes.count - 2 {
             let end = lineEnd(from: start)
@@ -272,14 +328,13 @@ struct RequestParser {
             if equalsIgnoringASCIICase(bytes: name, "content-length") {
                 guard contentLength == nil else { throw RequestParseError.malformed("more than one Content-Length field") }
                 contentLength = try length(value)
-            } else if equalsIgnoringASCIICase(bytes: name, "transfer-encoding") {
-                transferEncoding = true
             }
+            facts.note(name: name, value: value)
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
             start = end + 2
         }
         let framing: RequestFraming
-        if transferEncoding {
+        if facts.transferEncoding {
             // RFC 9112 §6.3: both is a smuggling attempt; the host refuses it.
             if contentLength != nil { throw RequestParseError.malformed("Content-Length together with Transfer-Encoding") }
             framing = .chunked  // else RequestValidation refuses the head
@@ -288,7 +343,7 @@ struct RequestParser {
         } else {
             framing = .none
         }
-        return (HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers)), framing)
+        return (HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers)), framing, facts)
     }
 
     /// "METHOD target HTTP/1.x".

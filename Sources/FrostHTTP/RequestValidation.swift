@@ -18,6 +18,11 @@ enum RequestValidation {
 
     /// Checks and normalises `head`; nil when it may be served.
     static func check(_ head: inout HTTPRequestHead) -> Refusal? {
+        check(&head, facts: HeadFacts(head.headers))
+    }
+
+    /// The same with what the parser saw of the fields (`facts`): no pass over them here.
+    static func check(_ head: inout HTTPRequestHead, facts: HeadFacts) -> Refusal? {
         guard head.version.major == 1, head.version.minor <= 1 else {
             return Refusal(status: .httpVersionNotSupported, reason: "HTTP Version Not Supported: this server speaks HTTP/1.0 and HTTP/1.1")
         }
@@ -25,21 +30,12 @@ enum RequestValidation {
             return Refusal(status: .methodNotAllowed, reason: "Method Not Allowed: this server is not a proxy",
                            headers: [("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")])
         }
-        // One pass, no arrays: this runs for every request.
-        var hosts = 0
-        var transferEncoding = false
-        for field in head.headers {
-            if field.name.equalsIgnoringASCIICase("host") {
-                hosts += 1
-            } else if field.name.equalsIgnoringASCIICase("transfer-encoding") {
-                transferEncoding = true
-            }
-        }
+        let hosts = facts.hostFields
         if hosts > 1 { return Refusal(status: .badRequest, reason: "Bad Request: more than one Host field") }
         if head.version.minor == 1 && hosts == 0 {
             return Refusal(status: .badRequest, reason: "Bad Request: an HTTP/1.1 request needs a Host field")
         }
-        if transferEncoding, let refusal = checkTransferEncoding(head) { return refusal }
+        if facts.transferEncoding, let refusal = checkTransferEncoding(head) { return refusal }
         if let refusal = normaliseTarget(&head) { return refusal }
         return checkPath(head.uri)
     }

@@ -15,7 +15,7 @@ import FrostTestSupport
         var body = ""
         for part in parts {
             switch part {
-            case .head(let head, _):
+            case .head(let head, _, _):
                 let fields = head.headers.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
                 out.append("\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor) [\(fields)]")
             case .body(let buffer):
@@ -27,6 +27,24 @@ import FrostTestSupport
             }
         }
         return out
+    }
+
+    /// The parser's keep-alive decision is NIO's `isKeepAlive`, for every Connection field
+    /// shape and both versions; its field counts are those of a look through the fields.
+    @Test func theHeadsFactsAreWhatALookThroughItsFieldsFinds() throws {
+        let connections: [[String]] = [[], ["close"], ["keep-alive"], ["Keep-Alive"], [" CLOSE "], ["upgrade"],
+                                       ["keep-alive, close"], ["keep-alive", "keep-alive"], ["upgrade, keep-alive"],
+                                       ["te,close"], [""], ["keep-alive,"], ["closed"]]
+        for version in ["1.0", "1.1"] {
+            for values in connections {
+                let fields = values.map { "Connection: \($0)\r\n" }.joined()
+                let parts = try Self.parse(Array("GET / HTTP/\(version)\r\nHost: h\r\n\(fields)X-A: 1\r\n\r\n".utf8))
+                guard case .head(let head, _, let facts) = parts.first else { Issue.record("no head"); continue }
+                #expect(facts.isKeepAlive(head.version) == head.isKeepAlive, "HTTP/\(version) \(values)")
+                #expect(facts == HeadFacts(head.headers) && facts.hostFields == 1 && !facts.transferEncoding)
+                #expect(facts.fieldBytes == head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
+            }
+        }
     }
 
     /// Parses `bytes` handed over in reads of `size` bytes (the rest kept between reads, as
