@@ -336,7 +336,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
                                         addresses: addresses, limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
-            if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            if facts.expectsContinue {
                 send(context, head: ResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
             }
             dispatcher.dispatch(exchange)

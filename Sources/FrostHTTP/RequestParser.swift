@@ -69,6 +69,8 @@ package struct HeadFacts: Equatable, Sendable {
     package var transferEncoding = false
     /// Bytes of the fields as they came (name, value and 4 for each), which the limits count.
     package var fieldBytes = 0
+    /// An `Expect: 100-continue` field: the client waits for a 100 before its body.
+    package var expectsContinue = false
     /// The Connection tokens `close` and `keep-alive` seen, and how many of them.
     var closeSeen = false, keepAliveSeen = false, connectionTokens = 0
 
@@ -89,6 +91,8 @@ package struct HeadFacts: Equatable, Sendable {
         switch name.count {
         case 4 where equalsIgnoringASCIICase(bytes: name, "host"): hostFields += 1
         case 17 where equalsIgnoringASCIICase(bytes: name, "transfer-encoding"): transferEncoding = true
+        case 6 where equalsIgnoringASCIICase(bytes: name, "expect"):
+            expectsContinue = expectsContinue || equalsIgnoringASCIICase(bytes: value, "100-continue")
         case 10 where equalsIgnoringASCIICase(bytes: name, "connection"):
             for token in value.split(separator: UInt8(ascii: ",")) {
                 let word = UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: token))

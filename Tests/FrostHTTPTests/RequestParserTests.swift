@@ -43,7 +43,13 @@ import FrostTestSupport
                 #expect(facts.isKeepAlive(head.version) == head.isKeepAlive, "HTTP/\(version) \(values)")
                 #expect(facts == HeadFacts(head.headers) && facts.hostFields == 1 && !facts.transferEncoding)
                 #expect(facts.fieldBytes == head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
+                #expect(!facts.expectsContinue)
             }
+        }
+        for (expect, continues) in [("100-continue", true), ("100-Continue ", true), ("100-continue, foo", false), ("", false)] {
+            let parts = try Self.parse(Array("POST / HTTP/1.1\r\nHost: h\r\nExpect: \(expect)\r\nContent-Length: 0\r\n\r\n".utf8))
+            guard case .head(_, _, let facts) = parts.first else { Issue.record("no head"); continue }
+            #expect(facts.expectsContinue == continues, "Expect: \(expect)")
         }
     }
 
