@@ -58,6 +58,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
         case inputClosed
     }
     private var encoder = ResponseEncoder()
+    /// The lock (and condition) of this connection's exchanges, one after another.
+    private let exchangeMonitor = Monitor()
     private var parser: RequestParser
     /// Bytes of a request part that has not all arrived yet.
     private var unparsed: ByteBuffer?
@@ -333,6 +335,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             self.addresses = addresses
             let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing,
                                         keepAlive: facts.isKeepAlive(head.version), context: context, connection: self,
+                                        monitor: exchangeMonitor,
                                         addresses: addresses, limits: limits, trustedProxies: trustedProxies)
             current = exchange
             if stopping { exchange.disableKeepAlive() }

@@ -76,7 +76,10 @@ package final class HTTPExchange: @unchecked Sendable {
     /// The channel's allocator, for buffers filled off the event loop.
     private let allocator: ByteBufferAllocator
 
-    private let monitor = Monitor()
+    /// The connection's (`HTTPConnectionHandler.exchangeMonitor`), shared by its exchanges:
+    /// one made per request cost two allocations and their release. Sections under it are
+    /// short and never take another exchange's state; waits re-check what they wait for.
+    private let monitor: Monitor
     /// When the request times out (monotonic seconds; the connection's sweep checks it,
     /// event loop only). Infinity: no deadline, or it has passed and was handled.
     package var expiresAt = Double.infinity
@@ -144,9 +147,10 @@ package final class HTTPExchange: @unchecked Sendable {
     /// `framing`: how the body is framed on the wire, as the parser read it; `keepAlive`:
     /// whether the client asked to keep the connection (`HeadFacts.isKeepAlive`).
     package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, keepAlive: Bool,
-                 context: ChannelHandlerContext, connection: HTTPConnectionHandler,
+                 context: ChannelHandlerContext, connection: HTTPConnectionHandler, monitor: Monitor,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.connectionID = connectionID
+        self.monitor = monitor
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
         self.readAhead = limits.readAhead
         self.highWater = max(HTTPExchange.highWater, limits.readAhead)
