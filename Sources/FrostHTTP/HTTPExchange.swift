@@ -408,8 +408,10 @@ package final class HTTPExchange: @unchecked Sendable {
             if finished { throw ExchangeError(.responseState, "the response is already finished") }
             if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
             guard !bytes.isEmpty, !suppressBody, !answeredRaw else { return false }
-            if pending.body == nil, let head = pending.head, !head.chunked {
-                // Behind the head in its own buffer (in place: only this exchange holds it).
+            if pending.body == nil, let head = pending.head, !head.chunked, head.bytes.writableBytes >= bytes.count {
+                // Behind the head in its own buffer, in the room it was made with (in place:
+                // only this exchange holds it). A larger body gets a buffer of its own size:
+                // grown, the head's would double to the next power of two.
                 pending.head!.bytes.writeBytes(bytes)
             } else {
                 if pending.body == nil { pending.body = allocator.buffer(capacity: max(bytes.count, 256)) }

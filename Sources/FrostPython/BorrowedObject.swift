@@ -111,13 +111,20 @@ public struct BorrowedObject {
                   frost_is_str(first) != 0, frost_is_str(second) != 0 else { return nil }
             return (first, second)
         }
-        for index in 0..<count where pair(index) == nil { return false }
-        for index in 0..<count {
-            let (first, second) = pair(index)!
-            try body(try BorrowedObject.utf8(of: first).bindMemory(to: UInt8.self),
-                     try BorrowedObject.utf8(of: second).bindMemory(to: UInt8.self))
+        // Every pair is checked before the first is handed over, and looked up once: the
+        // pointers are kept on the stack meanwhile (nothing runs Python in between).
+        typealias Pair = (UnsafeMutablePointer<PyObject>, UnsafeMutablePointer<PyObject>)
+        return try withUnsafeTemporaryAllocation(of: Pair.self, capacity: count) { pairs in
+            for index in 0..<count {
+                guard let found = pair(index) else { return false }
+                pairs.initializeElement(at: index, to: found)
+            }
+            for (first, second) in pairs {
+                try body(try BorrowedObject.utf8(of: first).bindMemory(to: UInt8.self),
+                         try BorrowedObject.utf8(of: second).bindMemory(to: UInt8.self))
+            }
+            return true
         }
-        return true
     }
 
     /// CPython's cached UTF-8 of a `str`.

@@ -86,7 +86,7 @@ extension ControlBlock {
         try environ.setItem(keys.remoteAddr, clientObject)
         if !client.isEmpty { try environ.setItem(keys.remoteHost, clientObject) }
         let remotePort = exchange.addresses.remotePort
-        if !remotePort.isEmpty { try set(keys.remotePort, remotePort) }
+        if !remotePort.isEmpty { try environ.setItem(keys.remotePort, keys.remotePortValue(remotePort)) }
         if let user = exchange.filterRequest?.user, !user.isEmpty {
             try set(keys.remoteUser, user)
             try set(keys.authType, "Basic")
@@ -146,6 +146,15 @@ private final class WSGIKeys {
     /// The last value of each of these variables: most requests repeat the last one's.
     let method = ValueMemo(), path = ValueMemo(), server = ValueMemo(), port = ValueMemo(), `protocol` = ValueMemo(),
         client = ValueMemo()
+    /// REMOTE_PORT's last values, one per slot by the port's hash: the requests of a
+    /// connection repeat its port, but those of other connections come in between.
+    private let remotePorts = (0..<64).map { _ in ValueMemo() }
+
+    func remotePortValue(_ port: String) throws -> PythonObject {
+        var hash = 0
+        for byte in port.utf8 { hash = hash &* 31 &+ Int(byte) }
+        return try remotePorts[hash & 63].value(port)
+    }
 
     private init() throws {
         requestMethod = try .interned("REQUEST_METHOD")
