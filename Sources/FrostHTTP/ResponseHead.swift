@@ -101,8 +101,6 @@ package struct ResponseFields: Sendable {
         self = ResponseFields(checked: pairs.filter { !$0.0.equalsIgnoringASCIICase(lowercaseName) }
                               + [(lowercaseName.description, value)])
     }
-
-    package var isEmpty: Bool { storage.bytes.isEmpty }
 }
 
 extension ResponseFields: ExpressibleByDictionaryLiteral {
