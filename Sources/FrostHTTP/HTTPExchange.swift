@@ -367,7 +367,7 @@ package final class HTTPExchange: @unchecked Sendable {
             let version = requestHead.version
             // Decided here, so that the head announces a close the host will make.
             if !canKeepConnection { keepAlive = false }
-            suppressBody = isHead || status == 204 || status == 304 || (100..<200).contains(status)
+            suppressBody = isHead || !ResponseHead.mayHaveBody(status: status)
             if !fields.hasLength && !suppressBody {
                 if version.major == 1 && version.minor >= 1 {
                     if !fields.hasTransferEncoding {
@@ -378,11 +378,7 @@ package final class HTTPExchange: @unchecked Sendable {
                 }
             }
             if fields.asksClose { keepAlive = false }
-            if !keepAlive {
-                fields.replaceOrAdd("connection", value: "close")
-            } else if version.major == 1 && version.minor == 0 {
-                fields.replaceOrAdd("connection", value: "keep-alive")
-            }
+            fields.announceConnection(close: !keepAlive, version: version)
             // Marked sent and pending at once: a flush never finds the one without the other.
             // Encoded now, with room for a small body to follow it in the same buffer.
             pending.head = ResponseEncoder.encode(ResponseHead(version: version, status: status, reason: reason, fields: fields),
@@ -688,11 +684,7 @@ package final class HTTPExchange: @unchecked Sendable {
             if !canKeepConnection { keepAlive = false }
             return !keepAlive
         }
-        if close {
-            fields.replaceOrAdd("connection", value: "close")
-        } else if head.version.major == 1 && head.version.minor == 0 {
-            fields.replaceOrAdd("connection", value: "keep-alive")
-        }
+        fields.announceConnection(close: close, version: head.version)
         responseEnded = true
         let sendsBody = body != nil && !head.method.isHEAD
         let written = context.eventLoop.makePromise(of: Void.self)

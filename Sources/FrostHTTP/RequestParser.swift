@@ -71,8 +71,9 @@ package struct HeadFacts: Equatable, Sendable {
     package var fieldBytes = 0
     /// An `Expect: 100-continue` field: the client waits for a 100 before its body.
     package var expectsContinue = false
-    /// The Connection tokens `close` and `keep-alive` seen, and how many of them.
-    var closeSeen = false, keepAliveSeen = false, connectionTokens = 0
+    /// How many Connection tokens were `close` or `keep-alive`, and whether one was
+    /// `keep-alive` (all `isKeepAlive` needs).
+    var connectionTokens = 0, keepAliveSeen = false
 
     package init() {}
 
@@ -97,7 +98,6 @@ package struct HeadFacts: Equatable, Sendable {
             for token in value.split(separator: UInt8(ascii: ",")) {
                 let word = UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: token))
                 if equalsIgnoringASCIICase(bytes: word, "close") {
-                    closeSeen = true
                     connectionTokens += 1
                 } else if equalsIgnoringASCIICase(bytes: word, "keep-alive") {
                     keepAliveSeen = true

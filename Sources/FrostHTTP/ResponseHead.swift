@@ -96,6 +96,17 @@ package struct ResponseFields: Sendable {
         ResponseFields(checked: pairs.filter { !$0.0.equalsIgnoringASCIICase(lowercaseName) })
     }
 
+    /// The Connection field that announces what the host does with the connection after a
+    /// response to an HTTP/`version` request: `close` when it closes; `keep-alive` when an
+    /// HTTP/1.0 client's connection stays open (HTTP/1.1 keeps it without saying so).
+    package mutating func announceConnection(close: Bool, version: HTTPVersion) {
+        if close {
+            replaceOrAdd("connection", value: "close")
+        } else if version.major == 1 && version.minor == 0 {
+            replaceOrAdd("connection", value: "keep-alive")
+        }
+    }
+
     /// `name: value` in place of any field of that name, at the end (NIO's `replaceOrAdd`).
     package mutating func replaceOrAdd(_ lowercaseName: StaticString, value: String) {
         self = ResponseFields(checked: pairs.filter { !$0.0.equalsIgnoringASCIICase(lowercaseName) }
@@ -126,5 +137,7 @@ package struct ResponseHead: Sendable {
 
     /// Whether a response with this status may have a body (RFC 9112 §6.3: 1xx, 204 and
     /// 304 never do).
-    package var mayHaveBody: Bool { !(100..<200).contains(status) && status != 204 && status != 304 }
+    package var mayHaveBody: Bool { ResponseHead.mayHaveBody(status: status) }
+
+    package static func mayHaveBody(status: Int) -> Bool { !(100..<200).contains(status) && status != 204 && status != 304 }
 }

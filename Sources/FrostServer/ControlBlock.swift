@@ -614,14 +614,17 @@ extension ControlBlock {
     /// raised by `method`.
     func readBody(_ method: String, _ read: () throws -> [ByteBuffer]) throws -> PythonObject {
         let parts = try readBodyParts(method, read)
-        return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { destination in
-            var offset = 0
-            for part in parts {
-                part.withUnsafeReadableBytes { source in
-                    UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
-                }
-                offset += part.readableBytes
+        return try PythonObject.bytes(count: parts.reduce(0) { $0 + $1.readableBytes }) { copy(parts, into: $0, at: 0) }
+    }
+
+    /// Copies `parts` one after another into `destination` from `offset` (which has room).
+    func copy(_ parts: [ByteBuffer], into destination: UnsafeMutableRawBufferPointer, at offset: Int) {
+        var offset = offset
+        for part in parts {
+            part.withUnsafeReadableBytes { source in
+                UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
             }
+            offset += part.readableBytes
         }
     }
 

@@ -119,16 +119,10 @@ final class WSGIInput {
             throw error
         }
         let bytes = try PythonObject.bytes(count: count) { destination in
-            var offset = unread
             pending.withUnsafeBytes { source in
                 destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[position...]))
             }
-            for part in parts {
-                part.withUnsafeReadableBytes { source in
-                    UnsafeMutableRawBufferPointer(rebasing: destination[offset..<offset + source.count]).copyMemory(from: source)
-                }
-                offset += part.readableBytes
-            }
+            block.copy(parts, into: destination, at: unread)
         }
         pending.removeAll(keepingCapacity: true)
         position = 0
