@@ -3,6 +3,9 @@
 import NIOCore
 import NIOHTTP1
 import FrostSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Receives what every request needs: called on a Python-free path (the event loop).
 package protocol ExchangeDispatcher: AnyObject, Sendable {
@@ -102,11 +105,20 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// Closes the connection without losing a response to a reset.
     private let lingering: LingeringClose
     private let trustedProxies: TrustedProxies
+    /// The connection's descriptor, when it is known and only this handler writes to the
+    /// connection: a response that fits the socket is written with one `send(2)` of our
+    /// own (see `writeDirectly`). nil: every write goes through NIO.
+    private let socket: Int32?
+    /// Something was handed to NIO's writes that may still be queued there: before the
+    /// next write of our own, NIO is asked whether it holds anything.
+    private var nioMayHoldWrites = false
 
+    /// `socket`: the connection's descriptor, when nothing but this handler writes to it.
     /// `stopping`: the host is already stopping; serve one request, then close.
     package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
                  lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
-                 stopping: Bool = false) {
+                 socket: Int32? = nil, stopping: Bool = false) {
+        self.socket = socket
         self.lingering = lingering
         self.sweeper = sweeper
         self.trustedProxies = trustedProxies
@@ -226,20 +238,61 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
         // The promise goes with the last buffer: each is written once the next one is known.
         var last: IOData?
         encoder.encode(head: head, body: body, end: end, allocator: context.channel.allocator) { buffer in
-            if let previous = last { context.write(NIOAny(previous), promise: nil) }
+            if let previous = last { write(context, previous, flush: false, promise: nil) }
             last = buffer
         }
-        // The last buffer and the flush go down the pipeline together (one pass, not two).
-        let final = last ?? (promise == nil ? nil : .byteBuffer(context.channel.allocator.buffer(capacity: 0)))
-        if let final {
-            if flush {
-                context.writeAndFlush(NIOAny(final), promise: promise)
-            } else {
-                context.write(NIOAny(final), promise: promise)
-            }
+        if let final = last {
+            write(context, final, flush: flush, promise: promise)
+        } else if let promise {
+            // Writes complete in order: an empty one completes after those before it.
+            write(context, .byteBuffer(context.channel.allocator.buffer(capacity: 0)), flush: flush, promise: promise)
         } else if flush {
             context.flush()
         }
+    }
+
+    /// Writes one buffer: ourselves when it is flushed, NIO holds nothing of this
+    /// connection's and the socket takes all of it; else (and what the socket did not
+    /// take) through NIO. The last buffer and the flush go down the pipeline together.
+    private func write(_ context: ChannelHandlerContext, _ data: IOData, flush: Bool, promise: EventLoopPromise<Void>?) {
+        var data = data
+        if flush, case .byteBuffer(var buffer) = data {
+            if writeDirectly(context, &buffer) {
+                promise?.succeed(())
+                return
+            }
+            data = .byteBuffer(buffer)  // what the socket did not take
+        }
+        nioMayHoldWrites = true
+        if flush {
+            context.writeAndFlush(NIOAny(data), promise: promise)
+        } else {
+            context.write(NIOAny(data), promise: promise)
+        }
+    }
+
+    /// Sends what it can of `buffer` with one `send(2)` (event loop) and returns whether
+    /// that was all of it; what is left stays in `buffer` for NIO. NIO's write path (the
+    /// pipeline, its queue of pending writes, the promise, the flush) cost about 4,000
+    /// instructions a response; this is a system call.
+    ///
+    /// Only while the channel is active: NIO marks it inactive before it closes the
+    /// descriptor, whose number may then belong to another connection. Only when NIO
+    /// holds none of this connection's writes, which it would send after this one. An
+    /// error is left to NIO, which meets it again on its own write and fails the write and
+    /// closes the connection as for any write of its own.
+    private func writeDirectly(_ context: ChannelHandlerContext, _ buffer: inout ByteBuffer) -> Bool {
+        guard let socket, buffer.readableBytes > 0, context.channel.isActive else { return false }
+        if nioMayHoldWrites {
+            guard unsentBytes(context) == 0 else { return false }
+            nioMayHoldWrites = false
+        }
+        let sent = buffer.withUnsafeReadableBytes { bytes in
+            Glibc.send(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+        }
+        guard sent > 0 else { return false }
+        buffer.moveReaderIndex(forwardBy: sent)
+        return buffer.readableBytes == 0
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -526,6 +579,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// what is pending (writes complete in order: an empty one completes after it).
     private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
+        nioMayHoldWrites = true
         context.writeAndFlush(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }

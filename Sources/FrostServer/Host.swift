@@ -112,7 +112,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private var inFlight = 0
     private var nextConnectionID = 0
     private var served = 0
-    private var serverChannels: [Channel] = []
     private var acceptor: Acceptor?
     /// Open connections, for a graceful stop.
     private var connections: [Int: Channel] = [:]
@@ -185,68 +184,60 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         (extensionObject, filterChain?.filter)
     }
 
-    /// Binds and starts serving; returns the address it listens on.
+    /// Binds `listen` (unless sockets were handed over) and starts serving; returns the
+    /// addresses it listens on.
+    ///
+    /// Connections are accepted by the host's own thread (`Acceptor`) and handed to the
+    /// event loops, on sockets it bound itself as on sockets shared with other processes
+    /// (NIO's server channel assumes it is the only one accepting): one way in, and each
+    /// connection's descriptor known to its handler, which writes a response that fits the
+    /// socket itself (`HTTPConnectionHandler.send`).
     @discardableResult
     public func start() throws -> String {
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 512)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in self.initializeConnection(channel) }
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)  // socketOption(.tcp_nodelay) would be SOL_SOCKET level 1: SO_DEBUG
-            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            // A client may half-close after its request; it still gets its responses.
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        let listen = configuration.listen
-        if !configuration.boundSockets.isEmpty {
-            // Sockets shared with other processes: accepted by our own thread (NIO's server
-            // channel assumes it is the only one accepting), each connection then handed
-            // to the event loops.
-            let connections = ClientBootstrap(group: group)
-                .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-                .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                .channelInitializer { channel in self.initializeConnection(channel) }
+        var sockets = configuration.boundSockets
+        if sockets.isEmpty {
             do {
-                acceptor = try Acceptor(sockets: configuration.boundSockets, seat: configuration.connectionSeat) { fd in
-                    var one: Int32 = 1
-                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    self.monitor.locked {
-                        self.connectionsBeingSetUp += 1
-                        self.publishConnectionCount()
-                    }
-                    connections.withConnectedSocket(fd).whenComplete { _ in
-                        self.monitor.locked {
-                            self.connectionsBeingSetUp -= 1
-                            self.publishConnectionCount()
-                            self.monitor.broadcast()
-                        }
-                    }
-                }
+                sockets = [try bindListeningSocket(configuration.listen, backlog: 512)]
             } catch {
-                throw HostError(.cannotListen, subject: "handed-over sockets", "cannot serve the listening sockets handed over: \(error)")
+                throw HostError(error.kind == .badAddress ? .badAddress : .cannotListen, subject: configuration.listen, error.message)
             }
-            return configuration.boundSockets.map { localAddressDescription(of: $0) }.joined(separator: ", ")
         }
         do {
-            switch ListenAddress(listen) {
-            case .unix(let path):
-                serverChannels = [try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()]
-            case .tcp(let host, let port):
-                serverChannels = [try bootstrap.bind(host: host, port: Int(port)).wait()]
-            case nil:
-                throw HostError(.badAddress, subject: listen, "'\(listen)' is not HOST:PORT or unix:PATH")
-            }
-        } catch let error as HostError {
-            throw error
+            acceptor = try Acceptor(sockets: sockets, seat: configuration.connectionSeat) { fd in self.accepted(fd) }
         } catch {
-            throw HostError(.cannotListen, subject: listen, "cannot listen on \(listen): \(error)")
+            for fd in sockets { close(fd) }
+            throw HostError(.cannotListen, subject: configuration.listen, "cannot serve \(configuration.listen): \(error)")
         }
-        if listen.hasPrefix("unix:") { return listen }
-        return describe(serverChannels.first?.localAddress) ?? listen
+        return sockets.map { localAddressDescription(of: $0) }.joined(separator: ", ")
+    }
+
+    /// A connection the acceptor took (its thread): set up on an event loop.
+    private func accepted(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        monitor.locked {
+            connectionsBeingSetUp += 1
+            publishConnectionCount()
+        }
+        // A bootstrap per connection, so that its handler knows the descriptor.
+        ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            // A client may half-close after its request; it still gets its responses.
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in self.initializeConnection(channel, socket: fd) }
+            .withConnectedSocket(fd)
+            .whenComplete { _ in
+                self.monitor.locked {
+                    self.connectionsBeingSetUp -= 1
+                    self.publishConnectionCount()
+                    self.monitor.broadcast()
+                }
+            }
     }
 
     /// The pipeline of one connection: the raw-data handler when there is a filter, NIO's
     /// HTTP/1.1 server handlers, and ours.
-    private func initializeConnection(_ channel: Channel) -> EventLoopFuture<Void> {
+    private func initializeConnection(_ channel: Channel, socket: Int32) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let id = self.connectionID()
             self.monitor.locked {
@@ -281,6 +272,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, attachment: raw,
                                       lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
                                       trustedProxies: self.configuration.trustedProxies,
+                                      // The filter's raw-data handler writes too: then every write goes through NIO.
+                                      socket: raw == nil ? socket : nil,
                                       stopping: self.monitor.locked { self.stopping }))
         }
     }
@@ -288,13 +281,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// Tells the other workers how many connections this one holds (`monitor` held).
     private func publishConnectionCount() {
         configuration.connectionSeat?.setConnections(connections.count + connectionsBeingSetUp)
-    }
-
-    private func describe(_ address: SocketAddress?) -> String? {
-        guard let address else { return nil }
-        if let path = address.pathname { return "unix:" + path }
-        guard let ip = address.ipAddress, let port = address.port else { return nil }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 
     /// What a worker reports to its master.
@@ -340,7 +326,6 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// the connections and stops the Python threads. Terminate* is the caller's.
     public func shutdown() {
         acceptor?.stop()
-        for channel in serverChannels { try? channel.close().wait() }
         // Connections finish what they have: idle keep-alive ones close now, busy ones
         // after their response, and one just accepted serves its first request.
         // A connection accepted but not yet set up is waited for like the others.
@@ -916,9 +901,9 @@ public protocol ConnectionBalancing: Sendable {
     func anotherHoldsFewer() -> Bool
 }
 
-/// Accepts connections on listening sockets other processes share: it waits with poll
-/// and accepts without blocking, so losing a connection to another worker is just
-/// EAGAIN. Stopping closes this process's copies of the sockets only.
+/// Accepts connections on the host's listening sockets (its own, or shared with other
+/// processes): it waits with poll and accepts without blocking, so losing a connection to
+/// another worker is just EAGAIN. Stopping closes this process's copies of the sockets only.
 ///
 /// With a seat on the workers' connection board it accepts one connection at a time and
 /// leaves a waiting connection to a worker that holds fewer, for at most

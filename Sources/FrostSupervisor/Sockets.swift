@@ -33,60 +33,19 @@ public struct SupervisorError: Error, CustomStringConvertible, Sendable {
 /// Listening sockets: bound here once, or inherited from systemd, then handed to workers.
 public enum ListenSockets {
     /// Binds and listens on "HOST:PORT" (port 0 picks one) or "unix:PATH" (an old socket
-    /// file is replaced). The descriptor is close-on-exec; workers get duplicates.
+    /// file is replaced): `bindListeningSocket`. The descriptor is close-on-exec; workers
+    /// get duplicates.
     public static func bind(_ address: String, backlog: Int32 = 1024) throws -> Int32 {
-        switch ListenAddress(address) {
-        case .unix(let path):
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw SupervisorError(.cannotListen, subject: address, "cannot create a socket for \(address): \(errnoDescription())") }
-            var info = stat()
-            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-            guard let (storage, length) = unixSocketAddress(path) else {
-                close(fd)
-                throw SupervisorError(.badAddress, subject: address, "the socket path \(path) is too long")
+        do {
+            return try bindListeningSocket(address, backlog: backlog)
+        } catch {
+            let kind: SupervisorError.Kind = switch error.kind {
+            case .badAddress: .badAddress
+            case .unresolvable: .unresolvable
+            case .cannotListen: .cannotListen
             }
-            let status = withUnsafePointer(to: storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
-            }
-            guard status == 0, listen(fd, backlog) == 0 else {
-                let message = errnoDescription()
-                close(fd)
-                throw SupervisorError(.cannotListen, subject: address, "cannot listen on \(address): \(message)")
-            }
-            return fd
-        case .tcp(let host, let port):
-            return try bindTCP(address, host: host, port: port, backlog: backlog)
-        case nil:
-            throw SupervisorError(.badAddress, subject: address, "'\(address)' is not HOST:PORT or unix:PATH")
+            throw SupervisorError(kind, subject: address, error.message)
         }
-    }
-
-    private static func bindTCP(_ address: String, host: String, port: UInt16, backlog: Int32) throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
-        guard status == 0, let first = list else {
-            throw SupervisorError(.unresolvable, subject: address, "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
-        }
-        defer { freeaddrinfo(list) }
-        var failure = "no address"
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let current = entry {
-            entry = current.pointee.ai_next
-            let fd = socket(current.pointee.ai_family, current.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { failure = errnoDescription(); continue }
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if Glibc.bind(fd, current.pointee.ai_addr, current.pointee.ai_addrlen) == 0, listen(fd, backlog) == 0 {
-                return fd
-            }
-            failure = errnoDescription()
-            close(fd)
-        }
-        throw SupervisorError(.cannotListen, subject: address, "cannot listen on \(address): \(failure)")
     }
 
     /// The sockets systemd passed (`LISTEN_PID` is this process, `LISTEN_FDS` how many,

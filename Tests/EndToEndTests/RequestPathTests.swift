@@ -73,6 +73,55 @@ import Glibc
         #expect(server.stop().status == 0)
     }
 
+    /// Pipelined responses to a client that reads them as fast as they come: the socket
+    /// takes part of a response, NIO queues the rest, and the next response, which the
+    /// host would write to the socket itself, must wait behind it. Every response arrives
+    /// whole and in order (alternately 14 bytes and about 64 KiB, each its own length).
+    /// (Checked: with the wait left out, the second response already lands inside the
+    /// first.)
+    @Test func responsesStayInOrderWhenTheSocketTakesPartOfOne() throws {
+        let scratch = ScratchDirectory("partial-writes")
+        let server = try Self.inlineServer(try WireFixture.bundle(scratch))
+        let connection = try RawConnection(port: server.port)
+        let sizes = (0..<300).map { $0 % 2 == 0 ? 14 : 65000 + $0 }
+        for round in 0..<3 {
+            try connection.send(sizes.map { "GET /sized?\($0) HTTP/1.1\r\nHost: h\r\n\r\n" }.joined())
+            // Everything that comes until the line is quiet, read in a tight loop.
+            var received: [UInt8] = []
+            received.reserveCapacity(32 << 20)
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while connection.hasInput(within: 1) {
+                let count = recv(connection.fd, &chunk, chunk.count, 0)
+                if count <= 0 { break }
+                received += chunk[..<count]
+            }
+            var offset = 0
+            for (index, size) in sizes.enumerated() {
+                let head = Self.headEnd(received, from: offset).map { String(decoding: received[offset..<$0], as: UTF8.self) } ?? ""
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+                let bodyStart = offset + head.utf8.count + 4
+                let whole = head.hasPrefix("HTTP/1.1 200 ") && length == size && bodyStart + size <= received.count
+                    && received[bodyStart..<(bodyStart + size)].allSatisfy { $0 == UInt8(ascii: "z") }
+                #expect(whole, "round \(round), response \(index) of \(size) bytes: \(head.debugDescription.prefix(200))")
+                if !whole { break }
+                offset = bodyStart + size
+            }
+            #expect(offset == received.count, "round \(round): \(received.count - offset) bytes after the last response")
+        }
+        #expect(server.stop().status == 0)
+    }
+
+    /// Where the head that starts at `offset` ends (its CR LF CR LF), if it does.
+    static func headEnd(_ bytes: [UInt8], from offset: Int) -> Int? {
+        var index = offset
+        while index + 3 < bytes.count {
+            if bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 { return index }
+            index += 1
+        }
+        return nil
+    }
+
     /// 100 MiB in 64 KiB writes: flushed as the buffer fills, the writer held back while
     /// the socket is behind, so the worker's memory stays far below the response's size.
     @Test func aLargeStreamedResponseKeepsMemoryBounded() throws {
