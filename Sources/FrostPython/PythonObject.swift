@@ -225,6 +225,11 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         if PyDict_SetItem(pointer, key.pointer, value.pointer) != 0 { throw PythonError.fetch() }
     }
 
+    /// `del self[key]` for a dict (a KeyError when it is not there).
+    public func removeItem(_ key: PythonObject) throws {
+        if PyDict_DelItem(pointer, key.pointer) != 0 { throw PythonError.fetch() }
+    }
+
     /// `self[key] = str(value)` for a dict, the value's UTF-8 bytes decoded as Latin-1,
     /// one code point per byte (WSGI's request strings), without a wrapper object.
     public func setItem(_ key: PythonObject, latin1 value: String) throws {

@@ -50,11 +50,13 @@ extension ControlBlock {
         }
 
         let secure = variables.secure
-        try environ.setItem(keys.requestMethod, keys.method.value(head.method.rawValue))
+        // Most of what follows repeats the request before: those the environ's template
+        // holds already cost a comparison (`WSGIKeys.put`).
+        try keys.put(.requestMethod, keys.method.value(head.method.rawValue), into: environ)
         let site = variables.site.scriptName
         if site.isEmpty {  // a site at the root: no split to make
-            try environ.setItem(keys.scriptName, keys.empty)
-            try environ.setItem(keys.pathInfo, keys.path.value(variables.pathInfo))
+            try keys.put(.scriptName, keys.empty, into: environ)
+            try keys.put(.pathInfo, keys.path.value(variables.pathInfo), into: environ)
         } else {
             var pathInfo = Array(variables.pathInfo.utf8)
             var scriptName = Array(site.utf8)
@@ -64,34 +66,34 @@ extension ControlBlock {
                 scriptName = []
             }
             while scriptName.last == UInt8(ascii: "/") { scriptName.removeLast() }
-            try set(keys.scriptName, String(decoding: scriptName, as: UTF8.self))
-            try set(keys.pathInfo, String(decoding: pathInfo, as: UTF8.self))
+            try keys.put(.scriptName, keys.script.value(String(decoding: scriptName, as: UTF8.self)), into: environ)
+            try keys.put(.pathInfo, keys.path.value(String(decoding: pathInfo, as: UTF8.self)), into: environ)
         }
         let query = variables.queryString
-        try environ.setItem(keys.queryString, query.isEmpty ? keys.empty : try PythonObject.latin1(query))
+        try keys.put(.queryString, query.isEmpty ? keys.empty : try PythonObject.latin1(query), into: environ)
         if let contentType, !contentType.isEmpty {
-            try set(keys.contentType, contentType)
+            try keys.put(.contentType, try PythonObject.latin1(contentType), into: environ)
         } else {
-            try environ.setItem(keys.contentType, keys.empty)
+            try keys.put(.contentType, keys.empty, into: environ)
         }
         let serverName = variables.serverName(host: host)
-        try environ.setItem(keys.serverName, keys.server.value(serverName.isEmpty ? "localhost" : serverName))
+        try keys.put(.serverName, keys.server.value(serverName.isEmpty ? "localhost" : serverName), into: environ)
         let port = exchange.addresses.localPort
-        try environ.setItem(keys.serverPort, keys.port.value(port.isEmpty ? (secure ? "443" : "80") : port))
+        try keys.put(.serverPort, keys.port.value(port.isEmpty ? (secure ? "443" : "80") : port), into: environ)
         let version = head.version
-        try environ.setItem(keys.serverProtocol, keys.protocol.value(version == .http1_1 ? "HTTP/1.1" : version == .http1_0 ? "HTTP/1.0"
-                                                                     : "HTTP/\(version.major).\(version.minor)"))
+        try keys.put(.serverProtocol, keys.protocol.value(version == .http1_1 ? "HTTP/1.1" : version == .http1_0 ? "HTTP/1.0"
+                                                          : "HTTP/\(version.major).\(version.minor)"), into: environ)
         let client = exchange.clientAddress
         let clientObject = try keys.client.value(client)
-        try environ.setItem(keys.remoteAddr, clientObject)
-        if !client.isEmpty { try environ.setItem(keys.remoteHost, clientObject) }
+        try keys.put(.remoteAddr, clientObject, into: environ)
+        try keys.put(.remoteHost, client.isEmpty ? nil : clientObject, into: environ)
         let remotePort = exchange.addresses.remotePort
-        if !remotePort.isEmpty { try environ.setItem(keys.remotePort, keys.remotePortValue(remotePort)) }
+        try keys.put(.remotePort, remotePort.isEmpty ? nil : try keys.remotePortValue(remotePort), into: environ)
         if let user = exchange.filterRequest?.user, !user.isEmpty {
             try set(keys.remoteUser, user)
             try set(keys.authType, "Basic")
         }
-        try environ.setItem(keys.urlScheme, secure ? keys.https : keys.http)
+        try keys.put(.urlScheme, secure ? keys.https : keys.http, into: environ)
         let total = totalBytes
         if total == 0xFFFF_FFFF {
             // No length to give (PEP 3333 leaves CONTENT_LENGTH out); reading to the end is
@@ -100,9 +102,10 @@ extension ControlBlock {
         } else if total != 0 {
             try set(keys.contentLength, String(total))
         }
+        try keys.put(.errors, streams?.errors, into: environ)
         if let streams {
+            // Not in the template: the input is used again only when nothing else holds it.
             try environ.setItem(keys.input, streams.input)
-            try environ.setItem(keys.errors, streams.errors)
             try environ.setItem(keys.controlBlock, streams.controlBlock)
         }
         return environ
@@ -127,25 +130,90 @@ private final class WSGIKeys {
     let cookieSeparator, listSeparator: PythonObject
     /// The last request's header variables, by position (the first 32 headers).
     let headers = (0..<32).map { _ in HeaderVariable() }
-    /// `base` with room for a request's variables, for `environ(from:)`.
+
+    /// The variables every request sets (or leaves out: nil), most of them to what the
+    /// request before had. Not wsgi.input: the template would hold it, and an input is
+    /// used again only when nothing else does.
+    enum Repeated: Int, CaseIterable {
+        case requestMethod, scriptName, pathInfo, queryString, contentType, serverName, serverPort, serverProtocol,
+             remoteAddr, remoteHost, remotePort, urlScheme, errors
+    }
+    private lazy var repeatedKeys: [PythonObject] = Repeated.allCases.map { variable in
+        switch variable {
+        case .requestMethod: requestMethod
+        case .scriptName: scriptName
+        case .pathInfo: pathInfo
+        case .queryString: queryString
+        case .contentType: contentType
+        case .serverName: serverName
+        case .serverPort: serverPort
+        case .serverProtocol: serverProtocol
+        case .remoteAddr: remoteAddr
+        case .remoteHost: remoteHost
+        case .remotePort: remotePort
+        case .urlScheme: urlScheme
+        case .errors: errors
+        }
+    }
+    /// What the template holds for each (nil: nothing), and how often a request has given
+    /// it another value since the template last learnt it.
+    private var templateValues = [PythonObject?](repeating: nil, count: Repeated.allCases.count)
+    private var misses = [Int](repeating: 0, count: Repeated.allCases.count)
+    /// Another value this many times, and the template takes the latest: a variable that
+    /// changes (the path, a connection's port among others') costs its setting, as it did
+    /// without a template, and a sixteenth of a setting more.
+    static let missesBeforeLearning = 16
+
+    /// The template: `base`'s entries, the repeated variables' values it has learnt, and
+    /// room for a request's other variables and a dozen headers. A dict that outgrows its
+    /// table rebuilds it (twice for an environ copied from the five wsgi.* constants), and
+    /// a copy keeps its original's table size, so each environ is a copy of this one.
+    /// `base` is read once: its entries are constants (isapi.wsgi's), later changes to it
+    /// are not seen.
     private var template: (base: PythonObject, presized: PythonObject)?
 
-    /// A new dict of `base`'s entries with room for a request's variables and a dozen
-    /// headers: a dict that outgrows its table rebuilds it (twice for an environ copied
-    /// from the five wsgi.* constants), and a copy keeps its original's table size, so
-    /// each environ is a copy of one presized copy of `base`. `base` is read once: its
-    /// entries are constants (isapi.wsgi's), later changes to it are not seen.
+    /// A new environ: a copy of the template (made first from `base`).
     func environ(from base: BorrowedObject) throws -> PythonObject {
         if let template, template.base.pointer == base.pointer { return try template.presized.dictCopy() }
         let kept = base.object
         let presized = try kept.dictCopy(room: 32)
+        for (index, value) in templateValues.enumerated() {
+            if let value { try presized.setItem(repeatedKeys[index], value) }
+        }
         template = (kept, presized)
         return try presized.dictCopy()
     }
 
+    /// Gives `variable` this request's `value` (nil: not there) in `environ`, a copy of the
+    /// template: nothing to do when the template holds that very object already. A value
+    /// given instead of the template's sixteen times becomes the template's.
+    func put(_ variable: Repeated, _ value: PythonObject?, into environ: PythonObject) throws {
+        try put(variable, value?.borrowed, into: environ)
+    }
+
+    func put(_ variable: Repeated, _ value: BorrowedObject?, into environ: PythonObject) throws {
+        let index = variable.rawValue
+        let held = templateValues[index]
+        if held?.pointer == value?.pointer { return }
+        if let value {
+            try environ.setItem(repeatedKeys[index], value)
+        } else {
+            try environ.removeItem(repeatedKeys[index])
+        }
+        misses[index] += 1
+        guard misses[index] >= Self.missesBeforeLearning else { return }
+        misses[index] = 0
+        templateValues[index] = value?.object
+        if let value, let template {
+            try template.presized.setItem(repeatedKeys[index], value)
+        } else {
+            template = nil  // made again without it: a removal would leave a hole in its table
+        }
+    }
+
     /// The last value of each of these variables: most requests repeat the last one's.
-    let method = ValueMemo(), path = ValueMemo(), server = ValueMemo(), port = ValueMemo(), `protocol` = ValueMemo(),
-        client = ValueMemo()
+    let method = ValueMemo(), path = ValueMemo(), script = ValueMemo(), server = ValueMemo(), port = ValueMemo(),
+        `protocol` = ValueMemo(), client = ValueMemo()
     /// REMOTE_PORT's last values, one per slot by the port's hash: the requests of a
     /// connection repeat its port, but those of other connections come in between.
     private let remotePorts = (0..<64).map { _ in ValueMemo() }

@@ -211,6 +211,7 @@ typedef enum { PyGILState_LOCKED, PyGILState_UNLOCKED } PyGILState_STATE;
     F(PyObject *, PyDict_GetItemWithError, PyDict_GetItemWithError, (PyObject *d, PyObject *k), (d, k)) \
     F(int, PyDict_SetItemString, PyDict_SetItemString, (PyObject *d, const char *k, PyObject *v), (d, k, v)) \
     F(int, PyDict_SetItem, PyDict_SetItem, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
+    F(int, PyDict_DelItem, PyDict_DelItem, (PyObject *d, PyObject *k), (d, k)) \
     F(PyObject *, PyDict_Copy, PyDict_Copy, (PyObject *d), (d)) \
     F(PyObject *, frost_PyDict_NewPresized, _PyDict_NewPresized, (Py_ssize_t n), (n)) \
     F(PyObject *, PyDict_SetDefault, PyDict_SetDefault, (PyObject *d, PyObject *k, PyObject *v), (d, k, v)) \
