@@ -113,12 +113,17 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// next write of our own, NIO is asked whether it holds anything.
     private var nioMayHoldWrites = false
 
+    /// Whether the layer above may rewrite request heads (`HTTPExchange.rewriteHead`).
+    private let headsMayBeRewritten: Bool
+
     /// `socket`: the connection's descriptor, when nothing but this handler writes to it.
+    /// `headsMayBeRewritten`: the layer above may rewrite request heads (a filter).
     /// `stopping`: the host is already stopping; serve one request, then close.
     package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
                  lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
-                 socket: Int32? = nil, stopping: Bool = false) {
+                 socket: Int32? = nil, headsMayBeRewritten: Bool = true, stopping: Bool = false) {
         self.socket = socket
+        self.headsMayBeRewritten = headsMayBeRewritten
         self.lingering = lingering
         self.sweeper = sweeper
         self.trustedProxies = trustedProxies
@@ -389,7 +394,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing,
                                         keepAlive: facts.isKeepAlive(head.version), context: context, connection: self,
                                         monitor: exchangeMonitor,
-                                        addresses: addresses, limits: limits, trustedProxies: trustedProxies)
+                                        addresses: addresses, limits: limits, trustedProxies: trustedProxies,
+                                        headMayBeRewritten: headsMayBeRewritten)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if facts.expectsContinue {

@@ -51,9 +51,15 @@ package final class HTTPExchange: @unchecked Sendable {
 
     package let connectionID: Int
     /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS). Guarded by
-    /// `monitor`: never read it with `monitor` held.
-    package var head: HTTPRequestHead { monitor.locked { requestHead } }
+    /// `monitor` when it may be rewritten: never read it with `monitor` held.
+    package var head: HTTPRequestHead {
+        if !headMayBeRewritten { return requestHead }
+        return monitor.locked { requestHead }
+    }
     private var requestHead: HTTPRequestHead
+    /// Whether `rewriteHead` may be called (the connection has a filter): else the head is
+    /// read without the lock (it was taken twice a request).
+    private let headMayBeRewritten: Bool
     /// What the layer above keeps with this request (set by the dispatcher before the
     /// request goes anywhere else; the ISAPI host's per-request state).
     package var attachment: AnyObject?
@@ -148,7 +154,9 @@ package final class HTTPExchange: @unchecked Sendable {
     /// whether the client asked to keep the connection (`HeadFacts.isKeepAlive`).
     package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, keepAlive: Bool,
                  context: ChannelHandlerContext, connection: HTTPConnectionHandler, monitor: Monitor,
-                 addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([])) {
+                 addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([]),
+                 headMayBeRewritten: Bool = true) {
+        self.headMayBeRewritten = headMayBeRewritten
         self.connectionID = connectionID
         self.monitor = monitor
         self.pace = BodyPace(timeout: limits.bodyTimeout, minimumRate: limits.bodyMinimumRate)
@@ -174,6 +182,7 @@ package final class HTTPExchange: @unchecked Sendable {
     package var clientAddress: String { forwarded?.address ?? addresses.remoteIP }
 
     package func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
+        precondition(headMayBeRewritten, "the head of a request on a connection without a filter was rewritten")
         monitor.locked { change(&requestHead) }
     }
 
@@ -200,7 +209,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// Whether the read-ahead is complete: `readAhead` body bytes or the body's end have
     /// arrived (or there is no body).
     package var isReadAhead: Bool {
-        monitor.locked { bodyEnded || bodyBytesReceived >= readAhead || hasNoBody || bodyFailure != nil }
+        hasNoBody || monitor.locked { bodyEnded || bodyBytesReceived >= readAhead || bodyFailure != nil }
     }
 
     /// Runs `then` once `readAhead` body bytes or the body's end have arrived (at once
@@ -309,7 +318,7 @@ package final class HTTPExchange: @unchecked Sendable {
     }
 
     /// How many body bytes have arrived and not been read yet.
-    package var availableCount: Int { monitor.locked { buffered } }
+    package var availableCount: Int { hasNoBody ? 0 : monitor.locked { buffered } }
 
     /// Whether the connection can stay open after this response (the caller holds
     /// `monitor`): keep-alive was asked for and the request body is complete, or what is
@@ -324,7 +333,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// Whether the request body has arrived in full (or there is none). Event loop.
     package var requestComplete: Bool {
-        monitor.locked { bodyEnded || hasNoBody }
+        hasNoBody || monitor.locked { bodyEnded }
     }
 
     /// Neither a Content-Length above 0 nor chunked framing.

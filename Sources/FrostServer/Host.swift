@@ -274,6 +274,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                                       trustedProxies: self.configuration.trustedProxies,
                                       // The filter's raw-data handler writes too: then every write goes through NIO.
                                       socket: raw == nil ? socket : nil,
+                                      // Only a filter rewrites request heads (PREPROC_HEADERS).
+                                      headsMayBeRewritten: raw != nil,
                                       stopping: self.monitor.locked { self.stopping }))
         }
     }
