@@ -287,17 +287,55 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// error is left to NIO, which meets it again on its own write and fails the write and
     /// closes the connection as for any write of its own.
     private func writeDirectly(_ context: ChannelHandlerContext, _ buffer: inout ByteBuffer) -> Bool {
-        guard let socket, buffer.readableBytes > 0, context.channel.isActive else { return false }
-        if nioMayHoldWrites {
-            guard unsentBytes(context) == 0 else { return false }
-            nioMayHoldWrites = false
-        }
+        guard buffer.readableBytes > 0, let socket = socketIfWritable(context) else { return false }
         let sent = buffer.withUnsafeReadableBytes { bytes in
             Glibc.send(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
         }
         guard sent > 0 else { return false }
         buffer.moveReaderIndex(forwardBy: sent)
         return buffer.readableBytes == 0
+    }
+
+    /// The descriptor, when this handler may write to it itself now (see `writeDirectly`).
+    private func socketIfWritable(_ context: ChannelHandlerContext) -> Int32? {
+        guard let socket, context.channel.isActive else { return nil }
+        if nioMayHoldWrites {
+            guard unsentBytes(context) == 0 else { return nil }
+            nioMayHoldWrites = false
+        }
+        return socket
+    }
+
+    /// Sends `buffers` (a response's head, body bytes behind it) and then `bytes` with one
+    /// `sendmsg(2)` of our own (gathered, as `writev`), under the rules of `writeDirectly` (event loop): a large
+    /// body goes from the handler's object to the socket without a copy. Returns how many
+    /// bytes the socket took (0: none, or it could not be tried); the caller hands the rest
+    /// to NIO.
+    func writeDirectly(_ context: ChannelHandlerContext, _ buffers: [ByteBuffer], then bytes: UnsafeRawBufferPointer) -> Int {
+        guard let socket = socketIfWritable(context) else { return 0 }
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(buffers.count + 1)
+        // The buffers' storage stays put while they are held here: ByteBuffer hands out
+        // its bytes only inside a closure, so each vector is taken from one that nests
+        // the next.
+        func gather(_ index: Int) -> Int {
+            if index == buffers.count {
+                if !bytes.isEmpty { vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)) }
+                return vectors.withUnsafeMutableBufferPointer { vectors in
+                    var message = msghdr()
+                    message.msg_iov = vectors.baseAddress
+                    message.msg_iovlen = vectors.count
+                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
+                }
+            }
+            return buffers[index].withUnsafeReadableBytes { readable in
+                if !readable.isEmpty {
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: readable.baseAddress), iov_len: readable.count))
+                }
+                return gather(index + 1)
+            }
+        }
+        return max(0, gather(0))
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {

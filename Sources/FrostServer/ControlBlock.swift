@@ -135,9 +135,14 @@ final class ControlBlock {
             // a synchronous or immediate send, uses async I/O, or the buffer is full.
             // bytes are copied once, from the object into the buffer.
             let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
-            let full = try data.isBytes
-                ? data.withBytes { count = $0.count; return try exchange.bufferBody($0) }
-                : bytesLike(data).withUnsafeBytes { count = $0.count; return try exchange.bufferBody($0) }
+            // A large write from a handler on the event loop goes to the socket from the
+            // object itself when it can (`writeBodyDirectly`).
+            func write(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
+                count = bytes.count
+                if bytes.count >= HTTPExchange.directWriteMinimum, try exchange.writeBodyDirectly(bytes) { return false }
+                return try exchange.bufferBody(bytes)
+            }
+            let full = try data.isBytes ? data.withBytes(write) : bytesLike(data).withUnsafeBytes(write)
             if full || flush {
                 try Python.withoutGIL { try exchange.flush() }
             }
