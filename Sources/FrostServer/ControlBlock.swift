@@ -136,13 +136,15 @@ final class ControlBlock {
             // bytes are copied once, from the object into the buffer.
             let flush = flags & (IOFlags.sync | IOFlags.async | IOFlags.noDelay) != 0
             // A large write from a handler on the event loop goes to the socket from the
-            // object itself when it can (`writeBodyDirectly`).
-            func write(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
-                count = bytes.count
-                if bytes.count >= HTTPExchange.directWriteMinimum, try exchange.writeBodyDirectly(bytes) { return false }
-                return try exchange.bufferBody(bytes)
+            // object itself when it can (`writeBodyDirectly`). (Nothing captured: a closure
+            // that sets a local was a box allocated per call.)
+            let exchange = self.exchange
+            let write = { (bytes: UnsafeRawBufferPointer) throws -> (count: Int, full: Bool) in
+                if bytes.count >= HTTPExchange.directWriteMinimum, try exchange.writeBodyDirectly(bytes) { return (bytes.count, false) }
+                return (bytes.count, try exchange.bufferBody(bytes))
             }
-            let full = try data.isBytes ? data.withBytes(write) : bytesLike(data).withUnsafeBytes(write)
+            let full: Bool
+            (count, full) = try data.isBytes ? data.withBytes(write) : bytesLike(data).withUnsafeBytes(write)
             if full || flush {
                 try Python.withoutGIL { try exchange.flush() }
             }
