@@ -451,35 +451,33 @@ package final class HTTPExchange: @unchecked Sendable {
             return pending
         }
         guard let parts = taken else { return false }
-        let headBuffer = parts.head?.bytes
         var buffers: [ByteBuffer] = []
-        if let headBuffer { buffers.append(headBuffer) }
+        if let head = parts.head { buffers.append(head.bytes) }
         if let body = parts.body { buffers.append(body) }
         let sent = connection.writeDirectly(context, buffers, then: bytes)
+        let headBufferCount = parts.head?.bytes.readableBytes ?? 0
+        let bodyBufferCount = parts.body?.readableBytes ?? 0
         // The head's own bytes (its buffer also holds the body bytes written behind it).
-        let headLength = headBuffer.map { $0.readableBytes - (parts.bodyCount - (parts.body?.readableBytes ?? 0)) } ?? 0
+        let headLength = parts.head == nil ? 0 : headBufferCount - (parts.bodyCount - bodyBufferCount)
         let bodySent = max(0, sent - headLength)
         // What the socket left, in order: the rest of the head's buffer, of the body's, of
         // the bytes (copied).
         var left = PendingParts()
-        var skip = sent
-        if var headBuffer, let head = parts.head {
-            if skip < headBuffer.readableBytes {
-                headBuffer.moveReaderIndex(forwardBy: skip)
-                left.head = EncodedHead(bytes: headBuffer, chunked: head.chunked, bodyless: head.bodyless, informational: head.informational)
-            }
-            skip = max(0, skip - (parts.head!.bytes.readableBytes))
+        if var head = parts.head, sent < headBufferCount {
+            head.bytes.moveReaderIndex(forwardBy: sent)
+            left.head = head
         }
-        let bodyLeft = parts.body.map { max(0, $0.readableBytes - skip) } ?? 0
-        skip = max(0, skip - (parts.body?.readableBytes ?? 0))
-        let bytesLeft = bytes.count - skip
+        let bodySkipped = max(0, sent - headBufferCount)
+        let bodyLeft = max(0, bodyBufferCount - bodySkipped)
+        let bytesSkipped = max(0, bodySkipped - bodyBufferCount)
+        let bytesLeft = bytes.count - bytesSkipped
         if bodyLeft + bytesLeft > 0 {
             var rest = allocator.buffer(capacity: bodyLeft + bytesLeft)
             if var body = parts.body, bodyLeft > 0 {
-                body.moveReaderIndex(forwardBy: body.readableBytes - bodyLeft)
+                body.moveReaderIndex(forwardBy: bodySkipped)
                 rest.writeBuffer(&body)
             }
-            if bytesLeft > 0 { rest.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[skip...])) }
+            if bytesLeft > 0 { rest.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[bytesSkipped...])) }
             left.body = rest
         }
         left.bodyCount = parts.bodyCount + bytes.count - bodySent
