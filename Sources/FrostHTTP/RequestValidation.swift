@@ -88,7 +88,17 @@ enum RequestValidation {
     /// The path, percent-decoded, must be UTF-8 without NUL: what the extension, the
     /// static files and the file system all take it as.
     static func checkPath(_ uri: String) -> Refusal? {
-        guard uri.utf8.prefix(while: { $0 != UInt8(ascii: "?") }).contains(UInt8(ascii: "%")) else { return nil }
+        // A path without a percent sign is what the parser let through: nothing to decode.
+        // (Scanned in place: the lazy prefix-and-contains over the UTF-8 view cost about
+        // 300 instructions a request.)
+        func encodes(_ bytes: some Collection<UInt8>) -> Bool {
+            for byte in bytes {
+                if byte == UInt8(ascii: "?") { return false }
+                if byte == UInt8(ascii: "%") { return true }
+            }
+            return false
+        }
+        guard uri.utf8.withContiguousStorageIfAvailable(encodes) ?? encodes(uri.utf8) else { return nil }
         let path = pathPart(of: uri)
         let bytes = percentDecodedBytes(path)
         if bytes.contains(0) { return Refusal(status: .badRequest, reason: "Bad Request: an encoded NUL in the path") }
