@@ -115,6 +115,9 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
 
     /// Whether the layer above may rewrite request heads (`HTTPExchange.rewriteHead`).
     private let headsMayBeRewritten: Bool
+    /// The channel's allocator, taken once (through the channel it is a protocol
+    /// witness's call, about 150 instructions, several times a request).
+    private(set) var allocator = ByteBufferAllocator()
 
     /// `socket`: the connection's descriptor, when nothing but this handler writes to it.
     /// `headsMayBeRewritten`: the layer above may rewrite request heads (a filter).
@@ -136,6 +139,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func handlerAdded(context: ChannelHandlerContext) {
+        allocator = context.channel.allocator
         sweeper.register(self, context)
         if context.channel.isActive { arm(context, limits.headerTimeout) }
     }
@@ -233,7 +237,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// `method` is the request's (HEAD and CONNECT responses carry no body).
     package func send(_ context: ChannelHandlerContext, head: ResponseHead, body: IOData? = nil, end: Bool = false,
                       method: HTTPMethod, flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
-        send(context, head: ResponseEncoder.encode(head, method: method, allocator: context.channel.allocator),
+        send(context, head: ResponseEncoder.encode(head, method: method, allocator: allocator),
              body: body, end: end, flush: flush, promise: promise)
     }
 
@@ -242,7 +246,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
               flush: Bool = false, promise: EventLoopPromise<Void>? = nil) {
         // The promise goes with the last buffer: each is written once the next one is known.
         var last: IOData?
-        encoder.encode(head: head, body: body, end: end, allocator: context.channel.allocator) { buffer in
+        encoder.encode(head: head, body: body, end: end, allocator: allocator) { buffer in
             if let previous = last { write(context, previous, flush: false, promise: nil) }
             last = buffer
         }
@@ -250,7 +254,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             write(context, final, flush: flush, promise: promise)
         } else if let promise {
             // Writes complete in order: an empty one completes after those before it.
-            write(context, .byteBuffer(context.channel.allocator.buffer(capacity: 0)), flush: flush, promise: promise)
+            write(context, .byteBuffer(allocator.buffer(capacity: 0)), flush: flush, promise: promise)
         } else if flush {
             context.flush()
         }

@@ -173,7 +173,7 @@ package final class HTTPExchange: @unchecked Sendable {
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
-        self.allocator = context.channel.allocator
+        self.allocator = connection.allocator
         self.addresses = addresses
         self.forwarded = trustedProxies.client(peer: addresses.remote, headers: head.headers)
         self.received = monotonicSeconds()
