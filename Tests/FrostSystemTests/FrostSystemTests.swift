@@ -60,6 +60,40 @@ import Glibc
         #expect(description.hasPrefix("127.0.0.1:") && description != "127.0.0.1:0", "\(description)")
         #expect(localAddressDescription(of: -1) == "fd -1")
     }
+
+    /// The host binds its own socket when no master hands it one: TCP on any free port
+    /// and unix paths (an old socket file replaced) listen; a bad address, a path that
+    /// fits no socket and a port in use are refused with their kind and the address.
+    @Test func listeningSocketsBindOrSayWhyNot() throws {
+        let tcp = try bindListeningSocket("127.0.0.1:0", backlog: 16)
+        defer { close(tcp) }
+        let bound = localAddressDescription(of: tcp)
+        #expect(bound.hasPrefix("127.0.0.1:") && bound != "127.0.0.1:0", "\(bound)")
+        #expect(fcntl(tcp, F_GETFD) & FD_CLOEXEC != 0)
+        do {
+            _ = try bindListeningSocket(bound, backlog: 16)
+            Issue.record("\(bound) was bound twice")
+        } catch {
+            #expect(error.kind == .cannotListen && error.address == bound && error.message.contains(bound), "\(error)")
+        }
+        let path = "/tmp/frost-listen-\(getpid()).sock"
+        for _ in 0..<2 {  // the second replaces the first one's socket file
+            let unix = try bindListeningSocket("unix:" + path, backlog: 16)
+            #expect(localAddressDescription(of: unix) == "unix:" + path)
+            close(unix)
+        }
+        unlink(path)
+        // (Not a name that does not resolve: without a network, the resolver may take
+        // its time to say so.)
+        for (address, kind) in [("no-port", ListenFailure.Kind.badAddress), ("unix:/" + String(repeating: "x", count: 200), .badAddress)] {
+            do {
+                _ = try bindListeningSocket(address, backlog: 16)
+                Issue.record("\(address) was bound")
+            } catch {
+                #expect(error.kind == kind && error.address == address, "\(address): \(error)")
+            }
+        }
+    }
 }
 
 @Suite struct ClockAndMonitorTests {
