@@ -447,8 +447,7 @@ package final class HTTPExchange: @unchecked Sendable {
             if finished { throw ExchangeError(.responseState, "the response is already finished") }
             if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
             guard headersSent, !suppressBody, !answeredRaw, !responseChunked, writeFailure == nil else { return nil }
-            defer { pending = PendingParts() }
-            return pending
+            return pending.take()
         }
         guard let parts = taken else { return false }
         var buffers: [ByteBuffer] = []
@@ -495,10 +494,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// Takes what is pending (event loop writes it; empty when nothing is).
     private func takePending() -> PendingParts {
-        monitor.locked {
-            defer { pending = PendingParts() }
-            return pending
-        }
+        monitor.locked { pending.take() }
     }
 
     /// Writes pending head and body parts (and the response's end with `end`), flushed with
@@ -636,9 +632,8 @@ package final class HTTPExchange: @unchecked Sendable {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            defer { pending = PendingParts() }
-            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pending) }
-            return (!keepAlive, false, pending)
+            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pending.take()) }
+            return (!keepAlive, false, pending.take())
         }
         guard let (close, answered, parts) = ending else { return false }
         let complete: @Sendable () -> Void = {
@@ -879,4 +874,12 @@ struct PendingParts: Sendable {
     var bodyCount = 0
 
     var isEmpty: Bool { head == nil && body == nil }
+
+    /// These parts, leaving none: moved out, not copied (a copy retained and released
+    /// each buffer, about 400 instructions a response).
+    mutating func take() -> PendingParts {
+        var taken = PendingParts()
+        swap(&taken, &self)
+        return taken
+    }
 }
