@@ -282,7 +282,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
 
     /// Sends what it can of `buffer` with one `send(2)` (event loop) and returns whether
     /// that was all of it; what is left stays in `buffer` for NIO. NIO's write path (the
-    /// pipeline, its queue of pending writes, the promise, the flush) cost about 4,000
+    /// pipeline, its queue of pending writes, the promise, the flush) cost about 2,600
     /// instructions a response; this is a system call.
     ///
     /// Only while the channel is active: NIO marks it inactive before it closes the
@@ -311,10 +311,10 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     /// Sends `buffers` (a response's head, body bytes behind it) and then `bytes` with one
-    /// `sendmsg(2)` of our own (gathered, as `writev`), under the rules of `writeDirectly` (event loop): a large
-    /// body goes from the handler's object to the socket without a copy. Returns how many
-    /// bytes the socket took (0: none, or it could not be tried); the caller hands the rest
-    /// to NIO.
+    /// gathered `sendmsg(2)` of our own, under the rules of `writeDirectly` (event loop): a
+    /// large body goes from the handler's object to the socket without a copy. Returns how
+    /// many bytes the socket took (0: none, or it could not be tried); the caller hands the
+    /// rest to NIO.
     func writeDirectly(_ context: ChannelHandlerContext, _ buffers: [ByteBuffer], then bytes: UnsafeRawBufferPointer) -> Int {
         guard let socket = socketIfWritable(context) else { return 0 }
         var vectors: [iovec] = []
