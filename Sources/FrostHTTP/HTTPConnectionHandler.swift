@@ -627,8 +627,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// what is pending (writes complete in order: an empty one completes after it).
     private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
         let written = context.eventLoop.makePromise(of: Void.self)
-        nioMayHoldWrites = true
-        context.writeAndFlush(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: written)
+        send(context, head: nil, flush: true, promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 

@@ -379,7 +379,6 @@ package final class HTTPExchange: @unchecked Sendable {
             // Decided here, so that the head announces a close the host will make.
             if !canKeepConnection { keepAlive = false }
             suppressBody = isHead || !ResponseHead.mayHaveBody(status: status)
-            responseChunked = false
             if !fields.hasLength && !suppressBody {
                 if version.major == 1 && version.minor >= 1 {
                     if !fields.hasTransferEncoding {
@@ -414,8 +413,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     package func bufferBody(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
         try monitor.locked {
-            if finished { throw ExchangeError(.responseState, "the response is already finished") }
-            if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
+            try requireBodyWritable()
             guard !bytes.isEmpty, !suppressBody, !answeredRaw else { return false }
             if pending.body == nil, let head = pending.head, !head.chunked, head.bytes.writableBytes >= bytes.count {
                 // Behind the head in its own buffer, in the room it was made with (in place:
@@ -444,8 +442,7 @@ package final class HTTPExchange: @unchecked Sendable {
     package func writeBodyDirectly(_ bytes: UnsafeRawBufferPointer) throws -> Bool {
         guard eventLoop.inEventLoop else { return false }
         let taken: PendingParts? = try monitor.locked {
-            if finished { throw ExchangeError(.responseState, "the response is already finished") }
-            if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
+            try requireBodyWritable()
             guard headersSent, !suppressBody, !answeredRaw, !responseChunked, writeFailure == nil else { return nil }
             return pending.take()
         }
@@ -487,6 +484,13 @@ package final class HTTPExchange: @unchecked Sendable {
         }
         if !left.isEmpty { try flushPending() }
         return true
+    }
+
+    /// A body write is refused once the response is finished or the client is gone
+    /// (`monitor` held).
+    private func requireBodyWritable() throws {
+        if finished { throw ExchangeError(.responseState, "the response is already finished") }
+        if closed { throw ExchangeError(.clientClosed, "the client closed the connection") }
     }
 
     /// Sends what is pending now (see `flushPending`). (GIL released.)
