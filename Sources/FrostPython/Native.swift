@@ -99,7 +99,8 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public let qualifiedName: String
     public let doc: String
     public private(set) var attributes: [(name: String, attribute: NativeAttribute<Payload>)] = []
-    public private(set) var methods: [(name: String, body: NativeMethod<Payload>)] = []
+    /// The methods' bodies as the C trampolines call them (see `erasedCall`).
+    private var methods: [(name: String, call: NativeMethodSlots.Call)] = []
     public var describe: ((Payload) -> String)?
     /// What calling an instance does (`tp_call`), if instances are callable.
     public private(set) var call: NativeMethod<Payload>?
@@ -123,7 +124,17 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public func method(_ name: String, _ body: @escaping NativeMethod<Payload>) {
         precondition(typePointer == nil, "define methods before the type is created")
         methods.removeAll { $0.name == name }
-        methods.append((name, body))
+        methods.append((name, erasedCall(body)))
+    }
+
+    /// The same for a method called once or more per request: its result is an
+    /// `OwnedObject`, handed to Python as it is (a `PythonObject` result costs an
+    /// allocation and its release per call).
+    public func method(_ name: String, owned body: @escaping (_ payload: Payload, _ arguments: NativeArguments) throws -> OwnedObject) {
+        precondition(typePointer == nil, "define methods before the type is created")
+        methods.removeAll { $0.name == name }
+        let qualifiedName = qualifiedName
+        methods.append((name, { object, arguments in try body(try nativePayload(object, qualifiedName), arguments).release() }))
     }
 
     /// Makes instances callable: `body` gets the payload and the call's arguments, as a
@@ -147,7 +158,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         if let typePointer { return PythonObject(borrowing: typePointer) }
         let methodTable = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: methods.count + 1)
         for (index, method) in methods.enumerated() {
-            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).\(method.name)", call: erasedCall(method.body))
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).\(method.name)", call: method.call)
             methodTable[index] = PyMethodDef(ml_name: UnsafePointer(strdup(method.name)), ml_meth: frost_native_slot(slot),
                                              ml_flags: METH_FASTCALL | METH_KEYWORDS, ml_doc: nil)
         }
@@ -195,9 +206,14 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     /// A new Python object carrying `payload`.
     public func wrap(_ payload: Payload) throws -> PythonObject {
+        PythonObject(owning: try wrapOwned(payload).release())
+    }
+
+    /// The same, not wrapped (an object made per request: see `OwnedObject`).
+    public func wrapOwned(_ payload: Payload) throws -> OwnedObject {
         // The kept type pointer once the type exists: no wrapper object per instance.
         let type = try typePointer ?? typeObject().pointer
-        let object = try PythonObject.check(frost_native_alloc(type))
+        let object = try OwnedObject.check(frost_native_alloc(type))
         frost_native_set_payload(object.pointer, Unmanaged.passRetained(payload as AnyObject).toOpaque())
         return object
     }
@@ -218,7 +234,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     private func erasedCall(_ body: @escaping NativeMethod<Payload>) -> NativeMethodSlots.Call {
         let qualifiedName = qualifiedName
-        return { object, arguments in try body(try nativePayload(object, qualifiedName), arguments) }
+        return { object, arguments in try body(try nativePayload(object, qualifiedName), arguments).newReference() }
     }
 
     private func erasedSlot(_ name: String, _ attribute: NativeAttribute<Payload>) -> AttributeSlot {
@@ -274,8 +290,8 @@ enum NativeTypeRegistry {
 /// Which method each of the C trampolines (`frost_native_slot`) stands for. Claimed when
 /// a type is created, under the GIL; read under the GIL.
 enum NativeMethodSlots {
-    /// A method's body for the object it is called on.
-    typealias Call = (UnsafeMutablePointer<PyObject>, NativeArguments) throws -> PythonObject
+    /// A method's body for the object it is called on: a new reference out.
+    typealias Call = (UnsafeMutablePointer<PyObject>, NativeArguments) throws -> UnsafeMutablePointer<PyObject>
     nonisolated(unsafe) static var entries: [Call] = []
 
     static func claim(name: String, call: @escaping Call) throws -> Int32 {
@@ -323,7 +339,7 @@ func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?
     }
     let call = NativeMethodSlots.entries[Int(slot)]
     do {
-        return try call(object, NativeArguments(self: object, args, nargs, kwnames)).newReference()
+        return try call(object, NativeArguments(self: object, args, nargs, kwnames))
     } catch {
         error.raiseInPython()
         return nil

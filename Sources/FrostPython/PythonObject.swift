@@ -330,17 +330,6 @@ public final class PythonObject: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    /// The same with one argument, without an array for it (`HttpExtensionProc(ecb)`).
-    public func callMethod(_ name: InternedName, _ argument: PythonObject) throws -> PythonObject {
-        let nameObject = try name.object()
-        var vector: (UnsafeMutablePointer<PyObject>?, UnsafeMutablePointer<PyObject>?) = (pointer, argument.pointer)
-        return try withUnsafeMutablePointer(to: &vector) { pair in
-            try pair.withMemoryRebound(to: UnsafeMutablePointer<PyObject>?.self, capacity: 2) {
-                try PythonObject.check(PyObject_VectorcallMethod(nameObject.pointer, $0, 2, nil))
-            }
-        }
-    }
-
     /// For a list or tuple of `(str, str)` pairs (response headers as WSGI gives them):
     /// calls `body` with each pair's UTF-8 bytes, valid during the call, without a wrapper
     /// object or a Swift string per item. Returns false, having called nothing, when the

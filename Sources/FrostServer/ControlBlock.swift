@@ -237,13 +237,13 @@ extension Host {
                 return parts
             }
         }
-        let write: NativeMethod<ControlBlock> = { block, arguments in
+        let write: (ControlBlock, NativeArguments) throws -> OwnedObject = { block, arguments in
             let data = try arguments.requiredBorrowed(0, "data")
             let flags = try arguments.optionalBorrowed(1, "flags")?.asInt() ?? 0
-            return try PythonObject(try block.writeClient(data, flags: flags, ecb: arguments.selfObject))
+            return try OwnedObject(try block.writeClient(data, flags: flags, ecb: arguments.selfObject))
         }
-        type.method("WriteClient", write)
-        type.method("write", write)
+        type.method("WriteClient", owned: write)
+        type.method("write", owned: write)
         type.method("flush") { block, _ in
             do {
                 try Python.withoutGIL { try block.exchange.flush() }

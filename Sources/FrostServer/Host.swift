@@ -654,32 +654,44 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return
         }
         let block: ControlBlock
-        let ecb: PythonObject
+        // Owned, not wrapped: the control block and the handler's result are made and
+        // dropped per request (see OwnedObject).
+        let ecb: OwnedObject
         do {
             block = try ControlBlock(exchange: exchange, host: self)
-            ecb = try Host.controlBlockType.wrap(block)
+            ecb = try Host.controlBlockType.wrapOwned(block)
         } catch {
             Python.withoutGIL { respondPlain(exchange, 400, "Bad Request", "Bad Request\n") }
             return
         }
         let started = monotonicSeconds()
-        let call = Result { () throws -> PythonObject in
-            let current = extensionObject!
+        /// The handler's return value: nil when it raised (`failure`).
+        var result: OwnedObject?
+        var failure: Error?
+        let current = extensionObject!
+        do {
+            result = try current.callMethod(Host.httpExtensionProc, borrowing: ecb.borrowed)
+        } catch let error as PythonError where isReloadRequest(error) {
             do {
-                return try current.callMethod(Host.httpExtensionProc, ecb)
-            } catch let error as PythonError where isReloadRequest(error) {
-                return try reloadExtension(replacing: current).callMethod(Host.httpExtensionProc, ecb)  // the request again
+                result = try reloadExtension(replacing: current).callMethod(Host.httpExtensionProc, borrowing: ecb.borrowed)  // the request again
+            } catch {
+                failure = error
             }
+        } catch {
+            failure = error
         }
         // Noted before the response can finish: the loop's schedule reads it then.
         exchange.noteHandlerSeconds(monotonicSeconds() - started)
         do {
-            let result = try call.get()
-            // None (no return statement) counts as HSE_STATUS_SUCCESS.
-            let status = result.isNone ? 1 : result.isInt ? (try? result.asInt()) ?? 0 : 0
+            if let failure { throw failure }
+            // Read at once: the result is not used after this.
+            let (status, isInt) = { (returned: BorrowedObject) in
+                // None (no return statement) counts as HSE_STATUS_SUCCESS.
+                (returned.isNone ? 1 : returned.isInt ? (try? returned.asInt()) ?? 0 : 0, returned.isInt)
+            }(result!.borrowed)
             if status == Host.statusPending { return }  // DoneWithSession ends it, from any thread
             guard (1...Host.statusError).contains(status) else {
-                logError("HttpExtensionProc returned \(result.isInt ? String(status) : "a non-integer") for \(exchange.head.method.rawValue) "
+                logError("HttpExtensionProc returned \(isInt ? String(status) : "a non-integer") for \(exchange.head.method.rawValue) "
                          + "\(exchange.head.uri), not an HSE_STATUS_* value: answered as HSE_STATUS_ERROR", nil)
                 return Python.withoutGIL { complete(block, failed: true) }
             }
