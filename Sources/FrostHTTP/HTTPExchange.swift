@@ -137,6 +137,9 @@ package final class HTTPExchange: @unchecked Sendable {
     /// `flushThreshold`, when the handler asks (a synchronous write), or before the handler
     /// waits for request body; so a fast handler's head and body are one `write(2)`.
     private var pending = PendingParts()
+    /// What was pending when the response finished: set by `finish` (under `monitor`) and
+    /// taken by the event loop's end of it (held here, not copied into its closure).
+    private var finalParts = PendingParts()
     static let flushThreshold = 64 * 1024
     /// Flushed response bytes not yet taken by the socket, and the most there may be
     /// before a writer waits.
@@ -631,17 +634,19 @@ package final class HTTPExchange: @unchecked Sendable {
     /// Returns false when it had already been finished.
     @discardableResult
     package func finish() -> Bool {
-        typealias Ending = (close: Bool, answered: Bool, parts: PendingParts)
+        typealias Ending = (close: Bool, answered: Bool)
         let ending: Ending? = monitor.locked {
             guard !finished else { return nil }
             finished = true
             monitor.broadcast()
-            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true, pending.take()) }
-            return (!keepAlive, false, pending.take())
+            finalParts = pending.take()
+            if answeredRaw { return (!keepAfterRawAnswer || !canKeepConnection, true) }
+            return (!keepAlive, false)
         }
-        guard let (close, answered, parts) = ending else { return false }
+        guard let (close, answered) = ending else { return false }
         let complete: @Sendable () -> Void = {
             self.responseEnded = true
+            let parts = self.finalParts.take()
             if !close && !answered && parts.bodyCount <= HTTPExchange.unwaitedResponseBytes
                 && self.connection.readsOn && self.context.channel.isWritable {
                 // A keep-alive response into a channel under NIO's high-water mark goes on

@@ -29,8 +29,18 @@ enum IOFlags {
 /// The state behind one Python `EXTENSION_CONTROL_BLOCK`. Touched with the GIL held.
 final class ControlBlock {
     let exchange: HTTPExchange
-    let variables: ServerVariables
     let host: Host
+    /// The site a child request of ExecURL maps to (nil: the exchange's own).
+    private let childSite: SiteContext?
+    /// The request's server variables, made when first asked for (a handler that asks for
+    /// none does not pay for copying the site and the head into them).
+    /// Each read is a copy: a caller that reads them more than once makes its own
+    /// (`makeVariables`).
+    lazy var variables = makeVariables()
+
+    func makeVariables() -> ServerVariables {
+        ServerVariables(exchange: exchange, site: childSite ?? exchange.site ?? host.site, head: head)
+    }
     /// The request this block serves: the exchange's, or a child request of ExecURL.
     let head: HTTPRequestHead
     var httpStatusCode = 200
@@ -57,7 +67,7 @@ final class ControlBlock {
         self.host = host
         let head = exchange.head
         self.head = head
-        self.variables = ServerVariables(exchange: exchange, site: exchange.site ?? host.site, head: head)
+        self.childSite = nil
         self.parent = nil
         self.suppressHeaders = false
         self.depth = 0
@@ -71,7 +81,7 @@ final class ControlBlock {
         self.exchange = parent.exchange
         self.host = parent.host
         self.head = head
-        self.variables = ServerVariables(exchange: parent.exchange, site: site, head: head)
+        self.childSite = site
         self.parent = parent
         self.suppressHeaders = suppressHeaders
         self.depth = parent.depth + 1

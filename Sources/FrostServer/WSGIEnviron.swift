@@ -16,6 +16,7 @@ extension ControlBlock {
                      streams: (input: BorrowedObject, errors: BorrowedObject, controlBlock: BorrowedObject)?) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
         let head = self.head
+        let variables = makeVariables()
         let environ = try keys.environ(from: base)
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
 
