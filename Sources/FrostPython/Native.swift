@@ -100,7 +100,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public let doc: String
     public private(set) var attributes: [(name: String, attribute: NativeAttribute<Payload>)] = []
     /// The methods' bodies as the C trampolines call them (see `erasedCall`).
-    private var methods: [(name: String, call: NativeMethodSlots.Call)] = []
+    private var methods: [(name: String, body: NativeMethodBody)] = []
     public var describe: ((Payload) -> String)?
     /// What calling an instance does (`tp_call`), if instances are callable.
     public private(set) var call: NativeMethod<Payload>?
@@ -124,7 +124,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     public func method(_ name: String, _ body: @escaping NativeMethod<Payload>) {
         precondition(typePointer == nil, "define methods before the type is created")
         methods.removeAll { $0.name == name }
-        methods.append((name, erasedCall(body)))
+        methods.append((name, NativeMethodBody(erasedCall(body))))
     }
 
     /// The same for a method called once or more per request: its result is an
@@ -134,7 +134,9 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         precondition(typePointer == nil, "define methods before the type is created")
         methods.removeAll { $0.name == name }
         let qualifiedName = qualifiedName
-        methods.append((name, { object, arguments in try body(try nativePayload(object, qualifiedName), arguments).release() }))
+        methods.append((name, NativeMethodBody { object, arguments in
+            try body(try nativePayload(object, qualifiedName), arguments).release()
+        }))
     }
 
     /// Makes instances callable: `body` gets the payload and the call's arguments, as a
@@ -158,7 +160,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         if let typePointer { return PythonObject(borrowing: typePointer) }
         let methodTable = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: methods.count + 1)
         for (index, method) in methods.enumerated() {
-            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).\(method.name)", call: method.call)
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).\(method.name)", method.body)
             methodTable[index] = PyMethodDef(ml_name: UnsafePointer(strdup(method.name)), ml_meth: frost_native_slot(slot),
                                              ml_flags: METH_FASTCALL | METH_KEYWORDS, ml_doc: nil)
         }
@@ -179,16 +181,16 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         slots[4] = PyType_Slot(slot: Py_tp_doc, pfunc: UnsafeMutableRawPointer(strdup(doc)))
         var used = 5
         if let call {
-            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__call__", call: erasedCall(call))
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__call__", NativeMethodBody(erasedCall(call)))
             slots[used] = PyType_Slot(slot: Py_tp_call, pfunc: frost_native_call_slot(slot))
             used += 1
         }
         if let next {
             // The end is StopIteration, which CPython's loops take without a traceback.
-            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__next__", call: erasedCall { payload, _ in
+            let slot = try NativeMethodSlots.claim(name: "\(qualifiedName).__next__", NativeMethodBody(erasedCall { payload, _ in
                 guard let item = try next(payload) else { throw PythonError.raise(.stopIteration, "") }
                 return item
-            })
+            }))
             slots[used] = PyType_Slot(slot: Py_tp_iter, pfunc: frost_native_self_iter())
             slots[used + 1] = PyType_Slot(slot: Py_tp_iternext, pfunc: frost_native_next_slot(slot))
             used += 2
@@ -292,15 +294,23 @@ enum NativeTypeRegistry {
 enum NativeMethodSlots {
     /// A method's body for the object it is called on: a new reference out.
     typealias Call = (UnsafeMutablePointer<PyObject>, NativeArguments) throws -> UnsafeMutablePointer<PyObject>
-    nonisolated(unsafe) static var entries: [Call] = []
+    nonisolated(unsafe) static var entries: [NativeMethodBody] = []
 
-    static func claim(name: String, call: @escaping Call) throws -> Int32 {
+    static func claim(name: String, _ body: NativeMethodBody) throws -> Int32 {
         guard entries.count < Int(frost_native_slot_count()) else {
             throw PythonError.raise(.runtimeError, "no native method slot left for \(name) (\(entries.count) in use)")
         }
-        entries.append(call)
+        entries.append(body)
         return Int32(entries.count - 1)
     }
+}
+
+/// A method's body, held by a class: a closure kept in an array or a tuple is stored at
+/// the most general abstraction and called through a reabstraction thunk per layer (about
+/// 120 instructions a call); kept in a class's property, it is called as it is.
+final class NativeMethodBody {
+    let call: NativeMethodSlots.Call
+    init(_ call: @escaping NativeMethodSlots.Call) { self.call = call }
 }
 
 /// One attribute's getter and setter (the PyGetSetDef closure).
@@ -337,9 +347,9 @@ func nativeSlotDispatch(_ slot: Int32, _ object: UnsafeMutablePointer<PyObject>?
         PyErr_SetString(frost_PyExc_SystemError(), "native method without its slot")
         return nil
     }
-    let call = NativeMethodSlots.entries[Int(slot)]
+    let body = NativeMethodSlots.entries[Int(slot)]
     do {
-        return try call(object, NativeArguments(self: object, args, nargs, kwnames))
+        return try body.call(object, NativeArguments(self: object, args, nargs, kwnames))
     } catch {
         error.raiseInPython()
         return nil
