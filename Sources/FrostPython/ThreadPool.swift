@@ -1,4 +1,5 @@
 import FrostSystem
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +37,9 @@ public final class PythonThreadPool: @unchecked Sendable {
     private var woken: [Bool]
     /// When each thread's job started (nil: none), for `busy`.
     private var startedAt: [Double?]
+    /// How many of `startedAt` are set: read without the lock by `hasJob`, which an idle
+    /// pool (the common case on a loop that runs its handlers itself) answers without it.
+    private let runningJobs = Atomic<Int>(0)
     /// The watchdog's own monitor, on which it sleeps while no thread runs (`watchdogIdle`).
     private let watchdogMonitor = Monitor()
     private var watchdogIdle = false
@@ -95,7 +99,8 @@ public final class PythonThreadPool: @unchecked Sendable {
     /// it holds the GIL for long stretches, and work run elsewhere meanwhile (a fast
     /// handler on its event loop) would wait for it there.
     public func hasJob(runningLongerThan seconds: Double) -> Bool {
-        monitor.locked {
+        if runningJobs.load(ordering: .relaxed) == 0 { return false }
+        return monitor.locked {
             let since = monotonicSeconds() - seconds
             return startedAt.contains { $0.map { $0 < since } ?? false }
         }
@@ -133,6 +138,7 @@ public final class PythonThreadPool: @unchecked Sendable {
     /// request. Threads whose jobs run longer (blocked in I/O, `time.sleep`) do not count,
     /// so work keeps flowing around them.
     private func next(slot: Int) -> (job: () -> Void, waited: Bool)? {
+        if startedAt[slot] != nil { runningJobs.wrappingSubtract(1, ordering: .relaxed) }
         startedAt[slot] = nil
         var waited = false
         if head < queue.count && !stopping && !isStale(queue[head].queuedAt) && anotherThreadIsFast(than: slot) {
@@ -151,6 +157,7 @@ public final class PythonThreadPool: @unchecked Sendable {
             head = 0
         }
         startedAt[slot] = monotonicSeconds()
+        runningJobs.wrappingAdd(1, ordering: .relaxed)
         return (job, waited)
     }
 

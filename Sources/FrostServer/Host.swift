@@ -109,9 +109,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let pool: PythonThreadPool
     private let monitor = Monitor()
-    private var inFlight = 0
+    /// Requests dispatched and not yet completed, and completed: counted without `monitor`
+    /// (its lock, twice a request, cost more than the counting).
+    private let inFlight = Atomic<Int>(0)
     private var nextConnectionID = 0
-    private var served = 0
+    private let served = Atomic<Int>(0)
     private var acceptor: Acceptor?
     /// Open connections, for a graceful stop.
     private var connections: [Int: Channel] = [:]
@@ -301,8 +303,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     public var statistics: Statistics {
         let busy = pool.busy
         return monitor.locked {
-            Statistics(served: served, inFlight: inFlight, oldestBusySeconds: busy.oldestSeconds,
-                       busyThreads: busy.count, pythonThreads: pool.size)
+            Statistics(served: served.load(ordering: .relaxed), inFlight: inFlight.load(ordering: .relaxed),
+                       oldestBusySeconds: busy.oldestSeconds, busyThreads: busy.count, pythonThreads: pool.size)
         }
     }
 
@@ -336,10 +338,14 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return Array(connections.values)
         }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(StopAfterCurrentRequest()) }
-        let limit = deadline(afterSeconds: configuration.shutdownGrace)
+        let limit = monotonicSeconds() + configuration.shutdownGrace
         monitor.locked {
-            while inFlight > 0 || !connections.isEmpty || connectionsBeingSetUp > 0 {
-                if !monitor.wait(until: limit) { break }
+            // A completed request does not signal (it takes no lock): its connection's close
+            // does, and the wait looks again every 50 ms for one that stays open.
+            while inFlight.load(ordering: .acquiring) > 0 || !connections.isEmpty || connectionsBeingSetUp > 0 {
+                let now = monotonicSeconds()
+                if now >= limit { break }
+                _ = monitor.wait(until: deadline(afterSeconds: min(0.05, limit - now)))
             }
         }
         try? group.syncShutdownGracefully()
@@ -358,7 +364,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     // MARK: ExchangeDispatcher (event loop)
 
     package func dispatch(_ exchange: HTTPExchange) {
-        monitor.locked { inFlight += 1 }
+        inFlight.wrappingAdd(1, ordering: .relaxed)
         if exchange.connectionAttachment != nil {  // the filter's raw-data handler: the request gets its filter view
             exchange.attachment = IsapiRequestState(filterRequest: FilterRequest())
         }
@@ -399,7 +405,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// The inline state of the loop serving `exchange` (nil when handlers do not run there).
     private func inlineLoop(of exchange: HTTPExchange) -> InlineLoop? {
         let loop = ObjectIdentifier(exchange.eventLoop)
-        for entry in inlineLoops where entry.loop == loop { return entry.inline }
+        // By index: iterating the entries copied (retained and released) each one.
+        for index in inlineLoops.indices where inlineLoops[index].loop == loop { return inlineLoops[index].inline }
         return nil
     }
 
@@ -454,11 +461,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     }
 
     package func completed(_ exchange: HTTPExchange) {
-        monitor.locked {
-            inFlight -= 1
-            served += 1
-            monitor.broadcast()
-        }
+        served.wrappingAdd(1, ordering: .relaxed)
+        inFlight.wrappingSubtract(1, ordering: .releasing)
         if let inline = inlineLoop(of: exchange) {
             learn(inline.schedule, from: exchange)
         }
