@@ -211,7 +211,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     /// Answers a request the limits or the validation refuse, from the event loop, and closes.
-    private func reject(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String,
+    private func reject(_ context: ChannelHandlerContext, _ head: RequestHead, _ status: HTTPResponseStatus, _ text: String,
                         headers: [(String, String)] = []) {
         rejecting = true
         current = nil  // refused at its head: never dispatched, the extension never sees it

@@ -52,11 +52,11 @@ package final class HTTPExchange: @unchecked Sendable {
     package let connectionID: Int
     /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS). Guarded by
     /// `monitor` when it may be rewritten: never read it with `monitor` held.
-    package var head: HTTPRequestHead {
+    package var head: RequestHead {
         if !headMayBeRewritten { return requestHead }
         return monitor.locked { requestHead }
     }
-    private var requestHead: HTTPRequestHead
+    private var requestHead: RequestHead
     /// Whether `rewriteHead` may be called (the connection has a filter): else the head is
     /// read without the lock (it was taken twice a request).
     private let headMayBeRewritten: Bool
@@ -157,7 +157,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// `framing`: how the body is framed on the wire, as the parser read it; `keepAlive`:
     /// whether the client asked to keep the connection (`HeadFacts.isKeepAlive`).
-    package init(connectionID: Int, head: HTTPRequestHead, framing: RequestFraming, keepAlive: Bool,
+    package init(connectionID: Int, head: RequestHead, framing: RequestFraming, keepAlive: Bool,
                  context: ChannelHandlerContext, connection: HTTPConnectionHandler, monitor: Monitor,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([]),
                  headMayBeRewritten: Bool = true) {
@@ -186,7 +186,7 @@ package final class HTTPExchange: @unchecked Sendable {
     /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.
     package var clientAddress: String { forwarded?.address ?? addresses.remoteIP }
 
-    package func rewriteHead(_ change: (inout HTTPRequestHead) -> Void) {
+    package func rewriteHead(_ change: (inout RequestHead) -> Void) {
         precondition(headMayBeRewritten, "the head of a request on a connection without a filter was rewritten")
         monitor.locked { change(&requestHead) }
     }

@@ -17,12 +17,12 @@ enum RequestValidation {
     }
 
     /// Checks and normalises `head`; nil when it may be served.
-    static func check(_ head: inout HTTPRequestHead) -> Refusal? {
+    static func check(_ head: inout RequestHead) -> Refusal? {
         check(&head, facts: HeadFacts(head.headers))
     }
 
     /// The same with what the parser saw of the fields (`facts`): no pass over them here.
-    static func check(_ head: inout HTTPRequestHead, facts: HeadFacts) -> Refusal? {
+    static func check(_ head: inout RequestHead, facts: HeadFacts) -> Refusal? {
         guard head.version.major == 1, head.version.minor <= 1 else {
             return Refusal(status: .httpVersionNotSupported, reason: "HTTP Version Not Supported: this server speaks HTTP/1.0 and HTTP/1.1")
         }
@@ -43,7 +43,7 @@ enum RequestValidation {
     /// RFC 9112 §6.1 and §6.3: chunked must be the last coding (else the body's length is
     /// unknowable: 400); another coding the server does not decode is 501; HTTP/1.0 has no
     /// Transfer-Encoding (400).
-    static func checkTransferEncoding(_ head: HTTPRequestHead) -> Refusal? {
+    static func checkTransferEncoding(_ head: RequestHead) -> Refusal? {
         let values = head.headers["transfer-encoding"]
         guard !values.isEmpty else { return nil }
         if head.version.minor == 0 {
@@ -64,7 +64,7 @@ enum RequestValidation {
 
     /// Origin form (`/path?query`), `*` for OPTIONS, or the absolute form, rewritten to
     /// the origin form with the target's authority as the Host (RFC 9112 §3.2.2).
-    static func normaliseTarget(_ head: inout HTTPRequestHead) -> Refusal? {
+    static func normaliseTarget(_ head: inout RequestHead) -> Refusal? {
         let uri = head.uri
         if uri.utf8.first == UInt8(ascii: "/") { return nil }
         if uri == "*" && head.method == .OPTIONS { return nil }

@@ -25,7 +25,7 @@ public struct TrustedProxies: Sendable {
     }
 
     /// The forwarded client, when `peer` is trusted and said who it was.
-    package func client(peer: SocketAddress?, headers: HTTPHeaders) -> Client? {
+    package func client(peer: SocketAddress?, headers: RequestFields) -> Client? {
         guard !isEmpty else { return nil }
         let trusted: Bool
         switch peer {

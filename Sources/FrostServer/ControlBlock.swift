@@ -42,7 +42,7 @@ final class ControlBlock {
         ServerVariables(exchange: exchange, site: childSite ?? exchange.site ?? host.site, head: head)
     }
     /// The request this block serves: the exchange's, or a child request of ExecURL.
-    let head: HTTPRequestHead
+    let head: RequestHead
     var httpStatusCode = 200
     var logData = ""
     /// The body bytes already received when the request was handed over (IIS's
@@ -77,7 +77,7 @@ final class ControlBlock {
     }
 
     /// A child request (ExecURL) sharing the parent's connection and response.
-    init(child head: HTTPRequestHead, site: SiteContext, of parent: ControlBlock, suppressHeaders: Bool) {
+    init(child head: RequestHead, site: SiteContext, of parent: ControlBlock, suppressHeaders: Bool) {
         self.exchange = parent.exchange
         self.host = parent.host
         self.head = head
@@ -700,8 +700,8 @@ extension ControlBlock {
             throw host.extensionError(WindowsError.invalidParameter, "ExecURL nested more than 8 deep", "ExecURL")
         }
         var headers = head.headers
-        if let clientHeaders, !clientHeaders.isNone { headers = HTTPHeaders(try parseHeaders(clientHeaders.borrowed).pairs) }
-        let child = HTTPRequestHead(version: head.version, method: method, uri: url, headers: headers)
+        if let clientHeaders, !clientHeaders.isNone { headers = RequestFields(try parseHeaders(clientHeaders.borrowed).pairs) }
+        let child = RequestHead(version: head.version, method: method, uri: url, headers: headers)
         let noHeaders = flags & IOFlags.execNoHeaders != 0
         let path = percentDecoded(pathPart(of: url))
         var route = host.route(path)

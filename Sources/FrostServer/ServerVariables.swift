@@ -7,9 +7,9 @@ struct ServerVariables {
     let exchange: HTTPExchange
     let site: SiteContext
     /// The request as this control block sees it (a child request of ExecURL has its own).
-    let head: HTTPRequestHead
+    let head: RequestHead
 
-    init(exchange: HTTPExchange, site: SiteContext, head: HTTPRequestHead? = nil) {
+    init(exchange: HTTPExchange, site: SiteContext, head: RequestHead? = nil) {
         self.exchange = exchange
         self.site = site
         self.head = head ?? exchange.head

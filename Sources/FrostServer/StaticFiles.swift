@@ -49,7 +49,7 @@ enum StaticFiles {
 
     /// Decides the response for `relative` below `root`: validators, conditional requests,
     /// one byte range, and refusals for anything that would leave `root`.
-    static func prepare(_ head: HTTPRequestHead, root rootPath: String, relative: String) -> Response {
+    static func prepare(_ head: RequestHead, root rootPath: String, relative: String) -> Response {
         guard head.method.isGET || head.method.isHEAD else {
             return .plain(.methodNotAllowed, "Method Not Allowed: static files answer GET and HEAD", headers: [("Allow", "GET, HEAD")])
         }

@@ -27,25 +27,22 @@ extension ControlBlock {
         // on the way (SERVER_NAME and CONTENT_TYPE).
         var host: String?
         var contentType: String?
-        for (index, header) in head.headers.enumerated() {
+        // The fields' bytes, read in place: no Swift string per name or value.
+        try head.headers.forEachField { index, name, value in
             let variable = index < keys.headers.count ? keys.headers[index] : HeaderVariable()
-            var name = header.name
-            try name.withUTF8 { try variable.learn(name: UnsafeRawBufferPointer($0)) }
+            try variable.learn(name: name)
             switch variable.role {
             case .contentType:
-                if contentType == nil { contentType = header.value }
-                continue
+                if contentType == nil { contentType = String(decoding: value, as: UTF8.self) }
+                return
             case .skipped:
-                continue
+                return
             case .host:
-                if host == nil { host = header.value }
+                if host == nil { host = String(decoding: value, as: UTF8.self) }
             case .cookie, .other:
                 break
             }
-            var value = header.value
-            let valueObject = try value.withUTF8 { bytes in
-                try variable.value(UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: UnsafeRawBufferPointer(bytes))))
-            }
+            let valueObject = try variable.value(UnsafeRawBufferPointer(rebasing: trimmingBlanks(bytes: value)))
             try environ.setOrJoinItem(variable.key, valueObject,
                                       separator: variable.role == .cookie ? keys.cookieSeparator : keys.listSeparator)
         }
