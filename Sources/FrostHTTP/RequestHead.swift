@@ -133,17 +133,11 @@ package struct RequestFields: Sendable, Equatable, Sequence, ExpressibleByDictio
         spans = spans.enumerated().filter { !doomed.contains($0.offset) }.map(\.element)
     }
 
-    /// Replaces the first field named `name` (removing the others), or adds one.
+    /// Removes the fields named `name` and adds one at the end, as NIO's `HTTPHeaders`
+    /// does (a filter's SetHeader kept that order when the head was NIO's).
     package mutating func replaceOrAdd(name: String, value: String) {
-        let existing = indices(of: name)
-        guard let first = existing.first else { return add(name: name, value: value) }
-        var value = value
-        let valueStart = bytes.count
-        value.withUTF8 { bytes.append(contentsOf: $0) }
-        spans[first].valueStart = Int32(valueStart)
-        spans[first].valueCount = Int32(bytes.count - valueStart)
-        let doomed = Set(existing.dropFirst())
-        if !doomed.isEmpty { spans = spans.enumerated().filter { !doomed.contains($0.offset) }.map(\.element) }
+        remove(name: name)
+        add(name: name, value: value)
     }
 
     private func indices(of name: String) -> [Int] {

@@ -159,8 +159,8 @@ extension ResponseEncoder {
 
 @Suite struct RequestValidationTests {
     func check(_ uri: String, method: HTTPMethod = .GET, version: HTTPVersion = .http1_1,
-               _ headers: [(String, String)] = [("Host", "h")]) -> (RequestValidation.Refusal?, HTTPRequestHead) {
-        var head = HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers))
+               _ headers: [(String, String)] = [("Host", "h")]) -> (RequestValidation.Refusal?, RequestHead) {
+        var head = RequestHead(version: version, method: method, uri: uri, headers: RequestFields(headers))
         let refusal = RequestValidation.check(&head)
         return (refusal, head)
     }

@@ -40,7 +40,7 @@ import FrostTestSupport
                 let fields = values.map { "Connection: \($0)\r\n" }.joined()
                 let parts = try Self.parse(Array("GET / HTTP/\(version)\r\nHost: h\r\n\(fields)X-A: 1\r\n\r\n".utf8))
                 guard case .head(let head, _, let facts) = parts.first else { Issue.record("no head"); continue }
-                #expect(facts.isKeepAlive(head.version) == head.isKeepAlive, "HTTP/\(version) \(values)")
+                #expect(facts.isKeepAlive(head.version) == head.nioHead.isKeepAlive, "HTTP/\(version) \(values)")
                 #expect(facts == HeadFacts(head.headers) && facts.hostFields == 1 && !facts.transferEncoding)
                 #expect(facts.fieldBytes == head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 })
                 #expect(!facts.expectsContinue)
@@ -185,4 +185,52 @@ import FrostTestSupport
         #expect(parsed > 200 && refused > 200, "parsed \(parsed), refused \(refused)")
     }
 
+}
+
+extension RequestHead {
+    /// The same head as NIO's type, whose decisions (`isKeepAlive`) the parser's must match.
+    var nioHead: HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers.map { ($0.name, $0.value) }))
+    }
+}
+
+@Suite struct RequestFieldsTests {
+    /// The fields as parsed answer as NIO's `HTTPHeaders` with the same fields do: by name
+    /// without regard to case, in order, and after the changes a filter makes.
+    @Test func parsedFieldsAnswerAsHTTPHeadersDo() throws {
+        let wire = "GET / HTTP/1.1\r\nHost: h\r\nAccept: text/html\r\nX-Long-Name-Of-A-Field: \(String(repeating: "v", count: 40))\r\n"
+            + "accept: */*\r\nEmpty:\r\nCookie: a=1; b=2\r\n\r\n"
+        let parts = try RequestParserTests.parse(Array(wire.utf8))
+        guard case .head(var head, _, _) = parts.first else { Issue.record("no head"); return }
+        var nio = head.nioHead.headers
+        func agree(_ note: String) {
+            #expect(head.headers.count == nio.count, "\(note)")
+            #expect(head.headers.map { "\($0.name)=\($0.value)" } == nio.map { "\($0.name)=\($0.value)" }, "\(note)")
+            for name in ["host", "ACCEPT", "x-long-name-of-a-field", "empty", "cookie", "missing", "X-Added"] {
+                #expect(head.headers.first(name: name) == nio.first(name: name), "\(note): \(name)")
+                #expect(head.headers[name] == nio[name], "\(note): \(name)")
+                #expect(head.headers.contains(name: name) == nio.contains(name: name), "\(note): \(name)")
+                #expect(head.headers[canonicalForm: name] == nio[canonicalForm: name], "\(note): \(name)")
+            }
+        }
+        agree("as parsed")
+        #expect(head.headers.first(name: "Empty") == "")
+        var seen: [String] = []
+        head.headers.forEachField { index, name, value in
+            seen.append("\(index):\(String(decoding: name, as: UTF8.self))=\(String(decoding: value, as: UTF8.self))")
+        }
+        #expect(seen.first == "0:Host=h" && seen.count == 6 && seen[2].hasSuffix(String(repeating: "v", count: 40)))
+        head.headers.add(name: "X-Added", value: "1")
+        nio.add(name: "X-Added", value: "1")
+        agree("added")
+        head.headers.replaceOrAdd(name: "accept", value: "image/png")
+        nio.replaceOrAdd(name: "accept", value: "image/png")
+        agree("replaced")
+        head.headers.remove(name: "COOKIE")
+        nio.remove(name: "COOKIE")
+        agree("removed")
+        head.headers.replaceOrAdd(name: "X-New", value: "n")
+        nio.replaceOrAdd(name: "X-New", value: "n")
+        agree("replaced, absent")
+    }
 }
