@@ -91,6 +91,35 @@ def upload_script(work):
     return path
 
 
+# The fields Chrome sends for a page, besides Host (wrk adds that): most requests carry
+# about this many, and most of these values are longer than a short string.
+BROWSER_FIELDS = [
+    ("Connection", "keep-alive"),
+    ("sec-ch-ua", '"Chromium";v="130", "Google Chrome";v="130", "Not?A_Brand";v="99"'),
+    ("sec-ch-ua-mobile", "?0"),
+    ("sec-ch-ua-platform", '"Linux"'),
+    ("Upgrade-Insecure-Requests", "1"),
+    ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"),
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+    ("Sec-Fetch-Site", "none"),
+    ("Sec-Fetch-Mode", "navigate"),
+    ("Sec-Fetch-User", "?1"),
+    ("Sec-Fetch-Dest", "document"),
+    ("Accept-Encoding", "gzip, deflate, br, zstd"),
+    ("Accept-Language", "en-GB,en;q=0.9"),
+    ("Cookie", "session=4f2a9c1e8b7d6a5f3e2c1b0a9f8e7d6c; theme=dark"),
+]
+
+
+def browser_script(work):
+    """A wrk script that sends BROWSER_FIELDS with every request."""
+    path = os.path.join(work, "browser.lua")
+    with open(path, "w") as f:
+        for name, value in BROWSER_FIELDS:
+            f.write(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n")
+    return path
+
+
 def resident_kib(parent=None, group=None):
     """RSS (KiB) by pid of the processes whose parent is `parent` or whose process group
     is `group`, from /proc."""
@@ -205,6 +234,8 @@ SCENARIOS = [
      ["frost", "frost wsgi", "granian", "bjoern", "fastpysgi", "gunicorn gthread"], "/"),
     ("hello-c256", "hello, 256 connections", "/", 256,
      ["frost", "frost wsgi", "granian", "bjoern", "fastpysgi", "gunicorn gthread"], "/"),
+    ("hello-browser", "hello, a browser's request (15 fields), 32 connections", "/", 32,
+     ["frost", "frost wsgi", "granian", "bjoern", "fastpysgi", "gunicorn gthread"], "/"),
     ("response-64k", "64 KiB response", "/64k", 32, ["frost", "frost wsgi", "granian", "gunicorn gthread"], "/64k"),
     ("response-1m", "1 MiB response", "/1m", 32, ["frost", "frost wsgi", "granian", "gunicorn gthread"], "/1m"),
     ("flask-page", "Flask page (template render)", "/", 32, ["frost flask", "granian flask", "gunicorn flask"], "/flask"),
@@ -311,18 +342,20 @@ def main():
         results = {scenario[0]: {} for scenario in scenarios}
         idle = {}
         script = upload_script(options.work)
+        browser = browser_script(options.work)
         for round_number in range(1, rounds + 1):
             for key, title, path, connections, names, nginx_path in scenarios:
                 uploading = key == "upload-10m"
+                fields = browser if key == "hello-browser" else None
                 if uploading:
                     # No static file is the same work as reading an upload: the ratio is to granian's.
                     base, _ = wrk(servers["granian"].port, path, connections, seconds, script)
                     print(f"round {round_number} {key}: granian {base:.0f} req/s", flush=True)
                 else:
-                    base, _ = wrk(servers["nginx static"].port, nginx_path, connections, seconds)
+                    base, _ = wrk(servers["nginx static"].port, nginx_path, connections, seconds, fields)
                     print(f"round {round_number} {key}: nginx static {base:.0f} req/s", flush=True)
                 for name in names:
-                    rps, p99 = wrk(servers[name].port, path, connections, seconds, script if uploading else None)
+                    rps, p99 = wrk(servers[name].port, path, connections, seconds, script if uploading else fields)
                     ratio = rps / base if base else 0.0
                     run = {"rps": rps, "p99": p99, "ratio": ratio, "nginx": base}
                     if uploading:
