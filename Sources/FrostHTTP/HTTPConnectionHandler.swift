@@ -405,10 +405,11 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
         }
     }
 
-    private func handle(_ context: ChannelHandlerContext, _ part: RequestPart) {
+    private func handle(_ context: ChannelHandlerContext, _ part: consuming RequestPart) {
         if rejecting || inputMalformed || closingAfterResponse { return }
-        switch part {
-        case .head(let head, let framing, let facts):
+        // Consumed: the head moves into the exchange (a copy retained its strings and arrays).
+        switch consume part {
+        case .head(var head, let framing, let facts):
             if let current, current.responseEnded, !current.isKeepAlive {
                 closingAfterResponse = true  // exchangeFinished closes without a reset
                 return
@@ -424,7 +425,6 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             if case .length(let length) = framing, length > limits.maxBodyBytes {
                 return reject(context, head, .payloadTooLarge, "Payload Too Large: at most \(limits.maxBodyBytes) bytes")
             }
-            var head = head
             if let refusal = RequestValidation.check(&head, facts: facts) {
                 return reject(context, head, refusal.status, refusal.reason, headers: refusal.headers)
             }
@@ -433,15 +433,16 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
             let addresses = self.addresses ?? ConnectionAddresses(local: context.channel.localAddress,
                                                                   remote: context.channel.remoteAddress)
             self.addresses = addresses
-            let exchange = HTTPExchange(connectionID: connectionID, head: head, framing: framing,
-                                        keepAlive: facts.isKeepAlive(head.version), context: context, connection: self,
+            let (version, method) = (head.version, head.method)
+            let exchange = HTTPExchange(connectionID: connectionID, keepAlive: facts.isKeepAlive(version), head: consume head,
+                                        framing: framing, context: context, connection: self,
                                         monitor: exchangeMonitor,
                                         addresses: addresses, limits: limits, trustedProxies: trustedProxies,
                                         headMayBeRewritten: headsMayBeRewritten)
             current = exchange
             if stopping { exchange.disableKeepAlive() }
             if facts.expectsContinue {
-                send(context, head: ResponseHead(version: head.version, status: .continue), method: head.method, flush: true)
+                send(context, head: ResponseHead(version: version, status: .continue), method: method, flush: true)
             }
             dispatcher.dispatch(exchange)
         case .body(let buffer):

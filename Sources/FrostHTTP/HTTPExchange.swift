@@ -57,6 +57,16 @@ package final class HTTPExchange: @unchecked Sendable {
         return monitor.locked { requestHead }
     }
     private var requestHead: RequestHead
+    /// The head's method and target, read without copying the whole head (a copy retains
+    /// its strings and arrays).
+    package var method: HTTPMethod {
+        if !headMayBeRewritten { return requestHead.method }
+        return monitor.locked { requestHead.method }
+    }
+    package var uri: String {
+        if !headMayBeRewritten { return requestHead.uri }
+        return monitor.locked { requestHead.uri }
+    }
     /// Whether `rewriteHead` may be called (the connection has a filter): else the head is
     /// read without the lock (it was taken twice a request).
     private let headMayBeRewritten: Bool
@@ -157,7 +167,7 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// `framing`: how the body is framed on the wire, as the parser read it; `keepAlive`:
     /// whether the client asked to keep the connection (`HeadFacts.isKeepAlive`).
-    package init(connectionID: Int, head: RequestHead, framing: RequestFraming, keepAlive: Bool,
+    package init(connectionID: Int, keepAlive: Bool, head: consuming RequestHead, framing: RequestFraming,
                  context: ChannelHandlerContext, connection: HTTPConnectionHandler, monitor: Monitor,
                  addresses: ConnectionAddresses, limits: HostLimits, trustedProxies: TrustedProxies = TrustedProxies([]),
                  headMayBeRewritten: Bool = true) {
@@ -169,7 +179,6 @@ package final class HTTPExchange: @unchecked Sendable {
         self.highWater = max(HTTPExchange.highWater, limits.readAhead)
         self.sendTimeout = limits.sendTimeout
         self.maxDiscardBytes = limits.maxDiscardBytes
-        self.requestHead = head
         self.requestMethod = head.method
         if case .length(let length) = framing { declaredLength = length } else { declaredLength = nil }
         self.isChunked = framing == .chunked
@@ -178,9 +187,10 @@ package final class HTTPExchange: @unchecked Sendable {
         self.eventLoop = context.eventLoop
         self.allocator = connection.allocator
         self.addresses = addresses
-        self.forwarded = trustedProxies.client(peer: addresses.remote, headers: head.headers)
+        self.forwarded = trustedProxies.isEmpty ? nil : trustedProxies.client(peer: addresses.remote, headers: head.headers)
         self.received = monotonicSeconds()
         self.keepAlive = keepAlive
+        self.requestHead = head  // last: moved, not copied
     }
 
     /// REMOTE_ADDR: the forwarded client when a trusted proxy sent the request, else the peer.

@@ -42,7 +42,9 @@ final class ControlBlock {
         ServerVariables(exchange: exchange, site: childSite ?? exchange.site ?? host.site, head: head)
     }
     /// The request this block serves: the exchange's, or a child request of ExecURL.
-    let head: RequestHead
+    /// (Read when asked for: most handlers never ask, and a copy of a head costs.)
+    var head: RequestHead { childHead ?? exchange.head }
+    private let childHead: RequestHead?
     var httpStatusCode = 200
     var logData = ""
     /// The body bytes already received when the request was handed over (IIS's
@@ -65,8 +67,7 @@ final class ControlBlock {
     init(exchange: HTTPExchange, host: Host) throws {
         self.exchange = exchange
         self.host = host
-        let head = exchange.head
-        self.head = head
+        self.childHead = nil
         self.childSite = nil
         self.parent = nil
         self.suppressHeaders = false
@@ -80,7 +81,7 @@ final class ControlBlock {
     init(child head: RequestHead, site: SiteContext, of parent: ControlBlock, suppressHeaders: Bool) {
         self.exchange = parent.exchange
         self.host = parent.host
-        self.head = head
+        self.childHead = head
         self.childSite = site
         self.parent = parent
         self.suppressHeaders = suppressHeaders

@@ -368,8 +368,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         if exchange.connectionAttachment != nil {  // the filter's raw-data handler: the request gets its filter view
             exchange.attachment = IsapiRequestState(filterRequest: FilterRequest())
         }
-        let head = exchange.head
-        if let healthPath = configuration.healthPath, head.method.isGET || head.method.isHEAD, pathPart(of: head.uri) == healthPath {
+        let uri = exchange.uri
+        if let healthPath = configuration.healthPath, exchange.method.isGET || exchange.method.isHEAD, pathPart(of: uri) == healthPath {
             return exchange.respondOnLoop(status: .ok, headers: [("Cache-Control", "no-store")], text: "ok")
         }
         if let chain = filterChain, exchange.filterRequest != nil {
@@ -384,7 +384,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             return
         }
         // Without a site every URL goes to the extension.
-        let route = configuration.site.map { $0.route(percentDecoded(pathPart(of: head.uri))) }
+        let route = configuration.site.map { $0.route(percentDecoded(pathPart(of: uri))) }
         switch destination(of: exchange, route: route) {
         case .answer(let response):
             return StaticFiles.respondOnLoop(exchange, response)
@@ -394,9 +394,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         // Python is called once the body is read ahead: a slow upload holds this loop's
         // connection, not a Python thread. (No closure to make when it is already here.)
         if exchange.isReadAhead {
-            call(exchange, uri: head.uri)
+            call(exchange, uri: uri)
         } else {
-            exchange.afterReadAhead { [self] in call(exchange, uri: head.uri) }
+            exchange.afterReadAhead { [self] in call(exchange, uri: uri) }
         }
     }
 
