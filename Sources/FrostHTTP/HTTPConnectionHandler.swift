@@ -118,6 +118,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// The channel's allocator, taken once (through the channel it is a protocol
     /// witness's call, about 150 instructions, several times a request).
     private(set) var allocator = ByteBufferAllocator()
+    /// The channel's event loop as an identity (`HTTPExchange.eventLoopID`).
+    private(set) var eventLoopID = ObjectIdentifier(HTTPConnectionHandler.self)
 
     /// `socket`: the connection's descriptor, when nothing but this handler writes to it.
     /// `headsMayBeRewritten`: the layer above may rewrite request heads (a filter).
@@ -140,6 +142,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
 
     package func handlerAdded(context: ChannelHandlerContext) {
         allocator = context.channel.allocator
+        eventLoopID = ObjectIdentifier(context.eventLoop)
         sweeper.register(self, context)
         if context.channel.isActive { arm(context, limits.headerTimeout) }
     }

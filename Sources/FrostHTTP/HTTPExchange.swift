@@ -86,6 +86,9 @@ package final class HTTPExchange: @unchecked Sendable {
     /// nil when the peer is not one.
     package let forwarded: TrustedProxies.Client?
     package let eventLoop: EventLoop
+    /// `ObjectIdentifier(eventLoop)`, made once: the layer above finds its per-loop state by
+    /// it twice a request, and reading the existential retained and released the loop.
+    package let eventLoopID: ObjectIdentifier
     package let received: Double
     private let context: ChannelHandlerContext
     private let connection: HTTPConnectionHandler
@@ -185,6 +188,7 @@ package final class HTTPExchange: @unchecked Sendable {
         self.context = context
         self.connection = connection
         self.eventLoop = context.eventLoop
+        self.eventLoopID = connection.eventLoopID
         self.allocator = connection.allocator
         self.addresses = addresses
         self.forwarded = trustedProxies.isEmpty ? nil : trustedProxies.client(peer: addresses.remote, headers: head.headers)

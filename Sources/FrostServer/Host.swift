@@ -404,7 +404,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     /// path has shown it is fast, else on a Python thread. Event loop.
     /// The inline state of the loop serving `exchange` (nil when handlers do not run there).
     private func inlineLoop(of exchange: HTTPExchange) -> InlineLoop? {
-        let loop = ObjectIdentifier(exchange.eventLoop)
+        let loop = exchange.eventLoopID
         // By index: iterating the entries copied (retained and released) each one.
         for index in inlineLoops.indices where inlineLoops[index].loop == loop { return inlineLoops[index].inline }
         return nil
