@@ -76,17 +76,6 @@ public struct NativeArguments {
 /// arguments, in; a new object out. Throwing a `PythonError` raises it in Python.
 public typealias NativeMethod<Payload> = (_ payload: Payload, _ arguments: NativeArguments) throws -> PythonObject
 
-/// An attribute of a native type: a getter and, for writable ones, a setter.
-public struct NativeAttribute<Payload: AnyObject> {
-    public let get: (Payload) throws -> PythonObject
-    public let set: ((Payload, PythonObject) throws -> Void)?
-    public init(get: @escaping (Payload) throws -> PythonObject,
-                set: ((Payload, PythonObject) throws -> Void)? = nil) {
-        self.get = get
-        self.set = set
-    }
-}
-
 /// A Python type whose instances each carry one Swift object (the payload).
 ///
 /// Attributes become `tp_getset` entries and methods `tp_methods` entries, so Python
@@ -98,7 +87,8 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     // @unchecked: tables are set up before use; the type object is created under the GIL.
     public let qualifiedName: String
     public let doc: String
-    public private(set) var attributes: [(name: String, attribute: NativeAttribute<Payload>)] = []
+    /// The attributes' getters and setters as the C trampolines call them.
+    private var attributes: [(name: String, slot: AttributeSlot)] = []
     /// The methods' bodies as the C trampolines call them (see `erasedCall`).
     private var methods: [(name: String, body: NativeMethodBody)] = []
     public var describe: ((Payload) -> String)?
@@ -114,9 +104,21 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
 
     public func attribute(_ name: String, get: @escaping (Payload) throws -> PythonObject,
                           set: ((Payload, PythonObject) throws -> Void)? = nil) {
+        let qualifiedName = qualifiedName
+        attribute(name, slot: erasedSlot(name, get: { object in try get(try nativePayload(object, qualifiedName)).newReference() }, set: set))
+    }
+
+    /// The same for an attribute read once or more per request: its value is an
+    /// `OwnedObject`, handed to Python as it is (see `method(_:owned:)`).
+    public func attribute(_ name: String, owned get: @escaping (Payload) throws -> OwnedObject) {
+        let qualifiedName = qualifiedName
+        attribute(name, slot: erasedSlot(name, get: { object in try get(try nativePayload(object, qualifiedName)).release() }, set: nil))
+    }
+
+    private func attribute(_ name: String, slot: AttributeSlot) {
         precondition(typePointer == nil, "define attributes before the type is created")
         attributes.removeAll { $0.name == name }
-        attributes.append((name, NativeAttribute(get: get, set: set)))
+        attributes.append((name, slot))
     }
 
     /// Defines a method: `body` gets the payload and the call's arguments (with the
@@ -167,9 +169,9 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         methodTable[methods.count] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
         let getSetTable = UnsafeMutablePointer<PyGetSetDef>.allocate(capacity: attributes.count + 1)
         for (index, attribute) in attributes.enumerated() {
-            let closure = Unmanaged.passRetained(erasedSlot(attribute.name, attribute.attribute)).toOpaque()  // kept
+            let closure = Unmanaged.passRetained(attribute.slot).toOpaque()  // kept
             getSetTable[index] = PyGetSetDef(name: UnsafePointer(strdup(attribute.name)), get: nativeGetter,
-                                             set: attribute.attribute.set == nil ? nil : nativeSetter,
+                                             set: attribute.slot.writable ? nativeSetter : nil,
                                              doc: nil, closure: closure)
         }
         getSetTable[attributes.count] = PyGetSetDef(name: nil, get: nil, set: nil, doc: nil, closure: nil)
@@ -239,11 +241,11 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
         return { object, arguments in try body(try nativePayload(object, qualifiedName), arguments).newReference() }
     }
 
-    private func erasedSlot(_ name: String, _ attribute: NativeAttribute<Payload>) -> AttributeSlot {
+    private func erasedSlot(_ name: String, get: @escaping AttributeSlot.Get,
+                            set setter: ((Payload, PythonObject) throws -> Void)?) -> AttributeSlot {
         let qualifiedName = qualifiedName
-        let get = attribute.get
         let set: AttributeSlot.Set
-        if let setter = attribute.set {
+        if let setter {
             set = { object, value in
                 guard let value else {
                     throw PythonError.raise(.attributeError, "cannot delete attribute '\(name)' of '\(qualifiedName)' objects")
@@ -255,7 +257,7 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
                 throw PythonError.raise(.attributeError, "attribute '\(name)' of '\(qualifiedName)' objects is not writable")
             }
         }
-        return AttributeSlot(get: { object in try get(try nativePayload(object, qualifiedName)) }, set: set)
+        return AttributeSlot(get: get, set: set, writable: setter != nil)
     }
 
     func represent(_ payload: AnyObject) -> String {
@@ -314,12 +316,14 @@ final class NativeMethodBody {
 }
 
 /// One attribute's getter and setter (the PyGetSetDef closure).
-private final class AttributeSlot {
-    typealias Get = (UnsafeMutablePointer<PyObject>) throws -> PythonObject
+final class AttributeSlot {
+    /// The value: a new reference.
+    typealias Get = (UnsafeMutablePointer<PyObject>) throws -> UnsafeMutablePointer<PyObject>
     typealias Set = (UnsafeMutablePointer<PyObject>, PythonObject?) throws -> Void
     let get: Get
     let set: Set
-    init(get: @escaping Get, set: @escaping Set) { (self.get, self.set) = (get, set) }
+    let writable: Bool
+    init(get: @escaping Get, set: @escaping Set, writable: Bool) { (self.get, self.set, self.writable) = (get, set, writable) }
 }
 
 /// The arguments of a vectorcall, as a native call takes them.
@@ -360,7 +364,7 @@ private let nativeGetter: FrostGetter = { object, closure in
     guard let object, let closure else { return nil }
     let slot = Unmanaged<AttributeSlot>.fromOpaque(closure).takeUnretainedValue()
     do {
-        return try slot.get(object).newReference()
+        return try slot.get(object)
     } catch {
         error.raiseInPython()
         return nil

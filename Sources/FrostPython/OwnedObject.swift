@@ -28,6 +28,16 @@ public struct OwnedObject: ~Copyable {
         self.init(owning: pointer)
     }
 
+    /// A Python bytes object of `text`'s UTF-8 (read in place).
+    public init(bytesOf text: String) throws {
+        var text = text
+        let made = text.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { PyBytes_FromStringAndSize($0.baseAddress, utf8.count) }
+        }
+        guard let made else { throw PythonError.fetch() }
+        self.init(owning: made)
+    }
+
     deinit { frost_decref(pointer) }
 
     /// The object, read in place (valid while this lives).

@@ -45,6 +45,14 @@ final class ControlBlock {
     /// (Read when asked for: most handlers never ask, and a copy of a head costs.)
     var head: RequestHead { childHead ?? exchange.head }
     private let childHead: RequestHead?
+    /// The head's method and target (the child request's, or the exchange's).
+    var method: HTTPMethod { childHead?.method ?? exchange.method }
+    var uri: String { childHead?.uri ?? exchange.uri }
+    /// PATH_INFO (as `ServerVariables.pathInfo` has it).
+    var pathInfo: String {
+        if let site = childSite ?? exchange.site { return site.pathInfo ?? percentDecoded(pathPart(of: uri)) }
+        return host.site.pathInfo ?? percentDecoded(pathPart(of: uri))
+    }
     var httpStatusCode = 200
     var logData = ""
     /// The body bytes already received when the request was handed over (IIS's
@@ -179,9 +187,10 @@ extension Host {
         func bytes(_ text: String) throws -> PythonObject { try PythonObject(bytes: Array(text.utf8)) }
         type.attribute("Version", get: { _ in try PythonObject(0x0008_0000) })
         type.attribute("ConnID", get: { try PythonObject($0.exchange.connectionID) })
-        type.attribute("Method", get: { try bytes($0.head.method.rawValue) })
-        type.attribute("QueryString", get: { try bytes($0.variables.queryString) })
-        type.attribute("PathInfo", get: { try bytes($0.variables.pathInfo) })
+        // Read by most handlers, once or more a request: without the server variables.
+        type.attribute("Method", owned: { try OwnedObject(bytesOf: $0.method.rawValue) })
+        type.attribute("QueryString", owned: { try OwnedObject(bytesOf: queryPart(of: $0.uri)) })
+        type.attribute("PathInfo", owned: { try OwnedObject(bytesOf: $0.pathInfo) })
         type.attribute("PathTranslated", get: { try bytes($0.variables.value("PATH_TRANSLATED") ?? "") })
         type.attribute("ContentType", get: { try bytes($0.variables.value("CONTENT_TYPE") ?? "") })
         type.attribute("TotalBytes", get: { try PythonObject($0.totalBytes) })
