@@ -67,6 +67,13 @@ package final class HTTPExchange: @unchecked Sendable {
         if !headMayBeRewritten { return requestHead.uri }
         return monitor.locked { requestHead.uri }
     }
+
+    /// Calls `body` with the head: read in place when nothing can rewrite it, else a copy
+    /// taken under the lock (`body` runs without it).
+    package func withHead<Result>(_ body: (RequestHead) throws -> Result) rethrows -> Result {
+        if !headMayBeRewritten { return try body(requestHead) }
+        return try body(monitor.locked { requestHead })
+    }
     /// Whether `rewriteHead` may be called (the connection has a filter): else the head is
     /// read without the lock (it was taken twice a request).
     private let headMayBeRewritten: Bool

@@ -53,6 +53,14 @@ final class ControlBlock {
         if let site = childSite ?? exchange.site { return site.pathInfo ?? percentDecoded(pathPart(of: uri)) }
         return host.site.pathInfo ?? percentDecoded(pathPart(of: uri))
     }
+    /// Where the request was routed (as `ServerVariables.site` has it).
+    var site: SiteContext { childSite ?? exchange.site ?? host.site }
+
+    /// Calls `body` with the request's head, read in place when nothing can rewrite it.
+    func withHead<Result>(_ body: (RequestHead) throws -> Result) rethrows -> Result {
+        if let childHead { return try body(childHead) }
+        return try exchange.withHead(body)
+    }
     var httpStatusCode = 200
     var logData = ""
     /// The body bytes already received when the request was handed over (IIS's

@@ -30,7 +30,9 @@ struct ServerVariables {
 
     /// SERVER_NAME from the request's (first) Host header: its host part, or the local
     /// address the request came in on when there is none.
-    func serverName(host: String?) -> String {
+    func serverName(host: String?) -> String { Self.serverName(host: host, exchange: exchange) }
+
+    static func serverName(host: String?, exchange: HTTPExchange) -> String {
         if let host {
             if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }) + "]" }
             guard let colon = host.utf8.firstIndex(of: UInt8(ascii: ":")) else { return host }

@@ -15,8 +15,14 @@ extension ControlBlock {
     func wsgiEnviron(base: BorrowedObject,
                      streams: (input: BorrowedObject, errors: BorrowedObject, controlBlock: BorrowedObject)?) throws -> PythonObject {
         let keys = try WSGIKeys.shared()
-        let head = self.head
-        let variables = makeVariables()
+        // The head read in place and the variables computed here: making the server
+        // variables copied the head and the site (about 700 instructions).
+        return try withHead { head in try wsgiEnviron(head: head, keys: keys, base: base, streams: streams) }
+    }
+
+    private func wsgiEnviron(head: RequestHead, keys: WSGIKeys, base: BorrowedObject,
+                             streams: (input: BorrowedObject, errors: BorrowedObject, controlBlock: BorrowedObject)?) throws -> PythonObject {
+        let site = self.site
         let environ = try keys.environ(from: base)
         func set(_ key: PythonObject, _ value: String) throws { try environ.setItem(key, latin1: value) }
 
@@ -47,17 +53,17 @@ extension ControlBlock {
                                       separator: variable.role == .cookie ? keys.cookieSeparator : keys.listSeparator)
         }
 
-        let secure = variables.secure
+        let secure = site.secure || exchange.forwarded?.secure == true
         // Most of what follows repeats the request before: those the environ's template
         // holds already cost a comparison (`WSGIKeys.put`).
         try keys.put(.requestMethod, keys.method.value(head.method.rawValue), into: environ)
-        let site = variables.site.scriptName
-        if site.isEmpty {  // a site at the root: no split to make
+        let path = site.pathInfo ?? percentDecoded(pathPart(of: head.uri))
+        if site.scriptName.isEmpty {  // a site at the root: no split to make
             try keys.put(.scriptName, keys.empty, into: environ)
-            try keys.put(.pathInfo, keys.path.value(variables.pathInfo), into: environ)
+            try keys.put(.pathInfo, keys.path.value(path), into: environ)
         } else {
-            var pathInfo = Array(variables.pathInfo.utf8)
-            var scriptName = Array(site.utf8)
+            var pathInfo = Array(path.utf8)
+            var scriptName = Array(site.scriptName.utf8)
             if pathInfo.starts(with: scriptName) && scriptName != pathInfo {
                 pathInfo.removeFirst(scriptName.count)
             } else if scriptName == pathInfo {
@@ -67,14 +73,14 @@ extension ControlBlock {
             try keys.put(.scriptName, keys.script.value(String(decoding: scriptName, as: UTF8.self)), into: environ)
             try keys.put(.pathInfo, keys.path.value(String(decoding: pathInfo, as: UTF8.self)), into: environ)
         }
-        let query = variables.queryString
+        let query = queryPart(of: head.uri)
         try keys.put(.queryString, query.isEmpty ? keys.empty : try PythonObject.latin1(query), into: environ)
         if let contentType, !contentType.isEmpty {
             try keys.put(.contentType, try PythonObject.latin1(contentType), into: environ)
         } else {
             try keys.put(.contentType, keys.empty, into: environ)
         }
-        let serverName = variables.serverName(host: host)
+        let serverName = ServerVariables.serverName(host: host, exchange: exchange)
         try keys.put(.serverName, keys.server.value(serverName.isEmpty ? "localhost" : serverName), into: environ)
         let port = exchange.addresses.localPort
         try keys.put(.serverPort, keys.port.value(port.isEmpty ? (secure ? "443" : "80") : port), into: environ)
