@@ -104,6 +104,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     package let attachment: AnyObject?
     /// Closes the connection without losing a response to a reset.
     private let lingering: LingeringClose
+    /// The lingering close is this handler's to call, not a handler of the pipeline's.
+    private let lingeringHere: Bool
     private let trustedProxies: TrustedProxies
     /// The connection's descriptor, when it is known and only this handler writes to the
     /// connection: a response that fits the socket is written with one `send(2)` of our
@@ -125,9 +127,11 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// `headsMayBeRewritten`: the layer above may rewrite request heads (a filter).
     /// `stopping`: the host is already stopping; serve one request, then close.
     package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
-                 lingering: LingeringClose, sweeper: DeadlineSweeper, trustedProxies: TrustedProxies = TrustedProxies([]),
+                 lingering: LingeringClose, lingeringInPipeline: Bool = true, sweeper: DeadlineSweeper,
+                 trustedProxies: TrustedProxies = TrustedProxies([]),
                  socket: Int32? = nil, headsMayBeRewritten: Bool = true, stopping: Bool = false) {
         self.socket = socket
+        self.lingeringHere = !lingeringInPipeline
         self.headsMayBeRewritten = headsMayBeRewritten
         self.lingering = lingering
         self.sweeper = sweeper
@@ -141,6 +145,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func handlerAdded(context: ChannelHandlerContext) {
+        if lingeringHere { lingering.handlerAdded(context: context) }
         allocator = context.channel.allocator
         eventLoopID = ObjectIdentifier(context.eventLoop)
         sweeper.register(self, context)
@@ -346,6 +351,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if lingeringHere && lingering.takesRead(context) { return }
         reading = true
         parse(context, unwrapInboundIn(data))
         while let work = afterRead {
@@ -575,7 +581,13 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
         }
     }
 
+    package func channelReadComplete(context: ChannelHandlerContext) {
+        if lingeringHere && lingering.takesReadComplete(context) { return }
+        context.fireChannelReadComplete()
+    }
+
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if lingeringHere && lingering.takesInboundEvent(context, event) { return }
         if case ChannelEvent.inputClosed = event {
             if parser.isMidRequest(buffered: unparsed?.readableBytes ?? 0) && !(rejecting || inputMalformed || closingAfterResponse) {
                 deliver(context, error: RequestParseError(.cutShort, "the input ended inside a request"))
@@ -597,6 +609,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
+        if lingeringHere { lingering.connectionEnded() }
         disarm()
         current?.connectionClosed()
         if readAheadWaiter != nil, let current {
@@ -637,6 +650,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
 
     /// An I/O error: the connection is gone.
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if lingeringHere && lingering.takesError(context) { return }
         handle(context, error: error)
     }
 

@@ -11,6 +11,9 @@ import NIOCore
 ///
 /// Inbound only: NIO passes a connection's writes, flushes and reads by the handlers that
 /// do not handle outbound events, and every response would otherwise pass through here.
+/// On a connection without a filter it is not in the pipeline at all: the connection
+/// handler passes it its events (`takesRead` and the others), and every read passes one
+/// handler fewer (about 250 instructions a request).
 package final class LingeringClose: ChannelInboundHandler, @unchecked Sendable {
     // @unchecked: all state is touched on the channel's event loop only.
     package typealias InboundIn = ByteBuffer
@@ -58,29 +61,59 @@ package final class LingeringClose: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Takes a read while lingering (its bytes are dropped); false when not lingering.
+    func takesRead(_ context: ChannelHandlerContext) -> Bool {
+        guard lingering else { return false }
+        armSilenceTimer(context)
+        return true
+    }
+
+    /// The end of a read while lingering: reading goes on (the connection handler may hold
+    /// reads back; nothing reaches it now).
+    func takesReadComplete(_ context: ChannelHandlerContext) -> Bool {
+        guard lingering else { return false }
+        context.read()
+        return true
+    }
+
+    /// While lingering, the client's end of its input closes the connection.
+    func takesInboundEvent(_ context: ChannelHandlerContext, _ event: Any) -> Bool {
+        guard lingering, case ChannelEvent.inputClosed = event else { return false }
+        context.close(promise: nil)
+        return true
+    }
+
+    /// While lingering, an error closes the connection.
+    func takesError(_ context: ChannelHandlerContext) -> Bool {
+        guard lingering else { return false }
+        context.close(promise: nil)
+        return true
+    }
+
+    /// The connection is closed: the bounds' timers go.
+    func connectionEnded() {
+        totalTimer?.cancel()
+        silenceTimer?.cancel()
+    }
+
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard lingering else { return context.fireChannelRead(data) }
-        armSilenceTimer(context)  // dropped
+        if !takesRead(context) { context.fireChannelRead(data) }
     }
 
     package func channelReadComplete(context: ChannelHandlerContext) {
-        guard lingering else { return context.fireChannelReadComplete() }
-        context.read()  // the handlers behind may hold reads back; nothing reaches them now
+        if !takesReadComplete(context) { context.fireChannelReadComplete() }
     }
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if lingering, case ChannelEvent.inputClosed = event { return context.close(promise: nil) }
-        context.fireUserInboundEventTriggered(event)
+        if !takesInboundEvent(context, event) { context.fireUserInboundEventTriggered(event) }
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard lingering else { return context.fireErrorCaught(error) }
-        context.close(promise: nil)
+        if !takesError(context) { context.fireErrorCaught(error) }
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
-        totalTimer?.cancel()
-        silenceTimer?.cancel()
+        connectionEnded()
         context.fireChannelInactive()
     }
 }

@@ -255,9 +255,11 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             }
             let lingering = LingeringClose(time: self.configuration.limits.lingeringTime,
                                            timeout: self.configuration.limits.lingeringTimeout)
-            try channel.pipeline.syncOperations.addHandler(lingering)
             var raw: RawDataHandler?
             if let chain = self.filterChain {
+                // The raw-data handler must not see what lingering drops: the lingering
+                // close goes first. Without it, the connection handler runs it itself.
+                try channel.pipeline.syncOperations.addHandler(lingering)
                 let connection = FilterConnection(chain: chain)
                 raw = RawDataHandler(connection: connection)
                 connection.raw = raw
@@ -272,7 +274,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
             // reported to the handler.
             try channel.pipeline.syncOperations.addHandler(
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, attachment: raw,
-                                      lingering: lingering, sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
+                                      lingering: lingering, lingeringInPipeline: raw != nil,
+                                      sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
                                       trustedProxies: self.configuration.trustedProxies,
                                       // The filter's raw-data handler writes too: then every write goes through NIO.
                                       socket: raw == nil ? socket : nil,
