@@ -114,6 +114,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// Something was handed to NIO's writes that may still be queued there: before the
     /// next write of our own, NIO is asked whether it holds anything.
     private var nioMayHoldWrites = false
+    /// The channel went inactive (`channelInactive`).
+    private var channelEnded = false
 
     /// Whether the layer above may rewrite request heads (`HTTPExchange.rewriteHead`).
     private let headsMayBeRewritten: Bool
@@ -306,6 +308,14 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
         guard sent > 0 else { return false }
         buffer.moveReaderIndex(forwardBy: sent)
         return buffer.readableBytes == 0
+    }
+
+    /// Whether the channel takes more writes without passing NIO's high-water mark: surely
+    /// so when NIO holds none of this connection's writes, without a look at the channel
+    /// (a cache line of its own: with hundreds of connections, every such touch of one
+    /// connection's objects missed the cache).
+    func isWritable(_ context: ChannelHandlerContext) -> Bool {
+        !nioMayHoldWrites || context.channel.isWritable
     }
 
     /// The descriptor, when this handler may write to it itself now (see `writeDirectly`).
@@ -563,7 +573,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
                 arm(context, limits.lingeringTimeout)
             } else {
                 resumeReading(context)
-                if context.channel.isActive { arm(context, limits.idleTimeout) }
+                // Our own note of the close, not the channel's state: see `isWritable`.
+                if !channelEnded { arm(context, limits.idleTimeout) }
             }
         }
         dispatcher.completed(exchange)
@@ -609,6 +620,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func channelInactive(context: ChannelHandlerContext) {
+        channelEnded = true
         if lingeringHere { lingering.connectionEnded() }
         disarm()
         current?.connectionClosed()

@@ -669,7 +669,7 @@ package final class HTTPExchange: @unchecked Sendable {
             self.responseEnded = true
             let parts = self.finalParts.take()
             if !close && !answered && parts.bodyCount <= HTTPExchange.unwaitedResponseBytes
-                && self.connection.readsOn && self.context.channel.isWritable {
+                && self.connection.readsOn && self.connection.isWritable(self.context) {
                 // A keep-alive response into a channel under NIO's high-water mark goes on
                 // its way without a promise to wait for: the next request is read at once,
                 // and what can pile up for a client that does not read stays bounded (the
