@@ -10,8 +10,8 @@
 # (Samples/wsgi_hello.py through isapi.wsgi), served with --workers 0 --threads 1 and
 # --inline-budget 50 (callgrind runs code about 50 times slower, so that the handlers that
 # run on the event loop natively do so here too, every time); LOADER_ARGS adds options
-# (LOADER_ARGS=--no-inline: every handler on the Python thread); BROWSER=1 sends the 15 fields
-# a browser sends for a page instead of Host alone.
+# (LOADER_ARGS=--no-inline: every handler on the Python thread); BROWSER=1 also sends the
+# 14 fields a browser sends besides Host (Benchmarks/bench.py's BROWSER_FIELDS).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -41,28 +41,18 @@ for spec in hello hello_wsgi; do
     for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
     # The counts are zeroed after the first requests (imports, caches, the connection's
     # set-up) and dumped after exactly REQUESTS more on the same keep-alive connection.
-    /usr/bin/python3 - "$port" "$requests" "$server" <<'PY'
+    /usr/bin/python3 - "$port" "$requests" "$server" "$here/.." <<'PY'
 import os, socket, subprocess, sys
-BROWSER_FIELDS = (
-    b"Connection: keep-alive\r\n"
-    b"sec-ch-ua: \"Chromium\";v=\"130\", \"Google Chrome\";v=\"130\", \"Not?A_Brand\";v=\"99\"\r\n"
-    b"sec-ch-ua-mobile: ?0\r\n"
-    b"sec-ch-ua-platform: \"Linux\"\r\n"
-    b"Upgrade-Insecure-Requests: 1\r\n"
-    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36\r\n"
-    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n"
-    b"Sec-Fetch-Site: none\r\n"
-    b"Sec-Fetch-Mode: navigate\r\n"
-    b"Sec-Fetch-User: ?1\r\n"
-    b"Sec-Fetch-Dest: document\r\n"
-    b"Accept-Encoding: gzip, deflate, br, zstd\r\n"
-    b"Accept-Language: en-GB,en;q=0.9\r\n"
-    b"Cookie: session=4f2a9c1e8b7d6a5f3e2c1b0a9f8e7d6c; theme=dark\r\n")
 port, count, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 connection = socket.create_connection(("127.0.0.1", port))
-# BROWSER=1: the fields a browser sends (Chrome's for a page), instead of Host alone.
-browser = os.environ.get("BROWSER") == "1"
-request = b"GET / HTTP/1.1\r\nHost: bench\r\n" + (BROWSER_FIELDS if browser else b"") + b"\r\n"
+# BROWSER=1: also the fields a browser sends (Chrome's for a page), as the benchmark's
+# hello-browser scenario sends them.
+fields = b""
+if os.environ.get("BROWSER") == "1":
+    sys.path.insert(0, sys.argv[4])
+    from bench import BROWSER_FIELDS
+    fields = b"".join(f"{name}: {value}\r\n".encode() for name, value in BROWSER_FIELDS)
+request = b"GET / HTTP/1.1\r\nHost: bench\r\n" + fields + b"\r\n"
 
 def exchange():
     connection.sendall(request)

@@ -52,20 +52,17 @@ package final class HTTPExchange: @unchecked Sendable {
     package let connectionID: Int
     /// The request head; a filter may rewrite it (SF_NOTIFY_PREPROC_HEADERS). Guarded by
     /// `monitor` when it may be rewritten: never read it with `monitor` held.
-    package var head: RequestHead {
-        if !headMayBeRewritten { return requestHead }
-        return monitor.locked { requestHead }
-    }
+    package var head: RequestHead { readHead { $0 } }
     private var requestHead: RequestHead
     /// The head's method and target, read without copying the whole head (a copy retains
     /// its strings and arrays).
-    package var method: HTTPMethod {
-        if !headMayBeRewritten { return requestHead.method }
-        return monitor.locked { requestHead.method }
-    }
-    package var uri: String {
-        if !headMayBeRewritten { return requestHead.uri }
-        return monitor.locked { requestHead.uri }
+    package var method: HTTPMethod { readHead { $0.method } }
+    package var uri: String { readHead { $0.uri } }
+
+    /// `read` of the head: under `monitor` only when the head may be rewritten.
+    private func readHead<Value>(_ read: (RequestHead) -> Value) -> Value {
+        if !headMayBeRewritten { return read(requestHead) }
+        return monitor.locked { read(requestHead) }
     }
 
     /// Calls `body` with the head: read in place when nothing can rewrite it, else a copy

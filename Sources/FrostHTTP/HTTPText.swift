@@ -73,10 +73,16 @@ package func isHeaderValue(_ value: String) -> Bool {
 
 /// Whether `bytes` are `lowercase` (ASCII lower case) but for the case of their ASCII letters.
 package func equalsIgnoringASCIICase(bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-    guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-    let other = lowercase.utf8Start
+    equalsIgnoringASCIICase(bytes: bytes, UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
+}
+
+/// Whether two byte strings are equal but for the case of their ASCII letters.
+package func equalsIgnoringASCIICase(bytes: UnsafeRawBufferPointer, _ other: UnsafeRawBufferPointer) -> Bool {
+    guard bytes.count == other.count else { return false }
     for index in 0..<bytes.count where bytes[index] != other[index] {
-        guard (65...90).contains(bytes[index]), bytes[index] | 0x20 == other[index] else { return false }
+        // Equal but for case only if both are the same letter: setting bit 5 lowers it.
+        let lower = bytes[index] | 0x20
+        guard lower == other[index] | 0x20, lower >= UInt8(ascii: "a"), lower <= UInt8(ascii: "z") else { return false }
     }
     return true
 }

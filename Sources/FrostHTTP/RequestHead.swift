@@ -91,18 +91,12 @@ package struct RequestFields: Sendable, Equatable, Sequence, ExpressibleByDictio
 
     /// The value of the first field named `name`.
     package func first(name: String) -> String? {
-        var name = name
-        return name.withUTF8 { wanted in
-            bytes.withUnsafeBytes { all in
-                for span in spans where Int(span.nameCount) == wanted.count {
-                    let start = Int(span.nameStart)
-                    if equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: all[start..<start + wanted.count]), UnsafeRawBufferPointer(wanted)) {
-                        return String(decoding: all[Int(span.valueStart)..<Int(span.valueStart + span.valueCount)], as: UTF8.self)
-                    }
-                }
-                return nil
-            }
+        var found: Int?
+        forEachIndex(named: name) { index in
+            found = index
+            return false
         }
+        return found.map(value(at:))
     }
 
     /// The values of every field named `name`, in order.
@@ -141,15 +135,26 @@ package struct RequestFields: Sendable, Equatable, Sequence, ExpressibleByDictio
     }
 
     private func indices(of name: String) -> [Int] {
+        var found: [Int] = []
+        forEachIndex(named: name) { index in
+            found.append(index)
+            return true
+        }
+        return found
+    }
+
+    /// Calls `body` with the index of each field named `name`, in order, while it returns true.
+    private func forEachIndex(named name: String, _ body: (Int) -> Bool) {
         var name = name
-        return name.withUTF8 { wanted in
+        name.withUTF8 { wanted in
             bytes.withUnsafeBytes { all in
-                spans.indices.filter { index in
-                    let span = spans[index]
-                    guard Int(span.nameCount) == wanted.count else { return false }
+                for (index, span) in spans.enumerated() where Int(span.nameCount) == wanted.count {
                     let start = Int(span.nameStart)
-                    return equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: all[start..<start + wanted.count]),
-                                                   UnsafeRawBufferPointer(wanted))
+                    if equalsIgnoringASCIICase(bytes: UnsafeRawBufferPointer(rebasing: all[start..<start + wanted.count]),
+                                               UnsafeRawBufferPointer(wanted)),
+                       !body(index) {
+                        return
+                    }
                 }
             }
         }
@@ -184,15 +189,4 @@ package struct RequestFields: Sendable, Equatable, Sequence, ExpressibleByDictio
         guard a.count == b.count else { return false }
         return zip(a, b).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
-}
-
-/// Whether two byte strings are equal without regard to ASCII case.
-private func equalsIgnoringASCIICase(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-    guard a.count == b.count else { return false }
-    for index in 0..<a.count where a[index] != b[index] {
-        // Equal but for case only if both are the same letter: setting bit 5 lowers it.
-        let lower = a[index] | 0x20
-        guard lower == b[index] | 0x20, lower >= UInt8(ascii: "a"), lower <= UInt8(ascii: "z") else { return false }
-    }
-    return true
 }

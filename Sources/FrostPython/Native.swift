@@ -124,21 +124,23 @@ public final class NativeType<Payload: AnyObject>: @unchecked Sendable, NativeTy
     /// Defines a method: `body` gets the payload and the call's arguments (with the
     /// Python object itself, `self`).
     public func method(_ name: String, _ body: @escaping NativeMethod<Payload>) {
-        precondition(typePointer == nil, "define methods before the type is created")
-        methods.removeAll { $0.name == name }
-        methods.append((name, NativeMethodBody(erasedCall(body))))
+        method(name, body: NativeMethodBody(erasedCall(body)))
     }
 
     /// The same for a method called once or more per request: its result is an
     /// `OwnedObject`, handed to Python as it is (a `PythonObject` result costs an
     /// allocation and its release per call).
     public func method(_ name: String, owned body: @escaping (_ payload: Payload, _ arguments: NativeArguments) throws -> OwnedObject) {
+        let qualifiedName = qualifiedName
+        method(name, body: NativeMethodBody { object, arguments in
+            try body(try nativePayload(object, qualifiedName), arguments).release()
+        })
+    }
+
+    private func method(_ name: String, body: NativeMethodBody) {
         precondition(typePointer == nil, "define methods before the type is created")
         methods.removeAll { $0.name == name }
-        let qualifiedName = qualifiedName
-        methods.append((name, NativeMethodBody { object, arguments in
-            try body(try nativePayload(object, qualifiedName), arguments).release()
-        }))
+        methods.append((name, body))
     }
 
     /// Makes instances callable: `body` gets the payload and the call's arguments, as a

@@ -34,13 +34,7 @@ final class ControlBlock {
     private let childSite: SiteContext?
     /// The request's server variables, made when first asked for (a handler that asks for
     /// none does not pay for copying the site and the head into them).
-    /// Each read is a copy: a caller that reads them more than once makes its own
-    /// (`makeVariables`).
-    lazy var variables = makeVariables()
-
-    func makeVariables() -> ServerVariables {
-        ServerVariables(exchange: exchange, site: childSite ?? exchange.site ?? host.site, head: head)
-    }
+    lazy var variables = ServerVariables(exchange: exchange, site: site, head: head)
     /// The request this block serves: the exchange's, or a child request of ExecURL.
     /// (Read when asked for: most handlers never ask, and a copy of a head costs.)
     var head: RequestHead { childHead ?? exchange.head }
@@ -48,11 +42,8 @@ final class ControlBlock {
     /// The head's method and target (the child request's, or the exchange's).
     var method: HTTPMethod { childHead?.method ?? exchange.method }
     var uri: String { childHead?.uri ?? exchange.uri }
-    /// PATH_INFO (as `ServerVariables.pathInfo` has it).
-    var pathInfo: String {
-        if let site = childSite ?? exchange.site { return site.pathInfo ?? percentDecoded(pathPart(of: uri)) }
-        return host.site.pathInfo ?? percentDecoded(pathPart(of: uri))
-    }
+    /// PATH_INFO, without making the server variables.
+    var pathInfo: String { ServerVariables.pathInfo(site: site, uri: uri) }
     /// Where the request was routed (as `ServerVariables.site` has it).
     var site: SiteContext { childSite ?? exchange.site ?? host.site }
 

@@ -21,10 +21,14 @@ struct ServerVariables {
     var queryString: String { queryPart(of: head.uri) }
 
     /// PATH_INFO is the decoded path (IIS decodes it) below the virtual directory.
-    var pathInfo: String { site.pathInfo ?? percentDecoded(rawPath) }
+    var pathInfo: String { Self.pathInfo(site: site, uri: head.uri) }
+
+    static func pathInfo(site: SiteContext, uri: String) -> String { site.pathInfo ?? percentDecoded(pathPart(of: uri)) }
 
     /// HTTPS: the site says so, or a trusted proxy forwarded an https request.
-    var secure: Bool { site.secure || exchange.forwarded?.secure == true }
+    var secure: Bool { Self.isSecure(site: site, exchange: exchange) }
+
+    static func isSecure(site: SiteContext, exchange: HTTPExchange) -> Bool { site.secure || exchange.forwarded?.secure == true }
 
     var serverName: String { serverName(host: head.headers.first(name: "host")) }
 

@@ -53,11 +53,11 @@ extension ControlBlock {
                                       separator: variable.role == .cookie ? keys.cookieSeparator : keys.listSeparator)
         }
 
-        let secure = site.secure || exchange.forwarded?.secure == true
+        let secure = ServerVariables.isSecure(site: site, exchange: exchange)
         // Most of what follows repeats the request before: those the environ's template
         // holds already cost a comparison (`WSGIKeys.put`).
         try keys.put(.requestMethod, keys.method.value(head.method.rawValue), into: environ)
-        let path = site.pathInfo ?? percentDecoded(pathPart(of: head.uri))
+        let path = ServerVariables.pathInfo(site: site, uri: head.uri)
         if site.scriptName.isEmpty {  // a site at the root: no split to make
             try keys.put(.scriptName, keys.empty, into: environ)
             try keys.put(.pathInfo, keys.path.value(path), into: environ)
