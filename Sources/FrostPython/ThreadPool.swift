@@ -204,8 +204,15 @@ public final class PythonThreadPool: @unchecked Sendable {
     private func runLoop(slot: Int) {
         let state = interpreter.makeThreadStateForCurrentThread()
         monitor.locked { running += 1 }
+        // A thread that slept, or has just started, may find the watchdog asleep (it sleeps
+        // while no thread runs): wake it so that it ticks while this job runs. A thread
+        // that takes a job queued while it was starting did not sleep for it, and without
+        // this the watchdog slept through that job (a 2 s handler held back the fast
+        // requests queued behind it).
+        var started = true
         while let (job, waited) = monitor.locked({ next(slot: slot) }) {
-            if waited && size > 1 { wakeWatchdog() }  // a thread runs again: the watchdog ticks if it slept
+            if (waited || started) && size > 1 { wakeWatchdog() }
+            started = false
             state.withGIL { job() }
         }
         monitor.locked { running -= 1 }
