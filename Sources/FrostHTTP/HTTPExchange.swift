@@ -129,6 +129,8 @@ package final class HTTPExchange: @unchecked Sendable {
     /// ended early); reads fail with it once what arrived before has been read.
     private var bodyFailure: String?
     private var readsPaused = false
+    /// A handler's read waits for body (`appendBody` wakes it).
+    private var bodyReaderWaits = false
     package private(set) var bodyBytesRead = 0
 
     // Response state, guarded by `monitor`.
@@ -218,15 +220,18 @@ package final class HTTPExchange: @unchecked Sendable {
 
     /// Adds a piece of body; returns whether the connection should stop reading for now.
     func appendBody(_ buffer: ByteBuffer) -> Bool {
-        monitor.locked {
+        let (pause, wake) = monitor.locked { () -> (Bool, Bool) in
             chunks.append(buffer)
             buffered += buffer.readableBytes
             bodyBytesReceived += buffer.readableBytes
             pace.arrived(buffer.readableBytes, now: monotonicSeconds())
-            monitor.broadcast()
             if buffered >= highWater { readsPaused = true }
-            return readsPaused
+            return (readsPaused, bodyReaderWaits)
         }
+        // Woken with the mutex released: woken under it, the reader would wake only to
+        // block on it again (two switches per piece of an upload instead of one).
+        if wake { monitor.broadcast() }
+        return pause
     }
 
     /// Whether the read-ahead is complete: `readAhead` body bytes or the body's end have
@@ -301,7 +306,11 @@ package final class HTTPExchange: @unchecked Sendable {
                 // here would stop the loop that delivers the rest.
                 if eventLoop.inEventLoop { throw ExchangeError(.bodyFailed, "the body is not complete") }
                 pace.beginWaiting(now: monotonicSeconds())
-                defer { pace.endWaiting(now: monotonicSeconds()) }
+                bodyReaderWaits = true
+                defer {
+                    bodyReaderWaits = false
+                    pace.endWaiting(now: monotonicSeconds())
+                }
                 while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
                     let now = monotonicSeconds()
                     if now >= pace.deadline {

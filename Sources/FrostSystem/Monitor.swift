@@ -58,7 +58,8 @@ public final class Monitor: @unchecked Sendable {
         return pthread_cond_timedwait(condition, mutex, &d) == 0
     }
 
-    /// Wakes every waiter (the caller holds the mutex).
+    /// Wakes every waiter. Called with the mutex held, or after releasing it once the state
+    /// waited for is changed (the waiters then do not wake only to block on the mutex).
     public func broadcast() { pthread_cond_broadcast(condition) }
 
     /// Wakes one waiter (the caller holds the mutex).
