@@ -594,6 +594,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
 
     package func channelReadComplete(context: ChannelHandlerContext) {
         if lingeringHere && lingering.takesReadComplete(context) { return }
+        current?.readBurstEnded()
         context.fireChannelReadComplete()
     }
 

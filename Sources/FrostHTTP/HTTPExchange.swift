@@ -129,8 +129,11 @@ package final class HTTPExchange: @unchecked Sendable {
     /// ended early); reads fail with it once what arrived before has been read.
     private var bodyFailure: String?
     private var readsPaused = false
-    /// A handler's read waits for body (`appendBody` wakes it).
-    private var bodyReaderWaits = false
+    /// A handler's read waits for body: `appendBody` wakes it once this many bytes are
+    /// buffered (0: none waits).
+    private var bodyReaderWants = 0
+    /// The socket had no more for now after body arrived: a waiting read takes what is here.
+    private var bodyBurstEnded = false
     package private(set) var bodyBytesRead = 0
 
     // Response state, guarded by `monitor`.
@@ -226,7 +229,7 @@ package final class HTTPExchange: @unchecked Sendable {
             bodyBytesReceived += buffer.readableBytes
             pace.arrived(buffer.readableBytes, now: monotonicSeconds())
             if buffered >= highWater { readsPaused = true }
-            return (readsPaused, bodyReaderWaits)
+            return (readsPaused, bodyReaderWants > 0 && (buffered >= bodyReaderWants || readsPaused))
         }
         // Woken with the mutex released: woken under it, the reader would wake only to
         // block on it again (two switches per piece of an upload instead of one).
@@ -254,6 +257,18 @@ package final class HTTPExchange: @unchecked Sendable {
     /// When the read-ahead fails for want of body (monotonic seconds), and why at `now`.
     var bodyDeadline: Double { monitor.locked { pace.deadline } }
     func bodyPaceFailure(now: Double) -> String { monitor.locked { pace.failure(now: now) } }
+
+    /// The connection's read of the socket is done (NIO's read complete): a handler waiting
+    /// for more body than has come gets what has. Event loop.
+    func readBurstEnded() {
+        if hasNoBody { return }
+        let wake = monitor.locked { () -> Bool in
+            guard bodyReaderWants > 0, buffered > 0 else { return false }
+            bodyBurstEnded = true
+            return true
+        }
+        if wake { monitor.broadcast() }
+    }
 
     func endBody() {
         monitor.locked {
@@ -306,12 +321,18 @@ package final class HTTPExchange: @unchecked Sendable {
                 // here would stop the loop that delivers the rest.
                 if eventLoop.inEventLoop { throw ExchangeError(.bodyFailed, "the body is not complete") }
                 pace.beginWaiting(now: monotonicSeconds())
-                bodyReaderWaits = true
+                // Woken for a good share of what is still to come, not for every piece: an
+                // upload arrives in pieces of up to 64 KiB, and waking the handler for each
+                // one was a thread switch per piece. What came in a read of the socket that
+                // left it empty is handed over at once (`readBurstEnded`): a body that
+                // trickles in reaches the handler as it comes.
+                bodyReaderWants = max(1, declaredLength.map { min($0 - bodyBytesRead, max(maximum, highWater / 2)) } ?? 1)
+                bodyBurstEnded = false
                 defer {
-                    bodyReaderWaits = false
+                    bodyReaderWants = 0
                     pace.endWaiting(now: monotonicSeconds())
                 }
-                while chunks.isEmpty && !bodyEnded && !closed && bodyFailure == nil {
+                while buffered < bodyReaderWants && !bodyBurstEnded && !readsPaused && !bodyEnded && !closed && bodyFailure == nil {
                     let now = monotonicSeconds()
                     if now >= pace.deadline {
                         // The client is too slow: its connection closes after the handler's answer.

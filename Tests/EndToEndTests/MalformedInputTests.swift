@@ -32,6 +32,11 @@ enum WireFixture {
                 except Exception as error:
                     return reply(ecb, f"read failed after {len(data)}: {error}")
                 return reply(ecb, f"read {len(data)}")
+            if path == "/first-read":
+                # One read past what was read ahead, answered at once (the rest of the body
+                # may still be on its way).
+                more = ecb.ReadClient(65536)
+                return reply(ecb, f"first read {len(more)} after {ecb.AvailableBytes}")
             if path == "/available":
                 # What the host read ahead before calling the handler; the rest stays unread.
                 return reply(ecb, f"available {ecb.AvailableBytes} of {ecb.TotalBytes}")

@@ -167,6 +167,29 @@ import Glibc
         #expect(server.stop().status == 0)
     }
 
+    /// A read of the body waits for a good share of what is still to come, not for each
+    /// piece, but what has come is handed over once the client pauses: here the client
+    /// sends the read-ahead (48 KiB) of a 200 KiB body, which calls the handler, whose read
+    /// then waits; 10 KiB more come, and the client waits for the answer.
+    @Test func aReadGetsWhatArrivedWhenTheClientPauses() throws {
+        let scratch = ScratchDirectory("first-read")
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch), arguments: ["--workers", "0", "--no-access-log"])
+        let connection = try RawConnection(port: server.port)
+        try connection.send("POST /first-read HTTP/1.1\r\nHost: h\r\nContent-Length: 204800\r\n\r\n" + String(repeating: "b", count: 48 * 1024))
+        usleep(300_000)
+        try connection.send(String(repeating: "c", count: 10 * 1024))
+        let started = Date()
+        let text = try connection.readResponse().text
+        #expect(text.hasPrefix("first read "), "answer: \(text)")
+        let parts = text.split(separator: " ")
+        let (read, before) = parts.count == 5 ? (Int(parts[2]) ?? 0, Int(parts[4]) ?? 0) : (0, 0)
+        #expect(read > 0 && before + read <= 58 * 1024, "answer: \(text)")
+        let seconds = Date().timeIntervalSince(started)
+        #expect(seconds < 5, "the read waited \(seconds) s for body the client had not sent")
+        connection.reset()  // the rest of the body never comes
+        #expect(server.stop().status == 0)
+    }
+
     /// The OS threads that ran a path's handler, request after request on one connection
     /// (a GET, or a POST of `body`).
     static func threads(_ connection: RawConnection, _ target: String, _ count: Int, body: String? = nil) throws -> [String] {
