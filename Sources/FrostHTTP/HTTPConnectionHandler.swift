@@ -80,6 +80,8 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// piece of a body being dropped) arrives first; checked by the loop's sweeper.
     private var deadline = Double.infinity
     private let sweeper: DeadlineSweeper
+    /// The loop's poll after reads (nil: the loop sleeps as soon as it is idle).
+    private let busyPoll: BusyPoll?
     private var requestsSeen = 0
     private var stopping = false
     /// The client ended its side (a half-close): the requests it sent are answered, then
@@ -130,13 +132,14 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     /// `stopping`: the host is already stopping; serve one request, then close.
     package init(connectionID: Int, dispatcher: ExchangeDispatcher, limits: HostLimits, attachment: AnyObject? = nil,
                  lingering: LingeringClose, lingeringInPipeline: Bool = true, sweeper: DeadlineSweeper,
-                 trustedProxies: TrustedProxies = TrustedProxies([]),
+                 busyPoll: BusyPoll? = nil, trustedProxies: TrustedProxies = TrustedProxies([]),
                  socket: Int32? = nil, headsMayBeRewritten: Bool = true, stopping: Bool = false) {
         self.socket = socket
         self.lingeringHere = !lingeringInPipeline
         self.headsMayBeRewritten = headsMayBeRewritten
         self.lingering = lingering
         self.sweeper = sweeper
+        self.busyPoll = busyPoll
         self.trustedProxies = trustedProxies
         self.stopping = stopping
         self.connectionID = connectionID
@@ -361,6 +364,7 @@ package final class HTTPConnectionHandler: ChannelInboundHandler, @unchecked Sen
     }
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        busyPoll?.noteRead()
         if lingeringHere && lingering.takesRead(context) { return }
         reading = true
         parse(context, unwrapInboundIn(data))

@@ -51,6 +51,9 @@ public struct HostConfiguration: Sendable {
     public var inlineHandlers = true
     /// How quickly, in seconds.
     public var inlineBudget = 0.002
+    /// How long, in seconds, an event loop goes on polling its sockets after a read before
+    /// it sleeps (`BusyPoll`; 20 µs); 0: it sleeps as soon as it is idle.
+    public var busyPoll = 0.000_02
 
     public init(listen: String, pythonThreads: Int = 8, debug: Bool = false, accessLog: AccessLog? = nil,
                 shutdownGrace: Double = 30, physicalPath: String, limits: HostLimits = HostLimits(), site: Site? = nil) {
@@ -125,6 +128,8 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
     let filterChain: FilterChain?
     /// One per event loop: checks its connections' time-outs (set up before serving).
     private var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
+    /// Per event loop, its poll after reads (none with `busyPoll` 0).
+    private var busyPolls: [ObjectIdentifier: BusyPoll] = [:]
     /// What a loop needs to run handlers itself: where its paths run, and a Python thread
     /// state of its own (bound to its thread).
     private struct InlineLoop {
@@ -152,6 +157,9 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
         let interval = DeadlineSweeper.interval(for: configuration.limits)
         for loop in group.makeIterator() {
             sweepers[ObjectIdentifier(loop)] = DeadlineSweeper(eventLoop: loop, interval: interval)
+            if configuration.busyPoll > 0 {
+                busyPolls[ObjectIdentifier(loop)] = BusyPoll(eventLoop: loop, window: configuration.busyPoll)
+            }
             if configuration.inlineHandlers {
                 // A thread state of the loop's own, made on it (it is bound to its thread).
                 let state = try loop.submit { interpreter.makeThreadStateForCurrentThread() }.wait()
@@ -276,6 +284,7 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 HTTPConnectionHandler(connectionID: id, dispatcher: self, limits: self.configuration.limits, attachment: raw,
                                       lingering: lingering, lingeringInPipeline: raw != nil,
                                       sweeper: self.sweepers[ObjectIdentifier(channel.eventLoop)]!,
+                                      busyPoll: self.busyPolls[ObjectIdentifier(channel.eventLoop)],
                                       trustedProxies: self.configuration.trustedProxies,
                                       // The filter's raw-data handler writes too: then every write goes through NIO.
                                       socket: raw == nil ? socket : nil,
@@ -350,6 +359,10 @@ public final class Host: ExchangeDispatcher, @unchecked Sendable {
                 if now >= limit { break }
                 _ = monitor.wait(until: deadline(afterSeconds: min(0.05, limit - now)))
             }
+        }
+        for loop in group.makeIterator() {
+            // Queued before the shutdown's drain, so a poll in flight sees it and ends.
+            if let poll = busyPolls[ObjectIdentifier(loop)] { loop.execute { poll.stop() } }
         }
         try? group.syncShutdownGracefully()
         pool.stop()

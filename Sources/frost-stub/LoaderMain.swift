@@ -197,6 +197,7 @@ public enum LoaderMain {
                 configuration.healthPath = settings.healthPath
                 configuration.inlineHandlers = settings.inline
                 configuration.inlineBudget = settings.inlineBudget
+                configuration.busyPoll = settings.busyPoll
                 configuration.boundSockets = worker?.sockets ?? (systemdSockets.isEmpty ? extraSockets : systemdSockets)
                 if let worker {
                     configuration.shutdownGrace = worker.options.gracefulTimeout

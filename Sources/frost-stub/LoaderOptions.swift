@@ -24,6 +24,8 @@ struct LoaderSettings {
     var inline = true
     /// The longest a handler's call may take for its path to run on the event loop.
     var inlineBudget = 0.002
+    /// How long an event loop polls after a read before it sleeps (`--busy-poll`).
+    var busyPoll = 0.000_02
     var accessLogPath: String?
     var logFormat = AccessLog.Format.combined
     var limits = HostLimits()
@@ -106,6 +108,13 @@ enum LoaderOptions {
                 return "--inline-budget needs a number of milliseconds above 0 and at most 10000"
             }
             settings.inlineBudget = milliseconds / 1000
+            return nil
+        },
+        .value("--busy-poll", "US", "how long an event loop goes on polling its connections after a read before it sleeps, in microseconds, yielding the CPU to any thread that wants it (20; 0: sleep at once)") { settings, text in
+            guard let microseconds = Double(text), microseconds >= 0, microseconds <= 10_000 else {
+                return "--busy-poll needs a number of microseconds from 0 to 10000"
+            }
+            settings.busyPoll = microseconds / 1_000_000
             return nil
         },
         .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else auto: one per core this process may use; 0: one process, no master)") { settings, text in

@@ -373,6 +373,9 @@ enum PackageFixture {
         let badBudget = try runProcess(loader, ["--inline-budget", "0"])
         #expect(badBudget.status == 2 && badBudget.stderr.hasPrefix("_x: --inline-budget needs a number of milliseconds above 0"))
         #expect(help.stdout.contains("\n  --no-inline") && help.stdout.contains("\n  --inline-budget MS"))
+        let badPoll = try runProcess(loader, ["--busy-poll", "-5"])
+        #expect(badPoll.status == 2 && badPoll.stderr.hasPrefix("_x: --busy-poll needs a number of microseconds from 0 to 10000"))
+        #expect(help.stdout.contains("\n  --busy-poll US"))
     }
 }
 
