@@ -9,7 +9,9 @@
 # Prints one line per bundle: hello (Samples/hello.py, the native handler) and hello_wsgi
 # (Samples/wsgi_hello.py through isapi.wsgi), served with --workers 0 --threads 1 and
 # --inline-budget 50 (callgrind runs code about 50 times slower, so that the handlers that
-# run on the event loop natively do so here too, every time); LOADER_ARGS adds options
+# run on the event loop natively do so here too, every time) and --busy-poll 0 (the one
+# client waits for each response, and a loop's polls while it waits would count as the
+# request's: about 7,000 instructions); LOADER_ARGS adds options
 # (LOADER_ARGS=--no-inline: every handler on the Python thread); BROWSER=1 also sends the
 # 14 fields a browser sends besides Host (Benchmarks/bench.py's BROWSER_FIELDS).
 set -euo pipefail
@@ -35,7 +37,7 @@ for spec in hello hello_wsgi; do
     "$bin/frost" build "Bundles/$spec.toml" --dist "$work/dist" --quiet
     out="$work/callgrind.$spec"
     valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$work/dist/$spec/_$spec" --listen "127.0.0.1:$port" --workers 0 --threads 1 --no-access-log --inline-budget 50 ${LOADER_ARGS:-} \
+        "$work/dist/$spec/_$spec" --listen "127.0.0.1:$port" --workers 0 --threads 1 --no-access-log --inline-budget 50 --busy-poll 0 ${LOADER_ARGS:-} \
         >"$work/valgrind.$spec.log" 2>&1 &
     server=$!
     for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.5; done
