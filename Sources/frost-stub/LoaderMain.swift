@@ -158,6 +158,15 @@ public enum LoaderMain {
         let environment = processEnvironment()
         let notifier = SystemdNotifier(environment: environment)
         let systemdSockets = worker == nil ? ListenSockets.fromSystemd(environment: environment, pid: getpid()) : []
+        // Before any thread starts (the access log's, the event loops, Python's): they inherit it.
+        if settings.cpuAffinity, let seat = worker?.options.connectionBoard?.1 {
+            let cpus = CPUAffinity.allowedCPUs()
+            if !cpus.isEmpty {
+                do { try CPUAffinity.bind(to: cpus[Int(seat) % cpus.count]) } catch {
+                    printError("frost: worker \(getpid()): --cpu-affinity: \(error); running on any CPU")
+                }
+            }
+        }
         do {
             let log: AccessLog?
             do { log = settings.accessLog ? try AccessLog(path: settings.accessLogPath ?? "-", format: settings.logFormat) : nil } catch {

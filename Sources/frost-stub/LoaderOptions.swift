@@ -26,6 +26,8 @@ struct LoaderSettings {
     var inlineBudget = 0.002
     /// How long an event loop polls after a read before it sleeps (`--busy-poll`).
     var busyPoll = 0.000_02
+    /// Bind each worker to a CPU of its own (`--cpu-affinity`).
+    var cpuAffinity = false
     var accessLogPath: String?
     var logFormat = AccessLog.Format.combined
     var limits = HostLimits()
@@ -116,6 +118,9 @@ enum LoaderOptions {
             }
             settings.busyPoll = microseconds / 1_000_000
             return nil
+        },
+        .flag("--cpu-affinity", "bind each worker process to one of the CPUs the server may use (worker i to the i-th, wrapping), as nginx's worker_cpu_affinity auto; off by default") {
+            $0.cpuAffinity = true
         },
         .value("--workers", "N", "worker processes under a master (default: the bundle's spec, else auto: one per core this process may use; 0: one process, no master)") { settings, text in
             guard ProcessOptions.workerCount(text) != nil else { return "--workers is a number (0: no master) or auto" }

@@ -184,6 +184,44 @@ func answeringPIDs(_ server: RunningServer, requests: Int = 40) -> Set<Int32> {
         #expect(server.stop().status == 0)
     }
 
+    /// `--cpu-affinity`: each worker's threads on a CPU of its own, from those the server
+    /// may use; without it, every worker may use them all.
+    @Test func cpuAffinityBindsEachWorkerToACPUOfItsOwn() throws {
+        let scratch = ScratchDirectory("workers-affinity")
+        func allowedCPUs(_ pid: Int32) -> [String] {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").filter { $0.hasPrefix("Cpus_allowed_list:") }
+                .map { $0.split(separator: "\t").last.map(String.init) ?? "" }
+        }
+        let everyCPU = try #require(allowedCPUs(getpid()).first)
+        // "0-1,4" → 0, 1, 4
+        let cpus = everyCPU.split(separator: ",").flatMap { range -> [Int] in
+            let ends = range.split(separator: "-").compactMap { Int($0) }
+            return ends.count == 2 ? Array(ends[0]...ends[1]) : ends
+        }
+        try #require(cpus.count >= 2, "this machine lets the tests use \(cpus.count) CPU")
+        let loader = try WorkerFixture.bundle(scratch)
+        let bound = try RunningServer(loader: loader, arguments: ["--workers", "2", "--cpu-affinity"])
+        let master = bound.process.processIdentifier
+        #expect(eventually(10) { answeringPIDs(bound, requests: 20).count == 2 }, "both workers serve")
+        let workers = children(of: master)
+        #expect(workers.count == 2)
+        // Every thread of a worker (event loops, Python threads) has the worker's one CPU.
+        let perWorker = workers.map { worker in
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker)/task")) ?? [])
+                .flatMap { task in allowedCPUs(Int32(task)!) })
+        }
+        #expect(perWorker.count == 2 && perWorker.allSatisfy { $0.count == 1 }, "\(perWorker)")
+        #expect(Set(perWorker.flatMap { $0 }) == Set(cpus.prefix(2).map(String.init)), "\(perWorker) of \(cpus)")
+        #expect(allowedCPUs(master) == [everyCPU], "the master is not bound")
+        #expect(bound.stop().status == 0)
+
+        let free = try RunningServer(loader: loader, arguments: ["--workers", "2"])
+        #expect(eventually(10) { answeringPIDs(free, requests: 20).count == 2 })
+        #expect(children(of: free.process.processIdentifier).allSatisfy { allowedCPUs($0) == [everyCPU] })
+        #expect(free.stop().status == 0)
+    }
+
     @Test func timingsSayWhereStartUpTimeGoes() throws {
         let scratch = ScratchDirectory("workers-timings")
         let server = try RunningServer(loader: try WorkerFixture.bundle(scratch), arguments: ["--workers", "1", "--timings"])
