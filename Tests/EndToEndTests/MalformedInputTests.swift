@@ -9,7 +9,7 @@ import Glibc
 /// half-closed connections, and a seeded mutation fuzzer, against the loader users run.
 enum WireFixture {
     static let module = #"""
-    import os, time
+    import os, threading, time
     from isapi import isapicon
     from isapi.simple import SimpleExtension
 
@@ -58,6 +58,15 @@ enum WireFixture {
                           "bad": "20x Nope"}[ecb.QueryString.decode()]
                 ecb.SendResponseHeaders(status, "Content-Length: 0\r\n\r\n", False)
                 return isapicon.HSE_STATUS_SUCCESS
+            if path == "/pending":
+                # Returns PENDING at once; a thread of its own answers a second later and
+                # ends the request with DoneWithSession.
+                def later():
+                    time.sleep(1.0)
+                    reply(ecb, f"finished by {threading.current_thread().name}")
+                    ecb.DoneWithSession()
+                threading.Thread(target=later, name="later").start()
+                return isapicon.HSE_STATUS_PENDING
             if path == "/late":
                 time.sleep(0.5)
                 return reply(ecb, "late")

@@ -167,6 +167,35 @@ import Glibc
         #expect(server.stop().status == 0)
     }
 
+    /// A handler that returns `HSE_STATUS_PENDING` gives its Python thread back: the one
+    /// thread serves other requests while a thread of the extension's own finishes the
+    /// pending one a second later with `DoneWithSession`, and the connection then serves
+    /// the next request.
+    @Test func aPendingRequestFinishedFromAThreadASecondLater() throws {
+        let scratch = ScratchDirectory("pending")
+        // One Python thread and no handler on the loop: the fast requests need the thread
+        // the pending one ran on.
+        let server = try RunningServer(loader: try WireFixture.bundle(scratch),
+                                       arguments: ["--workers", "0", "--threads", "1", "--no-inline", "--no-access-log"])
+        let pending = try RawConnection(port: server.port)
+        let started = Date()
+        try pending.send("GET /pending HTTP/1.1\r\nHost: h\r\n\r\n")
+        usleep(100_000)
+        let fast = try RawConnection(port: server.port)
+        for _ in 0..<3 {
+            try fast.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            #expect(try fast.readResponse().text.hasPrefix("pid "))
+        }
+        #expect(Date().timeIntervalSince(started) < 0.9, "the fast requests waited for the pending one")
+        let response = try pending.readResponse()
+        #expect(response.status == 200)
+        #expect(response.text == "finished by later")
+        #expect(Date().timeIntervalSince(started) >= 1.0)
+        try pending.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(try pending.readResponse().text.hasPrefix("pid "))
+        #expect(server.stop().status == 0)
+    }
+
     /// A read of the body waits for a good share of what is still to come, not for each
     /// piece, but what has come is handed over once the client pauses: here the client
     /// sends the read-ahead (48 KiB) of a 200 KiB body, which calls the handler, whose read
