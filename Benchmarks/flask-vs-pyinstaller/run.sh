@@ -11,7 +11,6 @@ rounds=${1:-10}
 python=/usr/bin/python3
 work=$(mktemp -d /tmp/frost-vs-pyinstaller.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
 
 cd "$repo"
 bash Scripts/setup.sh >/dev/null  # what building frost needs, as for the tests
@@ -59,23 +58,17 @@ pyi_dir=$work/pyi-dist/serve_waitress
 frost_bytes=$(du -sb "$frost_dir" | cut -f1); frost_files=$(find "$frost_dir" -type f | wc -l)
 pyi_bytes=$(du -sb "$pyi_dir" | cut -f1); pyi_files=$(find "$pyi_dir" -type f | wc -l)
 
-# Exec to the first HTTP 200 of GET /, polled every 5 ms, for both.
-first_http_200() {  # command... ; prints ms from exec to the first 200
-    local port=$(( 20000 + RANDOM % 20000 )) begin pid
-    begin=$(ms)
-    "$@" "$port" >/dev/null 2>&1 & pid=$!
-    for _ in $(seq 500); do
-        if curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>/dev/null | grep -q 200; then break; fi
-        sleep 0.005
-    done
-    echo $(( $(ms) - begin ))
-    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
-}
-unfrozen() { cd "$work" && exec "$work/pyi-venv/bin/python" serve_waitress.py "$1"; }  # the same app, not frozen
+# Exec to the first HTTP 200 of GET /, timed by first_200.py (polls every 1 ms in-process).
+first_http_200() { $python "$here/first_200.py" "$@"; }
 pyi_times=(); frost_times=(); single_times=(); unfrozen_times=()
+# One start of each first, not counted: the page cache, and the unfrozen app's bytecode.
+first_http_200 "$pyi_dir/serve_waitress" >/dev/null
+first_http_200 "$work/pyi-venv/bin/python" "$work/serve_waitress.py" >/dev/null
+first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site" >/dev/null
 for _ in $(seq "$rounds"); do
     pyi_times+=("$(first_http_200 "$pyi_dir/serve_waitress")")
-    unfrozen_times+=("$(first_http_200 unfrozen)")
+    # The same app, not frozen: the venv's python, bytecode cached beside the sources.
+    unfrozen_times+=("$(first_http_200 "$work/pyi-venv/bin/python" "$work/serve_waitress.py")")
     frost_times+=("$(first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
     single_times+=("$(FROST_WORKERS=0 first_http_200 "$here/frost_serve.sh" "$frost_dir/_flask_site")")
 done
@@ -86,13 +79,13 @@ $python - "$frost_build" "$frost_rebuild" "$pyi_build" "$frost_bytes" "$frost_fi
     "$pyi_excludes_bytes" "${spec_excludes[*]}" "${unfrozen_times[*]}" <<'PY'
 import datetime, os, platform, statistics, sys
 fb, frb, pb, fbytes, ffiles, pbytes, pfiles = map(int, sys.argv[1:8])
-ft = [int(x) for x in sys.argv[8].split()]
-pt = [int(x) for x in sys.argv[9].split()]
-st = [int(x) for x in sys.argv[10].split()]
+ft = [float(x) for x in sys.argv[8].split()]
+pt = [float(x) for x in sys.argv[9].split()]
+st = [float(x) for x in sys.argv[10].split()]
 hello_bytes, hello_stdlib, loader_bytes = map(int, sys.argv[11:14])
 hello_heavy, results = sys.argv[14].split(), sys.argv[15]
 pxbytes, spec_excludes = int(sys.argv[16]), sys.argv[17].split()
-ut = [int(x) for x in sys.argv[18].split()]
+ut = [float(x) for x in sys.argv[18].split()]
 print(f"{'':28}{'frost':>14}{'PyInstaller':>14}{'ratio':>8}")
 print(f"{'build (s)':28}{fb/1000:>14.1f}{pb/1000:>14.1f}{fb/pb:>8.2f}")
 print(f"{'rebuild, no change (s)':28}{frb/1000:>14.1f}{'':>14}")
@@ -104,7 +97,7 @@ sm = statistics.median(st)
 print(f"{'  the same, --workers 0':28}{sm:>14.0f}{pm:>14.0f}{sm/pm:>8.2f}")
 um = statistics.median(ut)
 print(f"{'  unfrozen: python + waitress':28}{um:>14.0f}{pm:>14.0f}{um/pm:>8.2f}")
-print("  all: exec to the first HTTP 200 for GET /, polled every 5 ms (frost: its own host, a master and")
+print("  all: exec to the first HTTP 200 for GET /, polled every 1 ms (frost: its own host, a master and")
 print("  one worker, or one process with --workers 0; PyInstaller and unfrozen: waitress, one process)")
 
 # The lean bundles targets, each with what was measured in this run.
