@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# How fast one CPython runs the same Python code, by how it is built: Debian's
-# /usr/bin/python3 (libpython linked in statically, not position-independent: what a venv,
-# gunicorn, granian, waitress and `python app.py` run on), the same library as Debian's
-# shared libpython3.11.so (position-independent: what frost's loader and PyInstaller's
-# bootloader load; frost bundles carry it), and a small embedding program (embed.c) linked
-# once with each, to tell the build from the cost of embedding. The workload
+# How fast one CPython version runs the same Python code, by how Debian built it:
+# /usr/bin/python3 (libpython linked in statically, built with profile-guided optimization:
+# what a venv, gunicorn, granian, waitress and `python app.py` run on), and the shared
+# libpython3.11.so (position-independent, without that optimization: what frost's loader
+# and PyInstaller's bootloader load; frost bundles carry it). A small embedding program
+# (embed.c) is linked once with the shared library and once with the static archive, to
+# tell the build from the cost of embedding. The workload
 # (workload.py): importing the Flask sample, then the benchmark's Flask page through Flask's
 # test client. Rounds interleave the three; medians.
 #
@@ -24,7 +25,7 @@ venv=$repo/.build-bench/python-build-venv
 [ -x "$venv/bin/python" ] || { $python -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/Samples/flask_site/requirements.txt"; }
 site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export WORKLOAD_PATH="$repo/Python:$repo/Samples/flask_site:$repo/Benchmarks/apps:$site_packages"
-export PYTHONDONTWRITEBYTECODE=  # bytecode cached beside the sources after the first run
+unset PYTHONDONTWRITEBYTECODE  # bytecode cached beside the sources after the first run
 
 config=$($python -c 'import sysconfig; print(sysconfig.get_config_var("LIBPL"))')
 libdir=$($python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
