@@ -5,7 +5,10 @@ in this process: the clock starts just before the exec and stops when the status
 arrives, so neither the poller's own start nor a coarse poll interval is counted (a
 shell loop of curl every 5 ms added 10-30 ms to a server that refuses connections until
 it listens, and nothing to one whose socket is bound at once and queues them). The
-command is killed afterwards. Prints the milliseconds, or exits 1 after 10 s."""
+command's process group is killed afterwards (a master's workers with it), as
+Benchmarks/bench.py stops its servers. Prints the milliseconds, or exits 1 after 10 s."""
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +25,8 @@ def main():
     port = free_port()
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     begin = time.monotonic()
-    server = subprocess.Popen(sys.argv[1:] + [str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(sys.argv[1:] + [str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.monotonic() - begin < 10 and server.poll() is None:
             try:
@@ -38,7 +42,10 @@ def main():
         print(f"no 200 from {sys.argv[1]} within 10 s", file=sys.stderr)
         return 1
     finally:
-        server.kill()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it exited, and nothing of its group is left
         server.wait()
 
 
