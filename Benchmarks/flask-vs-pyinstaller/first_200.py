@@ -6,7 +6,7 @@ arrives, so neither the poller's own start nor a coarse poll interval is counted
 shell loop of curl every 5 ms added 10-30 ms to a server that refuses connections until
 it listens, and nothing to one whose socket is bound at once and queues them). The
 command's process group is killed afterwards (a master's workers with it), as
-Benchmarks/bench.py stops its servers. Prints the milliseconds, or exits 1 after 10 s."""
+Benchmarks/bench.py stops its servers. Prints the milliseconds, or exits 1 when the command exits first or 10 s pass."""
 import os
 import signal
 import socket
@@ -39,7 +39,8 @@ def main():
             except OSError:
                 pass  # not listening yet
             time.sleep(0.001)
-        print(f"no 200 from {sys.argv[1]} within 10 s", file=sys.stderr)
+        why = f"it exited with status {server.returncode}" if server.poll() is not None else "not within 10 s"
+        print(f"no 200 from {sys.argv[1]}: {why}", file=sys.stderr)
         return 1
     finally:
         try:
